@@ -1,0 +1,87 @@
+"""The .pt checkpoint: exactly the guide's keys, written atomically, read with weights_only=True."""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import EEGConfig
+from .errors import UserInputError
+from .model import EEGModel
+
+CHECKPOINT_VERSION = "eeg_model_v1.5"
+CHECKPOINT_KEYS = ("model_state", "config", "example_input_shape", "epoch", "metrics", "version")
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """Call write(tmp_path) on a temp file beside `path`, then rename it into place: never a half-written file."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UserInputError(f"output folder does not exist: {path.parent}")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_checkpoint(path: str | Path, model: EEGModel, example_input_shape: tuple[int, ...], epoch: int,
+                    metrics: dict[str, Any]) -> None:
+    ckpt = {
+        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "config": model.config.to_dict(),
+        "example_input_shape": tuple(int(d) for d in example_input_shape),
+        "epoch": int(epoch),
+        "metrics": metrics,
+        "version": CHECKPOINT_VERSION,
+    }
+    atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load and check a checkpoint dict; raise UserInputError for missing, corrupt, unsafe or foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0]
+        raise UserInputError(f"checkpoint {path} was refused: it holds objects that are not plain weights "
+                             f"({first}); only load checkpoints written by eeg2arm train") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
+        raise UserInputError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}); retrain or "
+                             f"restore it") from None
+    if not isinstance(ckpt, dict) or set(CHECKPOINT_KEYS) - set(ckpt):
+        found = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise UserInputError(f"{path} is not an eeg2arm checkpoint (expected keys {list(CHECKPOINT_KEYS)}, "
+                             f"found {found})")
+    if ckpt["version"] != CHECKPOINT_VERSION:
+        raise UserInputError(f"checkpoint {path} has version {ckpt['version']!r}; this eeg2arm reads "
+                             f"{CHECKPOINT_VERSION!r}: retrain it")
+    return ckpt
+
+
+def load_model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[EEGModel, dict[str, Any]]:
+    """Rebuild the trained model (lazy layers materialized from example_input_shape) in eval mode.
+
+    Returns (model, meta) with meta = {config: EEGConfig, example_input_shape, epoch, metrics, version}.
+    """
+    ckpt = read_checkpoint(path)
+    config = EEGConfig.from_dict(ckpt["config"])
+    model = EEGModel(config).materialize(ckpt["example_input_shape"])
+    try:
+        model.load_state_dict(ckpt["model_state"])
+    except RuntimeError as e:
+        raise UserInputError(f"checkpoint {path} weights do not fit its config ({str(e).splitlines()[0]})") from None
+    meta = {k: ckpt[k] for k in CHECKPOINT_KEYS if k != "model_state"}
+    meta["config"] = config
+    return model.to(device).eval(), meta

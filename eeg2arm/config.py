@@ -1,0 +1,87 @@
+"""EEGConfig: the single source of truth for the model's hyper-parameters and preprocessing.
+
+It is built once by `eeg2arm train`, stored in the checkpoint as a plain dict, written as JSON into the
+ONNX metadata and read back by the service into this same class.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import UserInputError
+
+
+@dataclass(frozen=True)
+class EEGConfig:
+    n_classes: int  # K
+    n_electrodes: int  # C
+    n_bands: int  # F
+    cnn_time_pool: int = 2  # time pooling factor of the first depthwise block
+    frame_embed: int = 256  # Transformer width
+    dropout: float = 0.1
+    normalize: bool = False  # per-sample z-score over (F, T) per electrode, applied inside the model
+    clip_length: int | None = None  # None: any T >= min_frames; int: the model sees the last clip_length frames
+    depth_multiplier: int = 4  # feature maps per electrode in the depthwise convs
+    spatial_filters: int = 32  # output channels of the 1x1x1 electrode mix
+    kernel_bands: int = 3
+    kernel_time: int = 3
+    n_heads: int = 4
+    n_layers: int = 2
+    class_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        positive = ("n_classes", "n_electrodes", "n_bands", "cnn_time_pool", "frame_embed", "depth_multiplier",
+                    "spatial_filters", "kernel_bands", "kernel_time", "n_heads", "n_layers")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserInputError(f"config.{name} must be a positive integer, got {value!r}")
+        if self.n_classes < 2:
+            raise UserInputError(f"config.n_classes must be at least 2, got {self.n_classes}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserInputError(f"config.dropout must be in [0, 1), got {self.dropout}")
+        if self.frame_embed % self.n_heads:
+            raise UserInputError(f"frame_embed ({self.frame_embed}) must be divisible by n_heads ({self.n_heads})")
+        if self.clip_length is not None and self.clip_length < self.cnn_time_pool:
+            raise UserInputError(f"clip_length ({self.clip_length}) must be at least cnn_time_pool ({self.cnn_time_pool})")
+        if self.class_names is not None:
+            object.__setattr__(self, "class_names", tuple(str(n) for n in self.class_names))
+            if len(self.class_names) != self.n_classes:
+                raise UserInputError(f"{len(self.class_names)} class names given for {self.n_classes} classes")
+
+    @property
+    def min_frames(self) -> int:
+        """The shortest T the model accepts: one pooled frame, or the whole clip when clip_length is set."""
+        return self.clip_length if self.clip_length is not None else self.cnn_time_pool
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if self.class_names is not None:
+            d["class_names"] = list(self.class_names)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EEGConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UserInputError(f"unknown config keys {unknown}: this file was made by another eeg2arm version")
+        try:
+            return cls(**d)
+        except TypeError as e:  # a required key is missing
+            raise UserInputError(f"incomplete config ({e}): this file was not made by eeg2arm") from None
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "EEGConfig":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise UserInputError(f"config is not valid JSON ({e})") from None
+        if not isinstance(d, dict):
+            raise UserInputError("config JSON must be an object")
+        return cls.from_dict(d)

@@ -1,0 +1,87 @@
+"""Load and validate X.npy (N, C, F, T) / y.npy (N,) and split them into train and validation sets."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import GroupShuffleSplit, train_test_split
+
+from .config import EEGConfig
+from .errors import UserInputError
+
+
+def load_npy(path: str | Path, what: str) -> np.ndarray:
+    """np.load a plain (non-pickled) array, or raise UserInputError naming `what` and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"{what} file not found: {path}")
+    if path.suffix != ".npy":
+        raise UserInputError(f"{what} must be a .npy file saved with numpy.save, got {path.name}")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise UserInputError(f"{what} {path} is not a readable .npy array ({e}); re-save it with numpy.save") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
+        raise UserInputError(f"{what} {path} must hold numbers, got dtype {getattr(arr, 'dtype', type(arr))}")
+    return arr
+
+
+def check_windows(X: np.ndarray, config: EEGConfig, what: str = "X") -> np.ndarray:
+    """Validate band-power windows against the model and return them as float32 (B, C, F, T)."""
+    if X.ndim == 3:
+        X = X[None]  # a single window (C, F, T)
+    if X.ndim != 4:
+        raise UserInputError(f"{what} has shape {X.shape}; expected (N, C, F, T) or a single window (C, F, T)")
+    if X.shape[0] == 0:
+        raise UserInputError(f"{what} holds no samples (shape {X.shape})")
+    _, C, F, T = X.shape
+    if (C, F) != (config.n_electrodes, config.n_bands):
+        raise UserInputError(f"Data shapes (C={C}, F={F}) do not match config (C={config.n_electrodes}, "
+                             f"F={config.n_bands}): --elec must equal X.shape[1] and --bands X.shape[2]")
+    if T < config.min_frames:
+        raise UserInputError(f"{what} has T={T} frames but the model needs at least T={config.min_frames} "
+                             f"(cnn_time_pool / clip_length): use longer windows")
+    bad = ~np.isfinite(X)
+    if bad.any():
+        first = int(np.argwhere(bad)[0][0])
+        raise UserInputError(f"{what} contains {int(bad.sum())} NaN/Inf values (first in sample {first}): "
+                             f"remove or impute them")
+    return X.astype(np.float32, copy=False)
+
+
+def check_labels(y: np.ndarray, n_samples: int, n_classes: int) -> np.ndarray:
+    """Validate integer labels in [0, K-1], one per sample, and return them as int64."""
+    if y.ndim != 1:
+        raise UserInputError(f"y has shape {y.shape}; expected (N,) integer labels")
+    if len(y) != n_samples:
+        raise UserInputError(f"X has {n_samples} samples but y has {len(y)} labels: they must match")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y))):
+        raise UserInputError("y must hold integer class indices, found non-integer values")
+    y = y.astype(np.int64)
+    if y.min() < 0 or y.max() >= n_classes:
+        raise UserInputError(f"labels must be in [0, {n_classes - 1}] for --classes {n_classes}, found "
+                             f"[{y.min()}, {y.max()}]: fix the labels or update --classes")
+    return y
+
+
+def split_indices(y: np.ndarray, val_split: float, seed: int,
+                  groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Train/val indices: stratified random split, or by group (no group on both sides) when groups are given."""
+    n = len(y)
+    if not 0.0 < val_split < 1.0:
+        raise UserInputError(f"--val-split must be between 0 and 1 (exclusive), got {val_split}")
+    n_val = int(np.ceil(n * val_split))
+    if n < 2 or n_val >= n:
+        raise UserInputError(f"too few samples ({n}) for --val-split {val_split}: need at least one sample on each "
+                             f"side; add data or change --val-split")
+    idx = np.arange(n)
+    if groups is not None:
+        if len(np.unique(groups)) < 2:
+            raise UserInputError("--groups has a single group: a grouped split needs at least two")
+        splitter = GroupShuffleSplit(n_splits=1, test_size=val_split, random_state=seed)
+        train_idx, val_idx = next(splitter.split(idx, y, groups))
+        return train_idx, val_idx
+    counts = np.bincount(y)
+    stratify = y if counts[counts > 0].min() >= 2 and n_val >= len(counts[counts > 0]) else None
+    train_idx, val_idx = train_test_split(idx, test_size=n_val, random_state=seed, stratify=stratify)
+    return np.sort(train_idx), np.sort(val_idx)

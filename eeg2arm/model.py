@@ -1,0 +1,199 @@
+"""EEGModel: band-power EEG (B, C electrodes, F bands, T frames) -> class logits, and Hysteresis.
+
+    (B, C, F, T) --z-score (config.normalize)--> depthwise conv (F, T) per electrode, time pool
+    --> depthwise conv --> 1x1x1 mix across electrodes --> flatten per frame --> LazyLinear to frame_embed
+    --> causal Transformer over frames --> head: per-frame logits (B, T', K); forward() keeps the last frame.
+
+Everything is causal in time, so forward_seq() on a growing stream never revises a past frame's output.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import EEGConfig
+from .errors import UserInputError
+
+
+def zscore(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Per-sample z-score over (F, T) for each electrode. x: (B, C, F, T)."""
+    var, mean = torch.var_mean(x, dim=(2, 3), correction=0, keepdim=True)  # (B, C, 1, 1)
+    return (x - mean) / torch.sqrt(var + eps)
+
+
+class DepthwiseBlock(nn.Module):
+    """Conv over (F, T) within each input channel group, causal in time (left padding), then time pooling."""
+
+    def __init__(self, ch_in: int, ch_out: int, kernel_bands: int, kernel_time: int, pool: int):
+        super().__init__()
+        self.pad = (kernel_time - 1, 0, kernel_bands // 2, (kernel_bands - 1) // 2, 0, 0)  # (T, F, depth)
+        self.conv = nn.Conv3d(ch_in, ch_out, (1, kernel_bands, kernel_time), groups=ch_in, bias=False)
+        self.norm = nn.BatchNorm3d(ch_out)
+        self.pool = nn.AvgPool3d((1, 1, pool)) if pool > 1 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, ch_in, 1, F, T) -> (B, ch_out, 1, F, T // pool)
+        return self.pool(F.gelu(self.norm(self.conv(F.pad(x, self.pad)))))
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention with a causal mask and ALiBi recency bias.
+
+    ALiBi (a per-head penalty proportional to the distance between frames) gives the model a sense of order
+    that depends only on relative position, so any T works and no position table limits the stream.
+    """
+
+    def __init__(self, dim: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.attn_dropout = dropout
+        self.resid_dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:  # x (B, T, E), bias (H, T, T)
+        B, T, E = x.shape
+        q, k, v = self.qkv(x).split(E, dim=2)
+        q, k, v = (t.view(B, T, self.n_heads, E // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, H, T, hs)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias,
+                                           dropout_p=self.attn_dropout if self.training else 0.0)
+        return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, T, E)))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, dim: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(dim)
+        self.attn = CausalSelfAttention(dim, n_heads, dropout)
+        self.ln2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:  # (B, T, E)
+        x = x + self.attn(self.ln1(x), bias)
+        return x + self.mlp(self.ln2(x))
+
+
+def alibi_slopes(n_heads: int) -> torch.Tensor:
+    """Geometric per-head slopes 2^(-8 h / H), as in ALiBi (Press et al., 2022)."""
+    return torch.tensor([2.0 ** (-8.0 * (h + 1) / n_heads) for h in range(n_heads)])
+
+
+class EEGModel(nn.Module):
+    def __init__(self, config: EEGConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        maps = c.n_electrodes * c.depth_multiplier
+        self.stem = nn.Sequential(
+            DepthwiseBlock(c.n_electrodes, maps, c.kernel_bands, c.kernel_time, c.cnn_time_pool),
+            DepthwiseBlock(maps, maps, c.kernel_bands, c.kernel_time, 1),
+        )
+        self.mix = nn.Sequential(nn.Conv3d(maps, c.spatial_filters, 1), nn.BatchNorm3d(c.spatial_filters),
+                                 nn.GELU(), nn.Dropout(c.dropout))  # 1x1x1: mixes electrodes
+        self.embed = nn.LazyLinear(c.frame_embed)  # in_features = spatial_filters * F, found on the first forward
+        self.blocks = nn.ModuleList(TransformerBlock(c.frame_embed, c.n_heads, c.dropout) for _ in range(c.n_layers))
+        self.ln_f = nn.LayerNorm(c.frame_embed)
+        self.head = nn.Linear(c.frame_embed, c.n_classes)
+        self.register_buffer("slopes", alibi_slopes(c.n_heads), persistent=False)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise UserInputError unless x is (B, C, F, T) with this model's C, F and T >= min_frames."""
+        c = self.config
+        if x.dim() != 4:
+            raise UserInputError(f"expected input (B, C, F, T) with 4 dims, got shape {tuple(x.shape)}")
+        if x.shape[1] != c.n_electrodes or x.shape[2] != c.n_bands:
+            raise UserInputError(f"input has C={x.shape[1]}, F={x.shape[2]} but the model expects "
+                                 f"C={c.n_electrodes}, F={c.n_bands}")
+        if x.shape[3] < c.min_frames:
+            raise UserInputError(f"input has T={x.shape[3]} frames; this model needs at least T={c.min_frames}")
+
+    def attention_bias(self, T: int, device: torch.device) -> torch.Tensor:
+        """(H, T, T) additive bias: -slope * distance to past frames, -inf to future frames (built from the runtime T)."""
+        pos = torch.arange(T, device=device)
+        dist = (pos[:, None] - pos[None, :]).float()  # (T, T): i - j
+        bias = -self.slopes[:, None, None] * dist  # (H, T, T)
+        return bias.masked_fill(dist < 0, float("-inf"))
+
+    def frame_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, F, T) band power -> (B, T', E) per-frame embeddings with T' = T_seen // cnn_time_pool."""
+        self.check_input(x)
+        if self.config.clip_length is not None:
+            x = x[..., -self.config.clip_length:]  # the model sees the last clip_length frames
+        if self.config.normalize:
+            x = zscore(x)
+        h = self.mix(self.stem(x.unsqueeze(2)))  # (B, S, 1, F, T')
+        B, S, _, F_, T = h.shape
+        h = h.reshape(B, S * F_, T).transpose(1, 2)  # (B, T', S*F)
+        return self.embed(h)  # (B, T', E)
+
+    def forward_seq(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-frame logits (B, T', K); frame t only sees input frames up to its own."""
+        h = self.frame_features(x)
+        bias = self.attention_bias(h.shape[1], h.device)
+        for block in self.blocks:
+            h = block(h, bias)
+        return self.head(self.ln_f(h))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the last frame (B, K)."""
+        return self.forward_seq(x)[:, -1]
+
+    @torch.no_grad()
+    def materialize(self, example_input_shape: tuple[int, ...]) -> "EEGModel":
+        """Run one dry forward so the lazy layers get their shapes (before loading weights or building an optimizer)."""
+        _, C, F_, T = example_input_shape
+        was_training = self.training
+        self.eval()
+        self(torch.zeros(2, C, F_, max(T, self.config.min_frames), device=self.slopes.device))
+        self.train(was_training)
+        return self
+
+
+class Hysteresis:
+    """Smooth per-frame class probabilities into a steady decision, so the arm does not jitter.
+
+    A class is *entered* once its probability is >= `enter` for `min_frames` consecutive frames. The decision is
+    then *held* while its probability stays >= `exit` (choose exit <= enter); below that it is released to
+    UNDECIDED (-1) until a class enters again.
+
+        smoother = Hysteresis(enter=0.7, exit=0.5, min_frames=3)
+        decisions = [smoother.update(p) for p in probs]  # probs: (T, K)
+    """
+
+    UNDECIDED = -1
+
+    def __init__(self, enter: float = 0.7, exit: float = 0.5, min_frames: int = 3):
+        if not 0.0 <= exit <= enter <= 1.0:
+            raise ValueError(f"need 0 <= exit <= enter <= 1, got enter={enter}, exit={exit}")
+        if min_frames < 1:
+            raise ValueError(f"min_frames must be >= 1, got {min_frames}")
+        self.enter, self.exit, self.min_frames = enter, exit, min_frames
+        self.reset()
+
+    def reset(self) -> None:
+        self.decision = self.UNDECIDED
+        self._candidate = self.UNDECIDED
+        self._streak = 0
+
+    def update(self, probs) -> int:
+        """Feed one frame's probabilities (K,); returns the current decision (a class index or UNDECIDED)."""
+        p = np.asarray(probs, dtype=np.float64)
+        if self.decision != self.UNDECIDED and p[self.decision] < self.exit:
+            self.decision = self.UNDECIDED
+        best = int(p.argmax())
+        if best != self.decision and p[best] >= self.enter:
+            self._streak = self._streak + 1 if best == self._candidate else 1
+            self._candidate = best
+            if self._streak >= self.min_frames:
+                self.decision, self._candidate, self._streak = best, self.UNDECIDED, 0
+        else:
+            self._candidate, self._streak = self.UNDECIDED, 0
+        return self.decision
+
+    def run(self, probs_seq) -> list[int]:
+        """Decisions for a whole sequence (T, K), starting from a reset state."""
+        self.reset()
+        return [self.update(p) for p in probs_seq]
