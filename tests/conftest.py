@@ -1,0 +1,38 @@
+"""Shared fixtures: the real EEG in ../shared/data and a checkpoint trained on it once per test session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("EEG2ARM_SHARED", REPO.parent / "shared")) / "data"
+BANDPOWER = SHARED_DATA / "bandpower"
+
+
+@pytest.fixture(scope="session")
+def bandpower_dir() -> Path:
+    if not (BANDPOWER / "X.npy").is_file():
+        pytest.fail(f"real EEG data not found at {BANDPOWER}: clone beside ../shared or set EEG2ARM_SHARED")
+    return BANDPOWER
+
+
+@pytest.fixture(scope="session")
+def bandpower(bandpower_dir) -> tuple[np.ndarray, np.ndarray]:
+    """The eyes-open/closed set: X (100, 32, 4, 15) float32, y (100,) int64."""
+    return np.load(bandpower_dir / "X.npy"), np.load(bandpower_dir / "y.npy")
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, bandpower):
+    """(checkpoint path, metrics) of a small model trained for 2 epochs on the real eyes-open/closed set."""
+    from eeg2arm.config import EEGConfig
+    from eeg2arm.train import TrainOptions, train
+
+    X, y = bandpower
+    path = tmp_path_factory.mktemp("ckpt") / "ckpt.pt"
+    config = EEGConfig(n_classes=2, n_electrodes=32, n_bands=4, frame_embed=64)
+    metrics = train(X, y, config, path, TrainOptions(epochs=2, batch=32, workers=0, device="cpu"), echo=lambda s: None)
+    return path, metrics
