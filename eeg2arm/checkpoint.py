@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -51,12 +52,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"checkpoint not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise UserInputError(f"checkpoint {path} is corrupt or truncated (not a torch.save archive); retrain or "
+                             f"restore it")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0]
-        raise UserInputError(f"checkpoint {path} was refused: it holds objects that are not plain weights "
-                             f"({first}); only load checkpoints written by eeg2arm train") from None
+        culprit = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        what = f" ({culprit.group(1)})" if culprit else ""
+        raise UserInputError(f"checkpoint {path} was refused: it holds Python objects{what}, not plain weights "
+                             f"(loaded with weights_only=True); only load checkpoints written by eeg2arm train") from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
         raise UserInputError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}); retrain or "
                              f"restore it") from None

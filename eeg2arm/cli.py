@@ -30,11 +30,20 @@ def user_errors(fn):
     return wrapper
 
 
+class EchoHandler(logging.Handler):
+    """Log records as `LEVEL: message` on the current stderr (click.echo looks it up at each call)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"{record.levelname}: {record.getMessage()}", err=True)
+
+
 @click.group()
 @click.version_option(package_name="eeg2arm")
 def cli() -> None:
     """Decode band-power EEG for a robot arm: train, infer, export, serve."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    if not any(isinstance(h, EchoHandler) for h in log.handlers):
+        log.addHandler(EchoHandler())
+        log.setLevel(logging.INFO)
 
 
 @cli.command()
@@ -76,7 +85,7 @@ def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed
     X, y = load_npy(x_path, "X"), load_npy(y_path, "y")
     opts = TrainOptions(batch=batch, epochs=epochs, lr=lr, wd=wd, val_split=val_split, seed=seed,
                         workers=workers, compile=compile_, device=device)
-    run_training(X, y, config, save, opts, resume=resume, echo=click.echo)
+    run_training(X, y, config, save, opts, resume=resume)
 
 
 @cli.command()
@@ -96,7 +105,8 @@ def infer(ckpt, x_path, no_softmax, normalize, device) -> None:
     from .device import resolve_device
     from .infer import format_predictions, predict_logits
 
-    model, meta = load_model_from_checkpoint(ckpt, resolve_device(device))
+    model, meta = load_model_from_checkpoint(ckpt)
+    model.to(resolve_device(device))
     config = meta["config"]
     if normalize and not config.normalize:
         log.warning("--normalize ignored: this checkpoint was trained without normalization")

@@ -26,12 +26,16 @@ def load_npy(path: str | Path, what: str) -> np.ndarray:
     return arr
 
 
-def check_windows(X: np.ndarray, config: EEGConfig, what: str = "X") -> np.ndarray:
-    """Validate band-power windows against the model and return them as float32 (B, C, F, T)."""
-    if X.ndim == 3:
-        X = X[None]  # a single window (C, F, T)
+def check_windows(X: np.ndarray, config: EEGConfig, what: str = "X", single_ok: bool = True) -> np.ndarray:
+    """Validate band-power windows against the model and return them as float32 (B, C, F, T).
+
+    With single_ok, one window (C, F, T) is accepted and becomes (1, C, F, T).
+    """
+    if X.ndim == 3 and single_ok:
+        X = X[None]
     if X.ndim != 4:
-        raise UserInputError(f"{what} has shape {X.shape}; expected (N, C, F, T) or a single window (C, F, T)")
+        expected = "(N, C, F, T) or a single window (C, F, T)" if single_ok else "(N, C, F, T)"
+        raise UserInputError(f"{what} has shape {X.shape}; expected {expected}")
     if X.shape[0] == 0:
         raise UserInputError(f"{what} holds no samples (shape {X.shape})")
     _, C, F, T = X.shape

@@ -31,12 +31,11 @@ class DepthwiseBlock(nn.Module):
     def __init__(self, ch_in: int, ch_out: int, kernel_bands: int, kernel_time: int, pool: int):
         super().__init__()
         self.pad = (kernel_time - 1, 0, kernel_bands // 2, (kernel_bands - 1) // 2, 0, 0)  # (T, F, depth)
-        self.conv = nn.Conv3d(ch_in, ch_out, (1, kernel_bands, kernel_time), groups=ch_in, bias=False)
-        self.norm = nn.BatchNorm3d(ch_out)
+        self.conv = nn.Conv3d(ch_in, ch_out, (1, kernel_bands, kernel_time), groups=ch_in)
         self.pool = nn.AvgPool3d((1, 1, pool)) if pool > 1 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, ch_in, 1, F, T) -> (B, ch_out, 1, F, T // pool)
-        return self.pool(F.gelu(self.norm(self.conv(F.pad(x, self.pad)))))
+        return self.pool(F.gelu(self.conv(F.pad(x, self.pad))))
 
 
 class CausalSelfAttention(nn.Module):
@@ -91,13 +90,23 @@ class EEGModel(nn.Module):
             DepthwiseBlock(c.n_electrodes, maps, c.kernel_bands, c.kernel_time, c.cnn_time_pool),
             DepthwiseBlock(maps, maps, c.kernel_bands, c.kernel_time, 1),
         )
-        self.mix = nn.Sequential(nn.Conv3d(maps, c.spatial_filters, 1), nn.BatchNorm3d(c.spatial_filters),
-                                 nn.GELU(), nn.Dropout(c.dropout))  # 1x1x1: mixes electrodes
+        self.mix = nn.Sequential(nn.Conv3d(maps, c.spatial_filters, 1), nn.GELU(), nn.Dropout(c.dropout))  # 1x1x1: mixes electrodes
         self.embed = nn.LazyLinear(c.frame_embed)  # in_features = spatial_filters * F, found on the first forward
+        self.ln_embed = nn.LayerNorm(c.frame_embed)
         self.blocks = nn.ModuleList(TransformerBlock(c.frame_embed, c.n_heads, c.dropout) for _ in range(c.n_layers))
         self.ln_f = nn.LayerNorm(c.frame_embed)
         self.head = nn.Linear(c.frame_embed, c.n_classes)
         self.register_buffer("slopes", alibi_slopes(c.n_heads), persistent=False)
+        # Per (electrode, band) standardization learnt from the training set (set_input_stats); saved with the weights.
+        self.register_buffer("input_mean", torch.zeros(c.n_electrodes, c.n_bands, 1))
+        self.register_buffer("input_std", torch.ones(c.n_electrodes, c.n_bands, 1))
+
+    @torch.no_grad()
+    def set_input_stats(self, X: torch.Tensor) -> None:
+        """Fix the input standardization to the mean and std of training windows X (N, C, F, T) over N and T."""
+        std, mean = torch.std_mean(X.float().to(self.input_mean.device), dim=(0, 3), correction=0)  # (C, F)
+        self.input_mean.copy_(mean[..., None])
+        self.input_std.copy_(std.clamp_min(1e-6)[..., None])
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise UserInputError unless x is (B, C, F, T) with this model's C, F and T >= min_frames."""
@@ -124,10 +133,11 @@ class EEGModel(nn.Module):
             x = x[..., -self.config.clip_length:]  # the model sees the last clip_length frames
         if self.config.normalize:
             x = zscore(x)
+        x = (x - self.input_mean) / self.input_std
         h = self.mix(self.stem(x.unsqueeze(2)))  # (B, S, 1, F, T')
         B, S, _, F_, T = h.shape
         h = h.reshape(B, S * F_, T).transpose(1, 2)  # (B, T', S*F)
-        return self.embed(h)  # (B, T', E)
+        return self.ln_embed(self.embed(h))  # (B, T', E)
 
     def forward_seq(self, x: torch.Tensor) -> torch.Tensor:
         """Per-frame logits (B, T', K); frame t only sees input frames up to its own."""

@@ -83,7 +83,7 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
         start_epoch, best, history = meta["epoch"] + 1, meta["metrics"], list(meta["metrics"]["history"])
         if start_epoch > opts.epochs:
             raise UserInputError(f"--resume checkpoint is already at epoch {meta['epoch']}; raise --epochs")
-    X = check_windows(X, config)
+    X = check_windows(X, config, single_ok=False)
     y = check_labels(y, len(X), config.n_classes)
     if groups is not None and len(groups) != len(X):
         raise UserInputError(f"--groups has {len(groups)} entries but X has {len(X)} samples")
@@ -91,6 +91,7 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
     example_input_shape = (1, *X.shape[1:])
     if resume is None:
         model = EEGModel(config).materialize(example_input_shape).to(device)
+        model.set_input_stats(torch.from_numpy(X[train_idx]))
 
     def loader(idx: np.ndarray, shuffle: bool) -> DataLoader:
         ds = TensorDataset(torch.from_numpy(X[idx]), torch.from_numpy(y[idx]))

@@ -1,0 +1,123 @@
+import numpy as np
+import pytest
+import torch
+
+from eeg2arm import EEGConfig, EEGModel, Hysteresis, UserInputError
+from eeg2arm.model import zscore
+
+
+def make_model(**overrides) -> EEGModel:
+    torch.manual_seed(0)
+    config = EEGConfig(n_classes=3, n_electrodes=8, n_bands=4, frame_embed=32, **overrides)
+    return EEGModel(config).materialize((1, 8, 4, 10)).eval()
+
+
+@pytest.mark.parametrize("B,T", [(1, 2), (3, 15), (2, 17), (4, 64)])
+def test_any_T_at_or_above_the_minimum(B, T):
+    model = make_model()
+    x = torch.randn(B, 8, 4, T)
+    assert model(x).shape == (B, 3)
+    assert model.forward_seq(x).shape == (B, T // model.config.cnn_time_pool, 3)
+
+
+def test_short_T_and_wrong_shape_are_clear_errors():
+    model = make_model(cnn_time_pool=4)
+    assert model.config.min_frames == 4
+    with pytest.raises(UserInputError, match="T=3 frames; this model needs at least T=4"):
+        model(torch.randn(2, 8, 4, 3))
+    with pytest.raises(UserInputError, match="C=7, F=4 but the model expects C=8, F=4"):
+        model(torch.randn(2, 7, 4, 10))
+    with pytest.raises(UserInputError, match="4 dims"):
+        model(torch.randn(8, 4, 10))
+
+
+def test_forward_seq_last_frame_equals_forward():
+    model = make_model()
+    x = torch.randn(5, 8, 4, 21)
+    with torch.no_grad():
+        assert torch.equal(model.forward_seq(x)[:, -1], model(x))
+
+
+def test_forward_seq_is_causal():
+    model = make_model()
+    pool = model.config.cnn_time_pool
+    x = torch.randn(2, 8, 4, 20)
+    with torch.no_grad():
+        base = model.forward_seq(x)
+        for t in range(base.shape[1] - 1):
+            changed = x.clone()
+            changed[..., (t + 1) * pool:] = torch.randn_like(changed[..., (t + 1) * pool:]) * 5
+            out = model.forward_seq(changed)
+            assert torch.equal(out[:, : t + 1], base[:, : t + 1]), f"frame {t} saw the future"
+            assert not torch.allclose(out[:, t + 1:], base[:, t + 1:]), "later frames must react to the change"
+
+
+def test_clip_length_uses_the_last_frames():
+    model = make_model(clip_length=6)
+    x = torch.randn(2, 8, 4, 20)
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x[..., -6:]))
+    with pytest.raises(UserInputError, match="at least T=6"):
+        model(torch.randn(2, 8, 4, 5))
+
+
+def test_normalize_is_the_per_electrode_zscore_inside_the_model():
+    plain, normed = make_model(), make_model(normalize=True)
+    normed.load_state_dict(plain.state_dict())
+    x = torch.randn(3, 8, 4, 12) * 7 + 3
+    z = zscore(x)
+    assert torch.allclose(z.mean(dim=(2, 3)), torch.zeros(3, 8), atol=1e-5)
+    assert torch.allclose(z.std(dim=(2, 3), correction=0), torch.ones(3, 8), atol=1e-4)
+    with torch.no_grad():
+        assert torch.allclose(normed(x), plain(z), atol=1e-6)
+
+
+def test_config_round_trips_and_rejects_bad_values():
+    config = EEGConfig(n_classes=2, n_electrodes=32, n_bands=4, class_names=("eyes_open", "eyes_closed"))
+    assert EEGConfig.from_json(config.to_json()) == config
+    assert EEGConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(UserInputError, match="unknown config keys"):
+        EEGConfig.from_dict({**config.to_dict(), "surprise": 1})
+    with pytest.raises(UserInputError, match="divisible"):
+        EEGConfig(n_classes=2, n_electrodes=4, n_bands=4, frame_embed=30, n_heads=4)
+    with pytest.raises(UserInputError, match="dropout"):
+        EEGConfig(n_classes=2, n_electrodes=4, n_bands=4, dropout=1.5)
+
+
+# --- Hysteresis on hand-made sequences -------------------------------------------------------------------------
+
+def probs(*p1):
+    """Two-class probabilities from P(class 1) per frame."""
+    return [[1 - p, p] for p in p1]
+
+
+def test_hysteresis_needs_min_frames_above_enter():
+    h = Hysteresis(enter=0.7, exit=0.5, min_frames=3)
+    assert h.run(probs(0.8, 0.8, 0.6, 0.8, 0.8, 0.8)) == [-1, -1, -1, -1, -1, 1]
+
+
+def test_hysteresis_holds_between_exit_and_enter_then_releases():
+    h = Hysteresis(enter=0.7, exit=0.5, min_frames=2)
+    seq = probs(0.9, 0.9, 0.6, 0.55, 0.51, 0.4, 0.3)
+    assert h.run(seq) == [-1, 1, 1, 1, 1, -1, -1]
+
+
+def test_hysteresis_switches_class_only_after_the_streak():
+    h = Hysteresis(enter=0.7, exit=0.5, min_frames=2)
+    seq = probs(0.9, 0.9, 0.2, 0.2, 0.2)  # class 1, then class 0 confidently
+    assert h.run(seq) == [-1, 1, -1, 0, 0]
+
+
+def test_hysteresis_ignores_single_frame_flicker():
+    h = Hysteresis(enter=0.6, exit=0.3, min_frames=2)
+    flicker = probs(0.9, 0.9, 0.1, 0.9, 0.1, 0.9)  # a jittery raw decision: 1 0 1 0 1 after entering
+    assert h.run(flicker) == [-1, 1, -1, -1, -1, -1]
+    raw = [int(np.argmax(p)) for p in flicker]
+    assert raw == [1, 1, 0, 1, 0, 1]
+
+
+def test_hysteresis_rejects_bad_thresholds():
+    with pytest.raises(ValueError):
+        Hysteresis(enter=0.4, exit=0.6)
+    with pytest.raises(ValueError):
+        Hysteresis(min_frames=0)
