@@ -29,6 +29,7 @@ class EEGConfig:
     kernel_time: int = 3
     n_heads: int = 4
     n_layers: int = 2
+    context: int | None = 64  # attention window W in pooled frames (None: whole history); bounds streaming memory
     class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -42,6 +43,9 @@ class EEGConfig:
             raise UserInputError(f"config.n_classes must be at least 2, got {self.n_classes}")
         if not 0.0 <= self.dropout < 1.0:
             raise UserInputError(f"config.dropout must be in [0, 1), got {self.dropout}")
+        if self.context is not None and (isinstance(self.context, bool) or not isinstance(self.context, int)
+                                         or self.context < 1):
+            raise UserInputError(f"config.context must be a positive integer or None, got {self.context!r}")
         if self.frame_embed % self.n_heads:
             raise UserInputError(f"frame_embed ({self.frame_embed}) must be divisible by n_heads ({self.n_heads})")
         if self.clip_length is not None and self.clip_length < self.cnn_time_pool:

@@ -30,16 +30,21 @@ class DepthwiseBlock(nn.Module):
 
     def __init__(self, ch_in: int, ch_out: int, kernel_bands: int, kernel_time: int, pool: int):
         super().__init__()
-        self.pad = (kernel_time - 1, 0, kernel_bands // 2, (kernel_bands - 1) // 2, 0, 0)  # (T, F, depth)
+        self.history = kernel_time - 1  # past frames each output needs
+        self.band_pad = (0, 0, kernel_bands // 2, (kernel_bands - 1) // 2)  # (T, F): same size over bands
         self.conv = nn.Conv3d(ch_in, ch_out, (1, kernel_bands, kernel_time), groups=ch_in)
         self.pool = nn.AvgPool3d((1, 1, pool)) if pool > 1 else nn.Identity()
 
+    def convolve(self, x: torch.Tensor) -> torch.Tensor:
+        """x holds `history` frames before the T it answers for: (B, ch_in, 1, F, history + T) -> (B, ch_out, 1, F, T)."""
+        return F.gelu(self.conv(F.pad(x, self.band_pad)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, ch_in, 1, F, T) -> (B, ch_out, 1, F, T // pool)
-        return self.pool(F.gelu(self.conv(F.pad(x, self.pad))))
+        return self.pool(self.convolve(F.pad(x, (self.history, 0))))  # zeros before the first frame: causal
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head self-attention with a causal mask and ALiBi recency bias.
+    """Multi-head self-attention with a causal, windowed mask and ALiBi recency bias.
 
     ALiBi (a per-head penalty proportional to the distance between frames) gives the model a sense of order
     that depends only on relative position, so any T works and no position table limits the stream.
@@ -53,13 +58,17 @@ class CausalSelfAttention(nn.Module):
         self.attn_dropout = dropout
         self.resid_dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:  # x (B, T, E), bias (H, T, T)
+    def forward(self, x: torch.Tensor, bias: torch.Tensor,
+                past: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """x (B, T, E), bias (H, T, past + T) -> (B, T, E) and the keys/values (B, H, past + T, hs) it attended to."""
         B, T, E = x.shape
-        q, k, v = self.qkv(x).split(E, dim=2)
-        q, k, v = (t.view(B, T, self.n_heads, E // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, H, T, hs)
+        q, k, v = (t.view(B, T, self.n_heads, E // self.n_heads).transpose(1, 2)
+                   for t in self.qkv(x).split(E, dim=2))  # (B, H, T, hs)
+        if past is not None:  # streaming: keys and values of earlier frames come from the cache
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias,
                                            dropout_p=self.attn_dropout if self.training else 0.0)
-        return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, T, E)))
+        return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, T, E))), (k, v)
 
 
 class TransformerBlock(nn.Module):
@@ -70,9 +79,11 @@ class TransformerBlock(nn.Module):
         self.ln2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim), nn.Dropout(dropout))
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:  # (B, T, E)
-        x = x + self.attn(self.ln1(x), bias)
-        return x + self.mlp(self.ln2(x))
+    def forward(self, x: torch.Tensor, bias: torch.Tensor,
+                past: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        a, kv = self.attn(self.ln1(x), bias, past)  # (B, T, E)
+        x = x + a
+        return x + self.mlp(self.ln2(x)), kv
 
 
 def alibi_slopes(n_heads: int) -> torch.Tensor:
@@ -119,12 +130,14 @@ class EEGModel(nn.Module):
         if x.shape[3] < c.min_frames:
             raise UserInputError(f"input has T={x.shape[3]} frames; this model needs at least T={c.min_frames}")
 
-    def attention_bias(self, T: int, device: torch.device) -> torch.Tensor:
-        """(H, T, T) additive bias: -slope * distance to past frames, -inf to future frames (built from the runtime T)."""
-        pos = torch.arange(T, device=device)
-        dist = (pos[:, None] - pos[None, :]).float()  # (T, T): i - j
-        bias = -self.slopes[:, None, None] * dist  # (H, T, T)
-        return bias.masked_fill(dist < 0, float("-inf"))
+    def attention_bias(self, dist: torch.Tensor) -> torch.Tensor:
+        """(H, Tq, Tk) additive bias from query-to-key distances dist (Tq, Tk): -slope * distance for the last
+        `context` frames up to the query itself, -inf for the future and for frames beyond the context window."""
+        bias = -self.slopes[:, None, None] * dist.float()  # (H, Tq, Tk)
+        hidden = dist < 0
+        if self.config.context is not None:
+            hidden = hidden | (dist >= self.config.context)
+        return bias.masked_fill(hidden, float("-inf"))
 
     def frame_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, F, T) band power -> (B, T', E) per-frame embeddings with T' = T_seen // cnn_time_pool."""
@@ -133,8 +146,15 @@ class EEGModel(nn.Module):
             x = x[..., -self.config.clip_length:]  # the model sees the last clip_length frames
         if self.config.normalize:
             x = zscore(x)
-        x = (x - self.input_mean) / self.input_std
-        h = self.mix(self.stem(x.unsqueeze(2)))  # (B, S, 1, F, T')
+        x = self.standardize(x)
+        return self.embed_frames(self.stem(x.unsqueeze(2)))
+
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, F, T)
+        return (x - self.input_mean) / self.input_std
+
+    def embed_frames(self, h: torch.Tensor) -> torch.Tensor:
+        """Stem output (B, maps, 1, F, T') -> electrode mix -> (B, T', E) frame embeddings."""
+        h = self.mix(h)  # (B, S, 1, F, T')
         B, S, _, F_, T = h.shape
         h = h.reshape(B, S * F_, T).transpose(1, 2)  # (B, T', S*F)
         return self.ln_embed(self.embed(h))  # (B, T', E)
@@ -142,9 +162,10 @@ class EEGModel(nn.Module):
     def forward_seq(self, x: torch.Tensor) -> torch.Tensor:
         """Per-frame logits (B, T', K); frame t only sees input frames up to its own."""
         h = self.frame_features(x)
-        bias = self.attention_bias(h.shape[1], h.device)
+        pos = torch.arange(h.shape[1], device=h.device)  # built from the runtime T, so T stays free in ONNX
+        bias = self.attention_bias(pos[:, None] - pos[None, :])
         for block in self.blocks:
-            h = block(h, bias)
+            h, _ = block(h, bias)
         return self.head(self.ln_f(h))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -121,3 +121,18 @@ def test_hysteresis_rejects_bad_thresholds():
         Hysteresis(enter=0.4, exit=0.6)
     with pytest.raises(ValueError):
         Hysteresis(min_frames=0)
+
+
+def test_context_window_bounds_what_a_frame_sees():
+    model = make_model(context=4)
+    pool, x = model.config.cnn_time_pool, torch.randn(1, 8, 4, 40)
+    changed = x.clone()
+    changed[..., :6] = torch.randn(1, 8, 4, 6) * 5  # input frames 0-5
+    with torch.no_grad():
+        a, b = model.forward_seq(x)[0], model.forward_seq(changed)[0]
+    # The two causal convs (kernel 3, pool 2 between) carry input frames 0-5 into pooled frames 0-5; each of the
+    # 2 attention layers then reaches back context - 1 = 3 frames, so frames up to 5 + 2 * 3 = 11 can react.
+    last_reached = 5 + model.config.n_layers * (model.config.context - 1)
+    assert not torch.allclose(a[last_reached], b[last_reached])
+    assert torch.allclose(a[last_reached + 1:], b[last_reached + 1:], atol=1e-6)
+    assert x.shape[-1] // pool == len(a)

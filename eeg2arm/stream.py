@@ -1,0 +1,120 @@
+"""Incremental (streaming) inference: one pooled frame per step, state carried between steps.
+
+A step takes the `cnn_time_pool` newest band-power frames (B, C, F, pool) and returns that pooled frame's logits,
+equal to `EEGModel.forward_seq` on the whole stream so far. The state is fixed-size, so a step costs the same
+however long the stream has run:
+
+    conv1  (B, C, 1, F, k-1)      last standardized input frames, for the first causal conv
+    conv2  (B, maps, 1, F, k-1)   last pooled outputs of the first block, for the second conv
+    keys   (L, B, H, W, hs)       per-layer attention keys of the last W = config.context pooled frames
+    values (L, B, H, W, hs)
+    seen   ()                     pooled frames seen so far (masks cache slots not yet filled)
+
+StreamingDecoder is a plain nn.Module over tensors so that it exports to ONNX as a step graph.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .errors import UserInputError
+from .model import EEGModel, Hysteresis
+
+State = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+STATE_NAMES = ("conv1", "conv2", "keys", "values", "seen")
+
+
+class StreamingDecoder(nn.Module):
+    def __init__(self, model: EEGModel):
+        super().__init__()
+        c = model.config
+        if c.normalize or c.clip_length is not None or c.context is None:
+            raise UserInputError("streaming needs a model trained without --normalize (its z-score uses the whole "
+                                 "window), without clip_length and with a finite context window")
+        self.model = model.eval()
+        self.pool = c.cnn_time_pool
+
+    def initial_state(self, batch: int = 1) -> State:
+        c, m = self.model.config, self.model
+        device = m.input_mean.device
+        hist1, hist2 = m.stem[0].history, m.stem[1].history
+        maps = c.n_electrodes * c.depth_multiplier
+        kv = torch.zeros(c.n_layers, batch, c.n_heads, c.context, c.frame_embed // c.n_heads, device=device)
+        return (torch.zeros(batch, c.n_electrodes, 1, c.n_bands, hist1, device=device),
+                torch.zeros(batch, maps, 1, c.n_bands, hist2, device=device),
+                kv, kv.clone(), torch.zeros((), dtype=torch.int64, device=device))
+
+    def forward(self, frames: torch.Tensor, conv1: torch.Tensor, conv2: torch.Tensor, keys: torch.Tensor,
+                values: torch.Tensor, seen: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """frames (B, C, F, pool) + state -> logits (B, K), probs (B, K) and the next state."""
+        m = self.model
+        block1, block2 = m.stem[0], m.stem[1]
+        x = torch.cat([conv1, m.standardize(frames).unsqueeze(2)], dim=-1)  # (B, C, 1, F, k-1 + pool)
+        h = block1.convolve(x).mean(dim=-1, keepdim=True)  # (B, maps, 1, F, 1): the average pool of this step
+        h2 = torch.cat([conv2, h], dim=-1)  # (B, maps, 1, F, k)
+        e = m.embed_frames(block2.convolve(h2))  # (B, 1, E)
+
+        W = keys.shape[3]
+        dist = torch.arange(W - 1, -1, -1, device=e.device)[None, :]  # (1, W): distance of each cache slot
+        bias = m.attention_bias(dist).masked_fill(dist > seen, float("-inf"))  # (H, 1, W); unfilled slots hidden
+        new_keys, new_values = [], []
+        for i, block in enumerate(m.blocks):
+            e, (k, v) = block(e, bias, past=(keys[i, :, :, 1:], values[i, :, :, 1:]))  # k, v: (B, H, W, hs)
+            new_keys.append(k)
+            new_values.append(v)
+        logits = m.head(m.ln_f(e))[:, 0]  # (B, K)
+        return (logits, torch.softmax(logits, dim=-1), x[..., x.shape[-1] - block1.history:],
+                h2[..., 1:], torch.stack(new_keys), torch.stack(new_values), seen + 1)
+
+
+@dataclass(frozen=True)
+class StepResult:
+    frame: int  # index of the pooled frame (the same index as forward_seq's output)
+    probs: np.ndarray  # (K,)
+    pred: int  # argmax of probs: the raw decision
+    decision: int  # the Hysteresis decision (a class, or Hysteresis.UNDECIDED)
+
+
+class Streamer:
+    """Feed band-power frames as they arrive, one (C, F) or several (C, F, n) at a time; get decisions back.
+
+    Frames are buffered until `cnn_time_pool` are there; each complete group gives one StepResult.
+    """
+
+    def __init__(self, model: EEGModel, hysteresis: Hysteresis | None = None):
+        self.decoder = StreamingDecoder(model)
+        self.hysteresis = hysteresis or Hysteresis()
+        c = model.config
+        self.frame_shape = (c.n_electrodes, c.n_bands)
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = self.decoder.initial_state(1)
+        self.pending = np.zeros((*self.frame_shape, 0), dtype=np.float32)
+        self.frames_done = 0
+        self.hysteresis.reset()
+
+    @torch.no_grad()
+    def push(self, frames: np.ndarray) -> list[StepResult]:
+        frames = np.asarray(frames, dtype=np.float32)
+        if frames.ndim == 2:
+            frames = frames[..., None]
+        if frames.ndim != 3 or frames.shape[:2] != self.frame_shape:
+            raise UserInputError(f"a frame must be (C, F) = {self.frame_shape} or (C, F, n), got {frames.shape}")
+        if not np.isfinite(frames).all():
+            raise UserInputError("frame contains NaN/Inf values: drop or repair it; the stream state is unchanged")
+        self.pending = np.concatenate([self.pending, frames], axis=-1)
+        results = []
+        pool = self.decoder.pool
+        device = self.state[0].device
+        while self.pending.shape[-1] >= pool:
+            group = torch.from_numpy(self.pending[None, ..., :pool]).to(device)  # (1, C, F, pool)
+            self.pending = self.pending[..., pool:]
+            logits, probs, *self.state = self.decoder(group, *self.state)
+            p = probs[0].cpu().numpy()
+            results.append(StepResult(self.frames_done, p, int(p.argmax()), self.hysteresis.update(p)))
+            self.frames_done += 1
+        return results

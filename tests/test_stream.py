@@ -1,0 +1,92 @@
+"""Streaming decoder: equals forward_seq on real band-power streams, at a cost that does not grow with history."""
+import numpy as np
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from eeg2arm import EEGConfig, EEGModel, UserInputError, load_model_from_checkpoint
+from eeg2arm.stream import StreamingDecoder, Streamer
+
+
+def real_stream(bandpower, n_windows: int) -> np.ndarray:
+    """Real band-power frames: consecutive windows of the eyes-open/closed set joined along T -> (C, F, T)."""
+    X, _ = bandpower
+    return np.concatenate(list(X[45:45 + n_windows]), axis=-1)  # crosses from eyes-closed to eyes-open windows
+
+
+def model_with_context(trained, context: int) -> EEGModel:
+    model, meta = load_model_from_checkpoint(trained[0])
+    config = EEGConfig.from_dict({**meta["config"].to_dict(), "context": context})
+    windowed = EEGModel(config).materialize(meta["example_input_shape"])
+    windowed.load_state_dict(model.state_dict())
+    return windowed.eval()
+
+
+@pytest.mark.parametrize("context,n_windows", [(64, 2), (64, 12), (6, 3)])  # streams shorter and longer than W
+def test_streaming_equals_forward_seq_on_real_frames(trained, bandpower, context, n_windows):
+    model = model_with_context(trained, context)
+    stream = real_stream(bandpower, n_windows)  # (C, F, T)
+    with torch.no_grad():
+        expected = torch.softmax(model.forward_seq(torch.from_numpy(stream[None])), -1)[0].numpy()  # (T', K)
+    assert (len(expected) > context) == (n_windows * 15 // 2 > context)
+    streamer = Streamer(model)
+    results = []
+    for t in range(stream.shape[-1]):  # one frame at a time, as an amplifier delivers them
+        results += streamer.push(stream[..., t])
+    got = np.stack([r.probs for r in results])
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() <= 1e-5
+    assert [r.frame for r in results] == list(range(len(expected)))
+
+
+def test_pushing_several_frames_at_once_gives_the_same_answers(trained, bandpower):
+    model = model_with_context(trained, 8)
+    stream = real_stream(bandpower, 3)
+    one_by_one, chunked = Streamer(model), Streamer(model)
+    a = [r for t in range(stream.shape[-1]) for r in one_by_one.push(stream[..., t])]
+    b = [r for t in range(0, stream.shape[-1], 7) for r in chunked.push(stream[..., t:t + 7])]
+    assert np.allclose([r.probs for r in a], [r.probs for r in b], atol=1e-6)
+    assert [r.decision for r in a] == [r.decision for r in b]
+
+
+def test_step_cost_and_state_do_not_grow_with_history(trained, bandpower):
+    model = model_with_context(trained, 16)
+    decoder = StreamingDecoder(model)
+    group = torch.from_numpy(real_stream(bandpower, 1)[None, ..., :decoder.pool])
+    state = decoder.initial_state(1)
+
+    def step_flops(state):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            decoder(group, *state)
+        return counter.get_total_flops()
+
+    shapes_early, flops_early = [s.shape for s in state], step_flops(state)
+    with torch.no_grad():
+        for _ in range(300):  # far beyond the context window
+            _, _, *state = decoder(group, *state)
+    assert [s.shape for s in state] == shapes_early
+    assert int(state[-1]) == 300
+    assert step_flops(state) == flops_early > 0
+
+
+def test_bad_frames_are_rejected_and_the_stream_goes_on(trained, bandpower):
+    model = model_with_context(trained, 8)
+    stream = real_stream(bandpower, 1)
+    reference, streamer = Streamer(model), Streamer(model)
+    expected = [r for t in range(stream.shape[-1]) for r in reference.push(stream[..., t])]
+    got = []
+    for t in range(stream.shape[-1]):
+        if t == 5:
+            with pytest.raises(UserInputError, match="NaN"):
+                streamer.push(np.full(stream.shape[:2], np.nan))
+            with pytest.raises(UserInputError, match=r"must be \(C, F\)"):
+                streamer.push(stream[:3, :, t])
+        got += streamer.push(stream[..., t])
+    assert np.allclose([r.probs for r in got], [r.probs for r in expected], atol=1e-7)
+
+
+def test_models_that_cannot_stream_are_refused():
+    for bad in ({"normalize": True}, {"clip_length": 8}, {"context": None}):
+        model = EEGModel(EEGConfig(n_classes=2, n_electrodes=4, n_bands=2, frame_embed=16, **bad))
+        with pytest.raises(UserInputError, match="streaming needs"):
+            StreamingDecoder(model.materialize((1, 4, 2, 8)))
