@@ -70,6 +70,27 @@ class StreamingDecoder(nn.Module):
                 h2[..., 1:], torch.stack(new_keys), torch.stack(new_values), seen + 1)
 
 
+class TorchStep:
+    """A StreamingDecoder for one stream behind the plain step interface Streamer uses: numpy in, numpy out.
+
+    Other backends (the ONNX step graph in export/) offer the same three members.
+    """
+
+    def __init__(self, model: EEGModel):
+        self.decoder = StreamingDecoder(model)
+        self.config = model.config
+        self.device = model.input_mean.device
+
+    def initial_state(self) -> State:
+        return self.decoder.initial_state(1)
+
+    @torch.no_grad()
+    def __call__(self, group: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        """group (1, C, F, pool) -> probs (K,) and the next state."""
+        _, probs, *state = self.decoder(torch.from_numpy(group).to(self.device), *state)
+        return probs[0].cpu().numpy(), tuple(state)
+
+
 @dataclass(frozen=True)
 class StepResult:
     frame: int  # index of the pooled frame (the same index as forward_seq's output)
@@ -81,23 +102,27 @@ class StepResult:
 class Streamer:
     """Feed band-power frames as they arrive, one (C, F) or several (C, F, n) at a time; get decisions back.
 
-    Frames are buffered until `cnn_time_pool` are there; each complete group gives one StepResult.
+    Frames are buffered until `cnn_time_pool` are there; each complete group gives one StepResult. `step` is a
+    TorchStep (default, from `model`) or any object with the same `config`, `initial_state()` and `__call__`.
     """
 
-    def __init__(self, model: EEGModel, hysteresis: Hysteresis | None = None):
-        self.decoder = StreamingDecoder(model)
+    def __init__(self, step: TorchStep, hysteresis: Hysteresis | None = None):
+        self.step = step
         self.hysteresis = hysteresis or Hysteresis()
-        c = model.config
-        self.frame_shape = (c.n_electrodes, c.n_bands)
+        c = step.config
+        self.frame_shape, self.pool = (c.n_electrodes, c.n_bands), c.cnn_time_pool
         self.reset()
 
+    @classmethod
+    def from_model(cls, model: EEGModel, hysteresis: Hysteresis | None = None) -> "Streamer":
+        return cls(TorchStep(model), hysteresis)
+
     def reset(self) -> None:
-        self.state = self.decoder.initial_state(1)
+        self.state = self.step.initial_state()
         self.pending = np.zeros((*self.frame_shape, 0), dtype=np.float32)
         self.frames_done = 0
         self.hysteresis.reset()
 
-    @torch.no_grad()
     def push(self, frames: np.ndarray) -> list[StepResult]:
         frames = np.asarray(frames, dtype=np.float32)
         if frames.ndim == 2:
@@ -108,13 +133,9 @@ class Streamer:
             raise UserInputError("frame contains NaN/Inf values: drop or repair it; the stream state is unchanged")
         self.pending = np.concatenate([self.pending, frames], axis=-1)
         results = []
-        pool = self.decoder.pool
-        device = self.state[0].device
-        while self.pending.shape[-1] >= pool:
-            group = torch.from_numpy(self.pending[None, ..., :pool]).to(device)  # (1, C, F, pool)
-            self.pending = self.pending[..., pool:]
-            logits, probs, *self.state = self.decoder(group, *self.state)
-            p = probs[0].cpu().numpy()
-            results.append(StepResult(self.frames_done, p, int(p.argmax()), self.hysteresis.update(p)))
+        while self.pending.shape[-1] >= self.pool:
+            group, self.pending = self.pending[None, ..., :self.pool], self.pending[..., self.pool:]
+            probs, self.state = self.step(np.ascontiguousarray(group), self.state)
+            results.append(StepResult(self.frames_done, probs, int(probs.argmax()), self.hysteresis.update(probs)))
             self.frames_done += 1
         return results

@@ -29,7 +29,7 @@ def test_streaming_equals_forward_seq_on_real_frames(trained, bandpower, context
     with torch.no_grad():
         expected = torch.softmax(model.forward_seq(torch.from_numpy(stream[None])), -1)[0].numpy()  # (T', K)
     assert (len(expected) > context) == (n_windows * 15 // 2 > context)
-    streamer = Streamer(model)
+    streamer = Streamer.from_model(model)
     results = []
     for t in range(stream.shape[-1]):  # one frame at a time, as an amplifier delivers them
         results += streamer.push(stream[..., t])
@@ -42,7 +42,7 @@ def test_streaming_equals_forward_seq_on_real_frames(trained, bandpower, context
 def test_pushing_several_frames_at_once_gives_the_same_answers(trained, bandpower):
     model = model_with_context(trained, 8)
     stream = real_stream(bandpower, 3)
-    one_by_one, chunked = Streamer(model), Streamer(model)
+    one_by_one, chunked = Streamer.from_model(model), Streamer.from_model(model)
     a = [r for t in range(stream.shape[-1]) for r in one_by_one.push(stream[..., t])]
     b = [r for t in range(0, stream.shape[-1], 7) for r in chunked.push(stream[..., t:t + 7])]
     assert np.allclose([r.probs for r in a], [r.probs for r in b], atol=1e-6)
@@ -72,7 +72,7 @@ def test_step_cost_and_state_do_not_grow_with_history(trained, bandpower):
 def test_bad_frames_are_rejected_and_the_stream_goes_on(trained, bandpower):
     model = model_with_context(trained, 8)
     stream = real_stream(bandpower, 1)
-    reference, streamer = Streamer(model), Streamer(model)
+    reference, streamer = Streamer.from_model(model), Streamer.from_model(model)
     expected = [r for t in range(stream.shape[-1]) for r in reference.push(stream[..., t])]
     got = []
     for t in range(stream.shape[-1]):
