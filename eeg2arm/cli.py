@@ -89,7 +89,9 @@ def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed
 
 
 @cli.command()
-@click.option("--ckpt", type=FILE, required=True, help="Path to checkpoint produced by training")
+@click.option("--ckpt", type=FILE, default=None, help="Path to checkpoint produced by training")
+@click.option("--onnx", "onnx_path", type=FILE, default=None,
+              help="Path to a model made by `eeg2arm export` (instead of --ckpt), run in ONNX Runtime")
 @click.option("--x", "x_path", type=FILE, required=True, help="Path to X.npy (B,C,F,T) or single (C,F,T)")
 @click.option("--no-softmax", is_flag=True, default=False, show_default=True,
               help="Return logits instead of probabilities")
@@ -98,21 +100,67 @@ def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto = CUDA when present, else CPU")
 @user_errors
-def infer(ckpt, x_path, no_softmax, normalize, device) -> None:
-    """Print the predicted class and confidence of each window."""
-    from .checkpoint import load_model_from_checkpoint
+def infer(ckpt, onnx_path, x_path, no_softmax, normalize, device) -> None:
+    """Print the predicted class and confidence of each window (give exactly one of --ckpt / --onnx)."""
     from .data import check_windows, load_npy
-    from .device import resolve_device
-    from .infer import format_predictions, predict_logits
+    from .infer import format_predictions
 
-    model, meta = load_model_from_checkpoint(ckpt)
-    model.to(resolve_device(device))
-    config = meta["config"]
+    if (ckpt is None) == (onnx_path is None):
+        raise UserInputError("give exactly one of --ckpt (PyTorch checkpoint) or --onnx (exported model)")
+    if onnx_path is not None:
+        from export.session import OnnxPredictor
+
+        predictor = OnnxPredictor(onnx_path, device)
+        config, predict = predictor.config, predictor.predict_logits
+    else:
+        from .checkpoint import load_model_from_checkpoint
+        from .device import resolve_device
+        from .infer import predict_logits
+
+        model, meta = load_model_from_checkpoint(ckpt, resolve_device(device))
+        config, predict = meta["config"], lambda X: predict_logits(model, X)
     if normalize and not config.normalize:
-        log.warning("--normalize ignored: this checkpoint was trained without normalization")
+        log.warning("--normalize ignored: this model was trained without normalization")
     X = check_windows(load_npy(x_path, "X"), config)
-    for line in format_predictions(predict_logits(model, X), not no_softmax, config.class_names):
+    for line in format_predictions(predict(X), not no_softmax, config.class_names):
         click.echo(line)
+
+
+@cli.command()
+@click.option("--ckpt", type=FILE, required=True, help="Path to checkpoint produced by training")
+@click.option("--out", type=FILE, required=True, help="Output ONNX path, e.g., model.onnx")
+@click.option("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+@click.option("--atol", type=float, default=1e-4, show_default=True,
+              help="Largest allowed max abs error between PyTorch and ONNX Runtime")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="Measure parity on real windows before writing --out")
+@click.option("--x", "x_path", type=FILE, default=None,
+              help="Real windows X.npy for the parity check (default: the embedded eyes-open/closed sample)")
+@user_errors
+def export(ckpt, out, opset, atol, check, x_path) -> None:
+    """Export a checkpoint to ONNX with dynamic batch and time axes, its config in the metadata."""
+    from export.onnx_export import export_onnx
+
+    result = export_onnx(ckpt, out, opset=opset, atol=atol, check=check, x_path=x_path, echo=click.echo)
+    parity = "parity not checked" if result.parity is None else f"parity within --atol {atol:g}"
+    click.echo(f"wrote {result.path} (opset {result.opset}, inputs x (batch, C, F, time); "
+               f"outputs logits, probs, frame_logits; {parity})")
+
+
+@cli.command()
+@click.option("--ckpt", type=FILE, required=True, help="Path to checkpoint produced by training")
+@click.option("--onnx", "onnx_path", type=FILE, required=True, help="Path to the model made by `eeg2arm export`")
+@click.option("--x", "x_path", type=FILE, default=None,
+              help="Real windows X.npy (default: the embedded eyes-open/closed sample)")
+@click.option("--atol", type=float, default=1e-4, show_default=True,
+              help="Largest allowed max abs error between PyTorch and ONNX Runtime")
+@user_errors
+def parity(ckpt, onnx_path, x_path, atol) -> None:
+    """Print PyTorch vs ONNX Runtime max abs errors on CPU for batch sizes 1, 7, 64 and several T."""
+    from export.parity import run_parity
+
+    run_parity(ckpt, onnx_path, x_path, atol, echo=click.echo)
+    click.echo(f"parity within --atol {atol:g}")
 
 
 def main() -> None:

@@ -36,3 +36,12 @@ def trained(tmp_path_factory, bandpower):
     config = EEGConfig(n_classes=2, n_electrodes=32, n_bands=4, frame_embed=64)
     metrics = train(X, y, config, path, TrainOptions(epochs=2, batch=32, workers=0, device="cpu"), echo=lambda s: None)
     return path, metrics
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, trained):
+    """(ONNX path, ExportResult) of the `trained` checkpoint, exported once per session with parity checked."""
+    from export.onnx_export import export_onnx
+
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    return path, export_onnx(trained[0], path, echo=lambda s: None)

@@ -1,0 +1,137 @@
+"""Checkpoint -> ONNX with free batch and time axes, the config in its metadata and measured parity.
+
+Exporter: `torch.onnx.export(..., dynamo=True, dynamic_shapes=...)` (torch.export + onnxscript). It is chosen
+because it keeps T truly symbolic: the causal ALiBi bias is built from the runtime T (`arange(T)`), and the
+exporter carries that through as a shape expression, so a graph exported at one T answers at any T >= min_frames
+(the output reads `frame_logits (batch, time // pool, K)`). The legacy TorchScript exporter traces Python ints, so
+T-dependent values can be frozen at the example's T; it is also deprecated in torch 2.x.
+
+Two exporter facts shape the code: an example dim of size 1 is specialized (fixed to 1) in the graph, so the example
+is batch 2 and T >= 2; and the export runs under torch.no_grad(), not inference_mode.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import onnx
+import torch
+from torch.export import Dim
+
+from eeg2arm.checkpoint import atomic_write, load_model_from_checkpoint
+from eeg2arm.errors import UserInputError
+from eeg2arm.model import EEGModel
+
+from .graph import INPUT_NAME, OUTPUT_NAMES, ExportGraph
+from .metadata import set_metadata
+from .parity import ParityRow, check_atol, compare, load_parity_windows, parity_lengths, summarize
+from .session import OnnxPredictor
+
+MIN_OPSET = 18  # the dynamo exporter's lowest opset; below it, it silently falls back to 18
+EXPORTER = f"torch.onnx.export(dynamo=True), torch {torch.__version__}"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    opset: int
+    parity: list[ParityRow] | None  # None with check=False
+
+
+def check_output_path(out: Path) -> None:
+    """UserInputError unless `out` is a file path in an existing, writable folder."""
+    if out.is_dir():
+        raise UserInputError(f"--out {out} is a folder: give a file path such as {out / 'model.onnx'}")
+    if not out.parent.is_dir():
+        raise UserInputError(f"output folder does not exist: {out.parent}; create it or choose another --out")
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise UserInputError(f"output folder {out.parent} is not writable: choose another --out")
+
+
+def check_opset(opset: int | None) -> None:
+    newest = onnx.defs.onnx_opset_version()
+    if opset is not None and not MIN_OPSET <= opset <= newest:
+        raise UserInputError(f"--opset {opset} is not supported: use {MIN_OPSET} to {newest}, or leave it out "
+                             f"for the exporter's default")
+
+
+def opset_of(proto: onnx.ModelProto) -> int:
+    """The model's version of the default ONNX operator set."""
+    return next(op.version for op in proto.opset_import if op.domain in ("", "ai.onnx"))
+
+
+@contextlib.contextmanager
+def _exporter_quiet() -> Iterator[None]:
+    """Mute the exporter's log and warning chatter (e.g. 'torchvision is not installed'); errors still raise."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for lg in loggers:
+            lg.setLevel(logging.CRITICAL)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
+
+
+def to_onnx(model: EEGModel, example_input_shape: tuple[int, ...], opset: int | None = None) -> onnx.ModelProto:
+    """Export ExportGraph(model) with dynamic `batch` and `time` axes; UserInputError if the exporter fails."""
+    config = model.config
+    _, C, F, T = example_input_shape
+    example = torch.zeros(2, C, F, max(T, config.min_frames, 2))  # batch and T >= 2: size 1 would be specialized
+    dynamic = {INPUT_NAME: {0: Dim("batch"), 3: Dim("time", min=config.min_frames)}}
+    try:
+        with torch.no_grad(), _exporter_quiet():
+            program = torch.onnx.export(ExportGraph(model).eval(), (example,), dynamo=True, dynamic_shapes=dynamic,
+                                        input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                                        opset_version=opset, verbose=False)
+        proto = program.model_proto
+        onnx.checker.check_model(proto, full_check=True)
+    except (torch.onnx.OnnxExporterError, onnx.checker.ValidationError) as e:
+        first = str(e).strip().splitlines()[0][:300]
+        raise UserInputError(f"ONNX export failed ({type(e).__name__}: {first}); try another --opset") from None
+    made = opset_of(proto)
+    if opset is not None and made != opset:
+        raise UserInputError(f"the exporter could not produce --opset {opset} (it made opset {made}): "
+                             f"use {made} or leave --opset out")
+    return proto
+
+
+def export_onnx(ckpt: str | Path, out: str | Path, opset: int | None = None, atol: float = 1e-4,
+                check: bool = True, x_path: str | Path | None = None,
+                echo: Callable[[str], None] = print) -> ExportResult:
+    """Export a checkpoint to `out` (written atomically, only after parity passed when `check`).
+
+    Every user input is validated before the exporter runs, so a bad file gets one clean line.
+    """
+    out = Path(out)
+    check_output_path(out)
+    check_opset(opset)
+    check_atol(atol)
+    model, meta = load_model_from_checkpoint(ckpt)
+    config = meta["config"]
+    X = load_parity_windows(x_path, config) if check else None
+
+    proto = to_onnx(model, meta["example_input_shape"], opset)
+    fields: dict[str, Any] = {"version": meta["version"], "example_input_shape": list(meta["example_input_shape"]),
+                              "exporter": EXPORTER}
+    set_metadata(proto, config, **fields)
+    rows = None
+    if check:
+        predictor = OnnxPredictor(proto.SerializeToString(), device="cpu")  # parity is defined on CPU, fp32
+        lengths = parity_lengths(config, meta["example_input_shape"][3])
+        rows = compare(model, predictor, X, lengths, atol, echo)
+        set_metadata(proto, config, **fields, parity=summarize(rows, atol, predictor.providers))
+    try:
+        atomic_write(out, lambda tmp: onnx.save(proto, tmp))
+    except OSError as e:
+        raise UserInputError(f"cannot write {out} ({e.strerror or e}): choose another --out") from None
+    return ExportResult(out, opset_of(proto), rows)
