@@ -89,7 +89,8 @@ def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed
 
 
 @cli.command()
-@click.option("--ckpt", type=FILE, default=None, help="Path to checkpoint produced by training")
+@click.option("--ckpt", type=FILE, default=None,
+              help="Path to checkpoint produced by training  [required unless --onnx]")
 @click.option("--onnx", "onnx_path", type=FILE, default=None,
               help="Path to a model made by `eeg2arm export` (instead of --ckpt), run in ONNX Runtime")
 @click.option("--x", "x_path", type=FILE, required=True, help="Path to X.npy (B,C,F,T) or single (C,F,T)")
@@ -101,7 +102,7 @@ def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed
               help="auto = CUDA when present, else CPU")
 @user_errors
 def infer(ckpt, onnx_path, x_path, no_softmax, normalize, device) -> None:
-    """Print the predicted class and confidence of each window (give exactly one of --ckpt / --onnx)."""
+    """Print the predicted class and confidence of each window, from a checkpoint or an ONNX export."""
     from .data import check_windows, load_npy
     from .infer import format_predictions
 
