@@ -70,22 +70,34 @@ def cli() -> None:
 @click.option("--resume", type=FILE, default=None, help="Continue training from this checkpoint")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto = CUDA when present, else CPU")
+@click.option("--groups", "groups_path", type=FILE, default=None,
+              help="groups.npy (N,): split train/val by group (recording or subject) instead of by window")
+@click.option("--meta", "meta_path", type=FILE, default=None,
+              help="meta.json of the data (class, channel, band names; default: the one beside X.npy, if any)")
 @user_errors
 def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed, drop, batch, epochs, lr, wd,
-          val_split, seed, workers, normalize, compile_, resume, device) -> None:
+          val_split, seed, workers, normalize, compile_, resume, device, groups_path, meta_path) -> None:
     """Train EEGModel on X.npy / y.npy and save the best checkpoint by validation loss."""
     from .config import EEGConfig
-    from .data import load_npy
+    from .data import load_data_meta, load_npy, meta_beside
     from .train import TrainOptions, train as run_training
 
     if not 0.0 < val_split < 1.0:
         raise UserInputError(f"--val-split must be between 0 and 1 (exclusive), got {val_split}")
-    config = EEGConfig(n_classes=classes, n_electrodes=elec, n_bands=bands, cnn_time_pool=cnn_time_pool,
-                       frame_embed=frame_embed, dropout=drop, normalize=normalize)
+    meta_path = meta_path or meta_beside(x_path)
+    data_fields = load_data_meta(meta_path) if meta_path else {}
+    try:
+        config = EEGConfig(n_classes=classes, n_electrodes=elec, n_bands=bands, cnn_time_pool=cnn_time_pool,
+                           frame_embed=frame_embed, dropout=drop, normalize=normalize, **data_fields)
+    except UserInputError as e:
+        if not data_fields:
+            raise
+        raise UserInputError(f"{meta_path} does not fit the flags ({e}): fix the flags or pass --meta") from None
     X, y = load_npy(x_path, "X"), load_npy(y_path, "y")
+    groups = load_npy(groups_path, "groups") if groups_path else None
     opts = TrainOptions(batch=batch, epochs=epochs, lr=lr, wd=wd, val_split=val_split, seed=seed,
                         workers=workers, compile=compile_, device=device)
-    run_training(X, y, config, save, opts, resume=resume)
+    run_training(X, y, config, save, opts, groups=groups, resume=resume, echo=click.echo)
 
 
 @cli.command()
@@ -149,6 +161,41 @@ def export(ckpt, out, opset, atol, check, x_path) -> None:
 
 
 @cli.command()
+@click.argument("raw", nargs=-1, required=True, type=FILE)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output folder for X.npy, y.npy, groups.npy, meta.json (must not exist yet)")
+@click.option("--event", "events", multiple=True,
+              help="NAME or NAME=CLASS (annotation or epochs event name); repeat it, its order is the label order "
+                   "[default: every annotation name, sorted]")
+@click.option("--tmin", type=float, default=None, help="Start of each trial, s from the event onset (with --tmax)")
+@click.option("--tmax", type=float, default=None,
+              help="End of each trial (exclusive), s from the event onset [default: cut annotations by --window]")
+@click.option("--window", type=float, default=4.0, show_default=True,
+              help="Without --tmax: cut each annotation into consecutive windows of this many seconds")
+@click.option("--bands", default=None,
+              help="NAME:LO-HI,... in Hz [default: theta:4-8,alpha:8-13,beta:13-30,gamma:30-45]")
+@click.option("--frame-window", type=float, default=0.5, show_default=True, help="Seconds per band-power frame")
+@click.option("--frame-step", type=float, default=0.25, show_default=True, help="Seconds between frames")
+@click.option("--channels", default=None,
+              help="Comma-separated channels to keep, in this order [default: the EEG channels, equal in all files]")
+@click.option("--resample", type=float, default=None, help="Resample every file to this rate (Hz) first")
+@user_errors
+def prepare(raw, out, events, tmin, tmax, window, bands, frame_window, frame_step, channels, resample) -> None:
+    """Read EEG files (EDF, BDF, GDF, FIF, BrainVision, EEGLAB, *-epo.fif) into log band power X.npy (N,C,F,T)."""
+    from .features import DEFAULT_BANDS, parse_bands
+    from .prepare import PrepareOptions, parse_event, prepare as run_prepare
+
+    opts = PrepareOptions(
+        events=tuple(parse_event(e) for e in events), tmin=tmin, tmax=tmax, window=window,
+        bands=parse_bands(bands) if bands is not None else DEFAULT_BANDS, frame_window=frame_window,
+        frame_step=frame_step, resample=resample,
+        channels=tuple(c.strip() for c in channels.split(",") if c.strip()) if channels is not None else None)
+    meta = run_prepare(raw, out, opts)
+    counts = ", ".join(f"{name} {n}" for name, n in meta["class_counts"].items())
+    click.echo(f"wrote {out}: X {tuple(meta['shape'])} from {len(meta['source_files'])} file(s); {counts}")
+
+
+@cli.command()
 @click.option("--ckpt", type=FILE, required=True, help="Path to checkpoint produced by training")
 @click.option("--onnx", "onnx_path", type=FILE, required=True, help="Path to the model made by `eeg2arm export`")
 @click.option("--x", "x_path", type=FILE, default=None,
@@ -162,6 +209,26 @@ def parity(ckpt, onnx_path, x_path, atol) -> None:
 
     run_parity(ckpt, onnx_path, x_path, atol, echo=click.echo)
     click.echo(f"parity within --atol {atol:g}")
+
+
+@cli.command()
+@click.option("--ckpt", type=FILE, required=True, help="Path to checkpoint produced by training")
+@click.option("--x", "x_path", type=FILE, required=True, help="Path to X.npy (N,C,F,T)")
+@click.option("--y", "y_path", type=FILE, required=True, help="Path to y.npy (N,) true labels")
+@click.option("--report", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder to write confusion.png and training.png into")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto = CUDA when present, else CPU")
+@user_errors
+def evaluate(ckpt, x_path, y_path, report, device) -> None:
+    """Print accuracy, balanced accuracy, Cohen's kappa, per-class precision/recall and the confusion matrix."""
+    from .data import load_data_meta, load_npy, meta_beside
+    from .evaluate import evaluate as run_evaluate, format_metrics
+
+    data_meta = load_data_meta(meta_beside(x_path)) if meta_beside(x_path) else None
+    metrics = run_evaluate(ckpt, load_npy(x_path, "X"), load_npy(y_path, "y"), report, device, data_meta)
+    for line in format_metrics(metrics):
+        click.echo(line)
 
 
 def main() -> None:

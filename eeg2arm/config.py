@@ -12,6 +12,8 @@ from typing import Any
 
 from .errors import UserInputError
 
+DATA_FIELDS = ("class_names", "channel_names", "band_names", "band_edges", "sfreq", "frame_window", "frame_step")
+
 
 @dataclass(frozen=True)
 class EEGConfig:
@@ -30,7 +32,14 @@ class EEGConfig:
     n_heads: int = 4
     n_layers: int = 2
     context: int | None = 64  # attention window W in pooled frames (None: whole history); bounds streaming memory
-    class_names: tuple[str, ...] | None = None
+    # What the data are, when known (from `eeg2arm prepare`'s meta.json); they do not change the network.
+    class_names: tuple[str, ...] | None = None  # label order: class_names[k] is class k
+    channel_names: tuple[str, ...] | None = None  # the C electrodes, in X's order
+    band_names: tuple[str, ...] | None = None  # the F bands, in X's order
+    band_edges: tuple[tuple[float, float], ...] | None = None  # (lo, hi) Hz per band, lo <= f < hi
+    sfreq: float | None = None  # Hz of the EEG the band power was computed from
+    frame_window: float | None = None  # s per band-power frame
+    frame_step: float | None = None  # s between frames
 
     def __post_init__(self) -> None:
         positive = ("n_classes", "n_electrodes", "n_bands", "cnn_time_pool", "frame_embed", "depth_multiplier",
@@ -50,10 +59,25 @@ class EEGConfig:
             raise UserInputError(f"frame_embed ({self.frame_embed}) must be divisible by n_heads ({self.n_heads})")
         if self.clip_length is not None and self.clip_length < self.cnn_time_pool:
             raise UserInputError(f"clip_length ({self.clip_length}) must be at least cnn_time_pool ({self.cnn_time_pool})")
-        if self.class_names is not None:
-            object.__setattr__(self, "class_names", tuple(str(n) for n in self.class_names))
-            if len(self.class_names) != self.n_classes:
-                raise UserInputError(f"{len(self.class_names)} class names given for {self.n_classes} classes")
+        for name, size in (("class_names", "n_classes"), ("channel_names", "n_electrodes"),
+                           ("band_names", "n_bands")):
+            names = getattr(self, name)
+            if names is not None:
+                object.__setattr__(self, name, tuple(str(n) for n in names))
+                if len(getattr(self, name)) != getattr(self, size):
+                    raise UserInputError(f"config.{name} has {len(names)} names but {size} is {getattr(self, size)}")
+        if self.band_edges is not None:
+            edges = tuple((float(lo), float(hi)) for lo, hi in self.band_edges)
+            if len(edges) != self.n_bands or any(not 0 <= lo < hi for lo, hi in edges):
+                raise UserInputError(f"config.band_edges must be {self.n_bands} (lo, hi) pairs with 0 <= lo < hi, "
+                                     f"got {self.band_edges}")
+            object.__setattr__(self, "band_edges", edges)
+        for name in ("sfreq", "frame_window", "frame_step"):
+            value = getattr(self, name)
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                    raise UserInputError(f"config.{name} must be a positive number, got {value!r}")
+                object.__setattr__(self, name, float(value))
 
     @property
     def min_frames(self) -> int:
@@ -61,10 +85,12 @@ class EEGConfig:
         return self.clip_length if self.clip_length is not None else self.cnn_time_pool
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        if self.class_names is not None:
-            d["class_names"] = list(self.class_names)
-        return d
+        """Plain JSON types: tuples become lists (from_dict turns them back)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """to_dict() without the fields that only describe the data: what must match to resume training."""
+        return {k: v for k, v in self.to_dict().items() if k not in DATA_FIELDS}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EEGConfig":

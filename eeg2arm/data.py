@@ -1,7 +1,9 @@
-"""Load and validate X.npy (N, C, F, T) / y.npy (N,) and split them into train and validation sets."""
+"""Load and validate X.npy (N, C, F, T) / y.npy (N,) / groups.npy (N,) / meta.json and split train from validation."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.model_selection import GroupShuffleSplit, train_test_split
@@ -66,6 +68,42 @@ def check_labels(y: np.ndarray, n_samples: int, n_classes: int) -> np.ndarray:
         raise UserInputError(f"labels must be in [0, {n_classes - 1}] for --classes {n_classes}, found "
                              f"[{y.min()}, {y.max()}]: fix the labels or update --classes")
     return y
+
+
+def check_groups(groups: np.ndarray, n_samples: int) -> np.ndarray:
+    """Validate one group id (recording or subject) per sample."""
+    if groups.ndim != 1 or len(groups) != n_samples:
+        raise UserInputError(f"groups has shape {groups.shape} but X has {n_samples} samples: give one group id per "
+                             f"sample, e.g. the groups.npy that eeg2arm prepare wrote beside X.npy")
+    return groups
+
+
+def meta_beside(x_path: str | Path) -> Path | None:
+    """The meta.json in X.npy's folder, if there is one."""
+    path = Path(x_path).parent / "meta.json"
+    return path if path.is_file() else None
+
+
+def load_data_meta(path: str | Path) -> dict[str, Any]:
+    """EEGConfig's data fields (class, channel and band names, band edges, sfreq, frame window/step) from a
+    meta.json written by `eeg2arm prepare` (or ../shared/data/bandpower); keys it lacks are left out."""
+    path = Path(path)
+    try:
+        meta = json.loads(path.read_text())
+        fields = {
+            "class_names": meta.get("classes"),
+            "channel_names": meta.get("channels"),
+            "band_names": [b[0] for b in meta["bands"]] if "bands" in meta else None,
+            "band_edges": [(b[1], b[2]) for b in meta["bands"]] if "bands" in meta else None,
+            "sfreq": meta.get("sfreq"),
+            "frame_window": meta.get("frame_window_s"),
+            "frame_step": meta.get("frame_step_s"),
+        }
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError, KeyError,
+            IndexError) as e:
+        raise UserInputError(f"meta file {path} is not a readable eeg2arm meta.json ({type(e).__name__}: {e}); "
+                             f"fix it or pass another --meta") from None
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def split_indices(y: np.ndarray, val_split: float, seed: int,

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_model_from_checkpoint, save_checkpoint
 from .config import EEGConfig
-from .data import check_labels, check_windows, split_indices
+from .data import check_groups, check_labels, check_windows, split_indices
 from .device import resolve_device
 from .errors import UserInputError
 from .model import EEGModel
@@ -77,7 +77,7 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
     start_epoch, best, history = 1, None, []
     if resume is not None:
         model, meta = load_model_from_checkpoint(resume, device)
-        if model.config.to_dict() | {"class_names": None} != config.to_dict() | {"class_names": None}:
+        if model.config.hyperparameters() != config.hyperparameters():
             raise UserInputError(f"--resume checkpoint was trained with another config ({model.config}); "
                                  f"use the same flags it was trained with")
         start_epoch, best, history = meta["epoch"] + 1, meta["metrics"], list(meta["metrics"]["history"])
@@ -85,8 +85,8 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
             raise UserInputError(f"--resume checkpoint is already at epoch {meta['epoch']}; raise --epochs")
     X = check_windows(X, config, single_ok=False)
     y = check_labels(y, len(X), config.n_classes)
-    if groups is not None and len(groups) != len(X):
-        raise UserInputError(f"--groups has {len(groups)} entries but X has {len(X)} samples")
+    if groups is not None:
+        groups = check_groups(groups, len(X))
     train_idx, val_idx = split_indices(y, opts.val_split, opts.seed, groups)
     example_input_shape = (1, *X.shape[1:])
     if resume is None:

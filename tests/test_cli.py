@@ -1,4 +1,5 @@
 """`eeg2arm train` / `eeg2arm infer` through click's CliRunner on the real eyes-open/closed band power."""
+import json
 import re
 import subprocess
 import sys
@@ -64,7 +65,10 @@ def test_train_writes_the_guides_checkpoint_and_prints_each_epoch(tmp_path, band
     assert ckpt["version"] == CHECKPOINT_VERSION == "eeg_model_v1.5"
     assert tuple(ckpt["example_input_shape"]) == (1, 32, 4, 15)
     assert ckpt["epoch"] == ckpt["metrics"]["best_epoch"] in (1, 2)
-    assert EEGConfig.from_dict(ckpt["config"]) == EEGConfig(n_classes=2, n_electrodes=32, n_bands=4, frame_embed=64)
+    config = EEGConfig.from_dict(ckpt["config"])
+    assert config.hyperparameters() == EEGConfig(n_classes=2, n_electrodes=32, n_bands=4, frame_embed=64).hyperparameters()
+    data_meta = json.loads((bandpower_dir / "meta.json").read_text())  # picked up beside X.npy
+    assert list(config.channel_names) == data_meta["channels"] and config.sfreq == data_meta["sfreq"]
     m = ckpt["metrics"]
     assert m["n_train"] == 80 and m["n_val"] == 20 and len(m["val_indices"]) == 20
     assert 0.0 <= m["val_acc"] <= 1.0 and m["val_loss"] > 0

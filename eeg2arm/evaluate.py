@@ -1,0 +1,117 @@
+"""`eeg2arm evaluate`: a checkpoint's scores on labelled windows (scikit-learn) and its figures (matplotlib, Agg)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from sklearn.metrics import (ConfusionMatrixDisplay, accuracy_score, balanced_accuracy_score, cohen_kappa_score,
+                             confusion_matrix, precision_recall_fscore_support)
+
+from .checkpoint import atomic_write, load_model_from_checkpoint
+from .config import EEGConfig
+from .data import check_labels, check_windows
+from .device import resolve_device
+from .errors import UserInputError
+from .infer import predict_logits
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, Cohen's kappa, per-class precision/recall/support and the confusion matrix
+    (rows: true class, columns: predicted class), all from scikit-learn, as plain Python types."""
+    labels = list(range(len(class_names)))
+    precision, recall, _, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        "kappa": float(cohen_kappa_score(y_true, y_pred, labels=labels)),
+        "class_names": list(class_names),
+        "precision": precision.tolist(),
+        "recall": recall.tolist(),
+        "support": support.tolist(),
+        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    }
+
+
+def format_metrics(m: dict[str, Any]) -> list[str]:
+    """The printed report: one summary line, one line per class, then the confusion matrix."""
+    names = m["class_names"]
+    lines = [f"n={m['n']} accuracy={m['accuracy']:.4f} balanced_accuracy={m['balanced_accuracy']:.4f} "
+             f"kappa={m['kappa']:.4f}"]
+    for k, name in enumerate(names):
+        lines.append(f"class {k} {name}: precision={m['precision'][k]:.4f} recall={m['recall'][k]:.4f} "
+                     f"support={m['support'][k]}")
+    width = max(len(n) for n in names + [str(max(max(r) for r in m["confusion"]))])
+    lines.append("confusion matrix (rows: true class, columns: predicted class):")
+    lines.append(" " * width + "".join(f"  {n:>{width}}" for n in names))
+    lines += [f"{name:>{width}}" + "".join(f"  {v:>{width}}" for v in row) for name, row in zip(names, m["confusion"])]
+    return lines
+
+
+def save_figure(fig: Figure, path: Path) -> None:
+    FigureCanvasAgg(fig)  # render with Agg: no display, no pyplot state
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+
+
+def plot_confusion(m: dict[str, Any], path: Path) -> None:
+    fig = Figure(figsize=(1.6 + 1.1 * len(m["class_names"]), 1.2 + 1.1 * len(m["class_names"])), layout="constrained")
+    ax = fig.add_subplot()
+    ConfusionMatrixDisplay(np.array(m["confusion"]), display_labels=m["class_names"]).plot(
+        ax=ax, cmap="Blues", colorbar=False, xticks_rotation=30)
+    ax.set_title(f"accuracy {m['accuracy']:.3f}, balanced {m['balanced_accuracy']:.3f} (n={m['n']})")
+    save_figure(fig, path)
+
+
+def plot_history(history: list[dict[str, float]], path: Path) -> None:
+    """Loss (train, val) and validation accuracy per epoch, from the checkpoint's metrics["history"]."""
+    epochs = [row["epoch"] for row in history]
+    fig = Figure(figsize=(9, 3.5), layout="constrained")
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    loss_ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
+    loss_ax.plot(epochs, [r["val_loss"] for r in history], "o-", label="validation")
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    loss_ax.legend()
+    acc_ax.plot(epochs, [r["val_acc"] for r in history], "o-", color="C1")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy", ylim=(0, 1.02))
+    fig.suptitle(f"history kept in the checkpoint (epochs {epochs[0]}-{epochs[-1]})")
+    save_figure(fig, path)
+
+
+def check_data_meta(config: EEGConfig, fields: dict[str, Any]) -> None:
+    """Refuse windows whose meta.json says they were made differently from the model's training data."""
+    trained = EEGConfig.from_dict({**config.to_dict(), **fields})  # normalizes the types the same way
+    for name in fields:
+        if getattr(config, name) is not None and getattr(trained, name) != getattr(config, name):
+            raise UserInputError(f"the data's meta.json has {name}={getattr(trained, name)} but the model was "
+                                 f"trained on {getattr(config, name)}: prepare the data with the training options")
+
+
+def evaluate(ckpt: str | Path, X: np.ndarray, y: np.ndarray, report: str | Path | None = None,
+             device: str = "auto", data_meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Score a checkpoint on X (N, C, F, T), y (N,); with `report`, write confusion.png and training.png there."""
+    model, meta = load_model_from_checkpoint(ckpt)  # on CPU until every input is checked
+    config = meta["config"]
+    if data_meta:
+        check_data_meta(config, data_meta)
+    X = check_windows(X, config)
+    y = check_labels(y, len(X), config.n_classes)
+    y_pred = predict_logits(model.to(resolve_device(device)), X).argmax(axis=-1)
+    names = list(config.class_names or [str(k) for k in range(config.n_classes)])
+    metrics = classification_metrics(y, y_pred, names)
+    if report is not None:
+        report, history = Path(report), meta["metrics"].get("history")
+        if not report.parent.is_dir():
+            raise UserInputError(f"--report parent folder does not exist: {report.parent}")
+        if not history:
+            raise UserInputError(f"{ckpt} keeps no training history (metrics['history']) to plot: evaluate it "
+                                 f"without --report")
+        report.mkdir(exist_ok=True)
+        plot_confusion(metrics, report / "confusion.png")
+        plot_history(history, report / "training.png")
+    return metrics

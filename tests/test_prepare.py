@@ -1,0 +1,200 @@
+"""`eeg2arm prepare` on the real recordings in ../shared/data/raw reproduces ../shared/data/bandpower (its recipe)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import mne
+import numpy as np
+import pytest
+import scipy.signal
+from click.testing import CliRunner
+
+from eeg2arm.cli import cli
+from eeg2arm.features import DEFAULT_BANDS, band_power_frames
+
+EYES = ["--event", "eyes_open", "--event", "eyes_closed"]  # the shared set's label order (sorted would swap them)
+SETS = {  # name: (files under raw/, prepare options that match the README's table)
+    "eyes_open_closed": ("eyes_open_closed/*_raw.fif", EYES),
+    "eegmmidb_imagery": ("eegmmidb/S001/*.edf", ["--event", "T1=left_fist_imagery", "--event",
+                                                 "T2=right_fist_imagery", "--tmin", "0", "--tmax", "4"]),
+    "FingerMovements": ("FingerMovements/*-epo.fif", ["--frame-window", "0.2", "--frame-step", "0.1"]),
+    "SelfRegulationSCP1": ("SelfRegulationSCP1/*-epo.fif", []),
+    "KDD_Example": ("KDD_Example/*-epo.fif", ["--frame-window", "0.4", "--frame-step", "0.2"]),
+}
+
+
+@pytest.fixture(scope="module")
+def raw_dir(bandpower_dir) -> Path:
+    return bandpower_dir.parent / "raw"
+
+
+def run_prepare(files, out: Path, *options: str):
+    return CliRunner().invoke(cli, ["prepare", *map(str, files), "--out", str(out), *options])
+
+
+def recipe(signal: np.ndarray, sfreq: float, window: float, step: float) -> np.ndarray:
+    """The README's recipe written independently with scipy.signal.periodogram: (..., n) µV -> (..., F, T)."""
+    w, s = round(window * sfreq), round(step * sfreq)
+    frames = np.lib.stride_tricks.sliding_window_view(signal, w, axis=-1)[..., ::s, :]  # (..., T, w)
+    freqs, psd = scipy.signal.periodogram(frames, sfreq, window="hann", nfft=max(w, round(sfreq)),
+                                          detrend="constant", scaling="density", axis=-1)
+    power = np.stack([psd[..., (freqs >= lo) & (freqs < hi)].mean(-1) for _, lo, hi in DEFAULT_BANDS], -2)
+    return np.log10(power + 1e-12)  # (..., F, T)
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_reproduces_shared_bandpower(name, raw_dir, bandpower_dir, tmp_path):
+    pattern, options = SETS[name]
+    files = sorted(raw_dir.glob(pattern))
+    assert files, f"no raw files for {name}"
+    result = run_prepare(files, tmp_path / "out", *options)
+    assert result.exit_code == 0, result.output
+    out, ref = tmp_path / "out", bandpower_dir / name
+    X, y, groups = (np.load(out / f"{k}.npy") for k in ("X", "y", "groups"))
+    meta, ref_meta = json.loads((out / "meta.json").read_text()), json.loads((ref / "meta.json").read_text())
+    X_ref = np.load(ref / "X.npy")
+    assert X.dtype == np.float32 and y.dtype == np.int64 and groups.dtype == np.int64
+    assert X.shape == X_ref.shape
+    err = float(np.abs(X - X_ref).max())
+    assert err <= 1e-4, f"{name}: max abs difference {err}"
+    np.testing.assert_array_equal(y, np.load(ref / "y.npy"))
+    assert meta["classes"] == ref_meta["classes"] and meta["channels"] == ref_meta["channels"]
+    assert meta["sfreq"] == ref_meta["sfreq"] and meta["shape"] == list(X.shape)
+    assert [s["sha256"] for s in meta["source_files"]] == [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
+    # groups index the source file of each trial, in sorted order
+    np.testing.assert_array_equal(groups, [[str(f) for f in files].index(src) for src, _ in meta["trial_sources"]])
+    if "trial_sources" in ref_meta:  # eegmmidb: the same run and cue onset for every trial
+        assert [(Path(src).name, t) for src, t in meta["trial_sources"]] == \
+            [(Path(src).name, t) for src, t in ref_meta["trial_sources"]]
+
+
+def test_band_power_frames_is_the_periodogram_recipe(raw_dir):
+    """features.band_power_frames (MNE Welch segments) equals scipy's periodogram, for odd rates and gapped frames."""
+    raw = mne.io.read_raw(raw_dir / "eyes_open_closed" / "sub-01_ses-01_task-EO_run-01_eeg_0-200s_raw.fif",
+                          verbose="error")
+    signal = raw.get_data(stop=3000, units="uV")  # (32, 3000)
+    for sfreq, window, step in [(250.0, 0.5, 0.25), (112.5, 0.4, 0.2), (250.0, 0.2, 0.5)]:
+        ours = band_power_frames(signal, sfreq, DEFAULT_BANDS, window, step)
+        expected = recipe(signal, sfreq, window, step)
+        assert ours.shape == expected.shape and ours.dtype == np.float32
+        assert np.abs(ours - expected).max() <= 1e-4
+
+
+@pytest.mark.parametrize("meas_date", [None, 0])
+def test_cropped_recording_keeps_window_positions(raw_dir, bandpower_dir, tmp_path, meas_date):
+    """A file cut out of a longer recording (first_time = 40 s) gives the windows at the same signal positions."""
+    raw = mne.io.read_raw(raw_dir / "eyes_open_closed" / "sub-01_ses-01_task-EC_run-01_eeg_0-200s_raw.fif",
+                          verbose="error")
+    cropped = raw.crop(tmin=40.0).set_meas_date(meas_date)
+    assert cropped.first_time == 40.0
+    cropped.save(tmp_path / "cropped_raw.fif", verbose="error")
+    result = run_prepare([tmp_path / "cropped_raw.fif"], tmp_path / "out", *EYES)
+    assert result.exit_code == 0, result.output
+    X, y = np.load(tmp_path / "out" / "X.npy"), np.load(tmp_path / "out" / "y.npy")
+    X_ref = np.load(bandpower_dir / "X.npy")[10:50]  # EC windows 40-200 s (the EC file comes first, sorted)
+    assert X.shape == X_ref.shape and np.abs(X - X_ref).max() <= 1e-4
+    assert (y == 1).all()
+
+
+@pytest.mark.parametrize("fmt", ["edf", "bdf"])
+def test_edf_bdf_written_from_real_eeg(raw_dir, tmp_path, fmt):
+    """40 s of the eyes-open run exported with MNE (EDF 16-bit / BDF 24-bit) and read back by prepare."""
+    raw = mne.io.read_raw(raw_dir / "eyes_open_closed" / "sub-01_ses-01_task-EO_run-01_eeg_0-200s_raw.fif",
+                          verbose="error").crop(0, 40, include_tmax=False).load_data()
+    path = tmp_path / f"eyes_open.{fmt}"
+    mne.export.export_raw(path, raw, verbose="error")
+    result = run_prepare([path], tmp_path / "out", *EYES)
+    assert result.exit_code == 0, result.output
+    X, y = np.load(tmp_path / "out" / "X.npy"), np.load(tmp_path / "out" / "y.npy")
+    back = mne.io.read_raw(path, verbose="error").get_data(units="uV")  # what the file holds, quantized
+    expected = recipe(back[:, :10 * 1000].reshape(32, 10, 1000).transpose(1, 0, 2), 250.0, 0.5, 0.25)
+    assert X.shape == (10, 32, 4, 15) and np.abs(X - expected).max() <= 1e-4
+    assert (y == 0).all()
+
+
+def test_channels_pick_a_common_set_in_order(raw_dir, bandpower_dir, tmp_path):
+    eo = mne.io.read_raw(raw_dir / "eyes_open_closed" / "sub-01_ses-01_task-EO_run-01_eeg_0-200s_raw.fif",
+                         verbose="error")
+    eo.drop_channels(["Fp1"]).save(tmp_path / "eo_raw.fif", verbose="error")
+    files = [raw_dir / "eyes_open_closed" / "sub-01_ses-01_task-EC_run-01_eeg_0-200s_raw.fif", tmp_path / "eo_raw.fif"]
+    result = run_prepare(files, tmp_path / "out", *EYES, "--channels", "Oz,O1,Fz")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    ref_meta = json.loads((bandpower_dir / "meta.json").read_text())
+    assert meta["channels"] == ["Oz", "O1", "Fz"]
+    picks = [ref_meta["channels"].index(ch) for ch in meta["channels"]]
+    X_ref = np.load(bandpower_dir / "X.npy")[:, picks]
+    X_ref = np.concatenate([X_ref[50:], X_ref[:50]])  # files go in sorted path order: /tmp/.../eo_raw.fif first
+    assert np.abs(np.load(tmp_path / "out" / "X.npy") - X_ref).max() <= 1e-4
+
+
+def test_resample_and_custom_bands(raw_dir, tmp_path):
+    files = sorted(raw_dir.glob("eegmmidb/S001/*.edf"))
+    result = run_prepare(files, tmp_path / "out", "--event", "T1", "--event", "T2", "--tmax", "4", "--resample",
+                         "100", "--bands", "mu:8-13,beta:13-30")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["sfreq"] == 100.0 and meta["trial_samples"] == 400 and meta["classes"] == ["T1", "T2"]
+    assert meta["bands"] == [["mu", 8.0, 13.0], ["beta", 13.0, 30.0]]
+    assert np.load(tmp_path / "out" / "X.npy").shape == (45, 64, 2, 15)
+
+
+def test_default_classes_are_sorted_names(raw_dir, tmp_path):
+    files = sorted(raw_dir.glob("eegmmidb/S001/*.edf"))
+    result = run_prepare(files, tmp_path / "out", "--tmax", "4")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["classes"] == ["T0", "T1", "T2"]
+    assert meta["class_counts"] == {"T0": 45, "T1": 23, "T2": 22}
+
+
+def bad_inputs(raw_dir: Path, tmp: Path) -> dict[str, tuple[list, list[str], str]]:
+    """name: (files, options, a phrase the one-line error must contain)."""
+    (tmp / "garbage.edf").write_bytes(b"not an EDF file at all")
+    (tmp / "notes.txt").write_text("hello")
+    eyes = sorted(raw_dir.glob("eyes_open_closed/*_raw.fif"))
+    mmi = sorted(raw_dir.glob("eegmmidb/S001/*.edf"))
+    kdd = sorted(raw_dir.glob("KDD_Example/*-epo.fif"))
+    fingers = sorted(raw_dir.glob("FingerMovements/*-epo.fif"))
+    eo = mne.io.read_raw(eyes[1], verbose="error").drop_channels(["Fp1"])
+    eo.save(tmp / "eo_raw.fif", verbose="error")
+    return {
+        "unreadable": ([tmp / "garbage.edf"], [], "cannot read"),
+        "unsupported": ([tmp / "notes.txt"], [], "cannot read"),
+        "missing": ([tmp / "absent.edf"], [], "not found"),
+        "no matching events": (eyes, ["--event", "T1"], "no matching events"),
+        "rates differ": (eyes + mmi[:1], [], "--resample"),
+        "channels differ": ([eyes[0], tmp / "eo_raw.fif"], EYES, "channels differ between files"),
+        "unknown channel": (mmi[:1], ["--channels", "Oz..,XYZ"], "no channel XYZ"),
+        "shorter than a frame": (kdd, ["--frame-window", "1.0"], "shorter than one frame"),
+        "event span shorter than a frame": (mmi, ["--tmax", "0.3"], "shorter than one frame"),
+        "band above Nyquist": (fingers, ["--bands", "gamma:30-60"], "Nyquist"),
+        "bad band syntax": (fingers, ["--bands", "gamma30-60"], "NAME:LO-HI"),
+        "tmin without tmax": (mmi, ["--tmin", "0"], "--tmin needs --tmax"),
+        "span outside epochs": (kdd, ["--tmin", "0", "--tmax", "2"], "outside the epochs"),
+    }
+
+
+@pytest.mark.parametrize("case", ["unreadable", "unsupported", "missing", "no matching events", "rates differ",
+                                  "channels differ", "unknown channel", "shorter than a frame",
+                                  "event span shorter than a frame", "band above Nyquist", "bad band syntax",
+                                  "tmin without tmax", "span outside epochs"])
+def test_bad_input_one_line_exit_2_no_output(case, raw_dir, tmp_path):
+    files, options, phrase = bad_inputs(raw_dir, tmp_path)[case]
+    parent = tmp_path / "outputs"
+    parent.mkdir()
+    result = run_prepare(files, parent / "out", *options)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and phrase in lines[0], result.output
+    assert list(parent.iterdir()) == []  # neither the output folder nor a temp folder is left behind
+
+
+def test_existing_output_folder_is_refused(raw_dir, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("mine")
+    result = run_prepare(sorted(raw_dir.glob("KDD_Example/*-epo.fif")), tmp_path / "out")
+    assert result.exit_code == 2 and "already exists" in result.output
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]
