@@ -186,8 +186,9 @@ def test_concurrent_requests_match_sequential(server, bandpower):
     """200 single-window requests from 16 threads, windows of three lengths mixed: the batched answers equal
     the one-at-a-time ones and none fails (no 503 from the batching latency budget, no 500)."""
     X = bandpower[0]
-    windows = [X[i % len(X), :, :, -(15, 9, 4)[i % 3]:] for i in range(200)]
-    sequential = [post(server, w).json() for w in windows[:30]]
+    distinct = [X[i, :, :, -(15, 9, 4)[i % 3]:] for i in range(30)]  # (C, F, T) with T of 15, 9 or 4
+    sequential = [post(server, w).json() for w in distinct]
+    windows = [distinct[i % 30] for i in range(200)]
 
     def one(w: np.ndarray) -> tuple[int, dict]:
         r = post(server, w)
