@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
