@@ -1,7 +1,19 @@
 """eeg2arm: band-power EEG -> robot-arm decisions. Train, export to ONNX, serve."""
-from .checkpoint import CHECKPOINT_VERSION, load_model_from_checkpoint
+from importlib import import_module
+from typing import Any
+
 from .config import EEGConfig
 from .errors import UserInputError
-from .model import EEGModel, Hysteresis
+
+# The torch-backed names load on first use, so that the service (numpy + ONNX Runtime) never imports torch.
+_LAZY = {"CHECKPOINT_VERSION": "checkpoint", "load_model_from_checkpoint": "checkpoint",
+         "EEGModel": "model", "Hysteresis": "model"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["CHECKPOINT_VERSION", "EEGConfig", "EEGModel", "Hysteresis", "UserInputError", "load_model_from_checkpoint"]

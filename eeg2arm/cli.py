@@ -149,8 +149,10 @@ def infer(ckpt, onnx_path, x_path, no_softmax, normalize, device) -> None:
               help="Measure parity on real windows before writing --out")
 @click.option("--x", "x_path", type=FILE, default=None,
               help="Real windows X.npy for the parity check (default: the embedded eyes-open/closed sample)")
+@click.option("--bentoml", "to_bentoml", is_flag=True, default=False,
+              help="Also save the ONNX file into the BentoML model store ($BENTOML_HOME) as model eeg2arm")
 @user_errors
-def export(ckpt, out, opset, atol, check, x_path) -> None:
+def export(ckpt, out, opset, atol, check, x_path, to_bentoml) -> None:
     """Export a checkpoint to ONNX with dynamic batch and time axes, its config in the metadata."""
     from export.onnx_export import export_onnx
 
@@ -158,6 +160,12 @@ def export(ckpt, out, opset, atol, check, x_path) -> None:
     parity = "parity not checked" if result.parity is None else f"parity within --atol {atol:g}"
     click.echo(f"wrote {result.path} (opset {result.opset}, inputs x (batch, C, F, time); "
                f"outputs logits, probs, frame_logits; {parity})")
+    if to_bentoml:
+        from export.metadata import read_onnx_metadata
+        from serving.model_source import save_to_store
+
+        config, meta = read_onnx_metadata(result.path)
+        click.echo(f"saved to the BentoML model store as {save_to_store(result.path, config, meta['version'])}")
 
 
 @cli.command()

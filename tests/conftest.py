@@ -45,3 +45,19 @@ def exported(tmp_path_factory, trained):
 
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
     return path, export_onnx(trained[0], path, echo=lambda s: None)
+
+
+@pytest.fixture(scope="session")
+def bento_home(tmp_path_factory, trained) -> Path:
+    """A BENTOML_HOME whose model store holds the `trained` model as eeg2arm:latest, put there the way users do
+    it: `eeg2arm export --bentoml` (a subprocess, since bentoml reads BENTOML_HOME when it is imported)."""
+    import subprocess
+    import sys
+
+    home = tmp_path_factory.mktemp("bentoml_home")
+    done = subprocess.run([sys.executable, "-m", "eeg2arm", "export", "--ckpt", str(trained[0]),
+                           "--out", str(home / "model.onnx"), "--bentoml"],
+                          env={**os.environ, "BENTOML_HOME": str(home)}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "eeg2arm:" in done.stdout  # the store tag is printed
+    return home

@@ -1,0 +1,59 @@
+"""Where the service's ONNX file comes from: the BentoML model store (`eeg2arm:latest`), or $EEG2ARM_ONNX.
+
+`eeg2arm export --bentoml` puts the exported file into the store (under $BENTOML_HOME, default ~/bentoml);
+`bentoml build` then packs that model into the bento. For a quick local run without the store, point
+EEG2ARM_ONNX at an exported file before `bentoml serve`.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from eeg2arm.config import EEGConfig
+from eeg2arm.errors import UserInputError
+
+if TYPE_CHECKING:
+    import bentoml
+
+MODEL_NAME = "eeg2arm"
+ONNX_FILE = "model.onnx"
+ENV_ONNX = "EEG2ARM_ONNX"
+
+
+def save_to_store(onnx_path: str | Path, config: EEGConfig, version: str) -> str:
+    """Copy an exported ONNX file into the BentoML model store as `eeg2arm`; return the new tag.
+
+    Metadata values must be basic types, so the config goes in as one JSON string.
+    """
+    import bentoml
+
+    metadata = {"config": config.to_json(), "version": version, "n_classes": config.n_classes,
+                "input": f"x (B, {config.n_electrodes}, {config.n_bands}, T>={config.min_frames})"}
+    with bentoml.models.create(MODEL_NAME, metadata=metadata, labels={"format": "onnx"}) as model:
+        shutil.copyfile(onnx_path, model.path_of(ONNX_FILE))
+    return str(model.tag)
+
+
+def store_model() -> "bentoml.models.BentoModel | None":
+    """The store model a service declares (so `bentoml build` packs it), or None when $EEG2ARM_ONNX is set.
+
+    Declaring it makes `bentoml serve` insist that it exists, hence nothing is declared for a local file.
+    """
+    if os.environ.get(ENV_ONNX):
+        return None
+    import bentoml
+
+    return bentoml.models.BentoModel(f"{MODEL_NAME}:latest")
+
+
+def resolve_onnx(model: "bentoml.models.BentoModel | None") -> Path:
+    """The ONNX file to serve: $EEG2ARM_ONNX when set, else the declared store model's file."""
+    if model is None:
+        path = Path(os.environ[ENV_ONNX])
+        if not path.is_file():
+            raise UserInputError(f"{ENV_ONNX}={path} is not a file: point it at a model exported with "
+                                 f"`eeg2arm export`, or unset it to serve {MODEL_NAME}:latest from the model store")
+        return path
+    return Path(model.path_of(ONNX_FILE))

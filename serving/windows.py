@@ -1,0 +1,56 @@
+"""Turn a request body into validated windows (B, C, F, T), or raise UserInputError saying what was wrong.
+
+Only the parsing is here: the shape, length and NaN/Inf checks are eeg2arm.data.check_windows, the same as
+the CLI's.
+"""
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+from eeg2arm.config import EEGConfig
+from eeg2arm.data import check_windows
+from eeg2arm.errors import UserInputError
+
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def _expects(config: EEGConfig) -> str:
+    return (f"windows of shape (B, {config.n_electrodes}, {config.n_bands}, T) or one window "
+            f"({config.n_electrodes}, {config.n_bands}, T) with T >= {config.min_frames}")
+
+
+def _checked(X: np.ndarray, config: EEGConfig, max_windows: int, what: str) -> np.ndarray:
+    if X.dtype.kind not in "biuf":
+        raise UserInputError(f"{what} must hold only numbers (got {X.dtype} values); the model expects "
+                             f"{_expects(config)}")
+    if X.ndim == 4 and len(X) > max_windows:
+        raise UserInputError(f"{what} holds {len(X)} windows but this server takes at most {max_windows} "
+                             f"per request: split the batch")
+    with np.errstate(over="ignore"):  # a value beyond float32's range becomes Inf, which check_windows reports
+        X = X.astype(np.float32, copy=False)
+    return check_windows(X, config, what)  # (B, C, F, T)
+
+
+def windows_from_json(x: Any, config: EEGConfig, max_windows: int) -> np.ndarray:
+    """Windows from the JSON field `x`: a nested list (B, C, F, T) or (C, F, T) of numbers."""
+    try:
+        X = np.asarray(x)
+    except ValueError:  # numpy refuses ragged nesting
+        raise UserInputError(f"x is a ragged nested list (rows of different lengths); the model expects "
+                             f"{_expects(config)}") from None
+    return _checked(X, config, max_windows, "x")
+
+
+def windows_from_npy(body: bytes, config: EEGConfig, max_windows: int) -> np.ndarray:
+    """Windows from a request body holding one array saved with numpy.save (no pickles)."""
+    if not body.startswith(NPY_MAGIC):
+        raise UserInputError("the body is not a .npy file (it must start with the numpy.save header): send "
+                             "the bytes written by numpy.save, e.g. curl --data-binary @x.npy")
+    try:
+        X = np.load(io.BytesIO(body), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise UserInputError(f"the .npy body could not be read ({e}); re-save it with numpy.save") from None
+    return _checked(X, config, max_windows, "the .npy array")

@@ -1,0 +1,99 @@
+"""The bento as a deployable image: `bentoml build`, `bentoml containerize` (podman), `podman run`, real requests.
+
+The GPU bento is built and its generated Dockerfile and requirements checked (building it downloads nothing);
+the image that is built and run is the CPU variant (bentofile.cpu.yaml), since the CUDA wheels are gigabytes.
+Needs podman and the local base image: `sudo scripts/container-base.sh` (see ../shared/notes/containers.md).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import torch
+import yaml
+
+from eeg2arm.checkpoint import load_model_from_checkpoint
+from serving.local_server import REPO, free_port, wait_ready
+
+BASE_IMAGE = "docker.io/library/python:3.11-slim"
+
+
+def bentoml(home: Path, *args: str, timeout: float = 120) -> str:
+    done = subprocess.run([sys.executable, "-m", "bentoml", *args], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "BENTOML_HOME": str(home), "EEG2ARM_ONNX": ""}, timeout=timeout)
+    assert done.returncode == 0, f"bentoml {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def build(home: Path, bentofile: str) -> Path:
+    """`bentoml build -f bentofile`; returns the bento's folder in the store."""
+    tag = bentoml(home, "build", "-f", bentofile, "-o", "tag").strip().splitlines()[-1].removeprefix("__tag__:")
+    name, version = tag.split(":")
+    return home / "bentos" / name / version
+
+
+def podman_unusable() -> str | None:
+    """Why podman cannot run the image here, or None when it can."""
+    if shutil.which("podman") is None:
+        return "podman is not installed (run scripts/container-base.sh as root)"
+    if subprocess.run(["podman", "image", "exists", BASE_IMAGE], capture_output=True).returncode != 0:
+        return f"no local {BASE_IMAGE} (run scripts/container-base.sh as root)"
+    done = subprocess.run(["podman", "run", "--rm", BASE_IMAGE, "/bin/true"], capture_output=True, text=True,
+                          timeout=120)
+    if done.returncode != 0:
+        return f"`podman run --rm {BASE_IMAGE} /bin/true` fails here: {done.stderr.strip()[-300:]}"
+    return None
+
+
+def test_gpu_bento_build(bento_home):
+    bento = build(bento_home, "bentofile.yaml")
+    manifest = yaml.safe_load((bento / "bento.yaml").read_text())
+    assert manifest["services"][0]["models"][0]["tag"].startswith("eeg2arm:")  # the model travels in the bento
+    requirements = (bento / "env" / "python" / "requirements.txt").read_text().split()
+    assert any(r.startswith("onnxruntime-gpu[cuda,cudnn]==") for r in requirements)
+    assert not any(r.startswith(("torch", "onnxruntime==")) for r in requirements)
+    assert all("==" in r for r in requirements)  # pinned
+    dockerfile = (bento / "env" / "docker" / "Dockerfile").read_text()
+    assert "FROM python:3.11-slim" in dockerfile  # CUDA comes from the wheels, not a CUDA base image
+    assert (bento / "src" / "serving" / "service.py").is_file()
+
+
+@pytest.mark.container
+def test_cpu_container_serves(bento_home, bandpower, trained):
+    reason = podman_unusable()
+    if reason:
+        pytest.skip(reason)
+    bento = build(bento_home, "bentofile.cpu.yaml")
+    image = f"localhost/eeg2arm-cpu-test:{uuid.uuid4().hex[:8]}"
+    bentoml(bento_home, "containerize", f"eeg2arm-cpu:{bento.name}", "--backend", "podman", "-t", image,
+            "--opt", "network=host", timeout=900)
+    port = free_port()
+    cid = subprocess.run(["podman", "run", "-d", "--network", "host", image, "serve", "--host", "127.0.0.1",
+                          "--port", str(port)], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, timeout=120)
+        X = bandpower[0][:16]
+        r = requests.post(f"{url}/predict", json={"x": X.tolist()}, timeout=30)
+        assert r.status_code == 200, r.text
+        model, _ = load_model_from_checkpoint(trained[0], "cpu")
+        with torch.no_grad():
+            expected = torch.softmax(model(torch.from_numpy(X)), dim=-1).numpy()
+        assert np.abs(np.array(r.json()["probs"]) - expected).max() <= 1e-5
+        meta = requests.get(f"{url}/metadata", timeout=10).json()
+        assert meta["providers"] == ["CPUExecutionProvider"] and meta["model"].startswith("eeg2arm:")
+        bad = requests.post(f"{url}/predict", json={"x": X[:, :5].tolist()}, timeout=10)
+        assert bad.status_code == 400 and "C=5" in bad.text
+    finally:
+        subprocess.run(["podman", "stop", "-t", "10", cid], capture_output=True)
+        subprocess.run(["podman", "rm", "-f", cid], capture_output=True)
+        image_id = subprocess.run(["podman", "image", "inspect", "--format", "{{.Id}}", image],
+                                  capture_output=True, text=True).stdout.strip()
+        subprocess.run(["podman", "rmi", image_id or image], capture_output=True)

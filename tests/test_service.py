@@ -1,0 +1,211 @@
+"""The HTTP service end to end: `bentoml serve` in a subprocess, real requests on 127.0.0.1, real EEG windows."""
+from __future__ import annotations
+
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+import torch
+
+from eeg2arm.checkpoint import load_model_from_checkpoint
+from serving.local_server import serve
+from serving.service import MAX_BODY_BYTES, MAX_WINDOWS
+
+NPY = {"Content-Type": "application/octet-stream"}
+
+
+def npy_bytes(X: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, X)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def server(bento_home, tmp_path_factory) -> str:
+    """Base URL of `bentoml serve` (repo root, model eeg2arm:latest from the store); stopped by pid afterwards."""
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with serve({"BENTOML_HOME": str(bento_home), "EEG2ARM_ONNX": ""}, log) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def torch_model(trained):
+    model, meta = load_model_from_checkpoint(trained[0], "cpu")
+    return model, meta["config"]
+
+
+def torch_probs(model, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    with torch.no_grad():
+        logits = model(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)))
+    return logits.numpy(), torch.softmax(logits, dim=-1).numpy()
+
+
+def post(url: str, X: np.ndarray, **extra) -> requests.Response:
+    return requests.post(f"{url}/predict", json={"x": X.tolist(), **extra}, timeout=30)
+
+
+@pytest.mark.parametrize("T", [15, 7, 2])  # full windows, shorter ones, the shortest the config allows
+def test_predict_matches_pytorch(server, bandpower, torch_model, T):
+    model, config = torch_model
+    X = bandpower[0][:12, :, :, -T:]  # (12, C, F, T) real band power, the last T frames
+    assert T >= config.min_frames
+    r = post(server, X, return_logits=True)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    logits, probs = torch_probs(model, X)
+    assert np.abs(np.array(body["probs"]) - probs).max() <= 1e-5
+    assert np.abs(np.array(body["logits"]) - logits).max() <= 1e-4
+    assert body["pred"] == np.array(body["probs"]).argmax(1).tolist()
+    assert np.allclose(body["conf"], np.array(body["probs"]).max(1))
+
+
+def test_single_window_and_no_logits_by_default(server, bandpower, torch_model):
+    X = bandpower[0][3]  # one window (C, F, T)
+    body = post(server, X).json()
+    assert set(body) == {"pred", "conf", "probs"}
+    assert np.abs(np.array(body["probs"]) - torch_probs(torch_model[0], X[None])[1]).max() <= 1e-5
+
+
+def test_predict_npy_equals_predict(server, bandpower):
+    X = bandpower[0][20:60]  # (40, C, F, T)
+    as_json = post(server, X, return_logits=True).json()
+    r = requests.post(f"{server}/predict_npy?return_logits=true", data=npy_bytes(X), headers=NPY, timeout=30)
+    assert r.status_code == 200, r.text
+    as_npy = r.json()
+    assert set(as_npy) == set(as_json) == {"pred", "conf", "probs", "logits"}
+    assert as_npy["pred"] == as_json["pred"]
+    assert np.abs(np.array(as_npy["probs"]) - np.array(as_json["probs"])).max() <= 1e-6
+
+
+def test_metadata(server, torch_model):
+    config = torch_model[1]
+    r = requests.get(f"{server}/metadata", timeout=10)
+    assert r.status_code == 200
+    meta = r.json()
+    assert meta["config"] == config.to_dict()
+    assert meta["n_classes"] == config.n_classes
+    assert meta["input"]["C"] == config.n_electrodes and meta["input"]["F"] == config.n_bands
+    assert meta["input"]["min_T"] == config.min_frames
+    assert meta["version"]
+    assert meta["providers"][-1] == "CPUExecutionProvider"
+    assert meta["model"].startswith("eeg2arm:")
+
+
+def test_bentoml_endpoints_keep_working(server):
+    assert requests.get(f"{server}/readyz", timeout=10).status_code == 200
+    assert requests.get(f"{server}/livez", timeout=10).status_code == 200
+    metrics = requests.get(f"{server}/metrics", timeout=10)
+    assert metrics.status_code == 200 and "bentoml_service_request_total" in metrics.text
+    spec = requests.get(f"{server}/docs.json", timeout=10).json()
+    assert {"/predict", "/predict_npy"} <= set(spec["paths"])
+    assert "swagger" in requests.get(f"{server}/", timeout=10).text.lower()
+
+
+def _window(bandpower) -> np.ndarray:
+    return bandpower[0][0]  # (C, F, T)
+
+
+BAD_JSON = {  # name -> (body made from one real window w (C, F, T), message fragments, formatted with the config)
+    "wrong C": (lambda w: {"x": [w[:-1].tolist()]}, ["C={C_1}", "C={C}"]),
+    "wrong F": (lambda w: {"x": [w[:, :-1].tolist()]}, ["F={F_1}", "F={F}"]),
+    "wrong ndim": (lambda w: {"x": w[0].tolist()}, ["shape ({F}, 15)", "(C, F, T)"]),
+    "T too short": (lambda w: {"x": w[..., :1].tolist()}, ["T=1", "at least T={min_T}"]),
+    "non-numeric": (lambda w: {"x": [[["a", 1.0]]]}, ["only numbers", "(B, {C}, {F}, T)"]),
+    "ragged": (lambda w: {"x": [w.tolist(), w[:, :, :3].tolist()]}, ["ragged", "(B, {C}, {F}, T)"]),
+    "empty batch": (lambda w: {"x": []}, ["shape (0,)", "(N, C, F, T)"]),
+    "missing x": (lambda w: {"return_logits": True}, ["x", "required"]),
+    "malformed JSON": (lambda w: '{"x": [[[1.0, 2.0', ["Invalid JSON"]),
+}
+
+
+def _nan_body(w: np.ndarray, token: str) -> str:
+    values = w.tolist()
+    values[5][2][7] = "__BAD__"  # electrode 5, band 2, frame 7
+    return json.dumps({"x": values}).replace('"__BAD__"', token)
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e39"])  # 1e39 overflows float32
+def test_non_finite_values_are_400(server, bandpower, token):
+    r = requests.post(f"{server}/predict", data=_nan_body(_window(bandpower), token),
+                      headers={"Content-Type": "application/json"}, timeout=10)
+    assert r.status_code == 400, r.text
+    assert "1 NaN/Inf values" in r.text and "sample 0" in r.text
+    assert post(server, _window(bandpower)).status_code == 200
+
+
+@pytest.mark.parametrize("case", list(BAD_JSON))
+def test_bad_json_is_400_and_server_keeps_serving(server, bandpower, torch_model, case):
+    config = torch_model[1]
+    build, fragments = BAD_JSON[case]
+    body = build(_window(bandpower))
+    if isinstance(body, str):
+        r = requests.post(f"{server}/predict", data=body, headers={"Content-Type": "application/json"}, timeout=10)
+    else:
+        r = requests.post(f"{server}/predict", json=body, timeout=10)
+    assert r.status_code == 400, r.text
+    assert "error" in r.text
+    sizes = {"C": config.n_electrodes, "F": config.n_bands, "C_1": config.n_electrodes - 1,
+             "F_1": config.n_bands - 1, "min_T": config.min_frames}
+    for fragment in fragments:
+        assert fragment.format(**sizes) in r.text, (fragment, r.text)
+    assert post(server, _window(bandpower)).status_code == 200
+
+
+def test_bad_npy_bodies_are_400(server, bandpower):
+    X = bandpower[0]
+    cases = [
+        (b"not a numpy file", ".npy"),
+        (npy_bytes(X[:2])[:100], "could not be read"),
+        (npy_bytes(np.zeros((0, 32, 4, 15), np.float32)), "no samples"),
+        (npy_bytes(np.array([["a"]])), "only numbers"),
+        (npy_bytes(np.repeat(X[:1], MAX_WINDOWS + 1, axis=0)), f"at most {MAX_WINDOWS}"),
+    ]
+    for body, fragment in cases:
+        r = requests.post(f"{server}/predict_npy", data=body, headers=NPY, timeout=30)
+        assert r.status_code == 400, r.text
+        assert fragment in r.text, (fragment, r.text)
+    ok = requests.post(f"{server}/predict_npy", data=npy_bytes(X[:3]), headers=NPY, timeout=10)
+    assert ok.status_code == 200 and len(ok.json()["pred"]) == 3
+
+
+def test_body_limits(server, bandpower):
+    too_big = b"0" * (MAX_BODY_BYTES + 1)
+    r = requests.post(f"{server}/predict", data=too_big, headers={"Content-Type": "application/json"}, timeout=30)
+    assert r.status_code == 413 and "at most 32 MiB" in r.json()["error"]
+    chunked = requests.post(f"{server}/predict_npy", data=iter([npy_bytes(bandpower[0][:1])]), headers=NPY, timeout=10)
+    assert chunked.status_code == 411 and "Content-Length" in chunked.json()["error"]
+    assert post(server, _window(bandpower)).status_code == 200
+
+
+def test_concurrent_requests_match_sequential(server, bandpower):
+    """200 single-window requests from 16 threads, windows of three lengths mixed: the batched answers equal
+    the one-at-a-time ones and none fails (no 503 from the batching latency budget, no 500)."""
+    X = bandpower[0]
+    distinct = [X[i, :, :, -(15, 9, 4)[i % 3]:] for i in range(30)]  # (C, F, T) with T of 15, 9 or 4
+    sequential = [post(server, w).json() for w in distinct]
+    windows = [distinct[i % 30] for i in range(200)]
+
+    def one(w: np.ndarray) -> tuple[int, dict]:
+        r = post(server, w)
+        return r.status_code, r.json()
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(one, windows))
+    assert [status for status, _ in answers] == [200] * len(windows)
+    for i, (_, answer) in enumerate(answers):
+        reference = sequential[i % 30]
+        assert answer["pred"] == reference["pred"]
+        assert np.abs(np.array(answer["probs"]) - np.array(reference["probs"])).max() <= 1e-6
+
+
+def test_local_onnx_file_via_env(exported, tmp_path, bandpower):
+    """EEG2ARM_ONNX serves an exported file without the model store."""
+    onnx_path = exported[0]
+    with serve({"EEG2ARM_ONNX": str(onnx_path), "BENTOML_HOME": str(tmp_path / "empty")},
+               tmp_path / "serve.log") as url:
+        meta = requests.get(f"{url}/metadata", timeout=10).json()
+        assert meta["model"] == f"EEG2ARM_ONNX={onnx_path}"
+        assert len(post(url, bandpower[0][:5]).json()["pred"]) == 5
