@@ -149,17 +149,22 @@ def infer(ckpt, onnx_path, x_path, no_softmax, normalize, device) -> None:
               help="Measure parity on real windows before writing --out")
 @click.option("--x", "x_path", type=FILE, default=None,
               help="Real windows X.npy for the parity check (default: the embedded eyes-open/closed sample)")
+@click.option("--stream/--no-stream", default=True, show_default=True,
+              help="Also write the streaming step graph beside --out (model.step.onnx)")
 @click.option("--bentoml", "to_bentoml", is_flag=True, default=False,
-              help="Also save the ONNX file into the BentoML model store ($BENTOML_HOME) as model eeg2arm")
+              help="Also save the ONNX file(s) into the BentoML model store ($BENTOML_HOME) as model eeg2arm")
 @user_errors
-def export(ckpt, out, opset, atol, check, x_path, to_bentoml) -> None:
+def export(ckpt, out, opset, atol, check, x_path, stream, to_bentoml) -> None:
     """Export a checkpoint to ONNX with dynamic batch and time axes, its config in the metadata."""
     from export.onnx_export import export_onnx
 
-    result = export_onnx(ckpt, out, opset=opset, atol=atol, check=check, x_path=x_path, echo=click.echo)
+    result = export_onnx(ckpt, out, opset=opset, atol=atol, check=check, x_path=x_path, stream=stream,
+                         echo=click.echo)
     parity = "parity not checked" if result.parity is None else f"parity within --atol {atol:g}"
     click.echo(f"wrote {result.path} (opset {result.opset}, inputs x (batch, C, F, time); "
                f"outputs logits, probs, frame_logits; {parity})")
+    if result.step is not None:
+        click.echo(f"wrote {result.step} (streaming step graph: frames (batch, C, F, pool) + state -> probs + state)")
     if to_bentoml:
         from export.metadata import read_onnx_metadata
         from serving.model_source import save_to_store

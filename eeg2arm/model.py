@@ -1,4 +1,4 @@
-"""EEGModel: band-power EEG (B, C electrodes, F bands, T frames) -> class logits, and Hysteresis.
+"""EEGModel: band-power EEG (B, C electrodes, F bands, T frames) -> class logits.
 
     (B, C, F, T) --z-score (config.normalize)--> depthwise conv (F, T) per electrode, time pool
     --> depthwise conv --> 1x1x1 mix across electrodes --> flatten per frame --> LazyLinear to frame_embed
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import EEGConfig
 from .errors import UserInputError
+from .smoothing import Hysteresis  # noqa: F401  (the guide imports it from the model module)
 
 
 def zscore(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -181,50 +181,3 @@ class EEGModel(nn.Module):
         self(torch.zeros(2, C, F_, max(T, self.config.min_frames), device=self.slopes.device))
         self.train(was_training)
         return self
-
-
-class Hysteresis:
-    """Smooth per-frame class probabilities into a steady decision, so the arm does not jitter.
-
-    A class is *entered* once its probability is >= `enter` for `min_frames` consecutive frames. The decision is
-    then *held* while its probability stays >= `exit` (choose exit <= enter); below that it is released to
-    UNDECIDED (-1) until a class enters again.
-
-        smoother = Hysteresis(enter=0.7, exit=0.5, min_frames=3)
-        decisions = [smoother.update(p) for p in probs]  # probs: (T, K)
-    """
-
-    UNDECIDED = -1
-
-    def __init__(self, enter: float = 0.7, exit: float = 0.5, min_frames: int = 3):
-        if not 0.0 <= exit <= enter <= 1.0:
-            raise ValueError(f"need 0 <= exit <= enter <= 1, got enter={enter}, exit={exit}")
-        if min_frames < 1:
-            raise ValueError(f"min_frames must be >= 1, got {min_frames}")
-        self.enter, self.exit, self.min_frames = enter, exit, min_frames
-        self.reset()
-
-    def reset(self) -> None:
-        self.decision = self.UNDECIDED
-        self._candidate = self.UNDECIDED
-        self._streak = 0
-
-    def update(self, probs) -> int:
-        """Feed one frame's probabilities (K,); returns the current decision (a class index or UNDECIDED)."""
-        p = np.asarray(probs, dtype=np.float64)
-        if self.decision != self.UNDECIDED and p[self.decision] < self.exit:
-            self.decision = self.UNDECIDED
-        best = int(p.argmax())
-        if best != self.decision and p[best] >= self.enter:
-            self._streak = self._streak + 1 if best == self._candidate else 1
-            self._candidate = best
-            if self._streak >= self.min_frames:
-                self.decision, self._candidate, self._streak = best, self.UNDECIDED, 0
-        else:
-            self._candidate, self._streak = self.UNDECIDED, 0
-        return self.decision
-
-    def run(self, probs_seq) -> list[int]:
-        """Decisions for a whole sequence (T, K), starting from a reset state."""
-        self.reset()
-        return [self.update(p) for p in probs_seq]

@@ -14,17 +14,14 @@ StreamingDecoder is a plain nn.Module over tensors so that it exports to ONNX as
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn as nn
 
 from .errors import UserInputError
-from .model import EEGModel, Hysteresis
+from .model import EEGModel
 
 State = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
-STATE_NAMES = ("conv1", "conv2", "keys", "values", "seen")
 
 
 class StreamingDecoder(nn.Module):
@@ -89,53 +86,3 @@ class TorchStep:
         """group (1, C, F, pool) -> probs (K,) and the next state."""
         _, probs, *state = self.decoder(torch.from_numpy(group).to(self.device), *state)
         return probs[0].cpu().numpy(), tuple(state)
-
-
-@dataclass(frozen=True)
-class StepResult:
-    frame: int  # index of the pooled frame (the same index as forward_seq's output)
-    probs: np.ndarray  # (K,)
-    pred: int  # argmax of probs: the raw decision
-    decision: int  # the Hysteresis decision (a class, or Hysteresis.UNDECIDED)
-
-
-class Streamer:
-    """Feed band-power frames as they arrive, one (C, F) or several (C, F, n) at a time; get decisions back.
-
-    Frames are buffered until `cnn_time_pool` are there; each complete group gives one StepResult. `step` is a
-    TorchStep (default, from `model`) or any object with the same `config`, `initial_state()` and `__call__`.
-    """
-
-    def __init__(self, step: TorchStep, hysteresis: Hysteresis | None = None):
-        self.step = step
-        self.hysteresis = hysteresis or Hysteresis()
-        c = step.config
-        self.frame_shape, self.pool = (c.n_electrodes, c.n_bands), c.cnn_time_pool
-        self.reset()
-
-    @classmethod
-    def from_model(cls, model: EEGModel, hysteresis: Hysteresis | None = None) -> "Streamer":
-        return cls(TorchStep(model), hysteresis)
-
-    def reset(self) -> None:
-        self.state = self.step.initial_state()
-        self.pending = np.zeros((*self.frame_shape, 0), dtype=np.float32)
-        self.frames_done = 0
-        self.hysteresis.reset()
-
-    def push(self, frames: np.ndarray) -> list[StepResult]:
-        frames = np.asarray(frames, dtype=np.float32)
-        if frames.ndim == 2:
-            frames = frames[..., None]
-        if frames.ndim != 3 or frames.shape[:2] != self.frame_shape:
-            raise UserInputError(f"a frame must be (C, F) = {self.frame_shape} or (C, F, n), got {frames.shape}")
-        if not np.isfinite(frames).all():
-            raise UserInputError("frame contains NaN/Inf values: drop or repair it; the stream state is unchanged")
-        self.pending = np.concatenate([self.pending, frames], axis=-1)
-        results = []
-        while self.pending.shape[-1] >= self.pool:
-            group, self.pending = self.pending[None, ..., :self.pool], self.pending[..., self.pool:]
-            probs, self.state = self.step(np.ascontiguousarray(group), self.state)
-            results.append(StepResult(self.frames_done, probs, int(probs.argmax()), self.hysteresis.update(probs)))
-            self.frames_done += 1
-        return results

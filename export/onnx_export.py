@@ -27,11 +27,13 @@ from torch.export import Dim
 from eeg2arm.checkpoint import atomic_write, load_model_from_checkpoint
 from eeg2arm.errors import UserInputError
 from eeg2arm.model import EEGModel
+from eeg2arm.stream import StreamingDecoder
 
 from .graph import INPUT_NAME, OUTPUT_NAMES, ExportGraph
 from .metadata import set_metadata
-from .parity import ParityRow, check_atol, compare, load_parity_windows, parity_lengths, summarize
+from .parity import ParityRow, check_atol, compare, compare_step, load_parity_windows, parity_lengths, summarize
 from .session import OnnxPredictor
+from .step import STEP_INPUTS, STEP_OUTPUTS, OnnxStep, can_stream, step_path
 
 MIN_OPSET = 18  # the dynamo exporter's lowest opset; below it, it silently falls back to 18
 EXPORTER = f"torch.onnx.export(dynamo=True), torch {torch.__version__}"
@@ -42,6 +44,7 @@ class ExportResult:
     path: Path
     opset: int
     parity: list[ParityRow] | None  # None with check=False
+    step: Path | None = None  # the streaming step graph, when written
 
 
 def check_output_path(out: Path) -> None:
@@ -67,7 +70,7 @@ def opset_of(proto: onnx.ModelProto) -> int:
 
 
 @contextlib.contextmanager
-def _exporter_quiet() -> Iterator[None]:
+def exporter_quiet() -> Iterator[None]:
     """Mute the exporter's log and warning chatter (e.g. 'torchvision is not installed'); errors still raise."""
     loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript", "onnx_ir")]
     levels = [lg.level for lg in loggers]
@@ -89,28 +92,67 @@ def to_onnx(model: EEGModel, example_input_shape: tuple[int, ...], opset: int | 
     example = torch.zeros(2, C, F, max(T, config.min_frames, 2))  # batch and T >= 2: size 1 would be specialized
     dynamic = {INPUT_NAME: {0: Dim("batch"), 3: Dim("time", min=config.min_frames)}}
     try:
-        with torch.no_grad(), _exporter_quiet():
+        with torch.no_grad(), exporter_quiet():
             program = torch.onnx.export(ExportGraph(model).eval(), (example,), dynamo=True, dynamic_shapes=dynamic,
                                         input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
                                         opset_version=opset, verbose=False)
         proto = program.model_proto
         onnx.checker.check_model(proto, full_check=True)
     except (torch.onnx.OnnxExporterError, onnx.checker.ValidationError) as e:
-        first = str(e).strip().splitlines()[0][:300]
-        raise UserInputError(f"ONNX export failed ({type(e).__name__}: {first}); try another --opset") from None
+        raise exporter_failure(e) from None
+    check_made_opset(proto, opset)
+    return proto
+
+
+def to_step_onnx(model: EEGModel, opset: int | None = None) -> onnx.ModelProto:
+    """Export StreamingDecoder(model), the streaming step graph, with a dynamic batch axis shared by the state."""
+    c = model.config
+    decoder = StreamingDecoder(model).eval()
+    state = decoder.initial_state(2)  # batch 2: a size-1 example dim would be specialized
+    frames = torch.zeros(2, c.n_electrodes, c.n_bands, c.cnn_time_pool)
+    batch = Dim("batch")
+    dynamic = {"frames": {0: batch}, "conv1": {0: batch}, "conv2": {0: batch}, "keys": {1: batch},
+               "values": {1: batch}, "seen": None}
+    try:
+        with torch.no_grad(), exporter_quiet():
+            program = torch.onnx.export(decoder, (frames, *state), dynamo=True, dynamic_shapes=dynamic,
+                                        input_names=list(STEP_INPUTS), output_names=list(STEP_OUTPUTS),
+                                        opset_version=opset, verbose=False)
+        proto = program.model_proto
+        onnx.checker.check_model(proto, full_check=True)
+    except (torch.onnx.OnnxExporterError, onnx.checker.ValidationError) as e:
+        raise exporter_failure(e) from None
+    check_made_opset(proto, opset)
+    return proto
+
+
+def exporter_failure(e: Exception) -> UserInputError:
+    first = str(e).strip().splitlines()[0][:300]
+    return UserInputError(f"ONNX export failed ({type(e).__name__}: {first}); try another --opset")
+
+
+def check_made_opset(proto: onnx.ModelProto, opset: int | None) -> None:
     made = opset_of(proto)
     if opset is not None and made != opset:
         raise UserInputError(f"the exporter could not produce --opset {opset} (it made opset {made}): "
                              f"use {made} or leave --opset out")
-    return proto
+
+
+def save_onnx(proto: onnx.ModelProto, out: Path) -> None:
+    try:
+        atomic_write(out, lambda tmp: onnx.save(proto, tmp))
+    except OSError as e:
+        raise UserInputError(f"cannot write {out} ({e.strerror or e}): choose another --out") from None
 
 
 def export_onnx(ckpt: str | Path, out: str | Path, opset: int | None = None, atol: float = 1e-4,
-                check: bool = True, x_path: str | Path | None = None,
+                check: bool = True, x_path: str | Path | None = None, stream: bool = True,
                 echo: Callable[[str], None] = print) -> ExportResult:
     """Export a checkpoint to `out` (written atomically, only after parity passed when `check`).
 
-    Every user input is validated before the exporter runs, so a bad file gets one clean line.
+    With `stream` (and a model that can stream, see export.step.can_stream) the step graph goes to
+    `step_path(out)` as well, with its own measured parity. Every user input is validated before the exporter
+    runs, so a bad file gets one clean line.
     """
     out = Path(out)
     check_output_path(out)
@@ -130,8 +172,16 @@ def export_onnx(ckpt: str | Path, out: str | Path, opset: int | None = None, ato
         lengths = parity_lengths(config, meta["example_input_shape"][3])
         rows = compare(model, predictor, X, lengths, atol, echo)
         set_metadata(proto, config, **fields, parity=summarize(rows, atol, predictor.providers))
-    try:
-        atomic_write(out, lambda tmp: onnx.save(proto, tmp))
-    except OSError as e:
-        raise UserInputError(f"cannot write {out} ({e.strerror or e}): choose another --out") from None
-    return ExportResult(out, opset_of(proto), rows)
+    step_proto = None
+    if stream and can_stream(config):
+        step_proto = to_step_onnx(model, opset)
+        set_metadata(step_proto, config, **fields, graph="step")
+        if check:
+            step_parity = compare_step(model, OnnxStep(step_proto.SerializeToString(), device="cpu"), X, atol, echo)
+            set_metadata(step_proto, config, **fields, graph="step", parity=step_parity)
+    elif stream:
+        echo("no step graph: a model trained with --normalize (or a clip length) cannot stream frame by frame")
+    save_onnx(proto, out)
+    if step_proto is not None:
+        save_onnx(step_proto, step_path(out))
+    return ExportResult(out, opset_of(proto), rows, step_path(out) if step_proto is not None else None)

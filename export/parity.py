@@ -15,8 +15,12 @@ from eeg2arm.errors import UserInputError
 from eeg2arm.model import EEGModel
 from eeg2arm.sample import SAMPLE_X
 
+from eeg2arm.stream import StreamingDecoder
+from eeg2arm.streamer import STATE_NAMES
+
 from .graph import OUTPUT_NAMES, ExportGraph
 from .session import OnnxPredictor
+from .step import OnnxStep
 
 BATCH_SIZES = (1, 7, 64)
 
@@ -121,3 +125,36 @@ def run_parity(ckpt: str | Path, onnx_path: str | Path, x_path: str | Path | Non
     X = load_parity_windows(x_path, meta["config"])
     return compare(model, predictor, X, parity_lengths(meta["config"], meta["example_input_shape"][3]), atol, echo)
 
+
+
+def real_stream(X: np.ndarray, n_frames: int) -> np.ndarray:
+    """A stream (C, F, n_frames) of real frames: the windows of X one after another, repeated as needed."""
+    stream = np.concatenate(list(X), axis=-1)  # (C, F, N*T)
+    reps = -(-n_frames // stream.shape[-1])
+    return np.ascontiguousarray(np.tile(stream, (1, 1, reps))[..., :n_frames])
+
+
+def compare_step(model: EEGModel, step: OnnxStep, X: np.ndarray, atol: float,
+                 echo: Callable[[str], None]) -> dict[str, Any]:
+    """Stream real frames through the PyTorch StreamingDecoder and the ONNX step graph, W + 16 steps (past the
+    context window), and compare every step's logits and probs; UserInputError above atol."""
+    c = model.config
+    n_steps = c.context + 16
+    frames = torch.from_numpy(real_stream(X, n_steps * c.cnn_time_pool))[None]  # (1, C, F, n)
+    decoder = StreamingDecoder(model).eval()
+    torch_state, onnx_state = decoder.initial_state(1), step.initial_state()
+    err = {"logits": 0.0, "probs": 0.0}
+    for i in range(n_steps):
+        group = frames[..., i * c.cnn_time_pool:(i + 1) * c.cnn_time_pool]
+        with torch.no_grad():
+            ref_logits, ref_probs, *torch_state = decoder(group, *torch_state)
+        logits, probs, *onnx_state = step.session.run(
+            None, {"frames": group.numpy(), **dict(zip(STATE_NAMES, onnx_state))})
+        for name, got, ref in (("logits", logits, ref_logits), ("probs", probs, ref_probs)):
+            err[name] = max(err[name], float(np.abs(got - ref.numpy()).max()))
+    echo(f"step graph: {n_steps} steps, max abs error logits {err['logits']:.2e} probs {err['probs']:.2e}")
+    worst = max(err, key=err.get)
+    if err[worst] > atol:
+        raise UserInputError(f"ONNX step graph parity failed: max abs error of {worst} is {err[worst]:.2e} over "
+                             f"{n_steps} steps, above --atol {atol:g}")
+    return {"atol": atol, "steps": n_steps, "max_abs_err": err, "providers": step.providers}

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from eeg2arm.config import EEGConfig
 from eeg2arm.errors import UserInputError
+from export.step import step_path
 
 if TYPE_CHECKING:
     import bentoml
@@ -23,7 +24,7 @@ ENV_ONNX = "EEG2ARM_ONNX"
 
 
 def save_to_store(onnx_path: str | Path, config: EEGConfig, version: str) -> str:
-    """Copy an exported ONNX file into the BentoML model store as `eeg2arm`; return the new tag.
+    """Copy an exported ONNX file (and its step graph) into the BentoML model store as `eeg2arm`; return the tag.
 
     Metadata values must be basic types, so the config goes in as one JSON string.
     """
@@ -31,8 +32,11 @@ def save_to_store(onnx_path: str | Path, config: EEGConfig, version: str) -> str
 
     metadata = {"config": config.to_json(), "version": version, "n_classes": config.n_classes,
                 "input": f"x (B, {config.n_electrodes}, {config.n_bands}, T>={config.min_frames})"}
+    step = step_path(onnx_path)
     with bentoml.models.create(MODEL_NAME, metadata=metadata, labels={"format": "onnx"}) as model:
         shutil.copyfile(onnx_path, model.path_of(ONNX_FILE))
+        if step.is_file():  # the streaming step graph, when the model can stream
+            shutil.copyfile(step, step_path(model.path_of(ONNX_FILE)))
     return str(model.tag)
 
 

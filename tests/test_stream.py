@@ -5,7 +5,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from eeg2arm import EEGConfig, EEGModel, UserInputError, load_model_from_checkpoint
-from eeg2arm.stream import StreamingDecoder, Streamer
+from eeg2arm.stream import StreamingDecoder
+from eeg2arm.streamer import Streamer
 
 
 def real_stream(bandpower, n_windows: int) -> np.ndarray:
