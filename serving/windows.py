@@ -1,6 +1,7 @@
-"""Turn a request body into validated windows (B, C, F, T), or raise UserInputError saying what was wrong.
+"""Turn a request body into validated windows (B, C, F, T) or stream frames (C, F, n), or raise UserInputError
+saying what was wrong.
 
-Only the parsing is here: the shape, length and NaN/Inf checks are eeg2arm.data.check_windows, the same as
+Only the parsing is here: the window checks (shape, length, NaN/Inf) are eeg2arm.data.check_windows, the same as
 the CLI's.
 """
 from __future__ import annotations
@@ -54,3 +55,33 @@ def windows_from_npy(body: bytes, config: EEGConfig, max_windows: int) -> np.nda
     except (ValueError, OSError, EOFError) as e:
         raise UserInputError(f"the .npy body could not be read ({e}); re-save it with numpy.save") from None
     return _checked(X, config, max_windows, "the .npy array")
+
+
+def frames_from_json(frames: Any, config: EEGConfig, max_frames: int) -> np.ndarray:
+    """Stream frames from the JSON field `frames`: one frame (C, F) or several (C, F, n) -> float32 (C, F, n)."""
+    C, F = config.n_electrodes, config.n_bands
+    expects = f"one frame ({C}, {F}) or several frames ({C}, {F}, n) of band power"
+    try:
+        X = np.asarray(frames)
+    except ValueError:  # numpy refuses ragged nesting
+        raise UserInputError(f"frames is a ragged nested list (rows of different lengths); expected {expects}; "
+                             f"the stream is unchanged") from None
+    if X.dtype.kind not in "iuf":
+        raise UserInputError(f"frames must hold only numbers (got {X.dtype} values); expected {expects}; "
+                             f"the stream is unchanged")
+    shape = X.shape
+    if X.ndim == 2:
+        X = X[..., None]
+    if X.ndim != 3 or X.shape[:2] != (C, F) or X.shape[2] == 0:
+        raise UserInputError(f"frames has shape {shape}; expected {expects}; the stream is unchanged")
+    if X.shape[2] > max_frames:
+        raise UserInputError(f"frames holds {X.shape[2]} frames but this server takes at most {max_frames} per "
+                             f"request: send them in parts; the stream is unchanged")
+    with np.errstate(over="ignore"):  # a value beyond float32's range becomes Inf, reported below
+        X = X.astype(np.float32)
+    bad = ~np.isfinite(X)
+    if bad.any():
+        raise UserInputError(f"frames contains {int(bad.sum())} NaN/Inf values (first in frame "
+                             f"{int(np.nonzero(bad.any(axis=(0, 1)))[0][0])}): drop or repair them; the stream "
+                             f"is unchanged")
+    return X  # (C, F, n)

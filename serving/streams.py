@@ -1,0 +1,103 @@
+"""The open streams of one server process: a table of session id -> Streamer, bounded in number and idle time.
+
+    table = StreamTable(lambda hysteresis: Streamer(step, hysteresis), max_streams=64, idle_timeout_s=60)
+    sid = table.open(Hysteresis())
+    results, pending = await table.push(sid, frames)  # frames (C, F, n): one StepResult per complete group
+    frames_done = await table.close(sid)
+
+Every session has its own Streamer (buffer, model state, Hysteresis), so sessions never see each other's frames.
+The table is used from one asyncio event loop (the server worker's), so the dict needs no thread lock; a
+per-session asyncio.Lock serializes concurrent pushes to one session while the model step itself runs in a
+thread. Sessions idle for longer than `idle_timeout_s` are dropped lazily, on every open and lookup.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from eeg2arm.smoothing import Hysteresis
+from eeg2arm.streamer import StepResult, Streamer
+
+
+class StreamNotFound(LookupError):
+    """The session id is unknown, expired or closed."""
+
+
+class TooManyStreams(RuntimeError):
+    """All `max_streams` sessions are open."""
+
+
+@dataclass
+class Stream:
+    streamer: Streamer
+    last_used: float
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    closed: bool = False
+
+
+class StreamTable:
+    def __init__(self, make_streamer: Callable[[Hysteresis], Streamer], max_streams: int, idle_timeout_s: float,
+                 clock: Callable[[], float] = time.monotonic):
+        if max_streams < 1 or not idle_timeout_s > 0:
+            raise ValueError(f"need max_streams >= 1 and idle_timeout_s > 0, got {max_streams} and {idle_timeout_s}")
+        self.make_streamer = make_streamer
+        self.max_streams, self.idle_timeout_s, self.clock = max_streams, idle_timeout_s, clock
+        self._streams: dict[str, Stream] = {}
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def expire(self) -> int:
+        """Drop the sessions idle for longer than the timeout (not one whose push is running); return how many."""
+        deadline = self.clock() - self.idle_timeout_s
+        idle = [sid for sid, s in self._streams.items() if s.last_used < deadline and not s.lock.locked()]
+        for sid in idle:
+            self._streams.pop(sid).closed = True
+        return len(idle)
+
+    def open(self, hysteresis: Hysteresis) -> str:
+        """A new session with its own Streamer; TooManyStreams when `max_streams` are open."""
+        self.expire()
+        if len(self._streams) >= self.max_streams:
+            raise TooManyStreams(f"all {self.max_streams} stream sessions of this server are open: close one "
+                                 f"(POST /stream/close) or wait {self.idle_timeout_s:g} s for an idle one to expire")
+        sid = uuid.uuid4().hex
+        self._streams[sid] = Stream(self.make_streamer(hysteresis), self.clock())
+        return sid
+
+    def get(self, sid: str) -> Stream:
+        """The open session `sid`, marked as used now; StreamNotFound when it is unknown, expired or closed."""
+        self.expire()
+        stream = self._streams.get(sid)
+        if stream is None:
+            raise StreamNotFound(f"no open stream session {sid!r} (unknown, closed, or idle for more than "
+                                 f"{self.idle_timeout_s:g} s): open a new one with POST /stream/open")
+        stream.last_used = self.clock()
+        return stream
+
+    async def push(self, sid: str, frames: np.ndarray) -> tuple[list[StepResult], int]:
+        """Feed frames (C, F, n) to session `sid` -> (one StepResult per complete group, frames still buffered).
+
+        Pushes to one session run one at a time, in arrival order. A bad frame raises UserInputError and leaves
+        the session as it was.
+        """
+        stream = self.get(sid)
+        async with stream.lock:
+            if stream.closed:  # closed while this push waited for the lock
+                raise StreamNotFound(f"stream session {sid!r} was closed: open a new one with POST /stream/open")
+            results = await asyncio.to_thread(stream.streamer.push, frames)
+            stream.last_used = self.clock()
+            return results, stream.streamer.pending.shape[-1]
+
+    async def close(self, sid: str) -> int:
+        """Close session `sid` after the pushes already waiting on it; return the pooled frames it processed."""
+        stream = self.get(sid)
+        del self._streams[sid]
+        async with stream.lock:
+            stream.closed = True
+            return stream.streamer.frames_done

@@ -1,0 +1,217 @@
+"""Stream sessions over HTTP: `bentoml serve` in a subprocess, real frame streams on 127.0.0.1, checked against the
+PyTorch model on the same frames."""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+import torch
+
+from eeg2arm.checkpoint import load_model_from_checkpoint
+from eeg2arm.smoothing import Hysteresis
+from export.parity import real_stream
+from serving.local_server import serve
+from serving.service import MAX_STREAM_FRAMES
+
+SMOOTHING = {"enter": 0.55, "exit": 0.5, "min_frames": 2}  # decisions that change on this tiny model's probs
+
+
+@pytest.fixture(scope="module")
+def server(bento_home, tmp_path_factory) -> str:
+    """`bentoml serve` of eeg2arm:latest from the store, with its step graph, default limits."""
+    log = tmp_path_factory.mktemp("serve_stream") / "serve.log"
+    with serve({"BENTOML_HOME": str(bento_home), "EEG2ARM_ONNX": ""}, log) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def tight_server(exported, tmp_path_factory) -> str:
+    """The exported file served with sessions that expire after 1 s idle, at most 2 of them."""
+    log = tmp_path_factory.mktemp("serve_tight") / "serve.log"
+    env = {"EEG2ARM_ONNX": str(exported[0]), "BENTOML_HOME": str(log.parent / "empty"),
+           "EEG2ARM_STREAM_IDLE_S": "1", "EEG2ARM_MAX_STREAMS": "2"}
+    with serve(env, log) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def torch_model(trained):
+    model, meta = load_model_from_checkpoint(trained[0], "cpu")
+    return model.eval(), meta["config"]
+
+
+def frames_of(bandpower, first: int, n: int) -> np.ndarray:
+    """n real frames (C, F, n): the windows from `first` on, joined along time."""
+    return real_stream(bandpower[0][first:], n)
+
+
+def reference(model, frames: np.ndarray) -> np.ndarray:
+    """PyTorch per-pooled-frame probabilities (T', K) of the whole stream."""
+    with torch.no_grad():
+        return torch.softmax(model.forward_seq(torch.from_numpy(frames[None])), -1)[0].numpy()
+
+
+def call(url: str, route: str, body: dict | str, http: requests.Session | None = None) -> requests.Response:
+    http = http or requests
+    if isinstance(body, str):
+        return http.post(f"{url}/stream/{route}", data=body, headers={"Content-Type": "application/json"}, timeout=30)
+    return http.post(f"{url}/stream/{route}", json=body, timeout=30)
+
+
+def open_session(url: str, **smoothing) -> str:
+    r = call(url, "open", smoothing)
+    assert r.status_code == 200, r.text
+    return r.json()["session"]
+
+
+def feed(url: str, session: str, frames: np.ndarray, chunk: int) -> tuple[list[dict], int]:
+    """POST the frames `chunk` at a time ((C, F) when chunk is 1) -> all results, and the last `pending`."""
+    results, pending = [], None
+    with requests.Session() as http:
+        for t in range(0, frames.shape[-1], chunk):
+            part = frames[..., t] if chunk == 1 else frames[..., t:t + chunk]
+            r = call(url, "step", {"session": session, "frames": part.tolist()}, http)
+            assert r.status_code == 200, r.text
+            results += r.json()["results"]
+            pending = r.json()["pending"]
+    return results, pending
+
+
+def check_against(results: list[dict], expected: np.ndarray, smoothing: dict) -> None:
+    assert [r["frame"] for r in results] == list(range(len(expected)))
+    probs = np.array([r["probs"] for r in results])
+    assert np.abs(probs - expected).max() <= 1e-5
+    assert [r["pred"] for r in results] == probs.argmax(1).tolist()
+    assert [r["decision"] for r in results] == Hysteresis(**smoothing).run(expected)
+
+
+@pytest.mark.parametrize("chunk", [1, 7])  # one frame per request, as an amplifier sends them, and chunks
+def test_session_equals_pytorch_past_the_context_window(server, bandpower, torch_model, chunk):
+    model, config = torch_model
+    n = 2 * config.context * config.cnn_time_pool + 21  # longer than the context window W, odd: one frame left
+    frames = frames_of(bandpower, 45, n)  # crosses from eyes-closed to eyes-open windows
+    r = call(server, "open", SMOOTHING)
+    assert r.status_code == 200, r.text
+    opened = r.json()
+    assert opened["frame_shape"] == [config.n_electrodes, config.n_bands]
+    assert opened["pool"] == config.cnn_time_pool and opened["idle_timeout_s"] == 60
+    expected = reference(model, frames)
+    assert len(expected) > config.context
+    results, pending = feed(server, opened["session"], frames, chunk)
+    check_against(results, expected, SMOOTHING)
+    assert pending == n % config.cnn_time_pool == 1
+    assert len({r["decision"] for r in results}) > 1  # the smoothing did something to compare
+
+
+def test_concurrent_sessions_get_their_own_answers(server, bandpower, torch_model):
+    model, config = torch_model
+    streams = [frames_of(bandpower, first, 60) for first in (0, 60, 30)]
+    sessions = [open_session(server, **SMOOTHING) for _ in streams]
+    with ThreadPoolExecutor(len(streams)) as pool:
+        answers = list(pool.map(lambda s_f: feed(server, *s_f, chunk=1), zip(sessions, streams)))
+    for (results, _), frames in zip(answers, streams):
+        check_against(results, reference(model, frames), SMOOTHING)
+    first, second = (np.array([r["probs"] for r in results]) for results, _ in answers[:2])
+    assert np.abs(first - second).max() > 1e-3  # different streams: mixed-up sessions could not pass
+
+
+def _nan_body(session: str, frame: np.ndarray, token: str) -> str:
+    values = frame.tolist()
+    values[3][1] = "__BAD__"
+    return json.dumps({"session": session, "frames": values}).replace('"__BAD__"', token)
+
+
+def test_bad_frames_are_400_and_the_session_goes_on_unchanged(server, bandpower, torch_model):
+    model, config = torch_model
+    C, F = config.n_electrodes, config.n_bands
+    frames = frames_of(bandpower, 45, 31)
+    session = open_session(server, **SMOOTHING)
+    bad = {  # name -> (body, message fragment)
+        "wrong C": ({"session": session, "frames": frames[:-1, :, 0].tolist()}, f"({C - 1}, {F})"),
+        "wrong ndim": ({"session": session, "frames": frames[0, :, 0].tolist()}, f"({F},)"),
+        "no frames": ({"session": session, "frames": frames[..., :0].tolist()}, f"({C}, {F}, 0)"),
+        "ragged": ({"session": session, "frames": [frames[0, :, 0].tolist(), [1.0]]}, "ragged"),
+        "non-numeric": ({"session": session, "frames": [["a"] * F] * C}, "only numbers"),
+        "null": ({"session": session, "frames": [[None] * F] * C}, "only numbers"),
+        "too many": ({"session": session, "frames": np.zeros((C, F, MAX_STREAM_FRAMES + 1)).tolist()},
+                     f"at most {MAX_STREAM_FRAMES}"),
+        "missing frames": ({"session": session}, "frames"),
+        **{token: (_nan_body(session, frames[..., 0], token), "1 NaN/Inf values")
+           for token in ("NaN", "Infinity", "1e39")},
+    }
+    results = []
+    with requests.Session() as http:
+        for t in range(frames.shape[-1]):
+            if t in (0, 5, 6):  # before the first frame, in the middle of a group and at a group's end
+                for name, (body, fragment) in bad.items():
+                    r = call(server, "step", body, http)
+                    assert r.status_code == 400, (name, r.text)
+                    assert fragment in r.text, (name, r.text)
+            r = call(server, "step", {"session": session, "frames": frames[..., t].tolist()}, http)
+            assert r.status_code == 200, r.text
+            results += r.json()["results"]
+    check_against(results, reference(model, frames), SMOOTHING)
+
+
+def test_close_ends_the_session(server, bandpower, torch_model):
+    config = torch_model[1]
+    session = open_session(server)
+    feed(server, session, frames_of(bandpower, 0, 9), chunk=3)
+    r = call(server, "close", {"session": session})
+    assert r.status_code == 200 and r.json() == {"closed": session, "frames": 9 // config.cnn_time_pool}
+    for route, body in (("step", {"session": session, "frames": frames_of(bandpower, 0, 1).tolist()}),
+                        ("close", {"session": session})):
+        r = call(server, route, body)
+        assert r.status_code == 404 and "POST /stream/open" in r.text, r.text
+    assert call(server, "step", {"session": "nope", "frames": frames_of(bandpower, 0, 1).tolist()}).status_code == 404
+
+
+@pytest.mark.parametrize("smoothing", [{"enter": 0.4, "exit": 0.5}, {"min_frames": 0}, {"enter": 1.5}])
+def test_bad_smoothing_is_400(server, smoothing):
+    r = call(server, "open", smoothing)
+    assert r.status_code == 400 and "exit <= enter" in r.text, r.text
+
+
+def test_metadata_and_openapi_list_streaming(server, torch_model):
+    config = torch_model[1]
+    meta = requests.get(f"{server}/metadata", timeout=10).json()
+    assert meta["streaming"] == {"available": True, "pool": config.cnn_time_pool, "max_sessions": 64,
+                                 "idle_timeout_s": 60, "max_frames_per_step": MAX_STREAM_FRAMES}
+    spec = requests.get(f"{server}/docs.json", timeout=10).json()
+    assert {"/stream/open", "/stream/step", "/stream/close"} <= set(spec["paths"])
+
+
+def test_idle_sessions_expire(tight_server, bandpower):
+    assert requests.get(f"{tight_server}/metadata", timeout=10).json()["streaming"]["idle_timeout_s"] == 1
+    session = open_session(tight_server)
+    frame = {"session": session, "frames": frames_of(bandpower, 0, 1).tolist()}
+    assert call(tight_server, "step", frame).status_code == 200
+    time.sleep(2)
+    r = call(tight_server, "step", frame)
+    assert r.status_code == 404 and "idle for more than 1 s" in r.text, r.text
+
+
+def test_sessions_are_bounded(tight_server):
+    time.sleep(1.2)  # sessions of earlier tests expire
+    a, _ = open_session(tight_server), open_session(tight_server)
+    r = call(tight_server, "open", {})
+    assert r.status_code == 429 and "all 2 stream sessions" in r.text, r.text
+    assert call(tight_server, "close", {"session": a}).status_code == 200
+    open_session(tight_server)
+
+
+def test_model_without_step_graph(exported, tmp_path, bandpower):
+    """A model exported without its step graph still serves /predict; /stream/open says how to fix it."""
+    onnx_path = tmp_path / "model.onnx"
+    shutil.copyfile(exported[0], onnx_path)  # the batch graph alone
+    with serve({"EEG2ARM_ONNX": str(onnx_path), "BENTOML_HOME": str(tmp_path / "empty")},
+               tmp_path / "serve.log") as url:
+        assert requests.get(f"{url}/metadata", timeout=10).json()["streaming"]["available"] is False
+        r = call(url, "open", {})
+        assert r.status_code == 404 and "without a step graph" in r.text and "export" in r.text, r.text
+        assert requests.post(f"{url}/predict", json={"x": bandpower[0][0].tolist()}, timeout=10).status_code == 200

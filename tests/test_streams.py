@@ -1,0 +1,110 @@
+"""serving/streams.py without a server: the session table over the real exported step graph, with a fake clock."""
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from eeg2arm.errors import UserInputError
+from eeg2arm.smoothing import Hysteresis
+from eeg2arm.streamer import Streamer
+from export.parity import real_stream
+from export.step import OnnxStep, step_path
+from serving.streams import StreamNotFound, StreamTable, TooManyStreams
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def step(exported) -> OnnxStep:
+    return OnnxStep(step_path(exported[0]), device="cpu")
+
+
+def table(step: OnnxStep, max_streams: int = 4, idle: float = 60.0, clock: Clock | None = None) -> StreamTable:
+    return StreamTable(lambda h: Streamer(step, h), max_streams, idle, clock or Clock())
+
+
+def test_idle_sessions_expire_and_use_keeps_them(step):
+    clock = Clock()
+    t = table(step, clock=clock)
+    a, b = t.open(Hysteresis()), t.open(Hysteresis())
+    clock.now += 40
+    t.get(a)  # used: its idle time starts again
+    clock.now += 30  # b idle 70 s > 60, a idle 30 s
+    with pytest.raises(StreamNotFound, match="open a new one"):
+        t.get(b)
+    assert t.get(a).streamer is not None and len(t) == 1
+    clock.now += 61
+    assert t.expire() == 1 and len(t) == 0
+
+
+def test_the_number_of_sessions_is_bounded(step):
+    clock = Clock()
+    t = table(step, max_streams=2, clock=clock)
+    a = t.open(Hysteresis())
+    t.open(Hysteresis())
+    with pytest.raises(TooManyStreams, match="all 2 stream sessions"):
+        t.open(Hysteresis())
+    asyncio.run(t.close(a))
+    c = t.open(Hysteresis())  # a closed session frees its slot
+    with pytest.raises(TooManyStreams):
+        t.open(Hysteresis())
+    clock.now += 61
+    d = t.open(Hysteresis())  # and so do expired ones
+    assert len(t) == 1 and t.get(d)
+    with pytest.raises(StreamNotFound):
+        t.get(c)
+
+
+def test_concurrent_pushes_to_one_session_are_serialized_in_order(step, bandpower):
+    """40 pushes of 3 frames to one session at once give what one Streamer gives for the whole stream: without
+    the per-session lock the threads would interleave on the same buffer and state."""
+    frames = real_stream(bandpower[0][45:], 120)  # (C, F, 120) real frames
+    expected = Streamer(step).push(frames)
+    t = table(step)
+    sid = t.open(Hysteresis())
+
+    async def run() -> list:
+        answers = await asyncio.gather(*(t.push(sid, frames[..., i:i + 3]) for i in range(0, 120, 3)))
+        return [r for results, _ in answers for r in results]
+
+    got = asyncio.run(run())
+    assert [r.frame for r in got] == list(range(60))
+    assert np.abs(np.stack([r.probs for r in got]) - np.stack([r.probs for r in expected])).max() == 0
+    assert [r.decision for r in got] == [r.decision for r in expected]
+
+
+def test_sessions_are_isolated_and_close_reports_frames(step, bandpower):
+    a_frames, b_frames = real_stream(bandpower[0][:5], 20), real_stream(bandpower[0][60:], 21)
+    t = table(step)
+    a, b = t.open(Hysteresis()), t.open(Hysteresis())
+
+    async def run() -> tuple:
+        return await asyncio.gather(t.push(a, a_frames), t.push(b, b_frames))
+
+    (ra, pending_a), (rb, pending_b) = asyncio.run(run())
+    assert (pending_a, pending_b) == (0, 1)
+    for got, frames in ((ra, a_frames), (rb, b_frames)):
+        alone = Streamer(step).push(frames)
+        assert np.abs(np.stack([r.probs for r in got]) - np.stack([r.probs for r in alone])).max() == 0
+    with pytest.raises(UserInputError, match="NaN"):
+        asyncio.run(t.push(a, np.full((*a_frames.shape[:2], 1), np.nan, np.float32)))
+    assert asyncio.run(t.close(a)) == 10
+    with pytest.raises(StreamNotFound):
+        asyncio.run(t.push(a, a_frames))
+    with pytest.raises(StreamNotFound):
+        asyncio.run(t.close(a))
+
+
+def test_bad_limits_are_refused(step):
+    with pytest.raises(ValueError, match="max_streams"):
+        table(step, max_streams=0)
+    with pytest.raises(ValueError, match="idle_timeout_s"):
+        table(step, idle=0)
