@@ -6,6 +6,7 @@ import re
 import uuid
 
 import mne
+import requests
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -161,3 +162,22 @@ def test_stream_bad_input_one_line_exit_2(case, eyes_files, raw_dir, mmi_ckpt, t
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.strip().splitlines() if not line.startswith("WARNING")]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and expected in lines[0], result.output
+
+
+def test_stream_through_a_running_server_decides_as_the_checkpoint(eyes_files, eyes_ckpt, tmp_path):
+    """`eeg2arm stream --url`: the frames go to the service's /stream endpoints (its ONNX step graph); the printed
+    decisions equal decoding the same recording with the checkpoint in-process."""
+    from serving.local_server import serve
+
+    onnx = tmp_path / "model.onnx"
+    assert invoke("export", "--ckpt", eyes_ckpt, "--out", onnx, "--no-check").exit_code == 0
+    local = invoke("stream", "--raw", eyes_files["EO"], "--ckpt", eyes_ckpt, "--fast", "--duration", 30,
+                   "--device", "cpu")
+    assert local.exit_code == 0, local.output
+    with serve({"EEG2ARM_ONNX": str(onnx), "BENTOML_HOME": str(tmp_path / "bentoml")}, tmp_path / "serve.log") as url:
+        remote = invoke("stream", "--raw", eyes_files["EO"], "--url", url, "--fast", "--duration", 30)
+        sessions = requests.get(f"{url}/metadata", timeout=10).json()["streaming"]
+    assert remote.exit_code == 0, remote.output
+    assert decision_lines(remote.output) == decision_lines(local.output)
+    assert summary_of(remote.output) == summary_of(local.output)
+    assert sessions["available"]
