@@ -1,23 +1,32 @@
-"""Per-decision latency of the streaming step vs recomputing forward_seq over the whole history.
+"""Per-decision latency of the streaming step vs recomputing forward_seq over the whole history, PyTorch and ORT.
 
     python benchmarks/bench_stream.py [--ckpt ckpt.pt] [--repeats 50]
 
 History lengths are in input frames. The model is the checkpoint's, or the default EEGConfig on the embedded
-sample's shape (32 electrodes, 4 bands; speed does not depend on the weights). Frames are real: the embedded
-eyes-open/closed windows joined along time. Prints one table: median ms over repeats after warm-up.
+sample's shape (32 electrodes, 4 bands; speed does not depend on the weights). It is exported to a temporary
+folder: ONNX Runtime recomputes with the batch graph (its frame_logits over the history) and steps with the step
+graph. Frames are real: the embedded eyes-open/closed windows joined along time. Both runtimes use one thread.
+Prints one table: median ms over repeats after warm-up. Results: docs/benchmarks.md.
 """
 from __future__ import annotations
 
 import argparse
+import platform
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from eeg2arm import EEGConfig, EEGModel, load_model_from_checkpoint
+from eeg2arm.checkpoint import save_checkpoint
 from eeg2arm.sample import SAMPLE_X
 from eeg2arm.stream import StreamingDecoder
+from export.onnx_export import export_onnx
+from export.session import OnnxPredictor
+from export.step import OnnxStep
 
 HISTORIES = (16, 64, 256, 1024)
 
@@ -33,33 +42,52 @@ def median_ms(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def exported(ckpt: str | None, folder: Path) -> tuple[EEGModel, OnnxPredictor, OnnxStep]:
+    """The model in PyTorch, and its batch and step graphs in ONNX Runtime (CPU, one thread)."""
+    if ckpt is None:
+        model = EEGModel(EEGConfig(n_classes=2, n_electrodes=32, n_bands=4)).materialize((1, 32, 4, 15)).eval()
+        ckpt = folder / "random.pt"
+        save_checkpoint(ckpt, model, (1, 32, 4, 15), epoch=0, metrics={})
+    model, _ = load_model_from_checkpoint(ckpt)
+    result = export_onnx(ckpt, folder / "model.onnx", echo=lambda s: None)
+    return model, OnnxPredictor(result.path, device="cpu"), OnnxStep(result.step, device="cpu")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ckpt", default=None)
     ap.add_argument("--repeats", type=int, default=50)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    if args.ckpt:
-        model, _ = load_model_from_checkpoint(args.ckpt)
-    else:
-        model = EEGModel(EEGConfig(n_classes=2, n_electrodes=32, n_bands=4)).materialize((1, 32, 4, 15)).eval()
+    with tempfile.TemporaryDirectory() as folder:
+        model, predictor, onnx_step = exported(args.ckpt, Path(folder))
     X = np.load(SAMPLE_X)
-    stream = torch.from_numpy(np.concatenate(list(X), axis=-1)[None])  # (1, C, F, 1500) real frames
+    stream_np = np.ascontiguousarray(np.concatenate(list(X), axis=-1)[None])  # (1, C, F, 1500) real frames
+    stream = torch.from_numpy(stream_np)
     decoder = StreamingDecoder(model)
     pool = decoder.pool
 
-    print(f"streaming step vs forward_seq recompute, PyTorch CPU 1 thread, context W={model.config.context} "
-          f"pooled frames, median of {args.repeats}")
-    print(f"{'history (frames)':>16} | {'recompute ms':>12} | {'step ms':>8} | {'speed-up':>8}")
-    with torch.inference_mode():
-        for history in HISTORIES:
-            state = decoder.initial_state(1)
-            for j in range(history // pool):  # bring the state to this history
-                _, _, *state = decoder(stream[..., j * pool:(j + 1) * pool], *state)
-            group = stream[..., history:history + pool]
-            recompute = median_ms(lambda: model.forward_seq(stream[..., :history + pool]), args.repeats)
-            step = median_ms(lambda: decoder(group, *state), args.repeats)
-            print(f"{history:>16} | {recompute:>12.3f} | {step:>8.3f} | {recompute / step:>7.1f}x")
+    print(f"streaming step vs forward_seq recompute, CPU ({platform.processor() or platform.machine()}), 1 thread, "
+          f"context W={model.config.context} pooled frames, median of {args.repeats} (ms per decision)")
+    print(f"{'history (frames)':>16} | {'torch recompute':>15} | {'torch step':>10} | {'speed-up':>8} | "
+          f"{'ORT recompute':>13} | {'ORT step':>8} | {'speed-up':>8}")
+    for history in HISTORIES:
+        state, ort_state = decoder.initial_state(1), onnx_step.initial_state()
+        with torch.inference_mode():
+            for j in range(history // pool):  # bring both states to this history
+                group = stream[..., j * pool:(j + 1) * pool]
+                _, _, *state = decoder(group, *state)
+                _, ort_state = onnx_step(group.numpy(), ort_state)
+        group_np = np.ascontiguousarray(stream_np[..., history:history + pool])
+        group = torch.from_numpy(group_np)
+        window = stream_np[..., :history + pool]
+        with torch.inference_mode():
+            t_re = median_ms(lambda: model.forward_seq(stream[..., :history + pool]), args.repeats)
+            t_step = median_ms(lambda: decoder(group, *state), args.repeats)
+        o_re = median_ms(lambda: predictor.run(window), args.repeats)
+        o_step = median_ms(lambda: onnx_step(group_np, ort_state), args.repeats)
+        print(f"{history:>16} | {t_re:>15.3f} | {t_step:>10.3f} | {t_re / t_step:>7.1f}x | "
+              f"{o_re:>13.3f} | {o_step:>8.3f} | {o_re / o_step:>7.1f}x")
 
 
 if __name__ == "__main__":

@@ -244,5 +244,50 @@ def evaluate(ckpt, x_path, y_path, report, device) -> None:
         click.echo(line)
 
 
+@cli.command()
+@click.option("--raw", "raw_path", type=FILE, default=None,
+              help="Replay this recording (EDF, BDF, GDF, FIF, BrainVision, ...) as a stream")
+@click.option("--lsl", "lsl_name", default=None, help="Read the live Lab Streaming Layer stream with this name")
+@click.option("--ckpt", type=FILE, default=None, help="Decode with this checkpoint (PyTorch)")
+@click.option("--onnx", "onnx_path", type=FILE, default=None,
+              help="Decode with this export (model.onnx or model.step.onnx) in ONNX Runtime")
+@click.option("--url", default=None, help="Decode on this running eeg2arm server, e.g. http://127.0.0.1:3000")
+@click.option("--fast", is_flag=True, default=False, help="With --raw: as fast as possible, not at real speed")
+@click.option("--chunk", type=float, default=0.0625, show_default=True, help="With --raw: seconds per chunk")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds of signal")
+@click.option("--lsl-timeout", type=float, default=5.0, show_default=True,
+              help="Seconds to wait for the LSL stream to answer")
+@click.option("--enter", type=float, default=0.7, show_default=True, help="Hysteresis: probability to enter a class")
+@click.option("--exit", "exit_", type=float, default=0.5, show_default=True,
+              help="Hysteresis: probability below which the decision is released")
+@click.option("--min-frames", type=int, default=3, show_default=True,
+              help="Hysteresis: consecutive frames above --enter needed to switch")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto = CUDA when present, else CPU")
+@user_errors
+def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_timeout, enter, exit_, min_frames,
+           device) -> None:
+    """Decode raw EEG frame by frame: print each change of the smoothed decision, then a summary."""
+    from .live import open_decoder, run_stream
+    from .smoothing import Hysteresis
+    from .sources import lsl_chunks, recording_chunks
+
+    if (raw_path is None) == (lsl_name is None):
+        raise UserInputError("give exactly one source: --raw FILE or --lsl NAME")
+    if chunk <= 0 or (duration is not None and duration <= 0):
+        raise UserInputError("--chunk and --duration must be positive numbers of seconds")
+    try:
+        hysteresis = Hysteresis(enter, exit_, min_frames)
+    except ValueError as e:
+        raise UserInputError(f"{e}: fix --enter/--exit/--min-frames") from None
+    decoder = open_decoder(ckpt, onnx_path, url, hysteresis, device)
+    chunks = (recording_chunks(raw_path, decoder.config, chunk, realtime=not fast) if raw_path is not None
+              else lsl_chunks(lsl_name, decoder.config, lsl_timeout))
+    summary = run_stream(chunks, decoder, click.echo, duration)
+    if url is not None:
+        decoder.close()
+    click.echo(summary.line())
+
+
 def main() -> None:
     cli(prog_name="eeg2arm")

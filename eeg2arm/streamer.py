@@ -48,7 +48,7 @@ class Streamer:
     def __init__(self, step: StepBackend, hysteresis: Hysteresis | None = None):
         self.step = step
         self.hysteresis = hysteresis or Hysteresis()
-        c = step.config
+        self.config = c = step.config
         self.frame_shape, self.pool = (c.n_electrodes, c.n_bands), c.cnn_time_pool
         self.reset()
 

@@ -91,51 +91,39 @@ def to_onnx(model: EEGModel, example_input_shape: tuple[int, ...], opset: int | 
     _, C, F, T = example_input_shape
     example = torch.zeros(2, C, F, max(T, config.min_frames, 2))  # batch and T >= 2: size 1 would be specialized
     dynamic = {INPUT_NAME: {0: Dim("batch"), 3: Dim("time", min=config.min_frames)}}
-    try:
-        with torch.no_grad(), exporter_quiet():
-            program = torch.onnx.export(ExportGraph(model).eval(), (example,), dynamo=True, dynamic_shapes=dynamic,
-                                        input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-                                        opset_version=opset, verbose=False)
-        proto = program.model_proto
-        onnx.checker.check_model(proto, full_check=True)
-    except (torch.onnx.OnnxExporterError, onnx.checker.ValidationError) as e:
-        raise exporter_failure(e) from None
-    check_made_opset(proto, opset)
-    return proto
+    return run_exporter(ExportGraph(model), (example,), dynamic, [INPUT_NAME], OUTPUT_NAMES, opset)
 
 
 def to_step_onnx(model: EEGModel, opset: int | None = None) -> onnx.ModelProto:
     """Export StreamingDecoder(model), the streaming step graph, with a dynamic batch axis shared by the state."""
     c = model.config
-    decoder = StreamingDecoder(model).eval()
+    decoder = StreamingDecoder(model)
     state = decoder.initial_state(2)  # batch 2: a size-1 example dim would be specialized
     frames = torch.zeros(2, c.n_electrodes, c.n_bands, c.cnn_time_pool)
     batch = Dim("batch")
     dynamic = {"frames": {0: batch}, "conv1": {0: batch}, "conv2": {0: batch}, "keys": {1: batch},
                "values": {1: batch}, "seen": None}
+    return run_exporter(decoder, (frames, *state), dynamic, STEP_INPUTS, STEP_OUTPUTS, opset)
+
+
+def run_exporter(module: torch.nn.Module, args: tuple, dynamic: dict, input_names, output_names,
+                 opset: int | None) -> onnx.ModelProto:
+    """torch.onnx.export(dynamo=True) under no_grad, checked; UserInputError if the exporter or checker fails."""
     try:
         with torch.no_grad(), exporter_quiet():
-            program = torch.onnx.export(decoder, (frames, *state), dynamo=True, dynamic_shapes=dynamic,
-                                        input_names=list(STEP_INPUTS), output_names=list(STEP_OUTPUTS),
+            program = torch.onnx.export(module.eval(), args, dynamo=True, dynamic_shapes=dynamic,
+                                        input_names=list(input_names), output_names=list(output_names),
                                         opset_version=opset, verbose=False)
         proto = program.model_proto
         onnx.checker.check_model(proto, full_check=True)
     except (torch.onnx.OnnxExporterError, onnx.checker.ValidationError) as e:
-        raise exporter_failure(e) from None
-    check_made_opset(proto, opset)
-    return proto
-
-
-def exporter_failure(e: Exception) -> UserInputError:
-    first = str(e).strip().splitlines()[0][:300]
-    return UserInputError(f"ONNX export failed ({type(e).__name__}: {first}); try another --opset")
-
-
-def check_made_opset(proto: onnx.ModelProto, opset: int | None) -> None:
+        first = str(e).strip().splitlines()[0][:300]
+        raise UserInputError(f"ONNX export failed ({type(e).__name__}: {first}); try another --opset") from None
     made = opset_of(proto)
     if opset is not None and made != opset:
         raise UserInputError(f"the exporter could not produce --opset {opset} (it made opset {made}): "
                              f"use {made} or leave --opset out")
+    return proto
 
 
 def save_onnx(proto: onnx.ModelProto, out: Path) -> None:

@@ -1,28 +1,34 @@
 #!/usr/bin/env bash
-# The whole path in one go: train -> export (into a BentoML store) -> serve in the background -> one request -> stop.
-#   bash scripts/demo.sh            (from anywhere; DATA=... PORT=... EPOCHS=... to change the defaults)
+# The main job end to end: train -> infer -> export (ONNX, parity checked, into a BentoML model store)
+# -> serve -> one HTTP request -> stop. `make demo` runs it with the venv on PATH.
+#   DATA=folder with X.npy, y.npy (default: the embedded sample)  OUT=out  PORT=3000  EPOCHS=15
 set -euo pipefail
 cd "$(dirname "$0")/.."  # bentoml serve reads bentofile.yaml here
 
-DATA=${DATA:-../shared/data/bandpower}
+DATA=${DATA:-eeg2arm/sample}
+OUT=${OUT:-out}
 PORT=${PORT:-3000}
-EPOCHS=${EPOCHS:-5}
-work=$(mktemp -d)
-export BENTOML_HOME=$work/bentoml EEG2ARM_ONNX=  # a fresh store, served from it as eeg2arm:latest
+EPOCHS=${EPOCHS:-15}
+mkdir -p "$OUT"
+export BENTOML_HOME=$PWD/$OUT/bentoml EEG2ARM_ONNX=  # the demo's own model store, served as eeg2arm:latest
 
-eeg2arm train --x "$DATA/X.npy" --y "$DATA/y.npy" --save "$work/ckpt.pt" --classes 2 --elec 32 --bands 4 \
-    --frame-embed 64 --epochs "$EPOCHS" --workers 0
-eeg2arm export --ckpt "$work/ckpt.pt" --out "$work/model.onnx" --bentoml
+eeg2arm train --x "$DATA/X.npy" --y "$DATA/y.npy" --save "$OUT/ckpt.pt" --classes 2 --elec 32 --bands 4 \
+    --epochs "$EPOCHS" --workers 0
+eeg2arm infer --ckpt "$OUT/ckpt.pt" --x "$DATA/X.npy"
+eeg2arm export --ckpt "$OUT/ckpt.pt" --out "$OUT/model.onnx" --bentoml
 
-bentoml serve --host 127.0.0.1 --port "$PORT" >"$work/serve.log" 2>&1 &
+bentoml serve --host 127.0.0.1 --port "$PORT" >"$OUT/serve.log" 2>&1 &
 server=$!
-trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 120); do
+trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
+for _ in $(seq 240); do
     curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break
-    kill -0 "$server" 2>/dev/null || { cat "$work/serve.log"; exit 1; }
+    kill -0 "$server" 2>/dev/null || { cat "$OUT/serve.log"; exit 1; }
     sleep 0.5
 done
+curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null || { echo "server did not get ready"; cat "$OUT/serve.log"; exit 1; }
 
-python -c "import json, numpy as np; print(json.dumps({'x': np.load('$DATA/X.npy')[0].tolist()}))" >"$work/window.json"
-curl -sS -X POST "http://127.0.0.1:$PORT/predict" -H 'Content-Type: application/json' -d @"$work/window.json"
+python -c "import json, numpy as np; print(json.dumps({'x': np.load('$DATA/X.npy')[0].tolist()}))" >"$OUT/window.json"
+echo "POST /predict (window 0):"
+curl -sS --fail-with-body -X POST "http://127.0.0.1:$PORT/predict" -H 'Content-Type: application/json' \
+    -d @"$OUT/window.json"
 echo

@@ -193,8 +193,10 @@ def test_export_command_writes_a_working_model(trained, tmp_path, bandpower):
     out = tmp_path / "cli.onnx"
     result = CliRunner().invoke(cli, ["export", "--ckpt", str(trained[0]), "--out", str(out), "--no-check"])
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines() == [f"wrote {out} (opset {opset_of(onnx.load(out))}, inputs x (batch, C, F, time); outputs logits, "
-                                          f"probs, frame_logits; parity not checked)"]
+    assert result.stdout.splitlines() == [
+        f"wrote {out} (opset {opset_of(onnx.load(out))}, inputs x (batch, C, F, time); outputs logits, probs, "
+        f"frame_logits; parity not checked)",
+        f"wrote {tmp_path / 'cli.step.onnx'} (streaming step graph: frames (batch, C, F, pool) + state -> probs + state)"]
     predictor = OnnxPredictor(out, device="cpu")
     assert "parity" not in predictor.meta
     assert_parity(load_model_from_checkpoint(trained[0])[0], predictor, real_windows(bandpower[0], 5, 21))
@@ -266,3 +268,44 @@ def test_foreign_onnx_is_refused(tmp_path):
         read_onnx_metadata(foreign)
     with pytest.raises(UserInputError, match="was not written by `eeg2arm export`"):
         OnnxPredictor(foreign, device="cpu")
+
+
+def test_step_graph_is_written_beside_with_its_own_parity(trained, exported):
+    from export.step import STEP_INPUTS, STEP_OUTPUTS, step_path
+
+    assert exported[1].step == step_path(exported[0]) == exported[0].with_name("model.step.onnx")
+    proto = onnx.load(exported[1].step)
+    onnx.checker.check_model(proto, full_check=True)
+    assert [i.name for i in proto.graph.input] == list(STEP_INPUTS)
+    assert [o.name for o in proto.graph.output] == list(STEP_OUTPUTS)
+    assert dims(proto.graph.input[0]) == ["batch", 32, 4, 2]  # one group of cnn_time_pool frames
+    config, meta = read_onnx_metadata(exported[1].step)
+    assert config == load_model_from_checkpoint(trained[0])[1]["config"] and meta["graph"] == "step"
+    parity = meta["parity"]
+    assert parity["steps"] > config.context  # checked past the context window
+    assert parity["max_abs_err"]["logits"] <= LOGITS_ATOL and parity["max_abs_err"]["probs"] <= PROBS_ATOL
+
+
+@pytest.mark.parametrize("n_windows", [2, 12])  # streams shorter and longer than the context window W=64
+def test_onnx_step_graph_streams_like_forward_seq(trained, exported, bandpower, n_windows):
+    from eeg2arm.streamer import Streamer
+    from export.step import OnnxStep
+
+    model, _ = load_model_from_checkpoint(trained[0])
+    stream = np.concatenate(list(bandpower[0][45:45 + n_windows]), axis=-1)  # real frames (C, F, T)
+    with torch.no_grad():
+        expected = torch.softmax(model.forward_seq(torch.from_numpy(stream[None])), -1)[0].numpy()  # (T', K)
+    step = OnnxStep(exported[1].step, device="cpu")
+    streamer = Streamer(step)
+    got = np.stack([r.probs for t in range(stream.shape[-1]) for r in streamer.push(stream[..., t])])
+    assert got.shape == expected.shape and (len(got) > model.config.context) == (n_windows == 12)
+    assert np.abs(got - expected).max() <= PROBS_ATOL
+    assert [s.shape for s in streamer.state] == [s.shape for s in step.initial_state()]  # state never grows
+
+
+def test_no_stream_writes_only_the_batch_graph(trained, tmp_path):
+    out = tmp_path / "m.onnx"
+    result = CliRunner().invoke(cli, ["export", "--ckpt", str(trained[0]), "--out", str(out), "--no-check",
+                                      "--no-stream"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]

@@ -1,0 +1,46 @@
+"""RemoteStreamer: a streaming session on a running eeg2arm server, behind the same push() as eeg2arm's Streamer.
+
+    decoder = RemoteStreamer("http://127.0.0.1:3000")
+    results = decoder.push(frames)        # frames (C, F, n) -> [StepResult, ...]; the server keeps the state
+    decoder.close()
+"""
+from __future__ import annotations
+
+import numpy as np
+import requests
+
+from eeg2arm.config import EEGConfig
+from eeg2arm.errors import UserInputError
+from eeg2arm.streamer import StepResult
+
+
+class RemoteStreamer:
+    def __init__(self, url: str, enter: float = 0.7, exit: float = 0.5, min_frames: int = 3, timeout: float = 10.0):
+        self.url, self.timeout = url.rstrip("/"), timeout
+        self.http = requests.Session()  # keep-alive: one connection for the whole stream
+        self.config = EEGConfig.from_dict(self._call("GET", "/metadata")["config"])
+        self.session = self._call("POST", "/stream/open", {"enter": enter, "exit": exit,
+                                                          "min_frames": min_frames})["session"]
+
+    def _call(self, method: str, route: str, body: dict | None = None) -> dict:
+        try:
+            r = self.http.request(method, self.url + route, json=body, timeout=self.timeout)
+        except requests.RequestException as e:
+            raise UserInputError(f"cannot reach the eeg2arm server at {self.url} ({type(e).__name__}): start it "
+                                 f"with `bentoml serve` or fix --url") from None
+        if not r.ok:
+            try:
+                message = r.json().get("error", r.text)
+            except ValueError:
+                message = r.text
+            raise UserInputError(f"server answered {r.status_code} to {route}: {message.strip()[:300]}")
+        return r.json()
+
+    def push(self, frames: np.ndarray) -> list[StepResult]:
+        """frames (C, F, n) -> one StepResult per pooled frame the server completed."""
+        answer = self._call("POST", "/stream/step", {"session": self.session, "frames": frames.tolist()})
+        return [StepResult(r["frame"], np.asarray(r["probs"]), r["pred"], r["decision"]) for r in answer["results"]]
+
+    def close(self) -> None:
+        self._call("POST", "/stream/close", {"session": self.session})
+        self.http.close()

@@ -1,0 +1,183 @@
+"""Real time from raw EEG: online band power equals `prepare`'s, `eeg2arm stream` from a file and from a live LSL
+stream (mne-lsl's PlayerLSL replaying a real EDF), through a checkpoint and through its ONNX step graph."""
+from __future__ import annotations
+
+import re
+import uuid
+
+import mne
+import requests
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from eeg2arm.checkpoint import load_model_from_checkpoint
+from eeg2arm.cli import cli
+from eeg2arm.config import EEGConfig
+from eeg2arm.online import OnlineBandPower
+from eeg2arm.sources import lsl_chunks
+
+SUMMARY = re.compile(r"^frames=(\d+) decisions=(\d+) switches=(\d+) latency_ms p50=[\d.]+ p99=[\d.]+$", re.M)
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def raw_dir(bandpower_dir):
+    return bandpower_dir.parent / "raw"
+
+
+@pytest.fixture(scope="module")
+def eyes_files(raw_dir):
+    return {name: raw_dir / "eyes_open_closed" / f"sub-01_ses-01_task-{name}_run-01_eeg_0-200s_raw.fif"
+            for name in ("EC", "EO")}
+
+
+def train_on(folder, tmp_path_factory, classes: int, elec: int):
+    """A small checkpoint trained on a shared band-power set; its meta.json (channels, bands, rate) is taken up."""
+    save = tmp_path_factory.mktemp("live") / "ckpt.pt"
+    result = invoke("train", "--x", folder / "X.npy", "--y", folder / "y.npy", "--save", save, "--classes", classes,
+                    "--elec", elec, "--bands", 4, "--frame-embed", 64, "--epochs", 8, "--workers", 0,
+                    "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    return save
+
+
+@pytest.fixture(scope="module")
+def eyes_ckpt(bandpower_dir, tmp_path_factory):
+    return train_on(bandpower_dir, tmp_path_factory, 2, 32)
+
+
+@pytest.fixture(scope="module")
+def mmi_ckpt(bandpower_dir, tmp_path_factory):
+    return train_on(bandpower_dir / "eegmmidb_imagery", tmp_path_factory, 2, 64)
+
+
+def online_frames(signal: np.ndarray, config: EEGConfig, seed: int = 0) -> np.ndarray:
+    """Push (C, n) µV in random-size chunks, as a live source would; the frames (C, F, T) that came out."""
+    online, rng, out, i = OnlineBandPower.for_model(config), np.random.default_rng(seed), [], 0
+    while i < signal.shape[1]:
+        n = int(rng.integers(1, 200))
+        out.append(online.push(signal[:, i:i + n]))
+        i += n
+    return np.concatenate(out, axis=-1)
+
+
+def test_online_frames_equal_prepare_on_a_whole_recording(eyes_files, eyes_ckpt, tmp_path):
+    """The eyes-closed run is one 200 s annotation: prepare --window 200 makes it one window of all its frames."""
+    result = invoke("prepare", eyes_files["EC"], "--out", tmp_path / "p", "--window", 200)
+    assert result.exit_code == 0, result.output
+    X = np.load(tmp_path / "p" / "X.npy")  # (1, 32, 4, T)
+    config = load_model_from_checkpoint(eyes_ckpt)[1]["config"]
+    raw = mne.io.read_raw(eyes_files["EC"], verbose="error")
+    frames = online_frames(raw.get_data(picks=list(config.channel_names), units="uV"), config)
+    assert frames.shape == X.shape[1:]
+    assert np.abs(frames - X[0]).max() <= 1e-4
+
+
+def test_online_frames_equal_prepare_on_motor_imagery_trials(raw_dir, mmi_ckpt, tmp_path):
+    """eegmmidb run 4: its first T0 trial starts at sample 0, so prepare's window is the stream's first frames."""
+    edf = raw_dir / "eegmmidb" / "S001" / "S001R04.edf"
+    result = invoke("prepare", edf, "--out", tmp_path / "p", "--event", "T0=rest", "--tmin", 0, "--tmax", 4)
+    assert result.exit_code == 0, result.output
+    X = np.load(tmp_path / "p" / "X.npy")  # (n_trials, 64, 4, 15)
+    config = load_model_from_checkpoint(mmi_ckpt)[1]["config"]
+    raw = mne.io.read_raw(edf, verbose="error")
+    assert raw.annotations.onset[0] == 0.0 and raw.annotations.description[0] == "T0"
+    frames = online_frames(raw.get_data(picks=list(config.channel_names), units="uV"), config, seed=1)
+    assert np.abs(frames[..., :X.shape[-1]] - X[0]).max() <= 1e-4
+
+
+def summary_of(output: str) -> tuple[int, int, int]:
+    m = SUMMARY.search(output)
+    assert m, output
+    return tuple(int(g) for g in m.groups())
+
+
+def decision_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("[t=")]
+
+
+def test_stream_a_recording_with_checkpoint_and_onnx_alike(eyes_files, eyes_ckpt, tmp_path):
+    onnx = tmp_path / "model.onnx"
+    assert invoke("export", "--ckpt", eyes_ckpt, "--out", onnx).exit_code == 0
+    outputs = {}
+    for name, model in (("ckpt", ["--ckpt", eyes_ckpt]), ("onnx", ["--onnx", onnx])):
+        result = invoke("stream", "--raw", eyes_files["EC"], *model, "--fast", "--device", "cpu")
+        assert result.exit_code == 0, result.output
+        outputs[name] = result.output
+    frames, decisions, switches = summary_of(outputs["ckpt"])
+    assert frames == 805 and decisions == 402 and switches >= 1
+    lines = decision_lines(outputs["ckpt"])
+    assert len(lines) == switches
+    assert "label=eyes_closed" in lines[0]  # a model that learned the alpha switch calls the eyes-closed run so
+    assert decision_lines(outputs["onnx"]) == lines  # the ONNX step graph decides exactly as PyTorch
+    assert summary_of(outputs["onnx"]) == (frames, decisions, switches)
+
+
+def test_stream_from_a_live_lsl_stream(raw_dir, mmi_ckpt):
+    """PlayerLSL replays S001R04.edf as a live LSL stream; we receive it, check it is the file's signal, and decode."""
+    from mne_lsl.player import PlayerLSL
+
+    edf = raw_dir / "eegmmidb" / "S001" / "S001R04.edf"
+    config = load_model_from_checkpoint(mmi_ckpt)[1]["config"]
+    signal = mne.io.read_raw(edf, verbose="error").get_data(picks=list(config.channel_names), units="uV")
+    name = f"eeg2arm-test-{uuid.uuid4().hex[:8]}"
+    player = PlayerLSL(edf, chunk_size=16, name=name).start()
+    try:
+        chunks, received = lsl_chunks(name, config, timeout=10), []
+        while sum(c.shape[1] for c in received) < 320:  # 2 s at 160 Hz
+            received.append(next(chunks))
+        chunks.close()
+        got = np.concatenate(received, axis=1)  # (64, n) µV
+        start = int(np.argmin(np.abs(signal - got[:, :1]).max(axis=0)))  # where in the file the stream was
+        expected = np.take(signal, np.arange(start, start + got.shape[1]), axis=1, mode="wrap")  # it loops
+        assert np.abs(got - expected).max() <= 1e-3 * np.abs(signal).max()  # float32 on the wire
+
+        result = invoke("stream", "--lsl", name, "--ckpt", mmi_ckpt, "--duration", 3, "--lsl-timeout", 10,
+                        "--device", "cpu")
+    finally:
+        player.stop()
+    assert result.exit_code == 0, result.output
+    frames, decisions, _ = summary_of(result.output)
+    assert frames * config.frame_step >= 3 and decisions == frames // config.cnn_time_pool
+
+
+@pytest.mark.parametrize("case", ["no_source", "two_models", "wrong_montage", "no_recipe", "no_lsl", "bad_hysteresis",
+                                  "no_server"])
+def test_stream_bad_input_one_line_exit_2(case, eyes_files, raw_dir, mmi_ckpt, trained):
+    edf = raw_dir / "eegmmidb" / "S001" / "S001R04.edf"
+    args, expected = {
+        "no_source": (["--ckpt", mmi_ckpt], "exactly one source"),
+        "two_models": (["--raw", edf, "--ckpt", mmi_ckpt, "--onnx", mmi_ckpt], "exactly one of --ckpt"),
+        "wrong_montage": (["--raw", eyes_files["EC"], "--ckpt", mmi_ckpt], "lacks the model's channels"),
+        "no_recipe": (["--raw", edf, "--ckpt", trained[0]], "does not record how its band power was made"),
+        "no_lsl": (["--lsl", "no-such-stream", "--ckpt", mmi_ckpt, "--lsl-timeout", 0.5], "no LSL stream named"),
+        "bad_hysteresis": (["--raw", edf, "--ckpt", mmi_ckpt, "--enter", 0.3, "--exit", 0.6], "--enter/--exit"),
+        "no_server": (["--raw", edf, "--url", "http://127.0.0.1:9"], "cannot reach the eeg2arm server"),
+    }[case]
+    result = invoke("stream", *args, "--fast")
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.strip().splitlines() if not line.startswith("WARNING")]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and expected in lines[0], result.output
+
+
+def test_stream_through_a_running_server_decides_as_the_checkpoint(eyes_files, eyes_ckpt, tmp_path):
+    """`eeg2arm stream --url`: the frames go to the service's /stream endpoints (its ONNX step graph); the printed
+    decisions equal decoding the same recording with the checkpoint in-process."""
+    from serving.local_server import serve
+
+    onnx = tmp_path / "model.onnx"
+    assert invoke("export", "--ckpt", eyes_ckpt, "--out", onnx, "--no-check").exit_code == 0
+    local = invoke("stream", "--raw", eyes_files["EO"], "--ckpt", eyes_ckpt, "--fast", "--duration", 30,
+                   "--device", "cpu")
+    assert local.exit_code == 0, local.output
+    with serve({"EEG2ARM_ONNX": str(onnx), "BENTOML_HOME": str(tmp_path / "bentoml")}, tmp_path / "serve.log") as url:
+        remote = invoke("stream", "--raw", eyes_files["EO"], "--url", url, "--fast", "--duration", 30)
+        sessions = requests.get(f"{url}/metadata", timeout=10).json()["streaming"]
+    assert remote.exit_code == 0, remote.output
+    assert decision_lines(remote.output) == decision_lines(local.output)
+    assert summary_of(remote.output) == summary_of(local.output)
+    assert sessions["available"]
