@@ -87,7 +87,8 @@ class EEG2Arm:
             onnxruntime.preload_dlls()
         self.session = make_session(path)  # CUDA when present, else CPU with a warning
         self.batcher = WindowBatcher(self._run, MAX_BATCH, MAX_LATENCY_MS)
-        self.step = OnnxStep(step_path(path)) if step_path(path).is_file() else None  # shared: state is per session
+        device = "cpu" if self.session.get_providers()[0] == "CPUExecutionProvider" else "cuda"  # as decided above
+        self.step = OnnxStep(step_path(path), device) if step_path(path).is_file() else None  # state is per session
         if self.step is not None and self.step.config != self.config:
             raise UserInputError(f"{step_path(path)} belongs to another model than {path}: export the model again")
         self.streams = StreamTable(lambda hysteresis: Streamer(self.step, hysteresis), MAX_STREAMS, STREAM_IDLE_S)
