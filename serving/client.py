@@ -25,15 +25,14 @@ class RemoteStreamer:
     def _call(self, method: str, route: str, body: dict | None = None) -> dict:
         try:
             r = self.http.request(method, self.url + route, json=body, timeout=self.timeout)
+        except requests.exceptions.InvalidJSONError:
+            raise UserInputError(f"{route}: the request holds NaN or Inf values, which JSON cannot carry: drop or "
+                                 f"repair those frames") from None
         except requests.RequestException as e:
             raise UserInputError(f"cannot reach the eeg2arm server at {self.url} ({type(e).__name__}): start it "
                                  f"with `bentoml serve` or fix --url") from None
         if not r.ok:
-            try:
-                message = r.json().get("error", r.text)
-            except ValueError:
-                message = r.text
-            raise UserInputError(f"server answered {r.status_code} to {route}: {message.strip()[:300]}")
+            raise UserInputError(f"server answered {r.status_code} to {route}: {error_message(r)[:300]}")
         return r.json()
 
     def push(self, frames: np.ndarray) -> list[StepResult]:
@@ -44,3 +43,13 @@ class RemoteStreamer:
     def close(self) -> None:
         self._call("POST", "/stream/close", {"session": self.session})
         self.http.close()
+
+
+def error_message(r: requests.Response) -> str:
+    """The message of an error answer: BentoML sends {"error": ...} for its own checks, [{"error": ...}] for ours."""
+    try:
+        body = r.json()
+    except ValueError:
+        return r.text.strip()
+    first = body[0] if isinstance(body, list) and body else body
+    return str(first.get("error", first)) if isinstance(first, dict) else str(first)

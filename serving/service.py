@@ -22,7 +22,7 @@ from bentoml.validators import ContentType
 from pydantic import Field
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route
 
 from eeg2arm.errors import UserInputError
@@ -67,7 +67,11 @@ async def _metadata(request: Request) -> JSONResponse:
     return JSONResponse(bentoml.get_current_service().metadata())
 
 
-metadata_app = Starlette(routes=[Route("/metadata", _metadata, methods=["GET"])])
+async def _docs(request: Request) -> RedirectResponse:
+    return RedirectResponse("/")  # BentoML 1.4 serves its Swagger UI at / (spec: /docs.json) and has no /docs
+
+
+metadata_app = Starlette(routes=[Route("/metadata", _metadata, methods=["GET"]), Route("/docs", _docs, methods=["GET"])])
 
 
 # One worker, explicitly (BentoML's default): stream sessions live in the worker process's memory, so a second

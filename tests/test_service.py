@@ -102,6 +102,8 @@ def test_bentoml_endpoints_keep_working(server):
     spec = requests.get(f"{server}/docs.json", timeout=10).json()
     assert {"/predict", "/predict_npy"} <= set(spec["paths"])
     assert "swagger" in requests.get(f"{server}/", timeout=10).text.lower()
+    docs = requests.get(f"{server}/docs", timeout=10)  # follows our redirect to BentoML's Swagger UI
+    assert docs.status_code == 200 and "swagger" in docs.text.lower() and docs.history[0].status_code == 307
 
 
 def _window(bandpower) -> np.ndarray:
