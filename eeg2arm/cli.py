@@ -256,7 +256,7 @@ def evaluate(ckpt, x_path, y_path, report, device) -> None:
 @click.option("--chunk", type=float, default=0.0625, show_default=True, help="With --raw: seconds per chunk")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds of signal")
 @click.option("--lsl-timeout", type=float, default=5.0, show_default=True,
-              help="Seconds to wait for the LSL stream to answer")
+              help="Seconds to wait for the LSL stream to answer, and to wait for samples before giving up")
 @click.option("--enter", type=float, default=0.7, show_default=True, help="Hysteresis: probability to enter a class")
 @click.option("--exit", "exit_", type=float, default=0.5, show_default=True,
               help="Hysteresis: probability below which the decision is released")
@@ -283,9 +283,12 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
     decoder = open_decoder(ckpt, onnx_path, url, hysteresis, device)
     chunks = (recording_chunks(raw_path, decoder.config, chunk, realtime=not fast) if raw_path is not None
               else lsl_chunks(lsl_name, decoder.config, lsl_timeout))
-    summary = run_stream(chunks, decoder, click.echo, duration)
-    if url is not None:
-        decoder.close()
+    try:
+        summary = run_stream(chunks, decoder, click.echo, duration)
+    finally:
+        chunks.close()  # disconnects an LSL stream
+        if url is not None:
+            decoder.close()  # ends the server session
     click.echo(summary.line())
 
 

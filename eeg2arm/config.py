@@ -80,6 +80,12 @@ class EEGConfig:
                 object.__setattr__(self, name, float(value))
 
     @property
+    def streamable(self) -> bool:
+        """Whether the model can run frame by frame (StreamingDecoder, the ONNX step graph): a per-window z-score
+        (normalize) or a clip needs the whole window up front, and an unbounded context an unbounded cache."""
+        return not self.normalize and self.clip_length is None and self.context is not None
+
+    @property
     def min_frames(self) -> int:
         """The shortest T the model accepts: one pooled frame, or the whole clip when clip_length is set."""
         return self.clip_length if self.clip_length is not None else self.cnn_time_pool

@@ -39,11 +39,13 @@ def check_windows(X: np.ndarray, config: EEGConfig, what: str = "X", single_ok: 
         expected = "(N, C, F, T) or a single window (C, F, T)" if single_ok else "(N, C, F, T)"
         raise UserInputError(f"{what} has shape {X.shape}; expected {expected}")
     if X.shape[0] == 0:
-        raise UserInputError(f"{what} holds no samples (shape {X.shape})")
+        raise UserInputError(f"{what} holds no samples (shape {X.shape}): give at least one window of shape "
+                             f"(C={config.n_electrodes}, F={config.n_bands}, T>={config.min_frames})")
     _, C, F, T = X.shape
     if (C, F) != (config.n_electrodes, config.n_bands):
         raise UserInputError(f"Data shapes (C={C}, F={F}) do not match config (C={config.n_electrodes}, "
-                             f"F={config.n_bands}): --elec must equal X.shape[1] and --bands X.shape[2]")
+                             f"F={config.n_bands}): give windows of {config.n_electrodes} electrodes and "
+                             f"{config.n_bands} bands, or train with --elec X.shape[1] --bands X.shape[2]")
     if T < config.min_frames:
         raise UserInputError(f"{what} has T={T} frames but the model needs at least T={config.min_frames} "
                              f"(cnn_time_pool / clip_length): use longer windows")

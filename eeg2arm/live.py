@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -31,12 +30,13 @@ class StreamSummary:
     frames: int = 0  # band-power frames computed
     decisions: int = 0  # pooled frames decided (one StepResult each)
     switches: int = 0  # changes of the smoothed decision (undecided counts as a state)
+    dropped: int = 0  # frames left out because their samples held NaN/Inf (an amplifier dropout)
     latencies_ms: list[float] = field(default_factory=list)  # chunk in -> its decisions out
 
     def line(self) -> str:
         p50, p99 = (np.percentile(self.latencies_ms, [50, 99]) if self.latencies_ms else (float("nan"),) * 2)
         return (f"frames={self.frames} decisions={self.decisions} switches={self.switches} "
-                f"latency_ms p50={p50:.2f} p99={p99:.2f}")
+                f"dropped={self.dropped} latency_ms p50={p50:.2f} p99={p99:.2f}")
 
 
 def signal_time(frame: int, config: EEGConfig) -> float:
@@ -56,25 +56,31 @@ def describe(result: StepResult, t: float, class_names: tuple[str, ...] | None) 
 
 def run_stream(chunks: Iterable[np.ndarray], decoder: Decoder, echo: Callable[[str], None] = print,
                duration: float | None = None) -> StreamSummary:
-    """Feed raw chunks (C, n) in µV until they end (or `duration` s of signal); echo each decision change."""
+    """Feed raw chunks (C, n) in µV until they end, `duration` s of signal have passed or Ctrl-C; echo each
+    decision change. Frames computed from NaN/Inf samples are dropped and counted, the stream goes on."""
     config = decoder.config
     online = OnlineBandPower.for_model(config)
     summary, decision = StreamSummary(), Hysteresis.UNDECIDED
-    for chunk in chunks:
-        arrived = time.perf_counter()
-        frames = online.push(chunk)  # (C, F, m)
-        results = decoder.push(frames) if frames.shape[-1] else []
-        if results:
-            summary.latencies_ms.append((time.perf_counter() - arrived) * 1e3)
-        summary.frames += frames.shape[-1]
-        for result in results:
-            summary.decisions += 1
-            if result.decision != decision:
-                summary.switches += 1
-                decision = result.decision
-                echo(describe(result, signal_time(result.frame, config), config.class_names))
-        if duration is not None and summary.frames * config.frame_step >= duration:
-            break
+    try:
+        for chunk in chunks:
+            arrived = time.perf_counter()
+            frames = online.push(chunk)  # (C, F, m)
+            finite = np.isfinite(frames).all(axis=(0, 1))  # (m,)
+            summary.frames += frames.shape[-1]
+            summary.dropped += int((~finite).sum())
+            results = decoder.push(frames[..., finite]) if finite.any() else []
+            if results:
+                summary.latencies_ms.append((time.perf_counter() - arrived) * 1e3)
+            for result in results:
+                summary.decisions += 1
+                if result.decision != decision:
+                    summary.switches += 1
+                    decision = result.decision
+                    echo(describe(result, signal_time(result.frame, config), config.class_names))
+            if duration is not None and summary.frames * config.frame_step >= duration:
+                break
+    except KeyboardInterrupt:  # the way a live stream is stopped: still print the summary
+        echo("interrupted")
     return summary
 
 
@@ -89,13 +95,13 @@ def open_decoder(ckpt: str | None, onnx: str | None, url: str | None, hysteresis
 
         return RemoteStreamer(url, hysteresis.enter, hysteresis.exit, hysteresis.min_frames)
     if onnx is not None:
-        from export.step import STEP_SUFFIX, OnnxStep, step_path
+        from export.step import STEP_SUFFIX, OnnxStep, step_beside
 
-        path = Path(onnx) if str(onnx).endswith(STEP_SUFFIX) else step_path(onnx)
-        if not path.is_file():
-            raise UserInputError(f"no step graph {path}: export the checkpoint again with `eeg2arm export` "
+        step = OnnxStep(onnx, device) if str(onnx).endswith(STEP_SUFFIX) else step_beside(onnx, device)
+        if step is None:
+            raise UserInputError(f"no step graph beside {onnx}: export the checkpoint again with `eeg2arm export` "
                                  f"(without --no-stream) and pass its model.onnx or model.step.onnx")
-        return Streamer(OnnxStep(path, device), hysteresis)
+        return Streamer(step, hysteresis)
     from .checkpoint import load_model_from_checkpoint
     from .device import resolve_device
 

@@ -29,7 +29,8 @@ def check_channels(available: list[str], config: EEGConfig, source: str) -> list
 def check_rate(sfreq: float, config: EEGConfig, source: str) -> None:
     if abs(sfreq - config.sfreq) > 1e-6:
         raise UserInputError(f"{source} runs at {sfreq:g} Hz but the model's band power was made at "
-                             f"{config.sfreq:g} Hz: resample the recording (eeg2arm prepare --resample) or retrain")
+                             f"{config.sfreq:g} Hz: stream at {config.sfreq:g} Hz (resample the recording, e.g. "
+                             f"with MNE's raw.resample) or train on data prepared at {sfreq:g} Hz")
 
 
 def recording_chunks(path: str | Path, config: EEGConfig, chunk_s: float = 0.0625,
@@ -56,6 +57,8 @@ def recording_chunks(path: str | Path, config: EEGConfig, chunk_s: float = 0.062
 def lsl_chunks(name: str, config: EEGConfig, timeout: float = 5.0) -> Iterator[np.ndarray]:
     """Samples of the live LSL stream `name` as they arrive, (C, n) in µV (mne-lsl gives volts, MNE's unit).
 
+    `timeout` bounds both the wait for the stream to answer and any silence after: then UserInputError.
+
     New samples are told apart by their LSL timestamps, so a sample is never yielded twice or skipped while the
     poll interval stays far below the buffer length.
     """
@@ -70,13 +73,16 @@ def lsl_chunks(name: str, config: EEGConfig, timeout: float = 5.0) -> Iterator[n
     try:
         picks = check_channels(stream.ch_names, config, f"LSL stream {name!r}")
         check_rate(stream.info["sfreq"], config, f"LSL stream {name!r}")
-        last = 0.0
+        last, heard = 0.0, time.monotonic()
         while True:
             data, ts = stream.get_data(picks=picks)  # the whole ring buffer: (C, n), (n,)
             new = ts > last
             if new.any():
-                last = ts[new][-1]
+                last, heard = ts[new][-1], time.monotonic()
                 yield data[:, new] * 1e6
+            elif time.monotonic() - heard > timeout:
+                raise UserInputError(f"LSL stream {name!r} sent no samples for {timeout:g} s: check the amplifier "
+                                     f"(or raise --lsl-timeout)")
             else:
                 time.sleep(LSL_POLL_S)
     finally:

@@ -28,7 +28,7 @@ class StreamingDecoder(nn.Module):
     def __init__(self, model: EEGModel):
         super().__init__()
         c = model.config
-        if c.normalize or c.clip_length is not None or c.context is None:
+        if not c.streamable:
             raise UserInputError("streaming needs a model trained without --normalize (its z-score uses the whole "
                                  "window), without clip_length and with a finite context window")
         self.model = model.eval()

@@ -42,7 +42,7 @@ class Streamer:
     """Feed band-power frames as they arrive, one (C, F) or several (C, F, n) at a time; get decisions back.
 
     Frames are buffered until `cnn_time_pool` are there; each complete group gives one StepResult. `step` is a
-    TorchStep (default, from `model`) or any object with the same `config`, `initial_state()` and `__call__`.
+    StepBackend: a TorchStep (`Streamer.from_model(model)`) or an OnnxStep (export.step).
     """
 
     def __init__(self, step: StepBackend, hysteresis: Hysteresis | None = None):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import uuid
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from .graph import INPUT_NAME, OUTPUT_NAMES, ExportGraph
 from .metadata import set_metadata
 from .parity import ParityRow, check_atol, compare, compare_step, load_parity_windows, parity_lengths, summarize
 from .session import OnnxPredictor
-from .step import STEP_INPUTS, STEP_OUTPUTS, OnnxStep, can_stream, step_path
+from .step import STEP_INPUTS, STEP_OUTPUTS, OnnxStep, step_path
 
 MIN_OPSET = 18  # the dynamo exporter's lowest opset; below it, it silently falls back to 18
 EXPORTER = f"torch.onnx.export(dynamo=True), torch {torch.__version__}"
@@ -116,7 +117,7 @@ def run_exporter(module: torch.nn.Module, args: tuple, dynamic: dict, input_name
                                         opset_version=opset, verbose=False)
         proto = program.model_proto
         onnx.checker.check_model(proto, full_check=True)
-    except (torch.onnx.OnnxExporterError, onnx.checker.ValidationError) as e:
+    except (torch.onnx.OnnxExporterError, onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         first = str(e).strip().splitlines()[0][:300]
         raise UserInputError(f"ONNX export failed ({type(e).__name__}: {first}); try another --opset") from None
     made = opset_of(proto)
@@ -138,8 +139,10 @@ def export_onnx(ckpt: str | Path, out: str | Path, opset: int | None = None, ato
                 echo: Callable[[str], None] = print) -> ExportResult:
     """Export a checkpoint to `out` (written atomically, only after parity passed when `check`).
 
-    With `stream` (and a model that can stream, see export.step.can_stream) the step graph goes to
-    `step_path(out)` as well, with its own measured parity. Every user input is validated before the exporter
+    With `stream` (and a model that can stream: config.streamable) the step graph goes to `step_path(out)` as
+    well, with its own measured parity; both graphs carry the same `export_id`, so a reader can tell a step graph
+    left over from an earlier export (the service and `eeg2arm stream` refuse one), and a step graph of an earlier
+    export beside `out` is removed when none is written. Every user input is validated before the exporter
     runs, so a bad file gets one clean line.
     """
     out = Path(out)
@@ -152,7 +155,7 @@ def export_onnx(ckpt: str | Path, out: str | Path, opset: int | None = None, ato
 
     proto = to_onnx(model, meta["example_input_shape"], opset)
     fields: dict[str, Any] = {"version": meta["version"], "example_input_shape": list(meta["example_input_shape"]),
-                              "exporter": EXPORTER}
+                              "exporter": EXPORTER, "export_id": uuid.uuid4().hex}
     set_metadata(proto, config, **fields)
     rows = None
     if check:
@@ -161,15 +164,17 @@ def export_onnx(ckpt: str | Path, out: str | Path, opset: int | None = None, ato
         rows = compare(model, predictor, X, lengths, atol, echo)
         set_metadata(proto, config, **fields, parity=summarize(rows, atol, predictor.providers))
     step_proto = None
-    if stream and can_stream(config):
+    if stream and config.streamable:
         step_proto = to_step_onnx(model, opset)
         set_metadata(step_proto, config, **fields, graph="step")
         if check:
             step_parity = compare_step(model, OnnxStep(step_proto.SerializeToString(), device="cpu"), X, atol, echo)
             set_metadata(step_proto, config, **fields, graph="step", parity=step_parity)
     elif stream:
-        echo("no step graph: a model trained with --normalize (or a clip length) cannot stream frame by frame")
-    save_onnx(proto, out)
-    if step_proto is not None:
+        echo("no step graph: a model with --normalize, a clip length or no context window cannot stream")
+    if step_proto is not None:  # the step graph first: a failed second write leaves a mismatched export_id
         save_onnx(step_proto, step_path(out))
+    elif step_path(out).is_file():
+        step_path(out).unlink()  # an earlier export's step graph would stream other weights
+    save_onnx(proto, out)
     return ExportResult(out, opset_of(proto), rows, step_path(out) if step_proto is not None else None)

@@ -86,7 +86,7 @@ def check_input(x: np.ndarray, config: EEGConfig) -> np.ndarray:
     if (x.ndim != 4 or x.shape[1:3] != (config.n_electrodes, config.n_bands) or x.shape[3] < config.min_frames
             or x.shape[0] < 1):
         raise UserInputError(f"input has shape {x.shape} but this model expects {expected}")
-    if x.dtype.kind not in "biuf":
+    if x.dtype.kind not in "iuf":
         raise UserInputError(f"input must hold numbers, got dtype {x.dtype}")
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.isfinite(x).all():

@@ -16,7 +16,7 @@ from eeg2arm.config import EEGConfig
 from eeg2arm.errors import UserInputError
 from eeg2arm.streamer import STATE_NAMES
 
-from .metadata import parse_metadata
+from .metadata import parse_metadata, read_onnx_metadata
 from .session import make_session
 
 STEP_INPUTS = ("frames", *STATE_NAMES)
@@ -28,11 +28,6 @@ def step_path(onnx_path: str | Path) -> Path:
     """model.onnx -> model.step.onnx, the step graph written beside the batch graph."""
     path = Path(onnx_path)
     return path.with_name(path.name.removesuffix(".onnx") + STEP_SUFFIX)
-
-
-def can_stream(config: EEGConfig) -> bool:
-    """Whether a model has a step graph: per-window z-scoring or a clip needs the whole window up front."""
-    return not config.normalize and config.clip_length is None and config.context is not None
 
 
 class OnnxStep:
@@ -60,3 +55,20 @@ class OnnxStep:
         """group (1, C, F, pool) -> probs (K,) and the next state."""
         _, probs, *next_state = self.session.run(None, {"frames": group, **dict(zip(STATE_NAMES, state))})
         return probs[0], tuple(next_state)
+
+
+def step_beside(onnx_path: str | Path, device: str = "auto") -> OnnxStep | None:
+    """The step graph written beside `onnx_path` by the same export, or None when there is none.
+
+    UserInputError when the file there came from another export (its export_id differs): it would stream with
+    other weights than the batch graph answers with.
+    """
+    path = step_path(onnx_path)
+    if not path.is_file():
+        return None
+    _, batch_meta = read_onnx_metadata(onnx_path)
+    step = OnnxStep(path, device)
+    if step.meta.get("export_id") != batch_meta.get("export_id"):
+        raise UserInputError(f"{path} comes from another export than {onnx_path}: export the model again "
+                             f"(it writes both files)")
+    return step

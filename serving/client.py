@@ -6,6 +6,8 @@
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import requests
 
@@ -13,14 +15,26 @@ from eeg2arm.config import EEGConfig
 from eeg2arm.errors import UserInputError
 from eeg2arm.streamer import StepResult
 
+log = logging.getLogger("eeg2arm")
+
 
 class RemoteStreamer:
+    """The server session opens with the first push, so nothing is held on the server before frames flow."""
+
     def __init__(self, url: str, enter: float = 0.7, exit: float = 0.5, min_frames: int = 3, timeout: float = 10.0):
         self.url, self.timeout = url.rstrip("/"), timeout
+        self.smoothing = {"enter": enter, "exit": exit, "min_frames": min_frames}
         self.http = requests.Session()  # keep-alive: one connection for the whole stream
-        self.config = EEGConfig.from_dict(self._call("GET", "/metadata")["config"])
-        self.session = self._call("POST", "/stream/open", {"enter": enter, "exit": exit,
-                                                          "min_frames": min_frames})["session"]
+        self.session: str | None = None
+        try:
+            self.config = EEGConfig.from_dict(self._call("GET", "/metadata")["config"])
+        except (KeyError, TypeError):
+            self.http.close()
+            raise UserInputError(f"{self.url} is not an eeg2arm server (its /metadata has no model config): "
+                                 f"fix --url") from None
+        except UserInputError:
+            self.http.close()
+            raise
 
     def _call(self, method: str, route: str, body: dict | None = None) -> dict:
         try:
@@ -33,16 +47,28 @@ class RemoteStreamer:
                                  f"with `bentoml serve` or fix --url") from None
         if not r.ok:
             raise UserInputError(f"server answered {r.status_code} to {route}: {error_message(r)[:300]}")
-        return r.json()
+        try:
+            return r.json()
+        except ValueError:
+            raise UserInputError(f"{self.url}{route} did not answer JSON: is --url an eeg2arm server?") from None
 
     def push(self, frames: np.ndarray) -> list[StepResult]:
         """frames (C, F, n) -> one StepResult per pooled frame the server completed."""
+        if self.session is None:
+            self.session = self._call("POST", "/stream/open", self.smoothing)["session"]
         answer = self._call("POST", "/stream/step", {"session": self.session, "frames": frames.tolist()})
         return [StepResult(r["frame"], np.asarray(r["probs"]), r["pred"], r["decision"]) for r in answer["results"]]
 
     def close(self) -> None:
-        self._call("POST", "/stream/close", {"session": self.session})
-        self.http.close()
+        """End the server session (best effort: an unreachable server lets it expire) and the connection."""
+        try:
+            if self.session is not None:
+                self._call("POST", "/stream/close", {"session": self.session})
+        except UserInputError as e:
+            log.warning("stream session not closed (%s); the server lets it expire", e)
+        finally:
+            self.session = None
+            self.http.close()
 
 
 def error_message(r: requests.Response) -> str:

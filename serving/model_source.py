@@ -33,10 +33,15 @@ def save_to_store(onnx_path: str | Path, config: EEGConfig, version: str) -> str
     metadata = {"config": config.to_json(), "version": version, "n_classes": config.n_classes,
                 "input": f"x (B, {config.n_electrodes}, {config.n_bands}, T>={config.min_frames})"}
     step = step_path(onnx_path)
-    with bentoml.models.create(MODEL_NAME, metadata=metadata, labels={"format": "onnx"}) as model:
-        shutil.copyfile(onnx_path, model.path_of(ONNX_FILE))
-        if step.is_file():  # the streaming step graph, when the model can stream
-            shutil.copyfile(step, step_path(model.path_of(ONNX_FILE)))
+    try:  # a failure inside create() removes the half-made model from the store
+        with bentoml.models.create(MODEL_NAME, metadata=metadata, labels={"format": "onnx"}) as model:
+            shutil.copyfile(onnx_path, model.path_of(ONNX_FILE))
+            if step.is_file():  # the streaming step graph, when the model can stream
+                shutil.copyfile(step, step_path(model.path_of(ONNX_FILE)))
+    except (OSError, bentoml.exceptions.BentoMLException) as e:
+        home = os.environ.get("BENTOML_HOME", "~/bentoml")
+        raise UserInputError(f"cannot save to the BentoML model store at {home} ({type(e).__name__}: {e}): make it "
+                             f"writable or set BENTOML_HOME") from None
     return str(model.tag)
 
 

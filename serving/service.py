@@ -40,7 +40,7 @@ with bentoml.importing():
 
     from export.metadata import read_onnx_metadata
     from export.session import make_session
-    from export.step import OnnxStep, step_path
+    from export.step import step_beside
 
 log = logging.getLogger("eeg2arm")
 
@@ -92,9 +92,7 @@ class EEG2Arm:
         self.session = make_session(path)  # CUDA when present, else CPU with a warning
         self.batcher = WindowBatcher(self._run, MAX_BATCH, MAX_LATENCY_MS)
         device = "cpu" if self.session.get_providers()[0] == "CPUExecutionProvider" else "cuda"  # as decided above
-        self.step = OnnxStep(step_path(path), device) if step_path(path).is_file() else None  # state is per session
-        if self.step is not None and self.step.config != self.config:
-            raise UserInputError(f"{step_path(path)} belongs to another model than {path}: export the model again")
+        self.step = step_beside(path, device)  # the streaming step graph, if exported; state is per session
         self.streams = StreamTable(lambda hysteresis: Streamer(self.step, hysteresis), MAX_STREAMS, STREAM_IDLE_S)
         self.source = f"{ENV_ONNX}={path}" if self.onnx_model is None else str(self.onnx_model.tag)
         log.info("serving %s on %s (batching %s, streaming %s)", self.source, self.session.get_providers()[0],

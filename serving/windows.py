@@ -24,7 +24,7 @@ def _expects(config: EEGConfig) -> str:
 
 
 def _checked(X: np.ndarray, config: EEGConfig, max_windows: int, what: str) -> np.ndarray:
-    if X.dtype.kind not in "biuf":
+    if X.dtype.kind not in "iuf":
         raise UserInputError(f"{what} must hold only numbers (got {X.dtype} values); the model expects "
                              f"{_expects(config)}")
     if X.ndim == 4 and len(X) > max_windows:

@@ -14,10 +14,12 @@ from click.testing import CliRunner
 from eeg2arm.checkpoint import load_model_from_checkpoint
 from eeg2arm.cli import cli
 from eeg2arm.config import EEGConfig
+from eeg2arm.features import n_frames
 from eeg2arm.online import OnlineBandPower
 from eeg2arm.sources import lsl_chunks
 
-SUMMARY = re.compile(r"^frames=(\d+) decisions=(\d+) switches=(\d+) latency_ms p50=[\d.]+ p99=[\d.]+$", re.M)
+SUMMARY = re.compile(r"^frames=(\d+) decisions=(\d+) switches=(\d+) dropped=0 latency_ms p50=[\d.]+ p99=[\d.]+$",
+                     re.M)
 
 
 def invoke(*args):
@@ -109,7 +111,10 @@ def test_stream_a_recording_with_checkpoint_and_onnx_alike(eyes_files, eyes_ckpt
         assert result.exit_code == 0, result.output
         outputs[name] = result.output
     frames, decisions, switches = summary_of(outputs["ckpt"])
-    assert frames == 805 and decisions == 402 and switches >= 1
+    config = load_model_from_checkpoint(eyes_ckpt)[1]["config"]
+    n_samples = mne.io.read_raw(eyes_files["EC"], verbose="error").n_times
+    assert frames == n_frames(n_samples, config.sfreq, config.frame_window, config.frame_step)
+    assert decisions == frames // config.cnn_time_pool and switches >= 1
     lines = decision_lines(outputs["ckpt"])
     assert len(lines) == switches
     assert "label=eyes_closed" in lines[0]  # a model that learned the alpha switch calls the eyes-closed run so
@@ -199,6 +204,60 @@ def test_remote_streamer_errors_are_one_line(exported, tmp_path, bandpower):
         with pytest.raises(UserInputError, match=r"NaN or Inf values, which JSON cannot carry"):
             remote.push(np.where(np.arange(30) == 3, np.nan, frames))
         assert [r.frame for r in remote.push(frames[..., :2])] == [15]  # the session went on
+        closed = remote.session
         remote.close()
+        remote.session = closed  # a client that kept the id of a closed session
         with pytest.raises(UserInputError, match=r"server answered 404 to /stream/step: .*open a new"):
             remote.push(frames)
+
+
+def test_streaming_a_whole_recording_equals_forward_seq(raw_dir, mmi_ckpt):
+    """eegmmidb run 4 (125 s, far past the context window): online frames pushed one at a time through the
+    streaming decoder give forward_seq's per-frame probabilities over the whole recording."""
+    import torch
+
+    from eeg2arm.streamer import Streamer
+
+    model, meta = load_model_from_checkpoint(mmi_ckpt)
+    config = meta["config"]
+    signal = mne.io.read_raw(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", verbose="error").get_data(
+        picks=list(config.channel_names), units="uV")
+    frames = online_frames(signal, config)  # (64, 4, T)
+    with torch.no_grad():
+        expected = torch.softmax(model.forward_seq(torch.from_numpy(frames[None])), -1)[0].numpy()  # (T', K)
+    assert len(expected) > 3 * config.context
+    streamer = Streamer.from_model(model)
+    got = np.stack([r.probs for t in range(frames.shape[-1]) for r in streamer.push(frames[..., t])])
+    assert np.abs(got - expected).max() <= 1e-5
+
+
+def test_frames_with_nan_samples_are_dropped_and_the_stream_goes_on(raw_dir, mmi_ckpt):
+    from eeg2arm.live import run_stream
+    from eeg2arm.streamer import Streamer
+
+    model, meta = load_model_from_checkpoint(mmi_ckpt)
+    config = meta["config"]
+    signal = mne.io.read_raw(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", verbose="error").get_data(
+        picks=list(config.channel_names), units="uV")[:, :1600]  # 10 s
+    signal[5, 800] = np.nan  # one dropout sample: the frames covering it (window 80 samples, step 40) are lost
+    chunks = (signal[:, i:i + 16] for i in range(0, signal.shape[1], 16))
+    summary = run_stream(chunks, Streamer.from_model(model), echo=lambda s: None)
+    assert summary.frames == n_frames(1600, config.sfreq, config.frame_window, config.frame_step) == 39
+    assert summary.dropped == 2 and summary.decisions == (39 - 2) // config.cnn_time_pool
+
+
+def test_a_step_graph_left_from_another_export_is_refused_or_removed(trained, tmp_path):
+    import shutil
+
+    first, second = tmp_path / "a" / "model.onnx", tmp_path / "b" / "model.onnx"
+    for out in (first, second):
+        out.parent.mkdir()
+        assert invoke("export", "--ckpt", trained[0], "--out", out, "--no-check").exit_code == 0
+    shutil.copyfile(first.with_name("model.step.onnx"), second.with_name("model.step.onnx"))  # same config, stale
+    from eeg2arm.errors import UserInputError
+    from export.step import step_beside
+
+    with pytest.raises(UserInputError, match="comes from another export"):
+        step_beside(second, "cpu")
+    assert invoke("export", "--ckpt", trained[0], "--out", second, "--no-check", "--no-stream").exit_code == 0
+    assert not second.with_name("model.step.onnx").exists()  # an earlier export's step graph is not left behind
