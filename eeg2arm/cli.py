@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -19,10 +21,10 @@ class CLIError(click.ClickException):
     exit_code = 2
 
 
-def user_errors(fn):
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn UserInputError raised by the library into a one-line CLI error with exit code 2."""
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except UserInputError as e:

@@ -30,7 +30,7 @@ class Hysteresis:
         self._candidate = self.UNDECIDED
         self._streak = 0
 
-    def update(self, probs) -> int:
+    def update(self, probs: np.ndarray) -> int:
         """Feed one frame's probabilities (K,); returns the current decision (a class index or UNDECIDED)."""
         p = np.asarray(probs, dtype=np.float64)
         if self.decision != self.UNDECIDED and p[self.decision] < self.exit:
@@ -45,7 +45,7 @@ class Hysteresis:
             self._candidate, self._streak = self.UNDECIDED, 0
         return self.decision
 
-    def run(self, probs_seq) -> list[int]:
+    def run(self, probs_seq: np.ndarray) -> list[int]:
         """Decisions for a whole sequence (T, K), starting from a reset state."""
         self.reset()
         return [self.update(p) for p in probs_seq]

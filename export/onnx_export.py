@@ -16,7 +16,7 @@ import logging
 import os
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -107,8 +107,8 @@ def to_step_onnx(model: EEGModel, opset: int | None = None) -> onnx.ModelProto:
     return run_exporter(decoder, (frames, *state), dynamic, STEP_INPUTS, STEP_OUTPUTS, opset)
 
 
-def run_exporter(module: torch.nn.Module, args: tuple, dynamic: dict, input_names, output_names,
-                 opset: int | None) -> onnx.ModelProto:
+def run_exporter(module: torch.nn.Module, args: tuple[torch.Tensor, ...], dynamic: dict[str, Any],
+                 input_names: Sequence[str], output_names: Sequence[str], opset: int | None) -> onnx.ModelProto:
     """torch.onnx.export(dynamo=True) under no_grad, checked; UserInputError if the exporter or checker fails."""
     try:
         with torch.no_grad(), exporter_quiet():

@@ -23,6 +23,7 @@ from .session import OnnxPredictor
 from .step import OnnxStep
 
 BATCH_SIZES = (1, 7, 64)
+STEP_BATCH = 3  # streams stepped side by side when the step graph's parity is measured
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,6 @@ def run_parity(ckpt: str | Path, onnx_path: str | Path, x_path: str | Path | Non
     return compare(model, predictor, X, parity_lengths(meta["config"], meta["example_input_shape"][3]), atol, echo)
 
 
-
 def real_stream(X: np.ndarray, n_frames: int) -> np.ndarray:
     """A stream (C, F, n_frames) of real frames: the windows of X one after another, repeated as needed."""
     stream = np.concatenate(list(X), axis=-1)  # (C, F, N*T)
@@ -137,12 +137,15 @@ def real_stream(X: np.ndarray, n_frames: int) -> np.ndarray:
 def compare_step(model: EEGModel, step: OnnxStep, X: np.ndarray, atol: float,
                  echo: Callable[[str], None]) -> dict[str, Any]:
     """Stream real frames through the PyTorch StreamingDecoder and the ONNX step graph, W + 16 steps (past the
-    context window), and compare every step's logits and probs; UserInputError above atol."""
+    context window) for STEP_BATCH streams at once (each from another window of X), and compare every step's
+    logits and probs; UserInputError above atol."""
     c = model.config
     n_steps = c.context + 16
-    frames = torch.from_numpy(real_stream(X, n_steps * c.cnn_time_pool))[None]  # (1, C, F, n)
+    starts = np.linspace(0, len(X) - 1, STEP_BATCH).round().astype(int)
+    frames = torch.from_numpy(np.stack([real_stream(np.roll(X, -s, axis=0), n_steps * c.cnn_time_pool)
+                                        for s in starts]))  # (STEP_BATCH, C, F, n)
     decoder = StreamingDecoder(model).eval()
-    torch_state, onnx_state = decoder.initial_state(1), step.initial_state()
+    torch_state, onnx_state = decoder.initial_state(STEP_BATCH), step.initial_state(STEP_BATCH)
     err = {"logits": 0.0, "probs": 0.0}
     for i in range(n_steps):
         group = frames[..., i * c.cnn_time_pool:(i + 1) * c.cnn_time_pool]
@@ -152,9 +155,9 @@ def compare_step(model: EEGModel, step: OnnxStep, X: np.ndarray, atol: float,
             None, {"frames": group.numpy(), **dict(zip(STATE_NAMES, onnx_state))})
         for name, got, ref in (("logits", logits, ref_logits), ("probs", probs, ref_probs)):
             err[name] = max(err[name], float(np.abs(got - ref.numpy()).max()))
-    echo(f"step graph: {n_steps} steps, max abs error logits {err['logits']:.2e} probs {err['probs']:.2e}")
+    echo(f"step graph: {n_steps} steps x {STEP_BATCH} streams, max abs error logits {err['logits']:.2e} probs {err['probs']:.2e}")
     worst = max(err, key=err.get)
     if err[worst] > atol:
         raise UserInputError(f"ONNX step graph parity failed: max abs error of {worst} is {err[worst]:.2e} over "
                              f"{n_steps} steps, above --atol {atol:g}")
-    return {"atol": atol, "steps": n_steps, "max_abs_err": err, "providers": step.providers}
+    return {"atol": atol, "steps": n_steps, "streams": STEP_BATCH, "max_abs_err": err, "providers": step.providers}

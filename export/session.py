@@ -94,23 +94,28 @@ def check_input(x: np.ndarray, config: EEGConfig) -> np.ndarray:
     return x
 
 
-class OnnxPredictor:
-    """An exported eeg2arm model in ONNX Runtime, with the config read from its metadata.
-
-    run(x) validates x against that config before ONNX Runtime sees it, so a wrong shape gives our
-    UserInputError (naming C, F and the minimum T), not ONNX Runtime's raw message.
-    """
+class OnnxModel:
+    """An eeg2arm export in ONNX Runtime: its session, and the EEGConfig and metadata read from the graph."""
 
     def __init__(self, model: str | Path | bytes, device: str = "auto", intra_op_num_threads: int = 1):
         self.session = make_session(model, device, intra_op_num_threads)
-        source = "the exported model" if isinstance(model, bytes) else model
-        self.config, self.meta = parse_metadata(self.session.get_modelmeta().custom_metadata_map, source)
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.source = f"this {type(self).__name__} graph" if isinstance(model, bytes) else str(model)
+        self.config, self.meta = parse_metadata(self.session.get_modelmeta().custom_metadata_map, self.source)
 
     @property
     def providers(self) -> list[str]:
         """Execution providers ONNX Runtime really uses for this session, in priority order."""
         return self.session.get_providers()
+
+
+class OnnxPredictor(OnnxModel):
+    """The batch graph (model.onnx): run(x) validates x against the config before ONNX Runtime sees it, so a
+    wrong shape gives our UserInputError (naming C, F and the minimum T), not ONNX Runtime's raw message.
+    """
+
+    def __init__(self, model: str | Path | bytes, device: str = "auto", intra_op_num_threads: int = 1):
+        super().__init__(model, device, intra_op_num_threads)
+        self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """x (B, C, F, T) -> {"logits": (B, K), "probs": (B, K), "frame_logits": (B, T', K)}."""

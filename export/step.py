@@ -16,8 +16,8 @@ from eeg2arm.config import EEGConfig
 from eeg2arm.errors import UserInputError
 from eeg2arm.streamer import STATE_NAMES
 
-from .metadata import parse_metadata, read_onnx_metadata
-from .session import make_session
+from .metadata import read_onnx_metadata
+from .session import OnnxModel
 
 STEP_INPUTS = ("frames", *STATE_NAMES)
 STEP_OUTPUTS = ("logits", "probs", *(f"next_{n}" for n in STATE_NAMES))
@@ -30,26 +30,21 @@ def step_path(onnx_path: str | Path) -> Path:
     return path.with_name(path.name.removesuffix(".onnx") + STEP_SUFFIX)
 
 
-class OnnxStep:
+class OnnxStep(OnnxModel):
     """The step graph in ONNX Runtime behind the Streamer's step interface: numpy in, numpy out, one stream."""
 
     def __init__(self, model: str | Path | bytes, device: str = "auto"):
-        self.session = make_session(model, device)
-        source = "the exported step graph" if isinstance(model, bytes) else model
-        self.config, self.meta = parse_metadata(self.session.get_modelmeta().custom_metadata_map, source)
-        inputs = {i.name: i for i in self.session.get_inputs()}
+        super().__init__(model, device)
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
         if tuple(inputs) != STEP_INPUTS:
-            raise UserInputError(f"{source} is not an eeg2arm step graph (inputs {list(inputs)}): export it again")
-        self._state_shapes = {n: [1 if isinstance(d, str) else d for d in inputs[n].shape] for n in STATE_NAMES}
+            raise UserInputError(f"{self.source} is not an eeg2arm step graph (inputs {list(inputs)}): export "
+                                 f"it again")
+        self._state_shapes = {n: inputs[n] for n in STATE_NAMES}  # "batch" where the batch axis is
 
-    @property
-    def providers(self) -> list[str]:
-        return self.session.get_providers()
-
-    def initial_state(self) -> tuple[np.ndarray, ...]:
-        """Zero state for one stream: nothing seen yet."""
-        return tuple(np.zeros(self._state_shapes[n], dtype=np.int64 if n == "seen" else np.float32)
-                     for n in STATE_NAMES)
+    def initial_state(self, batch: int = 1) -> tuple[np.ndarray, ...]:
+        """Zero state for `batch` streams: nothing seen yet."""
+        return tuple(np.zeros([batch if isinstance(d, str) else d for d in self._state_shapes[n]],
+                              dtype=np.int64 if n == "seen" else np.float32) for n in STATE_NAMES)
 
     def __call__(self, group: np.ndarray, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, tuple]:
         """group (1, C, F, pool) -> probs (K,) and the next state."""

@@ -282,7 +282,7 @@ def test_step_graph_is_written_beside_with_its_own_parity(trained, exported):
     config, meta = read_onnx_metadata(exported[1].step)
     assert config == load_model_from_checkpoint(trained[0])[1]["config"] and meta["graph"] == "step"
     parity = meta["parity"]
-    assert parity["steps"] > config.context  # checked past the context window
+    assert parity["steps"] > config.context and parity["streams"] == 3  # past the context window, batched
     assert parity["max_abs_err"]["logits"] <= LOGITS_ATOL and parity["max_abs_err"]["probs"] <= PROBS_ATOL
 
 
