@@ -61,3 +61,14 @@ def bento_home(tmp_path_factory, trained) -> Path:
     assert done.returncode == 0, done.stderr
     assert "eeg2arm:" in done.stdout  # the store tag is printed
     return home
+
+
+@pytest.fixture(scope="session")
+def server(bento_home, tmp_path_factory) -> str:
+    """Base URL of `bentoml serve` from the repo root (model eeg2arm:latest from the store, with its step graph,
+    default limits) on a free loopback port; stopped by pid at the end of the session."""
+    from serving.local_server import serve
+
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with serve({"BENTOML_HOME": str(bento_home), "EEG2ARM_ONNX": ""}, log) as url:
+        yield url

@@ -24,14 +24,6 @@ def npy_bytes(X: np.ndarray) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def server(bento_home, tmp_path_factory) -> str:
-    """Base URL of `bentoml serve` (repo root, model eeg2arm:latest from the store); stopped by pid afterwards."""
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with serve({"BENTOML_HOME": str(bento_home), "EEG2ARM_ONNX": ""}, log) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
 def torch_model(trained):
     model, meta = load_model_from_checkpoint(trained[0], "cpu")
     return model, meta["config"]

@@ -22,14 +22,6 @@ SMOOTHING = {"enter": 0.55, "exit": 0.5, "min_frames": 2}  # decisions that chan
 
 
 @pytest.fixture(scope="module")
-def server(bento_home, tmp_path_factory) -> str:
-    """`bentoml serve` of eeg2arm:latest from the store, with its step graph, default limits."""
-    log = tmp_path_factory.mktemp("serve_stream") / "serve.log"
-    with serve({"BENTOML_HOME": str(bento_home), "EEG2ARM_ONNX": ""}, log) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
 def tight_server(exported, tmp_path_factory) -> str:
     """The exported file served with sessions that expire after 1 s idle, at most 2 of them."""
     log = tmp_path_factory.mktemp("serve_tight") / "serve.log"
