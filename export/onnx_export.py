@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
+import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator, Sequence
@@ -54,8 +54,11 @@ def check_output_path(out: Path) -> None:
         raise UserInputError(f"--out {out} is a folder: give a file path such as {out / 'model.onnx'}")
     if not out.parent.is_dir():
         raise UserInputError(f"output folder does not exist: {out.parent}; create it or choose another --out")
-    if not os.access(out.parent, os.W_OK | os.X_OK):
-        raise UserInputError(f"output folder {out.parent} is not writable: choose another --out")
+    try:  # a real probe: os.access says yes to root even where nothing can be written (/sys, read-only mounts)
+        with tempfile.TemporaryFile(dir=out.parent):
+            pass
+    except OSError as e:
+        raise UserInputError(f"output folder {out.parent} is not writable ({e.strerror}): choose another --out") from None
 
 
 def check_opset(opset: int | None) -> None:

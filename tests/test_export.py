@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -309,3 +310,18 @@ def test_no_stream_writes_only_the_batch_graph(trained, tmp_path):
                                       "--no-stream"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def test_export_to_an_unwritable_folder_is_refused_before_exporting(trained, tmp_path):
+    import os
+
+    if os.geteuid() == 0:  # root writes through permission bits: /sys refuses new files to everyone
+        folder = Path("/sys")
+    else:
+        folder = tmp_path / "read_only"
+        folder.mkdir(mode=0o500)
+    result = CliRunner().invoke(cli, ["export", "--ckpt", str(trained[0]), "--out", str(folder / "model.onnx")])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert lines == [f"Error: output folder {folder} is not writable (Permission denied): choose another --out"]
+    assert not (folder / "model.onnx").exists()
