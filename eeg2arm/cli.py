@@ -13,6 +13,10 @@ from .errors import UserInputError
 
 log = logging.getLogger("eeg2arm")
 FILE = click.Path(dir_okay=False, path_type=Path)
+DEVICE = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                      help="auto = CUDA when present, else CPU")
+ATOL = click.option("--atol", type=float, default=1e-4, show_default=True,
+                    help="Largest allowed max abs error between PyTorch and ONNX Runtime")
 
 
 class CLIError(click.ClickException):
@@ -70,8 +74,7 @@ def cli() -> None:
 @click.option("--compile", "compile_", is_flag=True, default=False, show_default=True,
               help="Try torch.compile (falls back with a warning)")
 @click.option("--resume", type=FILE, default=None, help="Continue training from this checkpoint")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="auto = CUDA when present, else CPU")
+@DEVICE
 @click.option("--groups", "groups_path", type=FILE, default=None,
               help="groups.npy (N,): split train/val by group (recording or subject) instead of by window")
 @click.option("--meta", "meta_path", type=FILE, default=None,
@@ -112,8 +115,7 @@ def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed
               help="Return logits instead of probabilities")
 @click.option("--normalize", is_flag=True, default=False, show_default=True,
               help="Apply the same per-sample normalization used in training (the checkpoint records it)")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="auto = CUDA when present, else CPU")
+@DEVICE
 @user_errors
 def infer(ckpt, onnx_path, x_path, no_softmax, normalize, device) -> None:
     """Print the predicted class and confidence of each window, from a checkpoint or an ONNX export."""
@@ -145,8 +147,7 @@ def infer(ckpt, onnx_path, x_path, no_softmax, normalize, device) -> None:
 @click.option("--ckpt", type=FILE, required=True, help="Path to checkpoint produced by training")
 @click.option("--out", type=FILE, required=True, help="Output ONNX path, e.g., model.onnx")
 @click.option("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
-@click.option("--atol", type=float, default=1e-4, show_default=True,
-              help="Largest allowed max abs error between PyTorch and ONNX Runtime")
+@ATOL
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Measure parity on real windows before writing --out")
 @click.option("--x", "x_path", type=FILE, default=None,
@@ -215,8 +216,7 @@ def prepare(raw, out, events, tmin, tmax, window, bands, frame_window, frame_ste
 @click.option("--onnx", "onnx_path", type=FILE, required=True, help="Path to the model made by `eeg2arm export`")
 @click.option("--x", "x_path", type=FILE, default=None,
               help="Real windows X.npy (default: the embedded eyes-open/closed sample)")
-@click.option("--atol", type=float, default=1e-4, show_default=True,
-              help="Largest allowed max abs error between PyTorch and ONNX Runtime")
+@ATOL
 @user_errors
 def parity(ckpt, onnx_path, x_path, atol) -> None:
     """Print PyTorch vs ONNX Runtime max abs errors on CPU for batch sizes 1, 7, 64 and several T."""
@@ -232,8 +232,7 @@ def parity(ckpt, onnx_path, x_path, atol) -> None:
 @click.option("--y", "y_path", type=FILE, required=True, help="Path to y.npy (N,) true labels")
 @click.option("--report", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write confusion.png and training.png into")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="auto = CUDA when present, else CPU")
+@DEVICE
 @user_errors
 def evaluate(ckpt, x_path, y_path, report, device) -> None:
     """Print accuracy, balanced accuracy, Cohen's kappa, per-class precision/recall and the confusion matrix."""
@@ -264,8 +263,7 @@ def evaluate(ckpt, x_path, y_path, report, device) -> None:
               help="Hysteresis: probability below which the decision is released")
 @click.option("--min-frames", type=int, default=3, show_default=True,
               help="Hysteresis: consecutive frames above --enter needed to switch")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="auto = CUDA when present, else CPU")
+@DEVICE
 @user_errors
 def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_timeout, enter, exit_, min_frames,
            device) -> None:
