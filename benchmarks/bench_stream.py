@@ -23,7 +23,7 @@ import torch
 from eeg2arm import EEGConfig, EEGModel, load_model_from_checkpoint
 from eeg2arm.checkpoint import save_checkpoint
 from eeg2arm.sample import SAMPLE_X
-from eeg2arm.stream import StreamingDecoder
+from eeg2arm.stream import TorchStep
 from export.onnx_export import export_onnx
 from export.session import OnnxPredictor
 from export.step import OnnxStep
@@ -64,26 +64,24 @@ def main() -> None:
     X = np.load(SAMPLE_X)
     stream_np = np.ascontiguousarray(np.concatenate(list(X), axis=-1)[None])  # (1, C, F, 1500) real frames
     stream = torch.from_numpy(stream_np)
-    decoder = StreamingDecoder(model)
-    pool = decoder.pool
+    torch_step = TorchStep(model)
+    pool = model.config.cnn_time_pool
 
     print(f"streaming step vs forward_seq recompute, CPU ({platform.processor() or platform.machine()}), 1 thread, "
           f"context W={model.config.context} pooled frames, median of {args.repeats} (ms per decision)")
     print(f"{'history (frames)':>16} | {'torch recompute':>15} | {'torch step':>10} | {'speed-up':>8} | "
           f"{'ORT recompute':>13} | {'ORT step':>8} | {'speed-up':>8}")
     for history in HISTORIES:
-        state, ort_state = decoder.initial_state(1), onnx_step.initial_state()
-        with torch.inference_mode():
-            for j in range(history // pool):  # bring both states to this history
-                group = stream[..., j * pool:(j + 1) * pool]
-                _, _, *state = decoder(group, *state)
-                _, ort_state = onnx_step(group.numpy(), ort_state)
+        state, ort_state = torch_step.initial_state(), onnx_step.initial_state()
+        for j in range(history // pool):  # bring both states to this history
+            group_np = np.ascontiguousarray(stream_np[..., j * pool:(j + 1) * pool])
+            _, state = torch_step(group_np, state)
+            _, ort_state = onnx_step(group_np, ort_state)
         group_np = np.ascontiguousarray(stream_np[..., history:history + pool])
-        group = torch.from_numpy(group_np)
         window = stream_np[..., :history + pool]
         with torch.inference_mode():
             t_re = median_ms(lambda: model.forward_seq(stream[..., :history + pool]), args.repeats)
-            t_step = median_ms(lambda: decoder(group, *state), args.repeats)
+        t_step = median_ms(lambda: torch_step(group_np, state), args.repeats)
         o_re = median_ms(lambda: predictor.run(window), args.repeats)
         o_step = median_ms(lambda: onnx_step(group_np, ort_state), args.repeats)
         print(f"{history:>16} | {t_re:>15.3f} | {t_step:>10.3f} | {t_re / t_step:>7.1f}x | "

@@ -14,6 +14,9 @@ StreamingDecoder is a plain nn.Module over tensors so that it exports to ONNX as
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -33,6 +36,9 @@ class StreamingDecoder(nn.Module):
                                  "window), without clip_length and with a finite context window")
         self.model = model.eval()
         self.pool = c.cnn_time_pool
+        distance = torch.arange(c.context - 1, -1, -1, device=model.input_mean.device)[None, :]  # (1, W) per cache slot
+        self.register_buffer("slot_distance", distance, persistent=False)
+        self.register_buffer("slot_bias", model.attention_bias(distance), persistent=False)  # (H, 1, W)
 
     def initial_state(self, batch: int = 1) -> State:
         c, m = self.model.config, self.model
@@ -54,9 +60,7 @@ class StreamingDecoder(nn.Module):
         h2 = torch.cat([conv2, h], dim=-1)  # (B, maps, 1, F, k)
         e = m.embed_frames(block2.convolve(h2))  # (B, 1, E)
 
-        W = keys.shape[3]
-        dist = torch.arange(W - 1, -1, -1, device=e.device)[None, :]  # (1, W): distance of each cache slot
-        bias = m.attention_bias(dist).masked_fill(dist > seen, float("-inf"))  # (H, 1, W); unfilled slots hidden
+        bias = self.slot_bias.masked_fill(self.slot_distance > seen, float("-inf"))  # (H, 1, W); unfilled slots hidden
         new_keys, new_values = [], []
         for i, block in enumerate(m.blocks):
             e, (k, v) = block(e, bias, past=(keys[i, :, :, 1:], values[i, :, :, 1:]))  # k, v: (B, H, W, hs)
@@ -81,8 +85,22 @@ class TorchStep:
     def initial_state(self) -> State:
         return self.decoder.initial_state(1)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def __call__(self, group: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         """group (1, C, F, pool) -> probs (K,) and the next state."""
-        _, probs, *state = self.decoder(torch.from_numpy(group).to(self.device), *state)
+        with _without_onednn():
+            _, probs, *state = self.decoder(torch.from_numpy(group).to(self.device), *state)
         return probs[0].cpu().numpy(), tuple(state)
+
+
+@contextmanager
+def _without_onednn() -> Iterator[None]:
+    """Run CPU ops on PyTorch's own kernels: for one frame, oneDNN's per-call setup of the convs and GELUs costs
+    more than their arithmetic (a step takes ~0.7 ms instead of ~1.0 ms on our 2-core VM, docs/benchmarks.md).
+    The switch is process-wide: ops other threads run during a step skip oneDNN too (slower, never wrong)."""
+    enabled = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = enabled

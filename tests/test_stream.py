@@ -5,7 +5,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from eeg2arm import EEGConfig, EEGModel, UserInputError, load_model_from_checkpoint
-from eeg2arm.stream import StreamingDecoder
+from eeg2arm.stream import StreamingDecoder, TorchStep
 from eeg2arm.streamer import Streamer
 
 
@@ -91,3 +91,16 @@ def test_models_that_cannot_stream_are_refused():
         model = EEGModel(EEGConfig(n_classes=2, n_electrodes=4, n_bands=2, frame_embed=16, **bad))
         with pytest.raises(UserInputError, match="streaming needs"):
             StreamingDecoder(model.materialize((1, 4, 2, 8)))
+
+
+def test_torch_step_leaves_the_onednn_switch_as_it_found_it(trained, bandpower):
+    """TorchStep turns oneDNN off around each step (it is slower for one frame); it must always turn it back."""
+    model, _ = load_model_from_checkpoint(trained[0])
+    step = TorchStep(model)
+    group = np.ascontiguousarray(real_stream(bandpower, 1)[None, ..., :step.config.cnn_time_pool])
+    assert torch.backends.mkldnn.enabled
+    probs, state = step(group, step.initial_state())
+    assert torch.backends.mkldnn.enabled and probs.shape == (model.config.n_classes,)
+    with pytest.raises(RuntimeError):  # a group with the wrong electrode count fails inside the step
+        step(group[:, :-1], state)
+    assert torch.backends.mkldnn.enabled
