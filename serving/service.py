@@ -47,10 +47,25 @@ log = logging.getLogger("eeg2arm")
 MAX_WINDOWS = 1024  # windows per request
 MAX_BODY_BYTES = 32 * 2**20  # a 1024-window JSON body of T=15 is ~16 MiB
 MAX_BATCH = 64  # windows per ONNX Runtime call when batching requests
-MAX_LATENCY_MS = int(os.environ.get("EEG2ARM_MAX_LATENCY_MS", "1000"))  # batching budget: docs/serving.md
+
+
+def env_number(name: str, default: float, kind: type = int) -> float:
+    """A positive number from the environment variable `name`, or `default` when it is unset."""
+    text = os.environ.get(name, "")
+    try:
+        value = kind(text) if text else default
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise UserInputError(f"{name}={text!r} is not a positive {kind.__name__}: set it like {name}={default} "
+                             f"or unset it (docs/serving.md)")
+    return value
+
+
+MAX_LATENCY_MS = env_number("EEG2ARM_MAX_LATENCY_MS", 1000)  # batching budget: docs/serving.md
 BATCHING = os.environ.get("EEG2ARM_BATCHING", "1") != "0"
-MAX_STREAMS = int(os.environ.get("EEG2ARM_MAX_STREAMS", "64"))  # open stream sessions per server
-STREAM_IDLE_S = float(os.environ.get("EEG2ARM_STREAM_IDLE_S", "60"))  # a session idle this long is closed
+MAX_STREAMS = env_number("EEG2ARM_MAX_STREAMS", 64)  # open stream sessions per server
+STREAM_IDLE_S = env_number("EEG2ARM_STREAM_IDLE_S", 60.0, float)  # a session idle this long is closed
 MAX_STREAM_FRAMES = 1024  # frames per /stream/step request
 NO_STEP_GRAPH = ("this model was exported without a step graph (model.step.onnx: `eeg2arm export --no-stream`, or "
                  "a model trained with --normalize, cannot stream): export a model that can stream again to use "

@@ -11,8 +11,9 @@ import requests
 import torch
 
 from eeg2arm.checkpoint import load_model_from_checkpoint
+from eeg2arm.errors import UserInputError
 from serving.local_server import serve
-from serving.service import MAX_BODY_BYTES, MAX_WINDOWS
+from serving.service import MAX_BODY_BYTES, MAX_WINDOWS, env_number
 
 NPY = {"Content-Type": "application/octet-stream"}
 
@@ -203,3 +204,17 @@ def test_local_onnx_file_via_env(exported, tmp_path, bandpower):
         meta = requests.get(f"{url}/metadata", timeout=10).json()
         assert meta["model"] == f"EEG2ARM_ONNX={onnx_path}"
         assert len(post(url, bandpower[0][:5]).json()["pred"]) == 5
+
+
+@pytest.mark.parametrize("text", ["abc", "0", "-5", "1.5"])
+def test_a_bad_number_in_the_service_settings_names_the_variable(monkeypatch, text):
+    monkeypatch.setenv("EEG2ARM_MAX_STREAMS", text)
+    with pytest.raises(UserInputError, match="EEG2ARM_MAX_STREAMS=.* is not a positive int"):
+        env_number("EEG2ARM_MAX_STREAMS", 64)
+
+
+def test_service_settings_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("EEG2ARM_STREAM_IDLE_S", "2.5")
+    assert env_number("EEG2ARM_STREAM_IDLE_S", 60.0, float) == 2.5
+    monkeypatch.delenv("EEG2ARM_STREAM_IDLE_S")
+    assert env_number("EEG2ARM_STREAM_IDLE_S", 60.0, float) == 60.0
