@@ -187,6 +187,7 @@ class EEG2Arm:
         A bad frame is a 400 and leaves the session as it was.
         """
         try:
+            self.streams.get(session)  # an unknown session is a 404, whatever the frames
             X = frames_from_json(frames, self.config, MAX_STREAM_FRAMES)  # (C, F, n)
             results, pending = await self.streams.push(session, X)
         except UserInputError as e:

@@ -161,6 +161,7 @@ def test_close_ends_the_session(server, bandpower, torch_model):
         r = call(server, route, body)
         assert r.status_code == 404 and "POST /stream/open" in r.text, r.text
     assert call(server, "step", {"session": "nope", "frames": frames_of(bandpower, 0, 1).tolist()}).status_code == 404
+    assert call(server, "step", {"session": "nope", "frames": [[1.0]]}).status_code == 404  # the session comes first
 
 
 @pytest.mark.parametrize("smoothing", [{"enter": 0.4, "exit": 0.5}, {"min_frames": 0}, {"enter": 1.5}])
