@@ -33,6 +33,8 @@ def check_windows(X: np.ndarray, config: EEGConfig, what: str = "X", single_ok: 
 
     With single_ok, one window (C, F, T) is accepted and becomes (1, C, F, T).
     """
+    if X.dtype.kind not in "iuf":
+        raise UserInputError(f"{what} must hold numbers, got dtype {X.dtype}")
     if X.ndim == 3 and single_ok:
         X = X[None]
     if X.ndim != 4:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from eeg2arm.config import EEGConfig
+from eeg2arm.data import check_windows
 from eeg2arm.errors import UserInputError
 
 from .metadata import parse_metadata
@@ -79,21 +79,6 @@ def make_session(model: str | Path | bytes, device: str = "auto",
     return session
 
 
-def check_input(x: np.ndarray, config: EEGConfig) -> np.ndarray:
-    """Return x as contiguous float32 (B, C, F, T), or raise UserInputError naming the shape the model expects."""
-    x = np.asarray(x)
-    expected = f"(B, C={config.n_electrodes}, F={config.n_bands}, T>={config.min_frames})"
-    if (x.ndim != 4 or x.shape[1:3] != (config.n_electrodes, config.n_bands) or x.shape[3] < config.min_frames
-            or x.shape[0] < 1):
-        raise UserInputError(f"input has shape {x.shape} but this model expects {expected}")
-    if x.dtype.kind not in "iuf":
-        raise UserInputError(f"input must hold numbers, got dtype {x.dtype}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if not np.isfinite(x).all():
-        raise UserInputError("input contains NaN or Inf values: remove or impute them")
-    return x
-
-
 class OnnxModel:
     """An eeg2arm export in ONNX Runtime: its session, and the EEGConfig and metadata read from the graph."""
 
@@ -119,7 +104,8 @@ class OnnxPredictor(OnnxModel):
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """x (B, C, F, T) -> {"logits": (B, K), "probs": (B, K), "frame_logits": (B, T', K)}."""
-        outputs = self.session.run(None, {"x": check_input(x, self.config)})
+        x = check_windows(np.asarray(x), self.config, "input", single_ok=False)  # (B, C, F, T) float32
+        outputs = self.session.run(None, {"x": np.ascontiguousarray(x)})
         return dict(zip(self.output_names, outputs))
 
     def predict_logits(self, X: np.ndarray, batch: int = 256) -> np.ndarray:

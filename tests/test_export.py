@@ -136,10 +136,21 @@ def test_infer_needs_exactly_one_model(bandpower_dir, args):
     assert result.output.strip() == "Error: give exactly one of --ckpt (PyTorch checkpoint) or --onnx (exported model)"
 
 
-@pytest.mark.parametrize("shape", [(2, 31, 4, 15), (2, 32, 3, 15), (2, 32, 4, 1), (32, 4, 15), (0, 32, 4, 15)])
-def test_wrong_shape_gives_our_error(predictor, shape):
-    with pytest.raises(UserInputError, match=r"expects \(B, C=32, F=4, T>=2\)"):
+@pytest.mark.parametrize("shape,message", [
+    ((2, 31, 4, 15), r"\(C=31, F=4\) do not match config \(C=32, F=4\)"),
+    ((2, 32, 3, 15), r"\(C=32, F=3\) do not match config \(C=32, F=4\)"),
+    ((2, 32, 4, 1), r"T=1 frames but the model needs at least T=2"),
+    ((32, 4, 15), r"shape \(32, 4, 15\); expected \(N, C, F, T\)"),
+    ((0, 32, 4, 15), r"no samples .* \(C=32, F=4, T>=2\)"),
+])
+def test_wrong_shape_gives_our_error(predictor, shape, message):
+    with pytest.raises(UserInputError, match=message):
         predictor.run(np.zeros(shape, np.float32))
+
+
+def test_non_numeric_input_is_refused(predictor):
+    with pytest.raises(UserInputError, match="must hold numbers"):
+        predictor.run(np.full((2, 32, 4, 15), "a"))
 
 
 def test_non_finite_input_is_refused(predictor, bandpower):
