@@ -50,7 +50,14 @@ def windows_from_npy(body: bytes, config: EEGConfig, max_windows: int) -> np.nda
     if not body.startswith(NPY_MAGIC):
         raise UserInputError("the body is not a .npy file (it must start with the numpy.save header): send "
                              "the bytes written by numpy.save, e.g. curl --data-binary @x.npy")
-    try:
+    stream = io.BytesIO(body)
+    try:  # the header first: np.load would allocate whatever shape it claims before reading a byte of data
+        version = np.lib.format.read_magic(stream)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(stream)
+        claimed, carried = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize, len(body) - stream.tell()
+        if dtype.kind in "iuf" and claimed != carried:
+            raise ValueError(f"its header says shape {shape} of {dtype}, {claimed} bytes, but it carries {carried}")
         X = np.load(io.BytesIO(body), allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
         raise UserInputError(f"the .npy body could not be read ({e}); re-save it with numpy.save") from None

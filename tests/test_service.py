@@ -149,11 +149,20 @@ def test_bad_json_is_400_and_server_keeps_serving(server, bandpower, torch_model
     assert post(server, _window(bandpower)).status_code == 200
 
 
+def huge_npy_header() -> bytes:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (1024, 32, 4, 10**8)})
+    return header.getvalue()
+
+
 def test_bad_npy_bodies_are_400(server, bandpower):
     X = bandpower[0]
     cases = [
         (b"not a numpy file", ".npy"),
         (npy_bytes(X[:2])[:100], "could not be read"),
+        (npy_bytes(X[:2])[:-4], "could not be read"),  # the data cut short
+        (huge_npy_header() + b"\0" * 1024, "could not be read"),  # claims 52 TB: never allocated
         (npy_bytes(np.zeros((0, 32, 4, 15), np.float32)), "no samples"),
         (npy_bytes(np.array([["a"]])), "only numbers"),
         (npy_bytes(np.repeat(X[:1], MAX_WINDOWS + 1, axis=0)), f"at most {MAX_WINDOWS}"),
