@@ -48,10 +48,16 @@ class ExportResult:
     step: Path | None = None  # the streaming step graph, when written
 
 
-def check_output_path(out: Path) -> None:
-    """UserInputError unless `out` is a file path in an existing, writable folder."""
+def check_output_path(out: Path, *inputs: str | Path | None) -> None:
+    """UserInputError unless `out` is a .onnx file path in an existing, writable folder and none of `inputs`."""
     if out.is_dir():
         raise UserInputError(f"--out {out} is a folder: give a file path such as {out / 'model.onnx'}")
+    if out.suffix != ".onnx":
+        raise UserInputError(f"--out {out} must end in .onnx (the step graph is written beside it as "
+                             f"{out.stem}.step.onnx): e.g. --out {out.with_suffix('.onnx')}")
+    for path in inputs:
+        if path is not None and out.resolve() == Path(path).resolve():
+            raise UserInputError(f"--out {out} is also an input of this export ({path}): choose another file name")
     if not out.parent.is_dir():
         raise UserInputError(f"output folder does not exist: {out.parent}; create it or choose another --out")
     try:  # a real probe: os.access says yes to root even where nothing can be written (/sys, read-only mounts)
@@ -149,7 +155,7 @@ def export_onnx(ckpt: str | Path, out: str | Path, opset: int | None = None, ato
     runs, so a bad file gets one clean line.
     """
     out = Path(out)
-    check_output_path(out)
+    check_output_path(out, ckpt, x_path)
     check_opset(opset)
     check_atol(atol)
     model, meta = load_model_from_checkpoint(ckpt)

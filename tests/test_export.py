@@ -253,6 +253,7 @@ def test_export_bad_checkpoint(tmp_path, kind, message):
     ("missing/model.onnx", [], "output folder does not exist"),
     ("model.onnx", ["--opset", "5"], "--opset 5 is not supported"),
     ("model.onnx", ["--atol", "0"], "--atol must be a positive number"),
+    ("model.pt", [], "must end in .onnx"),
 ])
 def test_export_bad_arguments(trained, tmp_path, out_rel, extra, message):
     out = tmp_path / out_rel
@@ -260,6 +261,24 @@ def test_export_bad_arguments(trained, tmp_path, out_rel, extra, message):
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_never_overwrites_its_checkpoint(trained, tmp_path):
+    ckpt = tmp_path / "model.onnx"  # a checkpoint under an ONNX name, exported onto itself
+    ckpt.write_bytes(trained[0].read_bytes())
+    result = CliRunner().invoke(cli, ["export", "--ckpt", str(ckpt), "--out", str(ckpt), "--no-check"])
+    assert result.exit_code == 2 and "is also an input of this export" in result.output
+    assert ckpt.read_bytes() == trained[0].read_bytes() and sorted(tmp_path.iterdir()) == [ckpt]
+
+
+def test_an_exporter_failure_is_one_line_and_writes_nothing(trained, tmp_path):
+    """Opset 26 is valid ONNX but beyond what torch 2.13's exporter can emit for this model (Gelu)."""
+    out = tmp_path / "model.onnx"
+    result = CliRunner().invoke(cli, ["export", "--ckpt", str(trained[0]), "--out", str(out), "--opset", "26"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ONNX export failed") and "--opset" in lines[0], lines
     assert list(tmp_path.iterdir()) == []
 
 
