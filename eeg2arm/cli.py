@@ -268,7 +268,7 @@ def evaluate(ckpt, x_path, y_path, report, device) -> None:
 def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_timeout, enter, exit_, min_frames,
            device) -> None:
     """Decode raw EEG frame by frame: print each change of the smoothed decision, then a summary."""
-    from .live import open_decoder, run_stream
+    from .live import StreamSummary, open_decoder, run_stream
     from .smoothing import Hysteresis
     from .sources import lsl_chunks, recording_chunks
 
@@ -283,8 +283,13 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
     decoder = open_decoder(ckpt, onnx_path, url, hysteresis, device)
     chunks = (recording_chunks(raw_path, decoder.config, chunk, realtime=not fast) if raw_path is not None
               else lsl_chunks(lsl_name, decoder.config, lsl_timeout))
+    summary = StreamSummary()
     try:
-        summary = run_stream(chunks, decoder, click.echo, duration)
+        run_stream(chunks, decoder, click.echo, duration, summary)
+    except UserInputError:  # e.g. a live stream that fell silent: what was decoded until then still counts
+        if summary.frames:
+            click.echo(summary.line())
+        raise
     finally:
         chunks.close()  # disconnects an LSL stream
         if url is not None:

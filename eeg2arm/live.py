@@ -55,12 +55,15 @@ def describe(result: StepResult, t: float, class_names: tuple[str, ...] | None) 
 
 
 def run_stream(chunks: Iterable[np.ndarray], decoder: Decoder, echo: Callable[[str], None] = print,
-               duration: float | None = None) -> StreamSummary:
+               duration: float | None = None, summary: StreamSummary | None = None) -> StreamSummary:
     """Feed raw chunks (C, n) in µV until they end, `duration` s of signal have passed or Ctrl-C; echo each
-    decision change. Frames computed from NaN/Inf samples are dropped and counted, the stream goes on."""
+    decision change. Frames computed from NaN/Inf samples are dropped and counted, the stream goes on.
+
+    `summary` is filled as the stream goes, so a caller still has the counts when a source fails midway.
+    """
     config = decoder.config
     online = OnlineBandPower.for_model(config)
-    summary, decision = StreamSummary(), Hysteresis.UNDECIDED
+    summary, decision = summary or StreamSummary(), Hysteresis.UNDECIDED
     try:
         for chunk in chunks:
             arrived = time.perf_counter()

@@ -4,6 +4,7 @@ Both pick the model's channels by name, in the model's order, so the online band
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,14 @@ from .errors import UserInputError
 
 LSL_BUFFER_S = 5.0  # the receiver's ring buffer; polled far more often than it can fill
 LSL_POLL_S = 0.005
+LSL_CONFIGS = ("lsl_api.cfg", "~/lsl_api/lsl_api.cfg", "/etc/lsl_api/lsl_api.cfg")  # where liblsl looks
+
+
+def quiet_liblsl() -> None:
+    """Point liblsl at our config (log errors only) unless the user has one: liblsl otherwise writes its own INFO
+    lines to stderr around our messages. A lab's own lsl_api.cfg (network settings) always wins."""
+    if "LSLAPICFG" not in os.environ and not any(Path(p).expanduser().is_file() for p in LSL_CONFIGS):
+        os.environ["LSLAPICFG"] = str(Path(__file__).with_name("lsl_api.cfg"))
 
 
 def check_channels(available: list[str], config: EEGConfig, source: str) -> list[str]:
@@ -62,13 +71,14 @@ def lsl_chunks(name: str, config: EEGConfig, timeout: float = 5.0) -> Iterator[n
     New samples are told apart by their LSL timestamps, so a sample is never yielded twice or skipped while the
     poll interval stays far below the buffer length.
     """
+    quiet_liblsl()
     from mne_lsl.stream import StreamLSL
 
     stream = StreamLSL(bufsize=LSL_BUFFER_S, name=name)
     try:
         stream.connect(timeout=timeout)
-    except RuntimeError as e:
-        raise UserInputError(f"no LSL stream named {name!r} answered within {timeout:g} s ({e}): check the name "
+    except RuntimeError:
+        raise UserInputError(f"no LSL stream named {name!r} answered within {timeout:g} s: check the name "
                              f"(an amplifier's LSL app, or mne_lsl.player.PlayerLSL) and the network") from None
     try:
         picks = check_channels(stream.ch_names, config, f"LSL stream {name!r}")

@@ -2,7 +2,11 @@
 stream (mne-lsl's PlayerLSL replaying a real EDF), through a checkpoint and through its ONNX step graph."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import threading
 import uuid
 
 import mne
@@ -150,6 +154,24 @@ def test_stream_from_a_live_lsl_stream(raw_dir, mmi_ckpt):
     assert frames * config.frame_step >= 3 and decisions == frames // config.cnn_time_pool
 
 
+def test_a_live_stream_that_falls_silent_still_prints_its_summary(raw_dir, mmi_ckpt):
+    from mne_lsl.player import PlayerLSL
+
+    name = f"eeg2arm-test-{uuid.uuid4().hex[:8]}"
+    player = PlayerLSL(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", chunk_size=16, name=name).start()
+    stopper = threading.Timer(3.0, player.stop)  # the amplifier drops out after about 3 s
+    stopper.start()
+    try:
+        result = invoke("stream", "--lsl", name, "--ckpt", mmi_ckpt, "--lsl-timeout", 1, "--device", "cpu")
+    finally:
+        stopper.join()
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith("Error: ") and "sent no samples for 1 s" in lines[-1], result.output
+    frames, decisions, _ = summary_of("\n".join(lines[:-1]))
+    assert frames > 0 and decisions == frames // 2
+
+
 @pytest.mark.parametrize("case", ["no_source", "two_models", "wrong_montage", "no_recipe", "no_lsl", "bad_hysteresis",
                                   "no_server"])
 def test_stream_bad_input_one_line_exit_2(case, eyes_files, raw_dir, mmi_ckpt, trained):
@@ -167,6 +189,18 @@ def test_stream_bad_input_one_line_exit_2(case, eyes_files, raw_dir, mmi_ckpt, t
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.strip().splitlines() if not line.startswith("WARNING")]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and expected in lines[0], result.output
+
+
+def test_no_lsl_stream_is_one_line_on_a_real_terminal(mmi_ckpt, tmp_path):
+    """In a real process (not CliRunner), so that liblsl's own log lines on stderr would show."""
+    env = {**os.environ, "HOME": str(tmp_path)}  # no ~/lsl_api/lsl_api.cfg of the user's
+    env.pop("LSLAPICFG", None)
+    done = subprocess.run([sys.executable, "-m", "eeg2arm", "stream", "--lsl", "no-such-stream", "--ckpt", mmi_ckpt,
+                           "--lsl-timeout", "0.5", "--device", "cpu"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stdout == "" and done.stderr.startswith("Error: no LSL stream named 'no-such-stream'")
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 def test_stream_through_a_running_server_decides_as_the_checkpoint(eyes_files, eyes_ckpt, tmp_path):
