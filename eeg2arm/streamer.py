@@ -62,6 +62,7 @@ class Streamer:
         self.state = self.step.initial_state()
         self.pending = np.zeros((*self.frame_shape, 0), dtype=np.float32)
         self.frames_done = 0
+        self.latest: StepResult | None = None  # the newest decision: what the arm should be doing now
         self.hysteresis.reset()
 
     def push(self, frames: np.ndarray) -> list[StepResult]:
@@ -79,4 +80,6 @@ class Streamer:
             probs, self.state = self.step(np.ascontiguousarray(group), self.state)
             results.append(StepResult(self.frames_done, probs, int(probs.argmax()), self.hysteresis.update(probs)))
             self.frames_done += 1
+        if results:
+            self.latest = results[-1]
         return results

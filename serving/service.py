@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from eeg2arm.errors import UserInputError
 from eeg2arm.smoothing import Hysteresis
-from eeg2arm.streamer import Streamer
+from eeg2arm.streamer import StepResult, Streamer
 
 from .batching import WindowBatcher
 from .body_limit import BodyLimit
@@ -70,6 +70,10 @@ MAX_STREAM_FRAMES = 1024  # frames per /stream/step request
 NO_STEP_GRAPH = ("this model was exported without a step graph (model.step.onnx: `eeg2arm export --no-stream`, or "
                  "a model trained with --normalize, cannot stream): export a model that can stream again to use "
                  "/stream; /predict works as before")
+
+
+def as_json(result: StepResult) -> dict[str, Any]:
+    return {"frame": result.frame, "probs": result.probs.tolist(), "pred": result.pred, "decision": result.decision}
 
 
 class TooManyRequests(BentoMLException):
@@ -182,20 +186,21 @@ class EEG2Arm:
         session: str = Field(description="the id /stream/open returned"),
         frames: Any = Field(description="one band-power frame (C, F) or several in time order (C, F, n)"),
     ) -> dict[str, Any]:
-        """Feed frames to a session: one result per complete group of `pool` frames, and the frames still pending.
+        """Feed frames to a session: one result per complete group of `pool` frames, the frames still pending, and
+        the session's latest result (the decision in force, also when these frames only filled the buffer).
 
         A bad frame is a 400 and leaves the session as it was.
         """
         try:
             self.streams.get(session)  # an unknown session is a 404, whatever the frames
             X = frames_from_json(frames, self.config, MAX_STREAM_FRAMES)  # (C, F, n)
-            results, pending = await self.streams.push(session, X)
+            results, pending, latest = await self.streams.push(session, X)
         except UserInputError as e:
             raise InvalidArgument(str(e)) from None
         except StreamNotFound as e:
             raise NotFound(str(e)) from None
-        return {"results": [{"frame": r.frame, "probs": r.probs.tolist(), "pred": r.pred, "decision": r.decision}
-                            for r in results], "pending": pending}
+        return {"results": [as_json(r) for r in results], "pending": pending,
+                "latest": None if latest is None else as_json(latest)}
 
     @bentoml.api(route="/stream/close")
     async def stream_close(self, session: str = Field(description="the id /stream/open returned")) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
     table = StreamTable(lambda hysteresis: Streamer(step, hysteresis), max_streams=64, idle_timeout_s=60)
     sid = table.open(Hysteresis())
-    results, pending = await table.push(sid, frames)  # frames (C, F, n): one StepResult per complete group
+    results, pending, latest = await table.push(sid, frames)  # one StepResult per complete group of frames (C, F, n)
     frames_done = await table.close(sid)
 
 Every session has its own Streamer (buffer, model state, Hysteresis), so sessions never see each other's frames.
@@ -80,8 +80,9 @@ class StreamTable:
         stream.last_used = self.clock()
         return stream
 
-    async def push(self, sid: str, frames: np.ndarray) -> tuple[list[StepResult], int]:
-        """Feed frames (C, F, n) to session `sid` -> (one StepResult per complete group, frames still buffered).
+    async def push(self, sid: str, frames: np.ndarray) -> tuple[list[StepResult], int, StepResult | None]:
+        """Feed frames (C, F, n) to session `sid` -> (one StepResult per complete group, frames still buffered,
+        the session's newest StepResult: None before its first group).
 
         Pushes to one session run one at a time, in arrival order. A bad frame raises UserInputError and leaves
         the session as it was.
@@ -92,7 +93,7 @@ class StreamTable:
                 raise StreamNotFound(f"stream session {sid!r} was closed: open a new one with POST /stream/open")
             results = await asyncio.to_thread(stream.streamer.push, frames)
             stream.last_used = self.clock()
-            return results, stream.streamer.pending.shape[-1]
+            return results, stream.streamer.pending.shape[-1], stream.streamer.latest
 
     async def close(self, sid: str) -> int:
         """Close session `sid` after the pushes already waiting on it; return the pooled frames it processed."""

@@ -147,6 +147,7 @@ def test_bad_frames_are_400_and_the_session_goes_on_unchanged(server, bandpower,
             r = call(server, "step", {"session": session, "frames": frames[..., t].tolist()}, http)
             assert r.status_code == 200, r.text
             results += r.json()["results"]
+            assert r.json()["latest"] == (results[-1] if results else None)  # each frame gets the decision in force
     check_against(results, reference(model, frames), SMOOTHING)
 
 

@@ -73,7 +73,7 @@ def test_concurrent_pushes_to_one_session_are_serialized_in_order(step, bandpowe
 
     async def run() -> list:
         answers = await asyncio.gather(*(t.push(sid, frames[..., i:i + 3]) for i in range(0, 120, 3)))
-        return [r for results, _ in answers for r in results]
+        return [r for results, _, _ in answers for r in results]
 
     got = asyncio.run(run())
     assert [r.frame for r in got] == list(range(60))
@@ -89,7 +89,8 @@ def test_sessions_are_isolated_and_close_reports_frames(step, bandpower):
     async def run() -> tuple:
         return await asyncio.gather(t.push(a, a_frames), t.push(b, b_frames))
 
-    (ra, pending_a), (rb, pending_b) = asyncio.run(run())
+    (ra, pending_a, latest_a), (rb, pending_b, latest_b) = asyncio.run(run())
+    assert latest_a is ra[-1] and latest_b is rb[-1]
     assert (pending_a, pending_b) == (0, 1)
     for got, frames in ((ra, a_frames), (rb, b_frames)):
         alone = Streamer(step).push(frames)
