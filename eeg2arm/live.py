@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -100,6 +101,9 @@ def open_decoder(ckpt: str | None, onnx: str | None, url: str | None, hysteresis
     if onnx is not None:
         from export.step import STEP_SUFFIX, OnnxStep, step_beside
 
+        if not Path(onnx).is_file() or Path(onnx).suffix != ".onnx":
+            raise UserInputError(f"--onnx {onnx} is not an ONNX file: pass the model.onnx (or model.step.onnx) "
+                                 f"that `eeg2arm export` wrote")
         step = OnnxStep(onnx, device) if str(onnx).endswith(STEP_SUFFIX) else step_beside(onnx, device)
         if step is None:
             raise UserInputError(f"no step graph beside {onnx}: export the checkpoint again with `eeg2arm export` "

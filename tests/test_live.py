@@ -173,7 +173,7 @@ def test_a_live_stream_that_falls_silent_still_prints_its_summary(raw_dir, mmi_c
 
 
 @pytest.mark.parametrize("case", ["no_source", "two_models", "wrong_montage", "no_recipe", "no_lsl", "bad_hysteresis",
-                                  "no_server"])
+                                  "no_server", "onnx_missing", "onnx_is_ckpt"])
 def test_stream_bad_input_one_line_exit_2(case, eyes_files, raw_dir, mmi_ckpt, trained):
     edf = raw_dir / "eegmmidb" / "S001" / "S001R04.edf"
     args, expected = {
@@ -184,6 +184,8 @@ def test_stream_bad_input_one_line_exit_2(case, eyes_files, raw_dir, mmi_ckpt, t
         "no_lsl": (["--lsl", "no-such-stream", "--ckpt", mmi_ckpt, "--lsl-timeout", 0.5], "no LSL stream named"),
         "bad_hysteresis": (["--raw", edf, "--ckpt", mmi_ckpt, "--enter", 0.3, "--exit", 0.6], "--enter/--exit"),
         "no_server": (["--raw", edf, "--url", "http://127.0.0.1:9"], "cannot reach the eeg2arm server"),
+        "onnx_missing": (["--raw", edf, "--onnx", "no-such.onnx"], "is not an ONNX file"),
+        "onnx_is_ckpt": (["--raw", edf, "--onnx", mmi_ckpt], "is not an ONNX file"),
     }[case]
     result = invoke("stream", *args, "--fast")
     assert result.exit_code == 2, result.output
