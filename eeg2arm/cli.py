@@ -74,6 +74,9 @@ def cli() -> None:
 @click.option("--compile", "compile_", is_flag=True, default=False, show_default=True,
               help="Try torch.compile (falls back with a warning)")
 @click.option("--resume", type=FILE, default=None, help="Continue training from this checkpoint")
+@click.option("--context", type=click.IntRange(min=0), default=64, show_default=True,
+              help="Attention window W in pooled frames, which bounds streaming memory (0: the whole history; "
+                   "such a model cannot stream)")
 @DEVICE
 @click.option("--groups", "groups_path", type=FILE, default=None,
               help="groups.npy (N,): split train/val by group (recording or subject) instead of by window")
@@ -81,7 +84,7 @@ def cli() -> None:
               help="meta.json of the data (class, channel, band names; default: the one beside X.npy, if any)")
 @user_errors
 def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed, drop, batch, epochs, lr, wd,
-          val_split, seed, workers, normalize, compile_, resume, device, groups_path, meta_path) -> None:
+          val_split, seed, workers, normalize, compile_, resume, context, device, groups_path, meta_path) -> None:
     """Train EEGModel on X.npy / y.npy and save the best checkpoint by validation loss."""
     from .config import EEGConfig
     from .data import load_data_meta, load_npy, meta_beside
@@ -93,7 +96,8 @@ def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed
     data_fields = load_data_meta(meta_path) if meta_path else {}
     try:
         config = EEGConfig(n_classes=classes, n_electrodes=elec, n_bands=bands, cnn_time_pool=cnn_time_pool,
-                           frame_embed=frame_embed, dropout=drop, normalize=normalize, **data_fields)
+                           frame_embed=frame_embed, dropout=drop, normalize=normalize, context=context or None,
+                           **data_fields)
     except UserInputError as e:
         if not data_fields:
             raise

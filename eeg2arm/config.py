@@ -105,7 +105,7 @@ class EEGConfig:
         if unknown:
             raise UserInputError(f"unknown config keys {unknown}: this file was made by another eeg2arm version")
         try:
-            return cls(**d)
+            return cls(**{"context": None, **d})  # saved before `context` existed: attention saw the whole history
         except TypeError as e:  # a required key is missing
             raise UserInputError(f"incomplete config ({e}): this file was not made by eeg2arm") from None
 

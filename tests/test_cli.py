@@ -130,6 +130,16 @@ def test_resume_continues_from_the_checkpoint(tmp_path, bandpower_dir):
     assert [h["epoch"] for h in history] == [1, 2, 3]
 
 
+@pytest.mark.parametrize("flag,context", [("8", 8), ("0", None)])
+def test_context_window_is_a_train_flag(tmp_path, bandpower_dir, flag, context):
+    save = tmp_path / "ckpt.pt"
+    result = run("train", "--x", bandpower_dir / "X.npy", "--y", bandpower_dir / "y.npy", "--save", save,
+                 "--epochs", "1", "--context", flag, *TRAIN_ARGS)
+    assert result.exit_code == 0, result.output
+    config = load_model_from_checkpoint(save)[1]["config"]
+    assert config.context == context and config.streamable == (context is not None)
+
+
 def test_compile_falls_back_with_a_warning(tmp_path, bandpower_dir, monkeypatch, caplog):
     def broken_compile(model, *a, **k):
         raise RuntimeError("no compiler on this machine")

@@ -82,6 +82,8 @@ def test_config_round_trips_and_rejects_bad_values():
         EEGConfig(n_classes=2, n_electrodes=4, n_bands=4, frame_embed=30, n_heads=4)
     with pytest.raises(UserInputError, match="dropout"):
         EEGConfig(n_classes=2, n_electrodes=4, n_bands=4, dropout=1.5)
+    saved_before_context = {k: v for k, v in config.to_dict().items() if k != "context"}
+    assert EEGConfig.from_dict(saved_before_context).context is None  # its attention saw the whole history
 
 
 # --- Hysteresis on hand-made sequences -------------------------------------------------------------------------
