@@ -193,6 +193,17 @@ def test_stream_bad_input_one_line_exit_2(case, eyes_files, raw_dir, mmi_ckpt, t
     assert len(lines) == 1 and lines[0].startswith("Error: ") and expected in lines[0], result.output
 
 
+def test_a_recording_at_another_rate_is_refused(raw_dir, mmi_ckpt, tmp_path):
+    raw = mne.io.read_raw(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", verbose="error").crop(0, 20).load_data()
+    raw.resample(128, verbose="error").save(tmp_path / "r04_128hz_raw.fif", verbose="error")
+    result = invoke("stream", "--raw", tmp_path / "r04_128hz_raw.fif", "--ckpt", mmi_ckpt, "--fast", "--device", "cpu")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"Error: {tmp_path / 'r04_128hz_raw.fif'} runs at 128 Hz but the model's band power was made at 160 Hz: "
+        f"stream at 160 Hz (resample the recording, e.g. with MNE's raw.resample) or train on data prepared at "
+        f"128 Hz"]
+
+
 def test_no_lsl_stream_is_one_line_on_a_real_terminal(mmi_ckpt, tmp_path):
     """In a real process (not CliRunner), so that liblsl's own log lines on stderr would show."""
     env = {**os.environ, "HOME": str(tmp_path)}  # no ~/lsl_api/lsl_api.cfg of the user's
