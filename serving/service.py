@@ -101,6 +101,8 @@ class EEG2Arm:
     """Band-power EEG windows in, class probabilities out."""
 
     onnx_model = store_model()
+    if onnx_model is None:  # a bad $EEG2ARM_ONNX stops `bentoml serve` here; in __init__ it would restart workers
+        read_onnx_metadata(resolve_onnx(None))
 
     def __init__(self) -> None:
         path = resolve_onnx(self.onnx_model)

@@ -227,3 +227,18 @@ def test_service_settings_read_from_the_environment(monkeypatch):
     assert env_number("EEG2ARM_STREAM_IDLE_S", 60.0, float) == 2.5
     monkeypatch.delenv("EEG2ARM_STREAM_IDLE_S")
     assert env_number("EEG2ARM_STREAM_IDLE_S", 60.0, float) == 60.0
+
+
+@pytest.mark.parametrize("content", [None, b"not an onnx file"])
+def test_a_bad_local_model_stops_the_server_with_its_reason(tmp_path, content):
+    model = tmp_path / "model.onnx"
+    if content is not None:
+        model.write_bytes(content)
+    log = tmp_path / "serve.log"
+    with pytest.raises(RuntimeError, match="exited with code"):  # at once, not a worker restarting forever
+        with serve({"EEG2ARM_ONNX": str(model)}, log, timeout=60):
+            pass
+    last = log.read_text().strip().splitlines()[-1]
+    assert last.endswith("is not a file: point it at a model exported with `eeg2arm export`, or unset it to serve "
+                         "eeg2arm:latest from the model store" if content is None
+                         else "is not a readable ONNX model (DecodeError); export it again"), last
