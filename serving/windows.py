@@ -49,7 +49,8 @@ def windows_from_npy(body: bytes, config: EEGConfig, max_windows: int) -> np.nda
     """Windows from a request body holding one array saved with numpy.save (no pickles)."""
     if not body.startswith(NPY_MAGIC):
         raise UserInputError("the body is not a .npy file (it must start with the numpy.save header): send "
-                             "the bytes written by numpy.save, e.g. curl --data-binary @x.npy")
+                             "the bytes written by numpy.save, e.g. curl -H 'Content-Type: application/octet-stream' "
+                             "--data-binary @x.npy")
     stream = io.BytesIO(body)
     try:  # the header first: np.load would allocate whatever shape it claims before reading a byte of data
         version = np.lib.format.read_magic(stream)
