@@ -28,10 +28,12 @@ def load_npy(path: str | Path, what: str) -> np.ndarray:
     return arr
 
 
-def check_windows(X: np.ndarray, config: EEGConfig, what: str = "X", single_ok: bool = True) -> np.ndarray:
+def check_windows(X: np.ndarray, config: EEGConfig, what: str = "X", single_ok: bool = True,
+                  training: bool = False) -> np.ndarray:
     """Validate band-power windows against the model and return them as float32 (B, C, F, T).
 
-    With single_ok, one window (C, F, T) is accepted and becomes (1, C, F, T).
+    With single_ok, one window (C, F, T) is accepted and becomes (1, C, F, T). With training, a C/F mismatch
+    suggests the training flags that fit the data.
     """
     if X.dtype.kind not in "iuf":
         raise UserInputError(f"{what} must hold numbers, got dtype {X.dtype}")
@@ -45,9 +47,11 @@ def check_windows(X: np.ndarray, config: EEGConfig, what: str = "X", single_ok: 
                              f"(C={config.n_electrodes}, F={config.n_bands}, T>={config.min_frames})")
     _, C, F, T = X.shape
     if (C, F) != (config.n_electrodes, config.n_bands):
+        fix = (f"pass --elec {C} --bands {F} to train on this data" if training else
+               f"give windows of {config.n_electrodes} electrodes and {config.n_bands} bands, as the model was "
+               f"trained on")
         raise UserInputError(f"Data shapes (C={C}, F={F}) do not match config (C={config.n_electrodes}, "
-                             f"F={config.n_bands}): give windows of {config.n_electrodes} electrodes and "
-                             f"{config.n_bands} bands, or train with --elec X.shape[1] --bands X.shape[2]")
+                             f"F={config.n_bands}): {fix}")
     if T < config.min_frames:
         raise UserInputError(f"{what} has T={T} frames but the model needs at least T={config.min_frames} "
                              f"(cnn_time_pool / clip_length): use longer windows")

@@ -83,7 +83,7 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
         start_epoch, best, history = meta["epoch"] + 1, meta["metrics"], list(meta["metrics"]["history"])
         if start_epoch > opts.epochs:
             raise UserInputError(f"--resume checkpoint is already at epoch {meta['epoch']}; raise --epochs")
-    X = check_windows(X, config, single_ok=False)
+    X = check_windows(X, config, single_ok=False, training=True)
     y = check_labels(y, len(X), config.n_classes)
     if groups is not None:
         groups = check_groups(groups, len(X))

@@ -177,7 +177,8 @@ def assert_clean_error(result, message: str, save: Path | None = None):
 X_OK = np.load(REPO / "eeg2arm" / "sample" / "X.npy")
 Y_OK = np.load(REPO / "eeg2arm" / "sample" / "y.npy")
 BAD_TRAIN_DATA = {
-    "C/F mismatch": (X_OK[:, :16], Y_OK, "Data shapes (C=16, F=4) do not match config (C=32, F=4)"),
+    "C/F mismatch": (X_OK[:, :16], Y_OK,
+                     "Data shapes (C=16, F=4) do not match config (C=32, F=4): pass --elec 16 --bands 4"),
     "labels out of range": (X_OK, Y_OK + 1, "labels must be in [0, 1] for --classes 2"),
     "labels not integers": (X_OK, Y_OK + 0.5, "integer class indices"),
     "NaN in X": (np.where(np.arange(100)[:, None, None, None] == 7, np.nan, X_OK), Y_OK, "NaN/Inf values"),
