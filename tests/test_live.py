@@ -159,7 +159,7 @@ def test_a_live_stream_that_falls_silent_still_prints_its_summary(raw_dir, mmi_c
 
     name = f"eeg2arm-test-{uuid.uuid4().hex[:8]}"
     player = PlayerLSL(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", chunk_size=16, name=name).start()
-    stopper = threading.Timer(3.0, player.stop)  # the amplifier drops out after about 3 s
+    stopper = threading.Timer(5.0, player.stop)  # the amplifier drops out after about 5 s
     stopper.start()
     try:
         result = invoke("stream", "--lsl", name, "--ckpt", mmi_ckpt, "--lsl-timeout", 1, "--device", "cpu")
