@@ -126,8 +126,12 @@ def split_indices(y: np.ndarray, val_split: float, seed: int,
                              f"side; add data or change --val-split")
     idx = np.arange(n)
     if groups is not None:
-        if len(np.unique(groups)) < 2:
+        n_groups = len(np.unique(groups))
+        if n_groups < 2:
             raise UserInputError("--groups has a single group: a grouped split needs at least two")
+        if np.ceil(n_groups * val_split) >= n_groups:  # GroupShuffleSplit's own count of validation groups
+            raise UserInputError(f"--val-split {val_split} of {n_groups} groups leaves none for training: lower "
+                                 f"--val-split or add groups")
         splitter = GroupShuffleSplit(n_splits=1, test_size=val_split, random_state=seed)
         train_idx, val_idx = next(splitter.split(idx, y, groups))
         return train_idx, val_idx

@@ -47,6 +47,10 @@ def maybe_compile(model: nn.Module, example: torch.Tensor) -> nn.Module:
         return model
 
 
+def state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[float, float]:
     """Mean cross-entropy and accuracy over a loader."""
@@ -70,17 +74,22 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
         raise UserInputError(f"--save folder does not exist: {save.parent}")
     if opts.batch < 1 or opts.epochs < 1 or opts.workers < 0:
         raise UserInputError("--batch and --epochs must be >= 1 and --workers >= 0")
+    if not (opts.lr > 0 and opts.wd >= 0):  # also refuses NaN
+        raise UserInputError(f"--lr must be > 0 and --wd >= 0, got --lr {opts.lr} --wd {opts.wd}")
     device = resolve_device(opts.device)
     torch.manual_seed(opts.seed)
     np.random.seed(opts.seed)
 
-    start_epoch, best, history = 1, None, []
+    start_epoch, best, history, best_state = 1, None, [], None
     if resume is not None:
         model, meta = load_model_from_checkpoint(resume, device)
-        if model.config.hyperparameters() != config.hyperparameters():
-            raise UserInputError(f"--resume checkpoint was trained with another config ({model.config}); "
-                                 f"use the same flags it was trained with")
-        start_epoch, best, history = meta["epoch"] + 1, meta["metrics"], list(meta["metrics"]["history"])
+        theirs, ours = model.config.hyperparameters(), config.hyperparameters()
+        if theirs != ours:
+            differ = ", ".join(f"{k}={theirs[k]!r} (now {ours[k]!r})" for k in theirs if theirs[k] != ours[k])
+            raise UserInputError(f"--resume checkpoint was trained with {differ}: use the flags it was trained with")
+        # Training goes on from the checkpoint's (best) weights, so the epochs after them are run again.
+        start_epoch, best, best_state = meta["epoch"] + 1, meta["metrics"], state_copy(model)
+        history = [h for h in meta["metrics"]["history"] if h["epoch"] <= meta["epoch"]]
         if start_epoch > opts.epochs:
             raise UserInputError(f"--resume checkpoint is already at epoch {meta['epoch']}; raise --epochs")
     X = check_windows(X, config, single_ok=False, training=True)
@@ -132,8 +141,11 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
         if best is None or val_loss < best["val_loss"]:
             best = {**row, "best_epoch": epoch, "n_train": len(train_idx), "n_val": len(val_idx),
                     "val_indices": val_idx.tolist()}
+            best_state = state_copy(model)
             save_checkpoint(save, model, example_input_shape, epoch, {**best, "history": history})
     best = {**best, "history": history}
+    model.load_state_dict(best_state)  # the best weights again, saved with every epoch's history (the curves)
+    save_checkpoint(save, model, example_input_shape, best["best_epoch"], best)
     echo(f"best epoch {best['best_epoch']}: val_loss={best['val_loss']:.4f} val_acc={best['val_acc']:.4f} "
          f"saved to {save}")
     return best

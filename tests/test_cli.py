@@ -130,6 +130,32 @@ def test_resume_continues_from_the_checkpoint(tmp_path, bandpower_dir):
     assert [h["epoch"] for h in history] == [1, 2, 3]
 
 
+def test_the_checkpoint_keeps_every_epochs_history_and_is_written_even_without_improvement(tmp_path,
+                                                                                           bandpower_dir):
+    """Resumed with a learning rate too small to move a weight: no epoch beats the checkpoint's best, yet --save is
+    written (the best weights), and its history holds every epoch for the training curves."""
+    first, second = tmp_path / "first.pt", tmp_path / "second.pt"
+    data = ["--x", bandpower_dir / "X.npy", "--y", bandpower_dir / "y.npy"]
+    assert run("train", *data, "--save", first, "--epochs", "2", *TRAIN_ARGS).exit_code == 0
+    result = run("train", *data, "--save", second, "--epochs", "4", "--resume", first, "--lr", "1e-30", *TRAIN_ARGS)
+    assert result.exit_code == 0, result.output
+    before, after = torch.load(first, weights_only=True), torch.load(second, weights_only=True)
+    assert after["epoch"] == before["epoch"] == after["metrics"]["best_epoch"]  # still the best epoch's weights
+    assert all(torch.equal(after["model_state"][k], v) for k, v in before["model_state"].items())
+    assert [h["epoch"] for h in after["metrics"]["history"]] == [1, 2, 3, 4]
+    assert result.output.strip().splitlines()[-1].endswith(f"saved to {second}")
+
+
+def test_resume_with_other_flags_names_the_ones_that_differ(tmp_path, bandpower_dir):
+    save = tmp_path / "ckpt.pt"
+    data = ["--x", bandpower_dir / "X.npy", "--y", bandpower_dir / "y.npy", "--save", save]
+    assert run("train", *data, "--epochs", "1", *TRAIN_ARGS).exit_code == 0
+    result = run("train", *data, "--epochs", "2", "--resume", save, *TRAIN_ARGS, "--frame-embed", "32")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "Error: --resume checkpoint was trained with frame_embed=64 (now 32): use the flags it was trained with"]
+
+
 @pytest.mark.parametrize("flag,context", [("8", 8), ("0", None)])
 def test_context_window_is_a_train_flag(tmp_path, bandpower_dir, flag, context):
     save = tmp_path / "ckpt.pt"
@@ -203,6 +229,9 @@ def test_train_rejects_bad_data(case, tmp_path):
     (["--val-split", "0"], "--val-split must be between 0 and 1"),
     (["--val-split", "1.5"], "--val-split must be between 0 and 1"),
     (["--device", "cuda"], "CUDA is not available"),
+    (["--lr", "-1"], "--lr must be > 0 and --wd >= 0"),
+    (["--wd", "-0.1"], "--lr must be > 0 and --wd >= 0"),
+    (["--frame-embed", "30"], "frame_embed (30) must be divisible by n_heads (4)"),
 ])
 def test_train_rejects_bad_flags(flags, message, tmp_path):
     if "cuda" in flags and torch.cuda.is_available():

@@ -112,6 +112,9 @@ def test_train_rejects_bad_groups_and_meta(mmi, tmp_path):
     np.save(tmp_path / "groups.npy", np.zeros(45, dtype=np.int64))
     assert "single group" in one_line_error(invoke(*train_args(mmi, tmp_path / "c.pt"), "--groups",
                                                    tmp_path / "groups.npy"))
+    np.save(tmp_path / "groups.npy", np.arange(45) % 2)  # two groups: a 0.9 validation share takes both
+    assert "leaves none for training" in one_line_error(invoke(*train_args(mmi, tmp_path / "c.pt"), "--groups",
+                                                               tmp_path / "groups.npy", "--val-split", "0.9"))
     meta = json.loads((mmi / "meta.json").read_text())
     (tmp_path / "meta.json").write_text(json.dumps({**meta, "classes": ["a", "b", "c"]}))
     line = one_line_error(invoke(*train_args(mmi, tmp_path / "c.pt"), "--meta", tmp_path / "meta.json"))
