@@ -86,23 +86,25 @@ def cli() -> None:
 def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed, drop, batch, epochs, lr, wd,
           val_split, seed, workers, normalize, compile_, resume, context, device, groups_path, meta_path) -> None:
     """Train EEGModel on X.npy / y.npy and save the best checkpoint by validation loss."""
+    import dataclasses
+
     from .config import EEGConfig
-    from .data import load_data_meta, load_npy, meta_beside
+    from .data import check_windows, load_data_meta, load_npy, meta_beside
     from .train import TrainOptions, train as run_training
 
     if not 0.0 < val_split < 1.0:
         raise UserInputError(f"--val-split must be between 0 and 1 (exclusive), got {val_split}")
-    meta_path = meta_path or meta_beside(x_path)
-    data_fields = load_data_meta(meta_path) if meta_path else {}
-    try:
-        config = EEGConfig(n_classes=classes, n_electrodes=elec, n_bands=bands, cnn_time_pool=cnn_time_pool,
-                           frame_embed=frame_embed, dropout=drop, normalize=normalize, context=context or None,
-                           **data_fields)
-    except UserInputError as e:
-        if not data_fields:
-            raise
-        raise UserInputError(f"{meta_path} does not fit the flags ({e}): fix the flags or pass --meta") from None
+    config = EEGConfig(n_classes=classes, n_electrodes=elec, n_bands=bands, cnn_time_pool=cnn_time_pool,
+                       frame_embed=frame_embed, dropout=drop, normalize=normalize, context=context or None)
     X, y = load_npy(x_path, "X"), load_npy(y_path, "y")
+    X = check_windows(X, config, single_ok=False, training=True)  # the guide's shape message comes before meta.json's
+    meta_path = meta_path or meta_beside(x_path)
+    if meta_path:  # class, channel and band names of the data, recorded in the checkpoint
+        data_fields = load_data_meta(meta_path)
+        try:
+            config = dataclasses.replace(config, **data_fields)
+        except UserInputError as e:
+            raise UserInputError(f"{meta_path} does not fit the flags ({e}): fix the flags or pass --meta") from None
     groups = load_npy(groups_path, "groups") if groups_path else None
     opts = TrainOptions(batch=batch, epochs=epochs, lr=lr, wd=wd, val_split=val_split, seed=seed,
                         workers=workers, compile=compile_, device=device)

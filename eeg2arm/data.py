@@ -63,7 +63,7 @@ def check_windows(X: np.ndarray, config: EEGConfig, what: str = "X", single_ok: 
     return X.astype(np.float32, copy=False)
 
 
-def check_labels(y: np.ndarray, n_samples: int, n_classes: int) -> np.ndarray:
+def check_labels(y: np.ndarray, n_samples: int, n_classes: int, training: bool = True) -> np.ndarray:
     """Validate integer labels in [0, K-1], one per sample, and return them as int64."""
     if y.ndim != 1:
         raise UserInputError(f"y has shape {y.shape}; expected (N,) integer labels")
@@ -73,8 +73,9 @@ def check_labels(y: np.ndarray, n_samples: int, n_classes: int) -> np.ndarray:
         raise UserInputError("y must hold integer class indices, found non-integer values")
     y = y.astype(np.int64)
     if y.min() < 0 or y.max() >= n_classes:
-        raise UserInputError(f"labels must be in [0, {n_classes - 1}] for --classes {n_classes}, found "
-                             f"[{y.min()}, {y.max()}]: fix the labels or update --classes")
+        where = f"for --classes {n_classes}" if training else f"for this model's {n_classes} classes"
+        fix = "fix the labels or update --classes" if training else "fix the labels (or evaluate a model of them)"
+        raise UserInputError(f"labels must be in [0, {n_classes - 1}] {where}, found [{y.min()}, {y.max()}]: {fix}")
     return y
 
 

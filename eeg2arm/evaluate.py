@@ -97,10 +97,10 @@ def evaluate(ckpt: str | Path, X: np.ndarray, y: np.ndarray, report: str | Path 
     """Score a checkpoint on X (N, C, F, T), y (N,); with `report`, write confusion.png and training.png there."""
     model, meta = load_model_from_checkpoint(ckpt)  # on CPU until every input is checked
     config = meta["config"]
+    X = check_windows(X, config)  # the shapes first: a meta.json cannot even describe windows of another C or F
+    y = check_labels(y, len(X), config.n_classes, training=False)
     if data_meta:
         check_data_meta(config, data_meta)
-    X = check_windows(X, config)
-    y = check_labels(y, len(X), config.n_classes)
     y_pred = predict_logits(model.to(resolve_device(device)), X).argmax(axis=-1)
     names = list(config.class_names or [str(k) for k in range(config.n_classes)])
     metrics = classification_metrics(y, y_pred, names)

@@ -156,6 +156,26 @@ def test_resume_with_other_flags_names_the_ones_that_differ(tmp_path, bandpower_
         "Error: --resume checkpoint was trained with frame_embed=64 (now 32): use the flags it was trained with"]
 
 
+@pytest.mark.parametrize("flags,message", [
+    (["--elec", "31"], "Data shapes (C=32, F=4) do not match config (C=31, F=4): pass --elec 32 --bands 4"),
+    (["--drop", "1.0"], "dropout"),
+])
+def test_flag_errors_are_not_blamed_on_the_meta_json_beside_x(tmp_path, bandpower_dir, flags, message):
+    assert (bandpower_dir / "meta.json").is_file()  # the shared set carries one, as prepare's output does
+    save = tmp_path / "ckpt.pt"
+    result = run("train", "--x", bandpower_dir / "X.npy", "--y", bandpower_dir / "y.npy", "--save", save,
+                 "--epochs", "1", *TRAIN_ARGS, *flags)
+    assert_clean_error(result, message, save)
+    assert "meta.json" not in result.output
+
+
+def test_evaluate_on_windows_of_another_montage_gives_the_shape_error(trained, bandpower_dir):
+    result = run("evaluate", "--ckpt", trained[0], "--x", bandpower_dir / "eegmmidb_imagery" / "X.npy",
+                 "--y", bandpower_dir / "eegmmidb_imagery" / "y.npy", "--device", "cpu")
+    assert_clean_error(result, "Data shapes (C=64, F=4) do not match config (C=32, F=4): give windows of 32 "
+                               "electrodes and 4 bands", None)
+
+
 @pytest.mark.parametrize("flag,context", [("8", 8), ("0", None)])
 def test_context_window_is_a_train_flag(tmp_path, bandpower_dir, flag, context):
     save = tmp_path / "ckpt.pt"
