@@ -75,6 +75,18 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if ckpt["version"] != CHECKPOINT_VERSION:
         raise UserInputError(f"checkpoint {path} has version {ckpt['version']!r}; this eeg2arm reads "
                              f"{CHECKPOINT_VERSION!r}: retrain it")
+    shape = ckpt["example_input_shape"]
+    wrong = [key for key, ok in (
+        ("model_state", isinstance(ckpt["model_state"], dict)),
+        ("config", isinstance(ckpt["config"], dict)),
+        ("example_input_shape", isinstance(shape, (tuple, list)) and len(shape) == 4
+         and all(isinstance(d, int) and d >= 1 for d in shape)),
+        ("epoch", isinstance(ckpt["epoch"], int)),
+        ("metrics", isinstance(ckpt["metrics"], dict)),
+    ) if not ok]
+    if wrong:
+        raise UserInputError(f"checkpoint {path} has eeg2arm's keys but invalid {', '.join(wrong)}: it was not "
+                             f"written by eeg2arm train (or was edited); retrain or restore it")
     return ckpt
 
 

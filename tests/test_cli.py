@@ -298,7 +298,12 @@ def bad_checkpoints(tmp_path: Path, good: Path) -> dict[str, tuple[Path, str]]:
     torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
     evil = tmp_path / "evil.pt"
     torch.save({"model_state": Evil(tmp_path / "pwned")}, evil)
+    edited = {}
+    for key, value in (("example_input_shape", (1, 2)), ("config", None), ("model_state", [1]), ("metrics", None)):
+        edited[key] = tmp_path / f"bad_{key}.pt"
+        torch.save({**torch.load(good, weights_only=True), key: value}, edited[key])
     return {
+        **{f"bad {key}": (path, f"has eeg2arm's keys but invalid {key}") for key, path in edited.items()},
         "missing": (tmp_path / "nope.pt", "checkpoint not found"),
         "corrupt": (corrupt, "corrupt or truncated"),
         "truncated": (truncated, "corrupt or truncated"),
@@ -307,7 +312,8 @@ def bad_checkpoints(tmp_path: Path, good: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "corrupt", "truncated", "foreign", "malicious pickle"])
+@pytest.mark.parametrize("case", ["missing", "corrupt", "truncated", "foreign", "malicious pickle",
+                                  "bad example_input_shape", "bad config", "bad model_state", "bad metrics"])
 def test_infer_rejects_bad_checkpoints(case, trained, tmp_path, bandpower_dir):
     ckpt, message = bad_checkpoints(tmp_path, trained[0])[case]
     result = run("infer", "--ckpt", ckpt, "--x", bandpower_dir / "X.npy", "--device", "cpu")
