@@ -79,7 +79,7 @@ def open_recording(path: Path, resample: float | None) -> Recording:
         raise UserInputError(f"cannot read {path} ({type(e).__name__}{': ' + detail if detail else ''}): give a "
                              f"readable {READABLE}") from None
     if resample is not None and not np.isclose(inst.info["sfreq"], resample):
-        inst.load_data().resample(resample, verbose="error")
+        inst.load_data(verbose="error").resample(resample, verbose="error")
     return inst
 
 
@@ -170,7 +170,7 @@ def epochs_trials(path: Path, epochs: mne.BaseEpochs, event_class: dict[str, int
     epochs = epochs[keep]
     if opts.tmax is not None:
         tmin, n = trial_span(opts, sfreq)
-        epochs = epochs.load_data().crop(tmin, tmin + (n - 1) / sfreq, verbose="error")
+        epochs = epochs.load_data(verbose="error").crop(tmin, tmin + (n - 1) / sfreq, verbose="error")
     labels = np.array([code_class[c] for c in epochs.events[:, 2]], dtype=np.int64)
     return Trials(epochs.get_data(picks=channels, units="uV", verbose="error"), labels, epochs.events[:, 0] / sfreq)
 
@@ -210,6 +210,11 @@ def raw_trials(path: Path, raw: mne.io.BaseRaw, event_class: dict[str, int], cha
 
 def checked_options(opts: PrepareOptions) -> PrepareOptions:
     """Validate the span options; --tmax alone means --tmin 0."""
+    for flag, value in (("--tmin", opts.tmin), ("--tmax", opts.tmax), ("--window", opts.window),
+                        ("--frame-window", opts.frame_window), ("--frame-step", opts.frame_step),
+                        ("--resample", opts.resample)):
+        if value is not None and not np.isfinite(value):
+            raise UserInputError(f"{flag} must be a finite number, got {value}")
     if opts.tmin is not None and opts.tmax is None:
         raise UserInputError("--tmin needs --tmax: give both for event-locked trials, or neither to cut by --window")
     if opts.tmax is not None:

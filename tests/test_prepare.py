@@ -176,13 +176,16 @@ def bad_inputs(raw_dir: Path, tmp: Path) -> dict[str, tuple[list, list[str], str
         "bad band syntax": (fingers, ["--bands", "gamma30-60"], "NAME:LO-HI"),
         "tmin without tmax": (mmi, ["--tmin", "0"], "--tmin needs --tmax"),
         "span outside epochs": (kdd, ["--tmin", "0", "--tmax", "2"], "outside the epochs"),
+        "not a number": (mmi, ["--tmax", "nan"], "--tmax must be a finite number"),
+        "Nyquist after --resample": (eyes, ["--resample", "60"], "Nyquist frequency 30 Hz of 60 Hz data"),
     }
 
 
 @pytest.mark.parametrize("case", ["unreadable", "unsupported", "missing", "no matching events", "rates differ",
                                   "channels differ", "unknown channel", "shorter than a frame",
                                   "event span shorter than a frame", "band above Nyquist", "bad band syntax",
-                                  "tmin without tmax", "span outside epochs"])
+                                  "tmin without tmax", "span outside epochs", "not a number",
+                                  "Nyquist after --resample"])
 def test_bad_input_one_line_exit_2_no_output(case, raw_dir, tmp_path):
     files, options, phrase = bad_inputs(raw_dir, tmp_path)[case]
     parent = tmp_path / "outputs"
