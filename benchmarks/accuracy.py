@@ -8,7 +8,7 @@ For every labelled set in ../shared/data/bandpower/ (the README's recipe), the s
 Folds: eyes_open_closed grouped by 40 s blocks (StratifiedGroupKFold, 5 folds), eegmmidb_imagery leave one run
 out (3 folds), the epoched sets stratified 5-fold. Prints one Markdown table, mean ± sd over folds.
 
-    .venv/bin/python benchmarks/accuracy.py                 # the defaults below (~3 min on 2 cores)
+    .venv/bin/python benchmarks/accuracy.py                 # the defaults below (~1 min on 2 cores)
     .venv/bin/python benchmarks/accuracy.py --epochs 5 --drop 0.1 --frame-embed 256 --sets eyes_open_closed
 """
 from __future__ import annotations

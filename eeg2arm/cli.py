@@ -207,11 +207,14 @@ def prepare(raw, out, events, tmin, tmax, window, bands, frame_window, frame_ste
     from .features import DEFAULT_BANDS, parse_bands
     from .prepare import PrepareOptions, parse_event, prepare as run_prepare
 
+    if channels is not None:
+        channels = tuple(c.strip() for c in channels.split(",") if c.strip())
+        if not channels:
+            raise UserInputError("--channels names no channel: give a comma-separated list such as Oz,O1,O2")
     opts = PrepareOptions(
         events=tuple(parse_event(e) for e in events), tmin=tmin, tmax=tmax, window=window,
         bands=parse_bands(bands) if bands is not None else DEFAULT_BANDS, frame_window=frame_window,
-        frame_step=frame_step, resample=resample,
-        channels=tuple(c.strip() for c in channels.split(",") if c.strip()) if channels is not None else None)
+        frame_step=frame_step, resample=resample, channels=channels)
     meta = run_prepare(raw, out, opts)
     counts = ", ".join(f"{name} {n}" for name, n in meta["class_counts"].items())
     click.echo(f"wrote {out}: X {tuple(meta['shape'])} from {len(meta['source_files'])} file(s); {counts}")

@@ -177,6 +177,7 @@ def bad_inputs(raw_dir: Path, tmp: Path) -> dict[str, tuple[list, list[str], str
         "tmin without tmax": (mmi, ["--tmin", "0"], "--tmin needs --tmax"),
         "span outside epochs": (kdd, ["--tmin", "0", "--tmax", "2"], "outside the epochs"),
         "not a number": (mmi, ["--tmax", "nan"], "--tmax must be a finite number"),
+        "no channel named": (mmi, ["--channels", " , "], "--channels names no channel"),
         "Nyquist after --resample": (eyes, ["--resample", "60"], "Nyquist frequency 30 Hz of 60 Hz data"),
     }
 
@@ -185,7 +186,7 @@ def bad_inputs(raw_dir: Path, tmp: Path) -> dict[str, tuple[list, list[str], str
                                   "channels differ", "unknown channel", "shorter than a frame",
                                   "event span shorter than a frame", "band above Nyquist", "bad band syntax",
                                   "tmin without tmax", "span outside epochs", "not a number",
-                                  "Nyquist after --resample"])
+                                  "Nyquist after --resample", "no channel named"])
 def test_bad_input_one_line_exit_2_no_output(case, raw_dir, tmp_path):
     files, options, phrase = bad_inputs(raw_dir, tmp_path)[case]
     parent = tmp_path / "outputs"
