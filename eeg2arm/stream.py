@@ -14,6 +14,7 @@ StreamingDecoder is a plain nn.Module over tensors so that it exports to ONNX as
 """
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -93,14 +94,27 @@ class TorchStep:
         return probs[0].cpu().numpy(), tuple(state)
 
 
+_onednn_lock = threading.Lock()
+_onednn_steps = 0  # steps running now, in any thread
+_onednn_was = True  # the switch as the first of them found it
+
+
 @contextmanager
 def _without_onednn() -> Iterator[None]:
     """Run CPU ops on PyTorch's own kernels: for one frame, oneDNN's per-call setup of the convs and GELUs costs
     more than their arithmetic (a step takes ~0.7 ms instead of ~1.0 ms on our 2-core VM, docs/benchmarks.md).
-    The switch is process-wide: ops other threads run during a step skip oneDNN too (slower, never wrong)."""
-    enabled = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
+    The switch is process-wide: ops other threads run during a step skip oneDNN too (slower, never wrong). Steps
+    in several threads are counted, so the last one out restores the switch as the first one found it."""
+    global _onednn_steps, _onednn_was
+    with _onednn_lock:
+        if _onednn_steps == 0:
+            _onednn_was = torch.backends.mkldnn.enabled
+            torch.backends.mkldnn.enabled = False
+        _onednn_steps += 1
     try:
         yield
     finally:
-        torch.backends.mkldnn.enabled = enabled
+        with _onednn_lock:
+            _onednn_steps -= 1
+            if _onednn_steps == 0:
+                torch.backends.mkldnn.enabled = _onednn_was

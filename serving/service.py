@@ -56,7 +56,7 @@ def env_number(name: str, default: float, kind: type = int) -> float:
         value = kind(text) if text else default
     except ValueError:
         value = 0
-    if value <= 0:
+    if not value > 0:  # also NaN
         raise UserInputError(f"{name}={text!r} is not a positive {kind.__name__}: set it like {name}={default} "
                              f"or unset it (docs/serving.md)")
     return value

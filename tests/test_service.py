@@ -149,9 +149,9 @@ def test_bad_json_is_400_and_server_keeps_serving(server, bandpower, torch_model
     assert post(server, _window(bandpower)).status_code == 200
 
 
-def huge_npy_header() -> bytes:
+def huge_npy_header(descr: str = "<f4") -> bytes:
     header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+    np.lib.format.write_array_header_1_0(header, {"descr": descr, "fortran_order": False,
                                                   "shape": (1024, 32, 4, 10**8)})
     return header.getvalue()
 
@@ -163,6 +163,7 @@ def test_bad_npy_bodies_are_400(server, bandpower):
         (npy_bytes(X[:2])[:100], "could not be read"),
         (npy_bytes(X[:2])[:-4], "could not be read"),  # the data cut short
         (huge_npy_header() + b"\0" * 1024, "could not be read"),  # claims 52 TB: never allocated
+        (huge_npy_header("|b1") + b"\0" * 1024, "could not be read"),  # nor for a dtype that is not a number
         (npy_bytes(np.zeros((0, 32, 4, 15), np.float32)), "no samples"),
         (npy_bytes(np.array([["a"]])), "only numbers"),
         (npy_bytes(np.repeat(X[:1], MAX_WINDOWS + 1, axis=0)), f"at most {MAX_WINDOWS}"),
@@ -215,7 +216,7 @@ def test_local_onnx_file_via_env(exported, tmp_path, bandpower):
         assert len(post(url, bandpower[0][:5]).json()["pred"]) == 5
 
 
-@pytest.mark.parametrize("text", ["abc", "0", "-5", "1.5"])
+@pytest.mark.parametrize("text", ["abc", "0", "-5", "1.5", "nan"])
 def test_a_bad_number_in_the_service_settings_names_the_variable(monkeypatch, text):
     monkeypatch.setenv("EEG2ARM_MAX_STREAMS", text)
     with pytest.raises(UserInputError, match="EEG2ARM_MAX_STREAMS=.* is not a positive int"):
@@ -227,6 +228,9 @@ def test_service_settings_read_from_the_environment(monkeypatch):
     assert env_number("EEG2ARM_STREAM_IDLE_S", 60.0, float) == 2.5
     monkeypatch.delenv("EEG2ARM_STREAM_IDLE_S")
     assert env_number("EEG2ARM_STREAM_IDLE_S", 60.0, float) == 60.0
+    monkeypatch.setenv("EEG2ARM_STREAM_IDLE_S", "nan")  # would never expire a session
+    with pytest.raises(UserInputError, match="is not a positive float"):
+        env_number("EEG2ARM_STREAM_IDLE_S", 60.0, float)
 
 
 @pytest.mark.parametrize("content", [None, b"not an onnx file"])

@@ -1,11 +1,13 @@
 """Streaming decoder: equals forward_seq on real band-power streams, at a cost that does not grow with history."""
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from eeg2arm import EEGConfig, EEGModel, UserInputError, load_model_from_checkpoint
-from eeg2arm.stream import StreamingDecoder, TorchStep
+from eeg2arm.stream import StreamingDecoder, TorchStep, _without_onednn
 from eeg2arm.streamer import Streamer
 
 
@@ -103,4 +105,14 @@ def test_torch_step_leaves_the_onednn_switch_as_it_found_it(trained, bandpower):
     assert torch.backends.mkldnn.enabled and probs.shape == (model.config.n_classes,)
     with pytest.raises(RuntimeError):  # a group with the wrong electrode count fails inside the step
         step(group[:, :-1], state)
+    assert torch.backends.mkldnn.enabled
+    with _without_onednn():
+        assert not torch.backends.mkldnn.enabled  # off while a step runs
+
+    def many_steps(_):
+        for _ in range(100):
+            step(group, state)
+
+    with ThreadPoolExecutor(4) as pool:  # steps overlapping in several threads
+        list(pool.map(many_steps, range(4)))
     assert torch.backends.mkldnn.enabled
