@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import platform
 import statistics
 import tempfile
@@ -26,7 +25,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import requests
 import torch
 
 from eeg2arm import EEGConfig, EEGModel, load_model_from_checkpoint
@@ -36,6 +34,7 @@ from eeg2arm.stream import TorchStep
 from export.onnx_export import export_onnx
 from export.session import OnnxPredictor
 from export.step import OnnxStep
+from serving.client import RemoteStreamer
 from serving.local_server import serve
 
 HISTORIES = (16, 64, 256, 1024)
@@ -66,30 +65,10 @@ def exported(ckpt: str | None, folder: Path) -> tuple[EEGModel, Path]:
     return model, export_onnx(ckpt, folder / "model.onnx", echo=lambda s: None).path
 
 
-class ServerStream:
-    """One stream session on a running server, fed one frame per POST /stream/step."""
-
-    def __init__(self, http: requests.Session, url: str):
-        self.http, self.url = http, url
-        self.session = self._post("open", {})["session"]
-
-    def _post(self, route: str, body: dict) -> dict:
-        r = self.http.post(f"{self.url}/stream/{route}", data=json.dumps(body).encode(),
-                           headers={"Content-Type": "application/json"}, timeout=10)
-        r.raise_for_status()
-        return r.json()
-
-    def push(self, frames: np.ndarray) -> dict:  # (C, F) or (C, F, n)
-        return self._post("step", {"session": self.session, "frames": frames.tolist()})
-
-    def close(self) -> None:
-        self._post("close", {"session": self.session})
-
-
-def server_decision_ms(server: tuple[requests.Session, str], frames: np.ndarray, history: int, pool: int,
-                       repeats: int) -> list[float]:
-    """Round trips of the frames that complete a group, after `history` frames; frames (C, F, T)."""
-    stream = ServerStream(*server)
+def server_decision_ms(url: str, frames: np.ndarray, history: int, pool: int, repeats: int) -> list[float]:
+    """Round trips of the frames that complete a group, after `history` frames; frames (C, F, T). The client is
+    RemoteStreamer, as `eeg2arm stream --url` uses it: one keep-alive connection, one session."""
+    stream = RemoteStreamer(url)
     for start in range(0, history, 256):
         stream.push(frames[..., start:min(start + 256, history)])
     times = []
@@ -98,7 +77,7 @@ def server_decision_ms(server: tuple[requests.Session, str], frames: np.ndarray,
         if pool > 1:
             stream.push(group[..., :-1])  # buffered only
         t0 = time.perf_counter()
-        assert len(stream.push(group[..., -1])["results"]) == 1  # completes a group: one decision
+        assert len(stream.push(group[..., -1:])) == 1  # completes a group: one decision
         times.append((time.perf_counter() - t0) * 1e3)
     stream.close()
     return times[5:]
@@ -120,10 +99,8 @@ def main() -> None:
         predictor, onnx_step = OnnxPredictor(onnx_path, device="cpu"), OnnxStep(
             onnx_path.with_name("model.step.onnx"), device="cpu")
         torch_step, pool = TorchStep(model), model.config.cnn_time_pool
-        server = None
-        if not args.no_server:
-            url = stack.enter_context(serve({"EEG2ARM_ONNX": str(onnx_path)}, Path(folder) / "serve.log"))
-            server = (stack.enter_context(requests.Session()), url)
+        url = None if args.no_server else stack.enter_context(
+            serve({"EEG2ARM_ONNX": str(onnx_path)}, Path(folder) / "serve.log"))
 
         print(f"streaming step vs forward_seq recompute, CPU ({platform.processor() or platform.machine()}), "
               f"1 thread, context W={model.config.context} pooled frames, median of {args.repeats} "
@@ -144,8 +121,8 @@ def main() -> None:
             o_re = median_ms(lambda: predictor.run(window), args.repeats)
             o_step = median_ms(lambda: onnx_step(group_np, ort_state), args.repeats)
             s50 = s99 = float("nan")
-            if server is not None:
-                ms = server_decision_ms(server, stream_np[0], history, pool, args.repeats)
+            if url is not None:
+                ms = server_decision_ms(url, stream_np[0], history, pool, args.repeats)
                 s50, s99 = np.percentile(ms, [50, 99])
             print(f"{history:>16} | {t_re:>15.3f} | {t_step:>10.3f} | {t_re / t_step:>7.1f}x | "
                   f"{o_re:>13.3f} | {o_step:>8.3f} | {o_re / o_step:>7.1f}x | {s50:>10.3f} | {s99:>10.3f}")

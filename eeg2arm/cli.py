@@ -248,7 +248,8 @@ def evaluate(ckpt, x_path, y_path, report, device) -> None:
     from .data import load_data_meta, load_npy, meta_beside
     from .evaluate import evaluate as run_evaluate, format_metrics
 
-    data_meta = load_data_meta(meta_beside(x_path)) if meta_beside(x_path) else None
+    meta_path = meta_beside(x_path)
+    data_meta = load_data_meta(meta_path) if meta_path else None
     metrics = run_evaluate(ckpt, load_npy(x_path, "X"), load_npy(y_path, "y"), report, device, data_meta)
     for line in format_metrics(metrics):
         click.echo(line)

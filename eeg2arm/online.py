@@ -5,7 +5,7 @@ import numpy as np
 
 from .config import EEGConfig
 from .errors import UserInputError
-from .features import band_power_frames, frame_geometry
+from .features import band_power_frames, frame_geometry, n_frames
 
 
 class OnlineBandPower:
@@ -38,7 +38,7 @@ class OnlineBandPower:
         if samples.ndim != 2 or samples.shape[0] != self.buffer.shape[0]:
             raise UserInputError(f"samples must be (C={self.buffer.shape[0]}, n), got {samples.shape}")
         self.buffer = np.concatenate([self.buffer, samples], axis=1)
-        m = 0 if self.buffer.shape[1] < self.w else 1 + (self.buffer.shape[1] - self.w) // self.s
+        m = n_frames(self.buffer.shape[1], self.sfreq, self.frame_window, self.frame_step)
         if m == 0:
             return np.zeros((self.buffer.shape[0], len(self.bands), 0), dtype=np.float32)
         frames = band_power_frames(self.buffer[:, : (m - 1) * self.s + self.w], self.sfreq, self.bands,

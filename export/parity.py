@@ -14,9 +14,7 @@ from eeg2arm.data import check_windows, load_npy
 from eeg2arm.errors import UserInputError
 from eeg2arm.model import EEGModel
 from eeg2arm.sample import SAMPLE_X
-
 from eeg2arm.stream import StreamingDecoder
-from eeg2arm.streamer import STATE_NAMES
 
 from .graph import OUTPUT_NAMES, ExportGraph
 from .session import OnnxPredictor
@@ -151,8 +149,7 @@ def compare_step(model: EEGModel, step: OnnxStep, X: np.ndarray, atol: float,
         group = frames[..., i * c.cnn_time_pool:(i + 1) * c.cnn_time_pool]
         with torch.no_grad():
             ref_logits, ref_probs, *torch_state = decoder(group, *torch_state)
-        logits, probs, *onnx_state = step.session.run(
-            None, {"frames": group.numpy(), **dict(zip(STATE_NAMES, onnx_state))})
+        logits, probs, onnx_state = step.run(group.numpy(), onnx_state)
         for name, got, ref in (("logits", logits, ref_logits), ("probs", probs, ref_probs)):
             err[name] = max(err[name], float(np.abs(got - ref.numpy()).max()))
     echo(f"step graph: {n_steps} steps x {STEP_BATCH} streams, max abs error logits {err['logits']:.2e} probs {err['probs']:.2e}")

@@ -48,10 +48,15 @@ class OnnxStep(OnnxModel):
         return tuple(np.zeros([batch if isinstance(d, str) else d for d in self._state_shapes[n]],
                               dtype=np.int64 if n == "seen" else np.float32) for n in STATE_NAMES)
 
+    def run(self, groups: np.ndarray, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """groups (B, C, F, pool) for B streams in lockstep -> logits (B, K), probs (B, K) and the next state."""
+        logits, probs, *next_state = self.session.run(None, {"frames": groups, **dict(zip(STATE_NAMES, state))})
+        return logits, probs, tuple(next_state)
+
     def __call__(self, group: np.ndarray, state: tuple[np.ndarray, ...]) -> tuple[np.ndarray, tuple]:
         """group (1, C, F, pool) -> probs (K,) and the next state."""
-        _, probs, *next_state = self.session.run(None, {"frames": group, **dict(zip(STATE_NAMES, state))})
-        return probs[0], tuple(next_state)
+        _, probs, next_state = self.run(group, state)
+        return probs[0], next_state
 
 
 def step_beside(onnx_path: str | Path, device: str = "auto") -> OnnxStep | None:
