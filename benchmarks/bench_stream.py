@@ -30,7 +30,7 @@ import torch
 from eeg2arm import EEGConfig, EEGModel, load_model_from_checkpoint
 from eeg2arm.checkpoint import save_checkpoint
 from eeg2arm.sample import SAMPLE_X
-from eeg2arm.stream import TorchStep
+from eeg2arm.realtime.decoder import TorchStep
 from export.onnx_export import export_onnx
 from export.session import OnnxPredictor
 from export.step import OnnxStep

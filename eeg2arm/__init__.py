@@ -7,7 +7,7 @@ from .errors import UserInputError
 
 # The torch-backed names load on first use, so that the service (numpy + ONNX Runtime) never imports torch.
 _LAZY = {"CHECKPOINT_VERSION": "checkpoint", "load_model_from_checkpoint": "checkpoint",
-         "EEGModel": "model", "Hysteresis": "smoothing"}
+         "EEGModel": "model", "Hysteresis": "realtime.smoothing"}
 
 
 def __getattr__(name: str) -> Any:

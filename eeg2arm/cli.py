@@ -278,9 +278,9 @@ def evaluate(ckpt, x_path, y_path, report, device) -> None:
 def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_timeout, enter, exit_, min_frames,
            device) -> None:
     """Decode raw EEG frame by frame: print each change of the smoothed decision, then a summary."""
-    from .live import StreamSummary, open_decoder, run_stream
-    from .smoothing import Hysteresis
-    from .sources import lsl_chunks, recording_chunks
+    from .realtime.live import StreamSummary, open_decoder, run_stream
+    from .realtime.smoothing import Hysteresis
+    from .realtime.sources import lsl_chunks, recording_chunks
 
     if (raw_path is None) == (lsl_name is None):
         raise UserInputError("give exactly one source: --raw FILE or --lsl NAME")

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .config import EEGConfig
 from .errors import UserInputError
-from .smoothing import Hysteresis  # noqa: F401  (the guide imports it from the model module)
+from .realtime.smoothing import Hysteresis  # noqa: F401  (the guide imports it from the model module)
 
 
 def zscore(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

@@ -28,7 +28,7 @@ from torch.export import Dim
 from eeg2arm.checkpoint import atomic_write, load_model_from_checkpoint
 from eeg2arm.errors import UserInputError
 from eeg2arm.model import EEGModel
-from eeg2arm.stream import StreamingDecoder
+from eeg2arm.realtime.decoder import StreamingDecoder
 
 from .graph import INPUT_NAME, OUTPUT_NAMES, ExportGraph
 from .metadata import set_metadata

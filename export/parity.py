@@ -14,7 +14,7 @@ from eeg2arm.data import check_windows, load_npy
 from eeg2arm.errors import UserInputError
 from eeg2arm.model import EEGModel
 from eeg2arm.sample import SAMPLE_X
-from eeg2arm.stream import StreamingDecoder
+from eeg2arm.realtime.decoder import StreamingDecoder
 
 from .graph import OUTPUT_NAMES, ExportGraph
 from .session import OnnxPredictor

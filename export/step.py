@@ -2,7 +2,7 @@
 
     frames (batch, C, F, pool), conv1, conv2, keys, values, seen  ->  logits, probs, next_conv1 ... next_seen
 
-It is eeg2arm.stream.StreamingDecoder exported as is, so a controller with ONNX Runtime alone can stream: start
+It is eeg2arm.realtime.decoder.StreamingDecoder exported as is, so a controller with ONNX Runtime alone can stream: start
 from zero state (seen = 0), feed each new group of `pool` frames with the state the last call returned. OnnxStep
 does exactly that for a Streamer, without torch. Several streams can share one call (the batch axis), but `seen`
 is one scalar for all of them: batched streams must start together and step in lockstep; streams that start at
@@ -16,7 +16,7 @@ import numpy as np
 
 from eeg2arm.config import EEGConfig
 from eeg2arm.errors import UserInputError
-from eeg2arm.streamer import STATE_NAMES
+from eeg2arm.realtime.streamer import STATE_NAMES
 
 from .metadata import read_onnx_metadata
 from .session import OnnxModel

@@ -13,7 +13,7 @@ import requests
 
 from eeg2arm.config import EEGConfig
 from eeg2arm.errors import UserInputError
-from eeg2arm.streamer import StepResult
+from eeg2arm.realtime.streamer import StepResult
 
 log = logging.getLogger("eeg2arm")
 

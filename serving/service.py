@@ -26,8 +26,8 @@ from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route
 
 from eeg2arm.errors import UserInputError
-from eeg2arm.smoothing import Hysteresis
-from eeg2arm.streamer import StepResult, Streamer
+from eeg2arm.realtime.smoothing import Hysteresis
+from eeg2arm.realtime.streamer import StepResult, Streamer
 
 from .batching import WindowBatcher
 from .body_limit import BodyLimit

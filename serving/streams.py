@@ -20,8 +20,8 @@ from typing import Callable
 
 import numpy as np
 
-from eeg2arm.smoothing import Hysteresis
-from eeg2arm.streamer import StepResult, Streamer
+from eeg2arm.realtime.smoothing import Hysteresis
+from eeg2arm.realtime.streamer import StepResult, Streamer
 
 
 class StreamNotFound(LookupError):

@@ -319,7 +319,7 @@ def test_step_graph_is_written_beside_with_its_own_parity(trained, exported):
 
 @pytest.mark.parametrize("n_windows", [2, 12])  # streams shorter and longer than the context window W=64
 def test_onnx_step_graph_streams_like_forward_seq(trained, exported, bandpower, n_windows):
-    from eeg2arm.streamer import Streamer
+    from eeg2arm.realtime.streamer import Streamer
     from export.step import OnnxStep
 
     model, _ = load_model_from_checkpoint(trained[0])

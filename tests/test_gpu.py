@@ -40,7 +40,7 @@ def test_onnx_runtime_uses_cuda_and_agrees_with_pytorch(trained, exported, bandp
 
 
 def test_step_graph_streams_on_cuda(exported, bandpower):
-    from eeg2arm.streamer import Streamer
+    from eeg2arm.realtime.streamer import Streamer
     from export.session import CUDA
     from export.step import OnnxStep
 

@@ -19,8 +19,8 @@ from eeg2arm.checkpoint import load_model_from_checkpoint
 from eeg2arm.cli import cli
 from eeg2arm.config import EEGConfig
 from eeg2arm.features import n_frames
-from eeg2arm.online import OnlineBandPower
-from eeg2arm.sources import lsl_chunks
+from eeg2arm.realtime.online import OnlineBandPower
+from eeg2arm.realtime.sources import lsl_chunks
 
 SUMMARY = re.compile(r"^frames=(\d+) decisions=(\d+) switches=(\d+) dropped=0 latency_ms p50=[\d.]+ p99=[\d.]+$",
                      re.M)
@@ -263,7 +263,7 @@ def test_streaming_a_whole_recording_equals_forward_seq(raw_dir, mmi_ckpt):
     streaming decoder give forward_seq's per-frame probabilities over the whole recording."""
     import torch
 
-    from eeg2arm.streamer import Streamer
+    from eeg2arm.realtime.streamer import Streamer
 
     model, meta = load_model_from_checkpoint(mmi_ckpt)
     config = meta["config"]
@@ -279,8 +279,8 @@ def test_streaming_a_whole_recording_equals_forward_seq(raw_dir, mmi_ckpt):
 
 
 def test_frames_with_nan_samples_are_dropped_and_the_stream_goes_on(raw_dir, mmi_ckpt):
-    from eeg2arm.live import run_stream
-    from eeg2arm.streamer import Streamer
+    from eeg2arm.realtime.live import run_stream
+    from eeg2arm.realtime.streamer import Streamer
 
     model, meta = load_model_from_checkpoint(mmi_ckpt)
     config = meta["config"]

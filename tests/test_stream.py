@@ -7,8 +7,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from eeg2arm import EEGConfig, EEGModel, UserInputError, load_model_from_checkpoint
-from eeg2arm.stream import StreamingDecoder, TorchStep, _without_onednn
-from eeg2arm.streamer import Streamer
+from eeg2arm.realtime.decoder import StreamingDecoder, TorchStep, _without_onednn
+from eeg2arm.realtime.streamer import Streamer
 
 
 def real_stream(bandpower, n_windows: int) -> np.ndarray:

@@ -13,7 +13,7 @@ import requests
 import torch
 
 from eeg2arm.checkpoint import load_model_from_checkpoint
-from eeg2arm.smoothing import Hysteresis
+from eeg2arm.realtime.smoothing import Hysteresis
 from export.parity import real_stream
 from serving.local_server import serve
 from serving.service import MAX_STREAM_FRAMES

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from eeg2arm.errors import UserInputError
-from eeg2arm.smoothing import Hysteresis
-from eeg2arm.streamer import Streamer
+from eeg2arm.realtime.smoothing import Hysteresis
+from eeg2arm.realtime.streamer import Streamer
 from export.parity import real_stream
 from export.step import OnnxStep, step_path
 from serving.streams import StreamNotFound, StreamTable, TooManyStreams

@@ -12,8 +12,8 @@ from pathlib import Path
 import mne
 import numpy as np
 
-from .config import EEGConfig
-from .errors import UserInputError
+from ..config import EEGConfig
+from ..errors import UserInputError
 
 LSL_BUFFER_S = 5.0  # the receiver's ring buffer; polled far more often than it can fill
 LSL_POLL_S = 0.005

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import EEGConfig
-from .errors import UserInputError
-from .features import band_power_frames, frame_geometry, n_frames
+from ..config import EEGConfig
+from ..errors import UserInputError
+from ..features import band_power_frames, frame_geometry, n_frames
 
 
 class OnlineBandPower:

@@ -13,8 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .config import EEGConfig
-from .errors import UserInputError
+from ..config import EEGConfig
+from ..errors import UserInputError
 from .online import OnlineBandPower
 from .smoothing import Hysteresis
 from .streamer import StepResult, Streamer
@@ -111,8 +111,8 @@ def open_decoder(ckpt: str | None, onnx: str | None, url: str | None, hysteresis
         return Streamer(step, hysteresis)
     import torch
 
-    from .checkpoint import load_model_from_checkpoint
-    from .device import resolve_device
+    from ..checkpoint import load_model_from_checkpoint
+    from ..device import resolve_device
 
     # One pooled frame is too little work to share between threads, and waking a pool that slept since the last
     # frame costs more than the step (at real speed on 2 cores: latency p50 11.6 ms on 2 threads, 3.4 ms on 1).

@@ -1,6 +1,6 @@
 """Streamer: band-power frames in as they arrive, per-frame probabilities and smoothed decisions out.
 
-numpy only: the step backend does the math, a TorchStep (eeg2arm.stream) or an OnnxStep (export.step), so an
+numpy only: the step backend does the math, a TorchStep (eeg2arm.realtime.decoder) or an OnnxStep (export.step), so an
 ONNX-only client such as the service never imports torch.
 """
 from __future__ import annotations
@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .config import EEGConfig
-from .errors import UserInputError
+from ..config import EEGConfig
+from ..errors import UserInputError
 from .smoothing import Hysteresis
 
 if TYPE_CHECKING:
-    from .model import EEGModel
+    from ..model import EEGModel
 
-STATE_NAMES = ("conv1", "conv2", "keys", "values", "seen")  # a step backend's state, in order (eeg2arm.stream)
+STATE_NAMES = ("conv1", "conv2", "keys", "values", "seen")  # a step backend's state, in order (eeg2arm.realtime.decoder)
 
 
 class StepBackend(Protocol):
@@ -54,7 +54,7 @@ class Streamer:
 
     @classmethod
     def from_model(cls, model: "EEGModel", hysteresis: Hysteresis | None = None) -> "Streamer":
-        from .stream import TorchStep
+        from .decoder import TorchStep
 
         return cls(TorchStep(model), hysteresis)
 

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .errors import UserInputError
-from .model import EEGModel
+from ..errors import UserInputError
+from ..model import EEGModel
 
 State = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
