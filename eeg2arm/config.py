@@ -12,7 +12,8 @@ from typing import Any
 
 from .errors import UserInputError
 
-DATA_FIELDS = ("class_names", "channel_names", "band_names", "band_edges", "sfreq", "frame_window", "frame_step")
+DATA_FIELDS = ("class_names", "channel_names", "band_names", "band_edges", "sfreq", "frame_window", "frame_step",
+               "features", "reference", "montage", "bandpass", "input_channels")
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,17 @@ class EEGConfig:
     # What the data are, when known (from `eeg2arm prepare`'s meta.json); they do not change the network.
     class_names: tuple[str, ...] | None = None  # label order: class_names[k] is class k
     channel_names: tuple[str, ...] | None = None  # the C electrodes, in X's order
-    band_names: tuple[str, ...] | None = None  # the F bands, in X's order
-    band_edges: tuple[tuple[float, float], ...] | None = None  # (lo, hi) Hz per band, lo <= f < hi
-    sfreq: float | None = None  # Hz of the EEG the band power was computed from
-    frame_window: float | None = None  # s per band-power frame
+    band_names: tuple[str, ...] | None = None  # the F features, in X's order ("slow" for the slow feature)
+    band_edges: tuple[tuple[float, float], ...] | None = None  # (lo, hi) Hz per band, lo <= f < hi; slow: (0, cut-off)
+    sfreq: float | None = None  # Hz of the EEG the features were computed from
+    frame_window: float | None = None  # s per feature frame
     frame_step: float | None = None  # s between frames
+    # The feature recipe (eeg2arm.recipe); None in files made before recipes: band power of the unreferenced signal.
+    features: tuple[str, ...] | None = None  # kinds in F order: ("bandpower",), ("slow",) or ("slow", "bandpower")
+    reference: str | None = None  # "none", "average", "csd" or "CH[,CH...]"
+    montage: str | None = None  # MNE built-in montage of the channel positions (csd) and names
+    bandpass: tuple[float, float] | None = None  # Hz, causal band-pass before the features
+    input_channels: tuple[str, ...] | None = None  # channels read from a recording or stream, if not channel_names
 
     def __post_init__(self) -> None:
         positive = ("n_classes", "n_electrodes", "n_bands", "cnn_time_pool", "frame_embed", "depth_multiplier",
@@ -59,6 +66,11 @@ class EEGConfig:
             raise UserInputError(f"frame_embed ({self.frame_embed}) must be divisible by n_heads ({self.n_heads})")
         if self.clip_length is not None and self.clip_length < self.cnn_time_pool:
             raise UserInputError(f"clip_length ({self.clip_length}) must be at least cnn_time_pool ({self.cnn_time_pool})")
+        for name in ("features", "input_channels"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(str(n) for n in getattr(self, name)))
+        if self.bandpass is not None:
+            object.__setattr__(self, "bandpass", tuple(float(f) for f in self.bandpass))
         for name, size in (("class_names", "n_classes"), ("channel_names", "n_electrodes"),
                            ("band_names", "n_bands")):
             names = getattr(self, name)
@@ -84,6 +96,11 @@ class EEGConfig:
         """Whether the model can run frame by frame (StreamingDecoder, the ONNX step graph): a per-window z-score
         (normalize) or a clip needs the whole window up front, and an unbounded context an unbounded cache."""
         return not self.normalize and self.clip_length is None and self.context is not None
+
+    @property
+    def stream_channels(self) -> tuple[str, ...] | None:
+        """The channels a live stream or replayed recording must provide, in the order the recipe reads them."""
+        return self.input_channels or self.channel_names
 
     @property
     def min_frames(self) -> int:

@@ -94,11 +94,13 @@ def meta_beside(x_path: str | Path) -> Path | None:
 
 
 def load_data_meta(path: str | Path) -> dict[str, Any]:
-    """EEGConfig's data fields (class, channel and band names, band edges, sfreq, frame window/step) from a
-    meta.json written by `eeg2arm prepare` (or ../shared/data/bandpower); keys it lacks are left out."""
+    """EEGConfig's data fields (class, channel and band names, band edges, sfreq, frame window/step, the feature
+    recipe) from a meta.json written by `eeg2arm prepare` (or ../shared/data/bandpower); keys it lacks are left out,
+    so a meta.json made before recipes describes band power of the unreferenced signal."""
     path = Path(path)
     try:
         meta = json.loads(path.read_text())
+        inputs = meta.get("input_channels")
         fields = {
             "class_names": meta.get("classes"),
             "channel_names": meta.get("channels"),
@@ -107,6 +109,11 @@ def load_data_meta(path: str | Path) -> dict[str, Any]:
             "sfreq": meta.get("sfreq"),
             "frame_window": meta.get("frame_window_s"),
             "frame_step": meta.get("frame_step_s"),
+            "features": meta.get("features"),
+            "reference": meta.get("reference"),
+            "montage": meta.get("montage"),
+            "bandpass": meta.get("bandpass"),
+            "input_channels": inputs if inputs != meta.get("channels") else None,
         }
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError, KeyError,
             IndexError) as e:

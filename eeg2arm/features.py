@@ -1,6 +1,8 @@
-"""Log band power per frame: the one recipe that turns EEG in µV into the model's (C, F, T) input.
+"""Per-frame features of EEG in µV: log band power (the default) and the slow-potential amplitude.
 
-The recipe (../shared/data/README.md, "Recipe", steps 2-5), for a signal (..., n_samples) at `sfreq` Hz:
+`eeg2arm.recipe` decides which signal each feature reads (after re-referencing and causal filters) and stacks them
+along F. The band-power recipe (../shared/data/README.md, "Recipe", steps 2-5), for a signal (..., n_samples) at
+`sfreq` Hz:
 
 * frames of w = round(frame_window * sfreq) samples every s = round(frame_step * sfreq) samples; frame k covers
   samples [k*s, k*s + w) for every k with k*s + w <= n_samples;
@@ -9,8 +11,10 @@ The recipe (../shared/data/README.md, "Recipe", steps 2-5), for a signal (..., n
   (= scipy.signal.periodogram(x, fs, window='hann', nfft=nfft, detrend='constant', scaling='density'));
 * band power = mean PSD over the bins with lo <= f < hi; feature = log10(band power + 1e-12).
 
-`band_power_frames` works on any leading shape, so the same function serves whole trials (N, C, n) in
-`eeg2arm prepare` and a sliding (C, n) buffer in a live stream.
+`slow_frames` is the mean of the signal over each frame (µV): the slow potentials below about 1 / frame_window Hz.
+
+Both work on any leading shape, so the same functions serve whole trials (N, C, n) in `eeg2arm prepare` and a
+sliding (C, n) buffer in a live stream.
 """
 from __future__ import annotations
 
@@ -91,3 +95,13 @@ def band_power_frames(signal: np.ndarray, sfreq: float, bands: tuple[Band, ...],
     power = np.stack([psd[..., (freqs >= lo) & (freqs < hi), :].mean(axis=-2) for _, lo, hi in bands],
                      axis=-2)  # (..., F, T)
     return np.log10(power + LOG_FLOOR).astype(np.float32)
+
+
+def slow_frames(signal: np.ndarray, sfreq: float, frame_window: float, frame_step: float) -> np.ndarray:
+    """Mean amplitude per frame, same frames as band_power_frames: (..., n_samples) in µV -> float32 (..., 1, T)."""
+    w, s, _ = frame_geometry(sfreq, frame_window, frame_step)
+    if signal.shape[-1] < w:
+        raise UserInputError(f"{signal.shape[-1]} samples ({signal.shape[-1] / sfreq:g} s) are shorter than one "
+                             f"frame ({frame_window:g} s): use longer epochs or a shorter --frame-window")
+    frames = np.lib.stride_tricks.sliding_window_view(signal, w, axis=-1)[..., ::s, :]  # (..., T, w)
+    return frames.mean(axis=-1)[..., None, :].astype(np.float32)

@@ -1,7 +1,14 @@
 """`eeg2arm prepare`: EEG files read with MNE -> X.npy (N, C, F, T), y.npy, groups.npy and meta.json in one folder.
 
 Continuous recordings (EDF, BDF, GDF, FIF, BrainVision, EEGLAB, ...) are cut around their annotations; epoched
-files (`*-epo.fif`) give their stored epochs. Every trial then goes through `features.band_power_frames`.
+files (`*-epo.fif`) give their stored epochs. The feature recipe (`eeg2arm.recipe`: reference, causal filters,
+features) runs over a continuous recording from its first sample before trials are cut, over an epoch from its own
+first sample. meta.json records the recipe, and `prepare --like META` applies it to new files.
+
+groups.npy holds one group per trial: the index of its file in meta["source_files"] (`--group-by recording`), or of
+its subject in meta["group_names"] (`--group-by subject`). A file's subject is the `his_id` of its subject_info
+(MNE's reading of the EDF patient field or the FIF subject) unless that is empty or the EDF+ placeholder "X", and
+otherwise the name of the file's folder (e.g. S001 for eegmmidb/S001/S001R04.edf).
 """
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -22,13 +30,21 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .errors import UserInputError
-from .features import DEFAULT_BANDS, Band, band_power_frames, check_bands, frame_geometry
+from .data import load_data_meta
+from .features import DEFAULT_BANDS, Band, frame_geometry
+from .recipe import CausalChain, Recipe, montage_names, reference_channels
 
 log = logging.getLogger("eeg2arm")
 
 EPOCHS_SUFFIXES = ("-epo.fif", "_epo.fif", "-epo.fif.gz", "_epo.fif.gz")
 READABLE = "EDF, BDF, GDF, FIF, BrainVision .vhdr, EEGLAB .set, or MNE epochs *-epo.fif"
-FEATURE = "log10(mean one-sided Hann periodogram PSD in band, uV^2/Hz)"
+FEATURES = {"bandpower": "log10(mean one-sided Hann periodogram PSD in band, uV^2/Hz)",
+            "slow": "mean of the low-passed signal over the frame, uV"}
+TRUNCATED = ("does not match the file size", "Invalid tag with only")  # MNE's warnings: EDF/BDF/GDF, FIF cut short
+GROUP_BY = ("recording", "subject")
+BLOCK_S = 60.0  # a continuous recording goes through the recipe's filters in pieces of this length
+LIKE_KEYS = ("eeg2arm_version", "channels", "sfreq", "bands", "frame_window_s", "frame_step_s", "events",
+             "classes", "tmin_s", "tmax_s", "epoch_s_for_continuous")
 Recording = mne.io.BaseRaw | mne.BaseEpochs
 
 
@@ -41,15 +57,23 @@ class PrepareOptions:
     bands: tuple[Band, ...] = DEFAULT_BANDS
     frame_window: float = 0.5  # s
     frame_step: float = 0.25  # s
-    channels: tuple[str, ...] | None = None  # None: the EEG channels of the first file
+    channels: tuple[str, ...] | None = None  # None: the EEG channels of the first file (less --reference channels)
     resample: float | None = None  # Hz
+    features: tuple[str, ...] = ("bandpower",)  # feature kinds in F order (eeg2arm.recipe)
+    slow_cutoff: float = 4.0  # Hz
+    reference: str = "none"  # none | average | csd | CH[,CH...]
+    montage: str | None = None
+    bandpass: tuple[float, float] | None = None  # Hz
+    group_by: str = "recording"
+    input_channels: tuple[str, ...] | None = None  # --like: the channels the recipe reads (channels are then fixed)
+    sfreq: float | None = None  # --like: the rate the files must have (after --resample)
 
 
 @dataclass(frozen=True)
 class Trials:
-    """The trials cut from one file: data (n, C, S) in µV, class indices (n,), onsets (n,) in s from the start."""
+    """The trials cut from one file: features (n, C, F, T), class indices (n,), onsets (n,) in s from the start."""
 
-    data: np.ndarray
+    features: np.ndarray
     labels: np.ndarray
     onsets: np.ndarray
 
@@ -72,12 +96,18 @@ def open_recording(path: Path, resample: float | None) -> Recording:
     if not path.is_file():
         raise UserInputError(f"input file not found: {path}")
     try:
-        inst = (mne.read_epochs(path, preload=False, verbose="error") if is_epochs_file(path)
-                else mne.io.read_raw(path, preload=False, verbose="error"))
+        # MNE's warnings go to a log kept to spot a file cut short (MNE reads what is there and only warns)
+        with warnings.catch_warnings(), mne.utils.catch_logging(verbose="warning") as logged:
+            warnings.simplefilter("ignore")
+            inst = (mne.read_epochs(path, preload=False, verbose="warning") if is_epochs_file(path)
+                    else mne.io.read_raw(path, preload=False, verbose="warning"))
     except Exception as e:  # noqa: BLE001 - MNE's readers raise many types (even AssertionError) on foreign files
         detail = (str(e).strip().splitlines() or [""])[0][:200]
         raise UserInputError(f"cannot read {path} ({type(e).__name__}{': ' + detail if detail else ''}): give a "
                              f"readable {READABLE}") from None
+    cut = [line for line in logged.getvalue().splitlines() if any(sign in line for sign in TRUNCATED)]
+    if cut:
+        raise UserInputError(f"{path} is truncated (MNE: {cut[0][:150]}): give the complete recording")
     if resample is not None and not np.isclose(inst.info["sfreq"], resample):
         inst.load_data(verbose="error").resample(resample, verbose="error")
     return inst
@@ -138,6 +168,34 @@ def pick_channels(recordings: dict[Path, Recording], channels: tuple[str, ...] |
     return chosen
 
 
+def require_channels(recordings: dict[Path, Recording], channels: tuple[str, ...], why: str) -> None:
+    for path, inst in recordings.items():
+        lacking = [ch for ch in channels if ch not in inst.ch_names]
+        if lacking:
+            raise UserInputError(f"{path} has no channel {', '.join(lacking[:5])}{' ...' if len(lacking) > 5 else ''}"
+                                 f": {why}")
+
+
+def choose_channels(recordings: dict[Path, Recording], opts: PrepareOptions) -> tuple[list[str], list[str]]:
+    """(input channels, read from every file by its own names; the model's C channels, in X's order)."""
+    if opts.input_channels is not None:  # --like: the training data's channels
+        require_channels(recordings, opts.input_channels, "the --like recipe needs every channel it was made from")
+        return list(opts.input_channels), list(opts.channels)
+    if opts.reference == "none" and opts.montage is None:  # no spatial map: read exactly the channels kept
+        chosen = pick_channels(recordings, opts.channels)
+        return chosen, chosen
+    eeg = pick_channels(recordings, None)  # a reference reads every EEG channel, the same in every file
+    rename = montage_names(eeg, opts.montage) if opts.montage else {c: c for c in eeg}
+    refs = reference_channels(opts.reference)
+    named = {std: c for c, std in rename.items()}  # the montage's spelling -> the recording's name
+    lacking = [c for c in (*refs, *(opts.channels or ())) if c not in named]
+    if lacking:
+        raise UserInputError(f"--channels/--reference name {', '.join(lacking[:5])}, which are not EEG channels of "
+                             f"{next(iter(recordings))} (it has {', '.join(list(named)[:8])} ...)")
+    channels = list(opts.channels or [rename[c] for c in eeg if rename[c] not in refs])
+    return (eeg if opts.reference != "none" else [named[c] for c in channels]), channels
+
+
 def trial_span(opts: PrepareOptions, sfreq: float) -> tuple[float, int]:
     """(tmin in s, samples per trial) cut around each onset of a continuous recording."""
     if opts.tmax is None:
@@ -159,23 +217,46 @@ def trial_samples(path: Path, inst: Recording, opts: PrepareOptions) -> int:
     return n
 
 
-def epochs_trials(path: Path, epochs: mne.BaseEpochs, event_class: dict[str, int], channels: list[str],
+def epochs_trials(path: Path, epochs: mne.BaseEpochs, event_class: dict[str, int], recipe: Recipe,
                   opts: PrepareOptions) -> Trials:
-    """The stored epochs whose event is mapped to a class, in file order (cropped to --tmin/--tmax if given)."""
+    """The stored epochs whose event is mapped to a class, in file order, each through the recipe from its own first
+    sample (then cropped to --tmin/--tmax if given)."""
     sfreq = epochs.info["sfreq"]
     code_class = {code: event_class[name] for name, code in epochs.event_id.items() if name in event_class}
     keep = np.flatnonzero(np.isin(epochs.events[:, 2], list(code_class)))
     if not keep.size:
-        return Trials(np.empty((0, len(channels), 0)), np.empty(0, np.int64), np.empty(0))
+        return Trials(np.empty((0, len(recipe.channels), recipe.n_features, 0)), np.empty(0, np.int64), np.empty(0))
     epochs = epochs[keep]
+    signals = CausalChain(recipe).push(epochs.get_data(picks=list(recipe.input_channels), units="uV",
+                                                       verbose="error"))  # {kind: (n, C, S)}
     if opts.tmax is not None:
         tmin, n = trial_span(opts, sfreq)
-        epochs = epochs.load_data(verbose="error").crop(tmin, tmin + (n - 1) / sfreq, verbose="error")
+        start = round((tmin - epochs.tmin) * sfreq)
+        signals = {kind: x[..., start:start + n] for kind, x in signals.items()}
     labels = np.array([code_class[c] for c in epochs.events[:, 2]], dtype=np.int64)
-    return Trials(epochs.get_data(picks=channels, units="uV", verbose="error"), labels, epochs.events[:, 0] / sfreq)
+    return Trials(recipe.frames(signals), labels, epochs.events[:, 0] / sfreq)
 
 
-def raw_trials(path: Path, raw: mne.io.BaseRaw, event_class: dict[str, int], channels: list[str],
+def continuous_signals(raw: mne.io.BaseRaw, recipe: Recipe, starts: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """The recipe's signals {kind: (N, C, n)} of the trials [start, start + n) (samples from the recording's first),
+    filtered causally from the recording's first sample. The recording goes through in BLOCK_S pieces, so memory
+    holds the trials and one piece."""
+    chain, block = CausalChain(recipe), round(BLOCK_S * raw.info["sfreq"])
+    out: dict[str, np.ndarray] = {}
+    for b0 in range(0, int(starts.max()) + n, block):
+        b1 = min(b0 + block, int(starts.max()) + n)
+        piece = chain.push(raw.get_data(picks=list(recipe.input_channels), start=b0, stop=b1, units="uV",
+                                        verbose="error"))  # {kind: (C, b1 - b0)}
+        for kind, x in piece.items():
+            trials = out.setdefault(kind, np.empty((len(starts), x.shape[0], n)))
+            for i, t0 in enumerate(starts):  # the part of trial i inside this piece
+                lo, hi = max(t0, b0), min(t0 + n, b1)
+                if lo < hi:
+                    trials[i, :, lo - t0:hi - t0] = x[:, lo - b0:hi - b0]
+    return out
+
+
+def raw_trials(path: Path, raw: mne.io.BaseRaw, event_class: dict[str, int], recipe: Recipe,
                opts: PrepareOptions) -> Trials:
     """Trials from annotations: [tmin, tmax) around each onset, or each annotation cut into `window` pieces."""
     sfreq = raw.info["sfreq"]
@@ -191,21 +272,25 @@ def raw_trials(path: Path, raw: mne.io.BaseRaw, event_class: dict[str, int], cha
         events = np.array([[start + k * n, 0, code] for (start, _, code), p in zip(events, pieces)
                            for k in range(p)], dtype=np.int64).reshape(-1, 3)
     present = {name: code for name, code in codes.items() if code in events[:, 2]}
+    empty = Trials(np.empty((0, len(recipe.channels), recipe.n_features, 0)), np.empty(0, np.int64), np.empty(0))
     if not present:
-        return Trials(np.empty((0, len(channels), n)), np.empty(0, np.int64), np.empty(0))
-    try:  # tmax includes its sample in MNE: n samples end at tmin + (n - 1) / sfreq
+        return empty
+    try:  # MNE decides which trials lie inside the data and off BAD annotations; tmax includes its sample
         epochs = mne.Epochs(raw, events, present, tmin=tmin, tmax=tmin + (n - 1) / sfreq, baseline=None,
-                            picks=channels, preload=True, verbose="error")
+                            picks=list(recipe.input_channels), preload=False, verbose="error").drop_bad(verbose="error")
     except ValueError as e:
         raise UserInputError(f"cannot cut trials from {path} ({str(e).splitlines()[0]}): check the annotations "
                              f"and --tmin/--tmax/--window") from None
     if len(epochs) < len(events):
         log.warning("%s: %d of %d trials dropped (outside the data or overlapping BAD annotations)", path,
                     len(events) - len(epochs), len(events))
+    if not len(epochs):
+        return empty
+    starts = epochs.events[:, 0] - raw.first_samp + round(tmin * sfreq)  # samples from the recording's first
     code_class = {codes[name]: event_class[name] for name in present}
     labels = np.array([code_class[c] for c in epochs.events[:, 2]], dtype=np.int64)
     onsets = (epochs.events[:, 0] - raw.first_samp) / sfreq  # s from the first sample of the recording
-    return Trials(epochs.get_data(picks=channels, units="uV", verbose="error"), labels, onsets)
+    return Trials(recipe.frames(continuous_signals(raw, recipe, starts, n)), labels, onsets)
 
 
 def checked_options(opts: PrepareOptions) -> PrepareOptions:
@@ -226,6 +311,10 @@ def checked_options(opts: PrepareOptions) -> PrepareOptions:
         raise UserInputError(f"--window must be positive, got {opts.window:g}")
     if opts.resample is not None and opts.resample <= 0:
         raise UserInputError(f"--resample must be positive, got {opts.resample:g}")
+    if opts.group_by not in GROUP_BY:
+        raise UserInputError(f"--group-by must be one of {', '.join(GROUP_BY)}, got {opts.group_by!r}")
+    if not (np.isfinite(opts.slow_cutoff) and opts.slow_cutoff > 0):
+        raise UserInputError(f"--slow-cutoff must be a positive number of Hz, got {opts.slow_cutoff:g}")
     return opts
 
 
@@ -266,12 +355,40 @@ def write_folder(out: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any])
             shutil.rmtree(tmp)
 
 
+def subject_of(path: Path, inst: Recording) -> str:
+    """The subject of a recording (module docstring): subject_info's his_id, else the file's folder name."""
+    his_id = str((inst.info.get("subject_info") or {}).get("his_id") or "").strip()
+    return his_id if his_id and his_id.upper() != "X" else path.resolve().parent.name
+
+
+def options_like(meta_path: str | Path, resample: float | None, group_by: str | None) -> PrepareOptions:
+    """The options of the prepare run that wrote `meta_path` (its recipe, channels, events and span)."""
+    fields = load_data_meta(meta_path)
+    meta = json.loads(Path(meta_path).read_text())
+    missing = [k for k in LIKE_KEYS if k not in meta]
+    if missing:
+        raise UserInputError(f"--like {meta_path} lacks {', '.join(missing[:3])}: give the meta.json that "
+                             f"`eeg2arm prepare` wrote beside the training X.npy")
+    recipe = Recipe.from_fields(fields)
+    if resample is not None and not np.isclose(resample, recipe.sfreq):
+        raise UserInputError(f"--resample {resample:g} differs from the {recipe.sfreq:g} Hz of the --like recipe: "
+                             f"pass --resample {recipe.sfreq:g}")
+    events = tuple((str(name), str(cls)) for name, cls in meta["events"].items())
+    return checked_options(PrepareOptions(
+        events=events, tmin=meta["tmin_s"], tmax=meta["tmax_s"], window=meta["epoch_s_for_continuous"] or 4.0,
+        bands=recipe.bands, frame_window=recipe.frame_window, frame_step=recipe.frame_step,
+        channels=recipe.channels, input_channels=recipe.input_channels, resample=resample,
+        features=recipe.features, slow_cutoff=recipe.slow_cutoff, reference=recipe.reference,
+        montage=recipe.montage, bandpass=recipe.bandpass, sfreq=recipe.sfreq,
+        group_by=group_by or meta.get("group_by", "recording")))
+
+
 def prepare(paths: Iterable[str | Path], out: str | Path, opts: PrepareOptions = PrepareOptions(),
             progress: bool | None = None) -> dict[str, Any]:
-    """Read EEG files (in sorted path order), cut labelled trials, compute log band power and write `out`/.
+    """Read EEG files (in sorted path order), cut labelled trials, compute the recipe's features and write `out`/.
 
-    Writes X.npy float32 (N, C, F, T), y.npy int64 (N,), groups.npy int64 (N,) (index of the source file in
-    meta["source_files"]) and meta.json; returns the meta dict. `progress=None` shows the bar on a terminal only.
+    Writes X.npy float32 (N, C, F, T), y.npy int64 (N,), groups.npy int64 (N,) (see the module docstring) and
+    meta.json; returns the meta dict. `progress=None` shows the bar on a terminal only.
     """
     out = Path(out)
     check_out(out)
@@ -281,8 +398,14 @@ def prepare(paths: Iterable[str | Path], out: str | Path, opts: PrepareOptions =
     opts = checked_options(opts)
     recordings = {path: open_recording(path, opts.resample) for path in paths}
     sfreq = common_sfreq(recordings)
-    check_bands(opts.bands, sfreq, opts.frame_window, opts.frame_step)
-    channels = pick_channels(recordings, opts.channels)
+    if opts.sfreq is not None and not np.isclose(sfreq, opts.sfreq, rtol=1e-9):
+        raise UserInputError(f"the files run at {sfreq:g} Hz but the --like recipe was made at {opts.sfreq:g} Hz: "
+                             f"pass --resample {opts.sfreq:g}")
+    input_channels, channels = choose_channels(recordings, opts)
+    recipe = Recipe(sfreq=sfreq, input_channels=tuple(input_channels), channels=tuple(channels),
+                    features=opts.features, bands=opts.bands, slow_cutoff=opts.slow_cutoff,
+                    frame_window=opts.frame_window, frame_step=opts.frame_step, reference=opts.reference,
+                    montage=opts.montage, bandpass=opts.bandpass)
     classes, event_class = class_mapping(opts.events, set().union(*map(event_names, recordings.values())))
     lengths = {path: trial_samples(path, inst, opts) for path, inst in recordings.items()}
     if len(set(lengths.values())) > 1:
@@ -294,18 +417,21 @@ def prepare(paths: Iterable[str | Path], out: str | Path, opts: PrepareOptions =
     if n < w:
         raise UserInputError(f"trials of {n} samples ({n / sfreq:g} s) are shorter than one frame "
                              f"({opts.frame_window:g} s = {w} samples): use longer epochs or a shorter --frame-window")
+    subjects = {path: subject_of(path, inst) for path, inst in recordings.items()}
+    group_names = sorted(set(subjects.values())) if opts.group_by == "subject" else [str(p) for p in paths]
 
     X, y, groups, sources = [], [], [], []
-    for g, (path, inst) in enumerate(tqdm(recordings.items(), desc="prepare", unit="file",
-                                                   disable=None if progress is None else not progress)):
+    for path, inst in tqdm(recordings.items(), desc="prepare", unit="file",
+                           disable=None if progress is None else not progress):
         cut = epochs_trials if isinstance(inst, mne.BaseEpochs) else raw_trials
-        trials = cut(path, inst, event_class, channels, opts)
+        trials = cut(path, inst, event_class, recipe, opts)
         if not len(trials.labels):
             log.warning("%s: no trials for events %s", path, ", ".join(event_class))
             continue
-        X.append(band_power_frames(trials.data, sfreq, opts.bands, opts.frame_window, opts.frame_step))
+        X.append(trials.features)
         y.append(trials.labels)
-        groups.append(np.full(len(trials.labels), g, dtype=np.int64))
+        group = group_names.index(subjects[path] if opts.group_by == "subject" else str(path))
+        groups.append(np.full(len(trials.labels), group, dtype=np.int64))
         sources += [[str(path), round(float(t), 6)] for t in trials.onsets]
     if not y:
         hint = "use --tmin/--tmax for events shorter than --window" if opts.tmax is None else "check --tmin/--tmax"
@@ -316,11 +442,16 @@ def prepare(paths: Iterable[str | Path], out: str | Path, opts: PrepareOptions =
     X_all = np.concatenate(X)  # (N, C, F, T)
     meta = {
         "eeg2arm_version": version("eeg2arm"),
-        "source_files": [{"path": str(p), "sha256": sha256(p)} for p in paths],
+        "source_files": [{"path": str(p), "sha256": sha256(p), "subject": subjects[p]} for p in paths],
         "shape": list(X_all.shape),
         "sfreq": sfreq,
         "channels": channels,
-        "bands": [list(b) for b in opts.bands],
+        "input_channels": input_channels,
+        "features": list(recipe.features),
+        "bands": [list(b) for b in recipe.feature_bands],
+        "reference": recipe.reference,
+        "montage": recipe.montage,
+        "bandpass": list(recipe.bandpass) if recipe.bandpass else None,
         "frame_window_s": opts.frame_window,
         "frame_step_s": opts.frame_step,
         "trial_samples": n,
@@ -330,9 +461,11 @@ def prepare(paths: Iterable[str | Path], out: str | Path, opts: PrepareOptions =
         "events": {name: classes[i] for name, i in event_class.items()},
         "classes": classes,
         "class_counts": dict(zip(classes, counts.tolist())),
-        "groups": "index into source_files",
+        "group_by": opts.group_by,
+        "groups": "index into group_names",
+        "group_names": group_names,
         "trial_sources": sources,
-        "feature": FEATURE,
+        "feature": [FEATURES[kind] for kind in recipe.features],
     }
     write_folder(out, {"X": X_all, "y": np.concatenate(y), "groups": np.concatenate(groups)}, meta)
     return meta

@@ -1,0 +1,237 @@
+"""A feature recipe: what turns EEG in µV into the model's (C, F, T) input, the same in `prepare` and online.
+
+Every recipe is, in this order (MNE does the signal processing):
+
+1. a spatial linear map from the recording's channels (`input_channels`, as the file or stream names them) to the
+   model's C electrodes (`channels`): none, a common average or named-channel reference (MNE's
+   `set_eeg_reference`) or a surface Laplacian (`compute_current_source_density`, in µV/cm², which needs electrode
+   positions from `montage`). All are instantaneous and linear, so the map is a matrix, found once by applying MNE to
+   an identity signal, and applied to any piece of signal;
+2. causal IIR filters, Butterworth of order 4 designed by MNE with phase='forward': an optional band-pass, and for
+   the `slow` feature a low-pass at `slow_cutoff` Hz. Each filter starts in the steady state of the signal's first
+   sample (scipy.signal.sosfilt_zi) and carries its state from piece to piece, so a stream that starts with the
+   recording reproduces the whole recording's result;
+3. per-frame features stacked along F in the order of `features`: `bandpower` (features.band_power_frames of the
+   band-passed signal, one per band) and `slow` (features.slow_frames of the low-passed signal, one).
+
+`prepare` runs a continuous recording through 1-2 whole, from its first sample, before cutting trials; an epoch
+from its own first sample. `realtime.online.OnlineFeatures` runs the same `CausalChain` on a live stream.
+With --montage, channel names are matched to the montage ignoring case and dots (EEGMMIDB's `Fcz.` is `FCz`) and
+the model's channels take the montage's spelling; `input_channels` keep the recording's own names.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import mne
+import numpy as np
+from scipy.signal import sosfilt, sosfilt_zi
+
+from .errors import UserInputError
+from .features import (DEFAULT_BANDS, Band, band_power_frames, check_bands, frame_geometry, slow_frames)
+
+FEATURE_KINDS = ("bandpower", "slow")
+SLOW = "slow"  # the name of the slow feature along F
+FILTER_ORDER = 4
+CSD_UV_PER_CM2 = 1e-4  # MNE's surface Laplacian of µV is in µV/m²; µV/cm² keeps it near the µV of the EEG
+REFERENCES = ("none", "average", "csd")  # or a comma-separated list of reference channels
+
+
+def parse_features(text: str) -> tuple[str, ...]:
+    """'slow,bandpower' -> ('slow', 'bandpower'): the feature kinds, in F order."""
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in FEATURE_KINDS]
+    if not kinds or unknown or len(set(kinds)) != len(kinds):
+        raise UserInputError(f"--features {text!r} must list {', '.join(FEATURE_KINDS)} (each at most once, "
+                             f"comma-separated, in F order), e.g. slow,bandpower")
+    return kinds
+
+
+def parse_bandpass(text: str) -> tuple[float, float]:
+    """'8-30' -> (8.0, 30.0)."""
+    lo, _, hi = text.partition("-")
+    try:
+        edges = float(lo), float(hi)
+    except ValueError:
+        raise UserInputError(f"--bandpass {text!r} must be LO-HI in Hz, e.g. 8-30") from None
+    if not (np.isfinite(edges).all() and 0 < edges[0] < edges[1]):
+        raise UserInputError(f"--bandpass {text!r} must have 0 < LO < HI, e.g. 8-30")
+    return edges
+
+
+def reference_channels(reference: str) -> tuple[str, ...]:
+    """The named reference channels of a reference spec ('A1,A2'), () for none/average/csd."""
+    return () if reference in REFERENCES else tuple(c.strip() for c in reference.split(",") if c.strip())
+
+
+def montage_names(names: list[str], montage: str) -> dict[str, str]:
+    """{recording's name: the montage's spelling}, matching ignoring case and dots ('Fcz.' -> 'FCz')."""
+    try:
+        known = mne.channels.make_standard_montage(montage).ch_names
+    except ValueError:
+        raise UserInputError(f"--montage {montage!r} is not one of MNE's built-in montages "
+                             f"({', '.join(mne.channels.get_builtin_montages()[:6])}, ...)") from None
+    lookup = {n.lower(): n for n in known}
+    rename = {n: lookup.get(n.strip(" .").lower()) for n in names}
+    unknown = [n for n, std in rename.items() if std is None]
+    if unknown:
+        raise UserInputError(f"channels {', '.join(unknown[:5])} are not in montage {montage}: pass --channels "
+                             f"without them, or another --montage")
+    return rename
+
+
+def iir_sos(sfreq: float, l_freq: float | None, h_freq: float | None, what: str) -> np.ndarray:
+    """Second-order sections of MNE's causal Butterworth filter (phase='forward')."""
+    for edge in (l_freq, h_freq):
+        if edge is not None and not 0 < edge < sfreq / 2:
+            raise UserInputError(f"{what} {edge:g} Hz must lie between 0 and the Nyquist frequency {sfreq / 2:g} Hz "
+                                 f"of {sfreq:g} Hz data")
+    params = mne.filter.create_filter(None, sfreq, l_freq, h_freq, method="iir", phase="forward", verbose="error",
+                                      iir_params=dict(order=FILTER_ORDER, ftype="butter", output="sos"))
+    return params["sos"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything needed to compute (C, F, T) frames from a recording's samples; see the module docstring."""
+
+    sfreq: float
+    input_channels: tuple[str, ...]  # read from the recording or stream, in this order, by its own names
+    channels: tuple[str, ...]  # the model's C electrodes, in X's order
+    features: tuple[str, ...] = ("bandpower",)
+    bands: tuple[Band, ...] = DEFAULT_BANDS  # the band-power bands
+    slow_cutoff: float = 4.0  # Hz, low-pass of the slow feature
+    frame_window: float = 0.5  # s
+    frame_step: float = 0.25  # s
+    reference: str = "none"  # none | average | csd | CH[,CH...]
+    montage: str | None = None  # MNE built-in montage: electrode positions (csd) and channel spelling
+    bandpass: tuple[float, float] | None = None  # Hz, causal band-pass before every feature
+
+    def __post_init__(self) -> None:
+        frame_geometry(self.sfreq, self.frame_window, self.frame_step)
+        if "bandpower" in self.features:
+            check_bands(self.bands, self.sfreq, self.frame_window, self.frame_step)
+        if SLOW in self.features and SLOW in [b[0] for b in self.bands]:
+            raise UserInputError(f"--bands names a band {SLOW!r}, the name of the slow feature: rename the band")
+        if self.reference == "csd" and self.montage is None:
+            raise UserInputError("--reference csd needs electrode positions: pass --montage (e.g. standard_1005)")
+        self.filters()  # checks the cut-off frequencies against the rate
+
+    @property
+    def is_plain(self) -> bool:
+        """No spatial map and no filter: the recording's samples go straight into band power."""
+        return self.reference == "none" and self.bandpass is None and SLOW not in self.features
+
+    @property
+    def n_features(self) -> int:  # F
+        return sum(len(self.bands) if kind == "bandpower" else 1 for kind in self.features)
+
+    @property
+    def feature_bands(self) -> tuple[Band, ...]:
+        """One (name, lo Hz, hi Hz) per F: the bands, and ('slow', 0, slow_cutoff) for the slow feature."""
+        return tuple(b for kind in self.features
+                     for b in (self.bands if kind == "bandpower" else ((SLOW, 0.0, self.slow_cutoff),)))
+
+    def filters(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(band-pass, slow low-pass) second-order sections; None where the recipe has no such filter."""
+        bandpass = (iir_sos(self.sfreq, *self.bandpass, "--bandpass edge") if self.bandpass is not None else None)
+        lowpass = iir_sos(self.sfreq, None, self.slow_cutoff, "--slow-cutoff") if SLOW in self.features else None
+        return bandpass, lowpass
+
+    def spatial_matrix(self) -> np.ndarray | None:
+        """(C, C_in) map from input_channels to channels; None when it only picks channels (no reference)."""
+        if self.reference == "none":
+            return None
+        rename = (montage_names(list(self.input_channels), self.montage) if self.montage
+                  else {c: c for c in self.input_channels})
+        names = [rename[c] for c in self.input_channels]
+        eye = mne.io.RawArray(np.eye(len(names)), mne.create_info(names, self.sfreq, "eeg"), verbose="error")
+        if self.montage:
+            eye.set_montage(self.montage, match_case=False, verbose="error")
+        try:
+            if self.reference == "csd":
+                mapped = mne.preprocessing.compute_current_source_density(eye, verbose="error")
+                scale = CSD_UV_PER_CM2
+            else:
+                ref = list(reference_channels(self.reference)) or "average"
+                mapped, scale = mne.set_eeg_reference(eye, ref, projection=False, verbose="error")[0], 1.0
+        except (ValueError, RuntimeError) as e:
+            raise UserInputError(f"--reference {self.reference} failed ({str(e).splitlines()[0][:200]})") from None
+        matrix = mapped.get_data() * scale  # (C_in, C_in): column j is the response to channel j alone
+        return matrix[[names.index(c) for c in self.channels]]
+
+    def frames(self, signals: dict[str, np.ndarray]) -> np.ndarray:
+        """The features of CausalChain's signals (..., C, n) -> float32 (..., C, F, T)."""
+        parts = [band_power_frames(signals["bandpower"], self.sfreq, self.bands, self.frame_window, self.frame_step)
+                 if kind == "bandpower" else
+                 slow_frames(signals[SLOW], self.sfreq, self.frame_window, self.frame_step)
+                 for kind in self.features]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-2)
+
+    def config_fields(self) -> dict[str, Any]:
+        """The EEGConfig fields that record this recipe (the one source of truth after prepare)."""
+        return {"channel_names": self.channels, "band_names": tuple(b[0] for b in self.feature_bands),
+                "band_edges": tuple((lo, hi) for _, lo, hi in self.feature_bands), "sfreq": self.sfreq,
+                "frame_window": self.frame_window, "frame_step": self.frame_step, "features": self.features,
+                "reference": self.reference, "montage": self.montage, "bandpass": self.bandpass,
+                "input_channels": None if self.input_channels == self.channels else self.input_channels}
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> "Recipe":
+        """A recipe from EEGConfig fields (config_fields' names); a config made before recipes is band power of the
+        unreferenced signal. Raises UserInputError naming what is missing."""
+        needed = ("channel_names", "band_names", "band_edges", "sfreq", "frame_window", "frame_step")
+        missing = [n for n in needed if fields.get(n) is None]
+        if missing:
+            raise UserInputError(f"the model does not record how its features were made ({', '.join(missing)}): "
+                                 f"train it on data from `eeg2arm prepare` (its meta.json)")
+        features = tuple(fields.get("features") or ("bandpower",))
+        unknown = [k for k in features if k not in FEATURE_KINDS]
+        if unknown:
+            raise UserInputError(f"features {', '.join(unknown)} cannot be computed by this eeg2arm version: "
+                                 f"update eeg2arm")
+        named = [(str(n), float(lo), float(hi)) for n, (lo, hi) in zip(fields["band_names"], fields["band_edges"])]
+        slow = [b for b in named if b[0] == SLOW] if SLOW in features else []
+        channels = tuple(fields["channel_names"])
+        extra = {"slow_cutoff": slow[0][2]} if slow else {}
+        return cls(sfreq=float(fields["sfreq"]), input_channels=tuple(fields.get("input_channels") or channels),
+                   channels=channels, features=features, bands=tuple(b for b in named if b not in slow),
+                   frame_window=float(fields["frame_window"]), frame_step=float(fields["frame_step"]),
+                   reference=fields.get("reference") or "none", montage=fields.get("montage"),
+                   bandpass=tuple(fields["bandpass"]) if fields.get("bandpass") else None, **extra)
+
+
+class CausalChain:
+    """The recipe's spatial map and causal filters over a signal that arrives in pieces (..., C_in, n) in µV.
+
+    `push` returns {"bandpower": (..., C, n), "slow": (..., C, n)} (the signal each feature reads; slow only when the
+    recipe has it). Leading axes are independent signals (e.g. epochs), each with its own filter state. The cost of a
+    push is linear in its samples: the state is a few numbers per filter section and channel.
+    """
+
+    def __init__(self, recipe: Recipe):
+        self.matrix = recipe.spatial_matrix()  # (C, C_in) or None
+        self.bandpass, self.lowpass = recipe.filters()
+        self.state: dict[str, np.ndarray] = {}  # filter name -> zi (n_sections, ..., C, 2)
+
+    def push(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        if self.matrix is not None:
+            x = self.matrix @ x  # (..., C, n)
+        if self.bandpass is not None:
+            x = self.filter("bandpass", self.bandpass, x)
+        signals = {"bandpower": x}
+        if self.lowpass is not None:
+            signals[SLOW] = self.filter(SLOW, self.lowpass, x)
+        return signals
+
+    def filter(self, name: str, sos: np.ndarray, x: np.ndarray) -> np.ndarray:
+        if x.shape[-1] == 0:
+            return x
+        zi = self.state.get(name)
+        # The first piece, or a NaN (an amplifier dropout) went through: start again from the steady state. After a
+        # dropout the frames depend on where pieces begin, but without the restart they would all be NaN.
+        if zi is None or not np.isfinite(zi).all():
+            zi = sosfilt_zi(sos).reshape(len(sos), *[1] * (x.ndim - 1), 2) * x[None, ..., :1]  # steady state
+        y, self.state[name] = sosfilt(sos, x, axis=-1, zi=zi)
+        return y
