@@ -212,9 +212,9 @@ RECIPE_FLAGS = ("events", "tmin", "tmax", "window", "bands", "frame_window", "fr
               help="Re-reference first (MNE): none, average (common average), csd (surface Laplacian, uV/cm^2, "
                    "needs --montage) or CH[,CH...] (mean of these channels); a reference reads every EEG channel")
 @click.option("--montage", default=None,
-              help="MNE built-in montage, e.g. colin27_1005 (standard_1005 before MNE 1.13): electrode positions for "
-                   "csd; channel names are matched "
-                   "ignoring case and dots (C3.. is C3) and written in its spelling")
+              help="MNE built-in montage, e.g. colin27_1005 (standard_1005 before MNE 1.13): electrode positions "
+                   "for csd; channel names are matched ignoring case and dots (C3.. is C3) and written in its "
+                   "spelling")
 @click.option("--bandpass", default=None, help="LO-HI: causal Butterworth band-pass (Hz) before the features")
 @click.option("--frame-window", type=float, default=0.5, show_default=True, help="Seconds per feature frame")
 @click.option("--frame-step", type=float, default=0.25, show_default=True, help="Seconds between frames")

@@ -115,7 +115,7 @@ class Recipe:
         if SLOW in self.features and SLOW in [b[0] for b in self.bands]:
             raise UserInputError(f"--bands names a band {SLOW!r}, the name of the slow feature: rename the band")
         if self.reference == "csd" and self.montage is None:
-            raise UserInputError("--reference csd needs electrode positions: pass --montage (e.g. standard_1005)")
+            raise UserInputError("--reference csd needs electrode positions: pass --montage (e.g. colin27_1005)")
         self.filters()  # checks the cut-off frequencies against the rate
 
     @property
