@@ -281,16 +281,26 @@ def parity(ckpt, onnx_path, x_path, atol) -> None:
 @click.option("--y", "y_path", type=FILE, required=True, help="Path to y.npy (N,) true labels")
 @click.option("--report", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write confusion.png and training.png into")
+@click.option("--groups", "groups_path", type=FILE, default=None,
+              help="groups.npy (N,): also print the accuracy per group, e.g. per subject [default: the groups.npy "
+                   "beside X.npy, if any]")
 @DEVICE
 @user_errors
-def evaluate(ckpt, x_path, y_path, report, device) -> None:
-    """Print accuracy, balanced accuracy, Cohen's kappa, per-class precision/recall and the confusion matrix."""
-    from .data import load_data_meta, load_npy, meta_beside
+def evaluate(ckpt, x_path, y_path, report, groups_path, device) -> None:
+    """Print accuracy, balanced accuracy, Cohen's kappa, per-class precision/recall, per-group accuracy (subjects or
+    recordings, from groups.npy) and the confusion matrix."""
+    from .data import group_names, load_data_meta, load_npy, meta_beside
     from .evaluate import evaluate as run_evaluate, format_metrics
 
     meta_path = meta_beside(x_path)
     data_meta = load_data_meta(meta_path) if meta_path else None
-    metrics = run_evaluate(ckpt, load_npy(x_path, "X"), load_npy(y_path, "y"), report, device, data_meta)
+    beside = Path(x_path).parent / "groups.npy"
+    groups_path = groups_path or (beside if beside.is_file() else None)
+    groups = load_npy(groups_path, "groups") if groups_path else None
+    names = (group_names(meta_path) if meta_path and groups_path
+             and Path(groups_path).resolve().parent == meta_path.resolve().parent else None)  # only its own groups
+    metrics = run_evaluate(ckpt, load_npy(x_path, "X"), load_npy(y_path, "y"), report, device, data_meta, groups,
+                           names)
     for line in format_metrics(metrics):
         click.echo(line)
 

@@ -80,11 +80,29 @@ def check_labels(y: np.ndarray, n_samples: int, n_classes: int, training: bool =
 
 
 def check_groups(groups: np.ndarray, n_samples: int) -> np.ndarray:
-    """Validate one group id (recording or subject) per sample."""
+    """Validate one integer group id (recording or subject) per sample."""
     if groups.ndim != 1 or len(groups) != n_samples:
         raise UserInputError(f"groups has shape {groups.shape} but X has {n_samples} samples: give one group id per "
                              f"sample, e.g. the groups.npy that eeg2arm prepare wrote beside X.npy")
-    return groups
+    if groups.dtype.kind not in "iu":
+        raise UserInputError(f"groups must hold integer ids, got dtype {groups.dtype}: give the groups.npy that "
+                             f"eeg2arm prepare wrote beside X.npy")
+    return groups.astype(np.int64, copy=False)
+
+
+def group_names(meta_path: str | Path) -> list[str] | None:
+    """The names of prepare's group ids (subjects or files) from its meta.json, if it records them."""
+    try:
+        meta = json.loads(Path(meta_path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(meta, dict):
+        return None
+    if isinstance(meta.get("group_names"), list):
+        return [str(n) for n in meta["group_names"]]
+    if meta.get("groups") == "index into source_files":  # made before --group-by
+        return [Path(f["path"]).name for f in meta.get("source_files", []) if isinstance(f, dict) and "path" in f]
+    return None
 
 
 def meta_beside(x_path: str | Path) -> Path | None:

@@ -13,7 +13,7 @@ from sklearn.metrics import (ConfusionMatrixDisplay, accuracy_score, balanced_ac
 
 from .checkpoint import atomic_write, load_model_from_checkpoint
 from .config import EEGConfig
-from .data import check_labels, check_windows
+from .data import check_groups, check_labels, check_windows
 from .device import resolve_device
 from .errors import UserInputError
 from .infer import predict_logits
@@ -37,14 +37,32 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: 
     }
 
 
+def group_metrics(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray,
+                  group_names: list[str] | None = None) -> list[dict[str, Any]]:
+    """Accuracy per group (a subject or a recording, from prepare's groups.npy), in group id order; a group is
+    named group_names[id] when names are given."""
+    rows = []
+    for g in np.unique(groups):
+        mask = groups == g
+        name = group_names[g] if group_names is not None and 0 <= g < len(group_names) else str(g)
+        rows.append({"group": name, "n": int(mask.sum()), "accuracy": float(accuracy_score(y_true[mask],
+                                                                                         y_pred[mask]))})
+    return rows
+
+
 def format_metrics(m: dict[str, Any]) -> list[str]:
-    """The printed report: one summary line, one line per class, then the confusion matrix."""
+    """The printed report: one summary line, one line per class, per group if given, then the confusion matrix."""
     names = m["class_names"]
     lines = [f"n={m['n']} accuracy={m['accuracy']:.4f} balanced_accuracy={m['balanced_accuracy']:.4f} "
              f"kappa={m['kappa']:.4f}"]
     for k, name in enumerate(names):
         lines.append(f"class {k} {name}: precision={m['precision'][k]:.4f} recall={m['recall'][k]:.4f} "
                      f"support={m['support'][k]}")
+    if m.get("groups"):
+        accuracies = [row["accuracy"] for row in m["groups"]]
+        lines += [f"group {row['group']}: n={row['n']} accuracy={row['accuracy']:.4f}" for row in m["groups"]]
+        lines.append(f"groups: {len(accuracies)}, accuracy mean={np.mean(accuracies):.4f} "
+                     f"sd={np.std(accuracies):.4f}")
     width = max(len(n) for n in names + [str(max(max(r) for r in m["confusion"]))])
     lines.append("confusion matrix (rows: true class, columns: predicted class):")
     lines.append(" " * width + "".join(f"  {n:>{width}}" for n in names))
@@ -83,27 +101,40 @@ def plot_history(history: list[dict[str, float]], path: Path) -> None:
     save_figure(fig, path)
 
 
+RECIPE_DEFAULTS = {"features": ("bandpower",), "reference": "none"}
+
+
 def check_data_meta(config: EEGConfig, fields: dict[str, Any]) -> None:
     """Refuse windows whose meta.json says they were made differently from the model's training data."""
     trained = EEGConfig.from_dict({**config.to_dict(), **fields})  # normalizes the types the same way
     for name in fields:
-        if getattr(config, name) is not None and getattr(trained, name) != getattr(config, name):
+        model_value = getattr(config, name, None)
+        if model_value is None:  # a model made before recipes was trained on band power of the unreferenced signal
+            model_value = RECIPE_DEFAULTS.get(name)
+        if model_value is not None and getattr(trained, name) != model_value:
             raise UserInputError(f"the data's meta.json has {name}={getattr(trained, name)} but the model was "
-                                 f"trained on {getattr(config, name)}: prepare the data with the training options")
+                                 f"trained on {model_value}: prepare the data with the training options (prepare "
+                                 f"--like the training data's meta.json)")
 
 
 def evaluate(ckpt: str | Path, X: np.ndarray, y: np.ndarray, report: str | Path | None = None,
-             device: str = "auto", data_meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Score a checkpoint on X (N, C, F, T), y (N,); with `report`, write confusion.png and training.png there."""
+             device: str = "auto", data_meta: dict[str, Any] | None = None, groups: np.ndarray | None = None,
+             group_names: list[str] | None = None) -> dict[str, Any]:
+    """Score a checkpoint on X (N, C, F, T), y (N,); with `report`, write confusion.png and training.png there.
+    With `groups` (N,), metrics["groups"] holds the accuracy per group (see group_metrics)."""
     model, meta = load_model_from_checkpoint(ckpt)  # on CPU until every input is checked
     config = meta["config"]
     X = check_windows(X, config)  # the shapes first: a meta.json cannot even describe windows of another C or F
     y = check_labels(y, len(X), config.n_classes, training=False)
+    if groups is not None:
+        groups = check_groups(groups, len(X))
     if data_meta:
         check_data_meta(config, data_meta)
     y_pred = predict_logits(model.to(resolve_device(device)), X).argmax(axis=-1)
     names = list(config.class_names or [str(k) for k in range(config.n_classes)])
     metrics = classification_metrics(y, y_pred, names)
+    if groups is not None:
+        metrics["groups"] = group_metrics(y, y_pred, groups, group_names)
     if report is not None:
         report, history = Path(report), meta["metrics"].get("history")
         if not report.parent.is_dir():

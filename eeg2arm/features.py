@@ -87,6 +87,11 @@ def band_power_frames(signal: np.ndarray, sfreq: float, bands: tuple[Band, ...],
         raise UserInputError(f"{signal.shape[-1]} samples ({signal.shape[-1] / sfreq:g} s) are shorter than one "
                              f"frame ({frame_window:g} s): use longer epochs or a shorter --frame-window")
     check_bands(bands, sfreq, frame_window, frame_step)
+    # MNE's Welch drops the segments of NaN spans common to all channels, and makes a channel with any NaN all NaN:
+    # instead, exactly the frames of a channel that hold a non-finite sample (an amplifier dropout) become NaN.
+    bad = ~np.isfinite(signal)
+    if bad.any():
+        signal = np.where(bad, 0.0, signal)
     # Welch segments with remove_dc=True and average=None are exactly the recipe's frames: each segment has its
     # mean removed, a periodic Hann window, nfft-point zero-padding and density scaling (max error vs the shared
     # arrays ~1e-7, float32 rounding).
@@ -94,6 +99,9 @@ def band_power_frames(signal: np.ndarray, sfreq: float, bands: tuple[Band, ...],
                                  remove_dc=True, average=None, verbose="error")  # (..., n_freqs, T)
     power = np.stack([psd[..., (freqs >= lo) & (freqs < hi), :].mean(axis=-2) for _, lo, hi in bands],
                      axis=-2)  # (..., F, T)
+    if bad.any():
+        bad_frames = np.lib.stride_tricks.sliding_window_view(bad, w, axis=-1)[..., ::s, :].any(axis=-1)  # (..., T)
+        power[np.broadcast_to(bad_frames[..., None, :], power.shape)] = np.nan
     return np.log10(power + LOG_FLOOR).astype(np.float32)
 
 

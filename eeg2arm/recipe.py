@@ -184,8 +184,8 @@ class Recipe:
         needed = ("channel_names", "band_names", "band_edges", "sfreq", "frame_window", "frame_step")
         missing = [n for n in needed if fields.get(n) is None]
         if missing:
-            raise UserInputError(f"the model does not record how its features were made ({', '.join(missing)}): "
-                                 f"train it on data from `eeg2arm prepare` (its meta.json)")
+            raise UserInputError(f"the model does not record how its band power was made ({', '.join(missing)}): "
+                                 f"train it on data from `eeg2arm prepare` (its meta.json) to stream raw EEG")
         features = tuple(fields.get("features") or ("bandpower",))
         unknown = [k for k in features if k not in FEATURE_KINDS]
         if unknown:

@@ -3,7 +3,7 @@
 A map, in the order a sample travels (`eeg2arm stream` wires them together in `live.run_stream`):
 
     sources.py    raw chunks (C, n) in µV: a recording replayed at real speed, or a live LSL stream (mne-lsl)
-    online.py     OnlineBandPower: the frames `eeg2arm prepare` would compute, as soon as they are complete
+    online.py     OnlineFeatures: the frames `eeg2arm prepare` would compute, as soon as they are complete
     streamer.py   Streamer: frames in, one StepResult per pooled frame out (numpy only: the service uses it too)
     decoder.py    StreamingDecoder / TorchStep: the PyTorch step behind a Streamer (export/step.py is the ONNX one)
     smoothing.py  Hysteresis: per-frame probabilities -> a steady decision, so the arm does not jitter

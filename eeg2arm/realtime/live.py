@@ -15,7 +15,7 @@ import numpy as np
 
 from ..config import EEGConfig
 from ..errors import UserInputError
-from .online import OnlineBandPower
+from .online import OnlineFeatures
 from .smoothing import Hysteresis
 from .streamer import StepResult, Streamer
 
@@ -63,7 +63,7 @@ def run_stream(chunks: Iterable[np.ndarray], decoder: Decoder, echo: Callable[[s
     `summary` is filled as the stream goes, so a caller still has the counts when a source fails midway.
     """
     config = decoder.config
-    online = OnlineBandPower.for_model(config)
+    online = OnlineFeatures.for_model(config)
     summary, decision = summary or StreamSummary(), Hysteresis.UNDECIDED
     try:
         for chunk in chunks:

@@ -1,47 +1,51 @@
-"""Band-power frames computed online from a raw EEG stream, with the same recipe as `eeg2arm prepare`."""
+"""Feature frames computed online from a raw EEG stream, with the recipe `eeg2arm prepare` recorded in the config."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..config import EEGConfig
 from ..errors import UserInputError
-from ..features import band_power_frames, frame_geometry, n_frames
+from ..features import frame_geometry, n_frames
+from ..recipe import CausalChain, Recipe
 
 
-class OnlineBandPower:
-    """Push raw samples (C, n) in µV as they arrive; get the frames (C, F, m) that became complete.
+class OnlineFeatures:
+    """Push raw samples (C_in, n) in µV as they arrive (the recipe's input_channels, in order); get the frames
+    (C, F, m) that became complete.
 
-    Frame k covers samples [k*s, k*s + w) counted from the first pushed sample, exactly as
-    `band_power_frames` frames a whole recording, so the online frames equal the offline ones.
+    The samples go through the recipe's spatial map and causal filters (state carried), then frame k covers
+    samples [k*s, k*s + w) counted from the first pushed sample, exactly as `prepare` frames a recording from its
+    first sample, so the online frames equal the offline ones. Only the samples of the next frame are kept.
     """
 
-    def __init__(self, sfreq: float, bands: tuple[tuple[str, float, float], ...], frame_window: float,
-                 frame_step: float, n_channels: int):
-        self.sfreq, self.bands = sfreq, bands
-        self.frame_window, self.frame_step = frame_window, frame_step
-        self.w, self.s, _ = frame_geometry(sfreq, frame_window, frame_step)
-        self.buffer = np.zeros((n_channels, 0))
+    def __init__(self, recipe: Recipe):
+        self.recipe, self.chain = recipe, CausalChain(recipe)
+        self.w, self.s, _ = frame_geometry(recipe.sfreq, recipe.frame_window, recipe.frame_step)
+        self.pending: dict[str, np.ndarray] = {}  # the recipe's signals (C, n) not yet consumed by a frame
 
     @classmethod
-    def for_model(cls, config: EEGConfig) -> "OnlineBandPower":
+    def for_model(cls, config: EEGConfig) -> "OnlineFeatures":
         """The recipe the model's training data were made with (recorded by `eeg2arm prepare`)."""
-        needed = ("channel_names", "band_names", "band_edges", "sfreq", "frame_window", "frame_step")
-        missing = [n for n in needed if getattr(config, n) is None]
-        if missing:
-            raise UserInputError(f"the model does not record how its band power was made ({', '.join(missing)}): "
-                                 f"train it on data from `eeg2arm prepare` (its meta.json) to stream raw EEG")
-        bands = tuple((n, lo, hi) for n, (lo, hi) in zip(config.band_names, config.band_edges))
-        return cls(config.sfreq, bands, config.frame_window, config.frame_step, len(config.channel_names))
+        try:
+            return cls(Recipe.from_fields(config.to_dict()))
+        except UserInputError as e:
+            raise UserInputError(f"this model's features cannot be computed online: {e}") from None
 
     def push(self, samples: np.ndarray) -> np.ndarray:
-        """samples (C, n) in µV -> the newly complete frames (C, F, m), m >= 0."""
-        if samples.ndim != 2 or samples.shape[0] != self.buffer.shape[0]:
-            raise UserInputError(f"samples must be (C={self.buffer.shape[0]}, n), got {samples.shape}")
-        self.buffer = np.concatenate([self.buffer, samples], axis=1)
-        m = n_frames(self.buffer.shape[1], self.sfreq, self.frame_window, self.frame_step)
+        """samples (C_in, n) in µV -> the newly complete frames (C, F, m), m >= 0."""
+        n_in = len(self.recipe.input_channels)
+        if samples.ndim != 2 or samples.shape[0] != n_in:
+            raise UserInputError(f"samples must be (C={n_in}, n), got {samples.shape}")
+        signals = self.chain.push(samples)  # {kind: (C, n)}
+        self.pending = {kind: np.concatenate([self.pending[kind], x], axis=1) if kind in self.pending else x
+                        for kind, x in signals.items()}
+        r = self.recipe
+        m = n_frames(self.pending["bandpower"].shape[1], r.sfreq, r.frame_window, r.frame_step)
         if m == 0:
-            return np.zeros((self.buffer.shape[0], len(self.bands), 0), dtype=np.float32)
-        frames = band_power_frames(self.buffer[:, : (m - 1) * self.s + self.w], self.sfreq, self.bands,
-                                   self.frame_window, self.frame_step)  # (C, F, m)
-        self.buffer = self.buffer[:, m * self.s:]  # the next frame starts here
+            return np.zeros((len(r.channels), r.n_features, 0), dtype=np.float32)
+        frames = r.frames({kind: x[:, : (m - 1) * self.s + self.w] for kind, x in self.pending.items()})  # (C, F, m)
+        self.pending = {kind: x[:, m * self.s:] for kind, x in self.pending.items()}  # the next frame starts here
         return frames
+
+
+OnlineBandPower = OnlineFeatures  # its name before feature recipes (kept for callers on other branches)

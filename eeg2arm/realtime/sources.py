@@ -28,11 +28,11 @@ def quiet_liblsl() -> None:
 
 
 def check_channels(available: list[str], config: EEGConfig, source: str) -> list[str]:
-    missing = [c for c in config.channel_names if c not in available]
+    missing = [c for c in config.stream_channels if c not in available]
     if missing:
         raise UserInputError(f"{source} lacks the model's channels {missing[:5]}{' ...' if len(missing) > 5 else ''}"
                              f": stream the montage the model was trained on")
-    return list(config.channel_names)
+    return list(config.stream_channels)
 
 
 def check_rate(sfreq: float, config: EEGConfig, source: str) -> None:
