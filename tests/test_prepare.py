@@ -162,6 +162,8 @@ def bad_inputs(raw_dir: Path, tmp: Path) -> dict[str, tuple[list, list[str], str
     fingers = sorted(raw_dir.glob("FingerMovements/*-epo.fif"))
     eo = mne.io.read_raw(eyes[1], verbose="error").drop_channels(["Fp1"])
     eo.save(tmp / "eo_raw.fif", verbose="error")
+    whole = mmi[0].read_bytes()
+    (tmp / "S001R04.edf").write_bytes(whole[:len(whole) // 2])  # a copy cut to half its size
     return {
         "unreadable": ([tmp / "garbage.edf"], [], "cannot read"),
         "unsupported": ([tmp / "notes.txt"], [], "cannot read"),
@@ -179,6 +181,15 @@ def bad_inputs(raw_dir: Path, tmp: Path) -> dict[str, tuple[list, list[str], str
         "not a number": (mmi, ["--tmax", "nan"], "--tmax must be a finite number"),
         "no channel named": (mmi, ["--channels", " , "], "--channels names no channel"),
         "Nyquist after --resample": (eyes, ["--resample", "60"], "Nyquist frequency 30 Hz of 60 Hz data"),
+        "unknown feature": (kdd, ["--features", "slow,wavelet"], "--features 'slow,wavelet' must list"),
+        "bad band-pass": (kdd, ["--bandpass", "30-8"], "--bandpass '30-8' must have 0 < LO < HI"),
+        "band-pass above Nyquist": (kdd, ["--bandpass", "8-60"], "--bandpass edge 60 Hz must lie between 0 and"),
+        "slow cut-off above Nyquist": (kdd, ["--features", "slow", "--slow-cutoff", "80"], "--slow-cutoff 80 Hz"),
+        "csd without montage": (mmi, ["--reference", "csd"], "--reference csd needs electrode positions"),
+        "unknown montage": (mmi, ["--montage", "nowhere_1020"], "not one of MNE's built-in montages"),
+        "channel outside montage": (kdd, ["--montage", "colin27_1005"], "are not in montage colin27_1005"),
+        "unknown reference channel": (mmi, ["--reference", "Cz"], "--channels/--reference name Cz"),
+        "truncated EDF": ([tmp / "S001R04.edf"], [], "is truncated"),
     }
 
 
@@ -186,7 +197,10 @@ def bad_inputs(raw_dir: Path, tmp: Path) -> dict[str, tuple[list, list[str], str
                                   "channels differ", "unknown channel", "shorter than a frame",
                                   "event span shorter than a frame", "band above Nyquist", "bad band syntax",
                                   "tmin without tmax", "span outside epochs", "not a number",
-                                  "Nyquist after --resample", "no channel named"])
+                                  "Nyquist after --resample", "no channel named", "unknown feature",
+                                  "bad band-pass", "band-pass above Nyquist", "slow cut-off above Nyquist",
+                                  "csd without montage", "unknown montage", "channel outside montage",
+                                  "unknown reference channel", "truncated EDF"])
 def test_bad_input_one_line_exit_2_no_output(case, raw_dir, tmp_path):
     files, options, phrase = bad_inputs(raw_dir, tmp_path)[case]
     parent = tmp_path / "outputs"
@@ -204,3 +218,145 @@ def test_existing_output_folder_is_refused(raw_dir, tmp_path):
     result = run_prepare(sorted(raw_dir.glob("KDD_Example/*-epo.fif")), tmp_path / "out")
     assert result.exit_code == 2 and "already exists" in result.output
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]
+
+
+MONTAGE = "colin27_1005"
+
+
+def causal(x: np.ndarray, sos: np.ndarray) -> np.ndarray:
+    """scipy's sosfilt along time from the steady state of the first sample (the recipe's documented start)."""
+    zi = scipy.signal.sosfilt_zi(sos).reshape(len(sos), *[1] * (x.ndim - 1), 2) * x[None, ..., :1]
+    return scipy.signal.sosfilt(sos, x, axis=-1, zi=zi)[0]
+
+
+def slow_mean(x: np.ndarray, sfreq: float, window: float, step: float) -> np.ndarray:
+    w, s = round(window * sfreq), round(step * sfreq)
+    return np.lib.stride_tricks.sliding_window_view(x, w, axis=-1)[..., ::s, :].mean(-1)[..., None, :]
+
+
+@pytest.mark.parametrize("reference, bandpass, features, channels", [
+    ("average", (8.0, 30.0), "bandpower", None),
+    ("csd", None, "slow,bandpower", ["C3", "Cz", "C4"]),
+    ("Cz", (1.0, 40.0), "slow", ["C3", "C4"]),
+])
+def test_recipes_reproduce_mne_on_a_whole_recording(reference, bandpass, features, channels, raw_dir, tmp_path):
+    """The recipe written independently: MNE re-references (or takes the Laplacian of) the whole real recording,
+    scipy's Butterworth filters run from its first sample, then trials are cut at the cues and framed."""
+    edf = raw_dir / "eegmmidb" / "S001" / "S001R04.edf"
+    options = ["--event", "T1", "--event", "T2", "--tmin", "0", "--tmax", "4", "--reference", reference,
+               "--montage", MONTAGE, "--features", features, "--slow-cutoff", "3"]
+    options += (["--bandpass", "-".join(map(str, bandpass))] if bandpass else [])
+    options += (["--channels", ",".join(channels)] if channels else [])
+    result = run_prepare([edf], tmp_path / "out", *options)
+    assert result.exit_code == 0, result.output
+    X = np.load(tmp_path / "out" / "X.npy")
+
+    raw = mne.io.read_raw_edf(edf, preload=True, verbose="error")
+    mne.datasets.eegbci.standardize(raw)  # MNE's own renaming of EEGMMIDB's names
+    raw.set_montage(MONTAGE, verbose="error")
+    if reference == "csd":
+        raw = mne.preprocessing.compute_current_source_density(raw, verbose="error")
+        scale = 1e6 * 1e-4  # V/m² -> µV/cm²
+    else:
+        raw.set_eeg_reference("average" if reference == "average" else [reference], projection=False,
+                              verbose="error")
+        scale = 1e6
+    picks = channels or [c for c in raw.ch_names if c != reference]
+    signal = raw.get_data(picks=picks) * scale  # (C, n)
+    if bandpass:
+        signal = causal(signal, scipy.signal.butter(4, bandpass, "bandpass", fs=160.0, output="sos"))
+    slow = causal(signal, scipy.signal.butter(4, 3.0, "lowpass", fs=160.0, output="sos"))
+    cues = [round(a["onset"] * 160) for a in raw.annotations if a["description"] in ("T1", "T2")]
+    parts = {"bandpower": lambda: recipe(np.stack([signal[:, a:a + 640] for a in cues]), 160.0, 0.5, 0.25),
+             "slow": lambda: slow_mean(np.stack([slow[:, a:a + 640] for a in cues]), 160.0, 0.5, 0.25)}
+    expected = np.concatenate([parts[kind]() for kind in features.split(",")], axis=-2)  # (N, C, F, T)
+    assert X.shape == expected.shape == (15, len(picks), {"bandpower": 4, "slow": 1, "slow,bandpower": 5}[features],
+                                         15)
+    np.testing.assert_allclose(X, expected, rtol=1e-5, atol=1e-4)
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["channels"] == picks and len(meta["input_channels"]) == 64 and meta["input_channels"][8] == "C3.."
+    assert meta["reference"] == reference and meta["features"] == features.split(",")
+
+
+def test_slow_feature_of_epochs_starts_at_each_epoch(raw_dir, tmp_path):
+    """Epochs share no timeline: each goes through the low-pass from its own first sample."""
+    epo = raw_dir / "SelfRegulationSCP1" / "SelfRegulationSCP1_TRAIN-epo.fif"
+    result = run_prepare([epo], tmp_path / "out", "--features", "slow,bandpower", "--slow-cutoff", "2",
+                         "--tmin", "2.5", "--tmax", "5.5")  # the epochs span 2.0-5.5 s: filtered first, then cut
+    assert result.exit_code == 0, result.output
+    X = np.load(tmp_path / "out" / "X.npy")
+    data = mne.read_epochs(epo, verbose="error").get_data(units="uV")  # (268, 6, 896)
+    slow = causal(data, scipy.signal.butter(4, 2.0, "lowpass", fs=256.0, output="sos"))[..., 128:128 + 768]
+    expected = np.concatenate([slow_mean(slow, 256.0, 0.5, 0.25), recipe(data[..., 128:128 + 768], 256.0, 0.5,
+                                                                          0.25)], axis=-2)
+    assert X.shape == expected.shape == (268, 6, 5, 11)
+    np.testing.assert_allclose(X, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_default_recipe_is_recorded_and_reads_the_kept_channels(raw_dir, tmp_path):
+    from eeg2arm.data import load_data_meta
+    from eeg2arm.recipe import Recipe
+
+    result = run_prepare(sorted(raw_dir.glob("KDD_Example/*-epo.fif")), tmp_path / "out", "--frame-window", "0.4",
+                         "--frame-step", "0.2")
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["features"] == ["bandpower"] and meta["reference"] == "none" and meta["bandpass"] is None
+    assert meta["input_channels"] == meta["channels"] and meta["montage"] is None
+    fields = load_data_meta(tmp_path / "out" / "meta.json")
+    assert "input_channels" not in fields and fields["features"] == ["bandpower"]
+    assert Recipe.from_fields(fields).is_plain
+
+
+def test_like_prepares_new_files_as_the_training_data(raw_dir, tmp_path):
+    """Runs 4 and 8 set the recipe; run 12 prepared --like them equals its trials prepared with the same flags."""
+    files = sorted(raw_dir.glob("eegmmidb/S001/*.edf"))
+    flags = ["--event", "T2=right", "--event", "T1=left", "--tmin", "-0.5", "--tmax", "3.5", "--reference", "csd",
+             "--montage", MONTAGE, "--channels", "C3,C4", "--features", "slow,bandpower", "--bandpass", "1-40",
+             "--frame-step", "0.5", "--bands", "mu:8-13,beta:13-30", "--group-by", "subject"]
+    for name, inputs in (("train", files[:2]), ("all", files)):
+        result = run_prepare(inputs, tmp_path / name, *flags)
+        assert result.exit_code == 0, result.output
+    result = run_prepare(files[2:], tmp_path / "new", "--like", tmp_path / "train" / "meta.json")
+    assert result.exit_code == 0, result.output
+    new, train, every = (json.loads((tmp_path / d / "meta.json").read_text()) for d in ("new", "train", "all"))
+    rows = [i for i, (src, _) in enumerate(every["trial_sources"]) if src == str(files[2])]
+    np.testing.assert_array_equal(np.load(tmp_path / "new" / "X.npy"), np.load(tmp_path / "all" / "X.npy")[rows])
+    np.testing.assert_array_equal(np.load(tmp_path / "new" / "y.npy"), np.load(tmp_path / "all" / "y.npy")[rows])
+    keys = ("channels", "input_channels", "features", "bands", "reference", "montage", "bandpass", "classes",
+            "events", "tmin_s", "tmax_s", "frame_window_s", "frame_step_s", "group_by")
+    assert {k: new[k] for k in keys} == {k: train[k] for k in keys}
+    assert new["classes"] == ["right", "left"] and new["group_names"] == ["S001"]
+
+
+def like_mismatches(raw_dir: Path, tmp: Path) -> dict[str, tuple[list, list[str], str]]:
+    """name: (files, options besides --like, a phrase of the one-line error)."""
+    mmi = sorted(raw_dir.glob("eegmmidb/S002/*.edf"))
+    raw = mne.io.read_raw(mmi[0], preload=True, verbose="error")
+    raw.copy().drop_channels(["C4.."]).export(tmp / "no_c4.edf", verbose="error")
+    raw.copy().resample(128, verbose="error").export(tmp / "at_128.edf", verbose="error")
+    return {
+        "missing channel": ([tmp / "no_c4.edf"], [], "has no channel C4..: the --like recipe needs every channel"),
+        "other rate": ([tmp / "at_128.edf"], [], "run at 128 Hz but the --like recipe was made at 160 Hz: pass "
+                                                 "--resample 160"),
+        "other --resample": (mmi, ["--resample", "100"], "--resample 100 differs from the 160 Hz"),
+        "recipe flag": (mmi, ["--tmin", "0", "--features", "slow"], "drop --tmin, --features"),
+        "not prepare's meta": (mmi, ["--like", str(raw_dir.parent / "bandpower" / "meta.json")], "lacks"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing channel", "other rate", "other --resample", "recipe flag",
+                                  "not prepare's meta"])
+def test_like_refuses_files_that_cannot_match(case, raw_dir, tmp_path):
+    result = run_prepare(sorted(raw_dir.glob("eegmmidb/S001/*.edf"))[:1], tmp_path / "train", "--event", "T1",
+                         "--event", "T2", "--tmax", "4", "--reference", "average")
+    assert result.exit_code == 0, result.output
+    files, options, phrase = like_mismatches(raw_dir, tmp_path)[case]
+    like = [] if "--like" in options else ["--like", str(tmp_path / "train" / "meta.json")]
+    parent = tmp_path / "outputs"
+    parent.mkdir()
+    result = run_prepare(files, parent / "out", *like, *options)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and phrase in lines[0], result.output
+    assert list(parent.iterdir()) == []
