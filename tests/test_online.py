@@ -121,6 +121,8 @@ def test_stream_decodes_a_recording_with_a_referenced_recipe(raw_dir, tmp_path):
     """The recipe travels meta.json -> config -> checkpoint: `eeg2arm stream` reads the recording's 64 channels by
     their own names and feeds the model its 3 Laplacian channels."""
     from eeg2arm.train import TrainOptions, train
+    from export.metadata import read_onnx_metadata
+    from export.onnx_export import export_onnx
 
     files = sorted((raw_dir / "eegmmidb" / "S001").glob("*.edf"))
     X, meta = prepare(files, tmp_path / "p", "--event", "T1=left", "--event", "T2=right", "--tmin", 0, "--tmax", 4,
@@ -139,3 +141,12 @@ def test_stream_decodes_a_recording_with_a_referenced_recipe(raw_dir, tmp_path):
     assert result.exit_code == 0, result.output
     n_times = mne.io.read_raw(files[0], verbose="error").n_times
     assert f"frames={1 + (n_times - 80) // 40} " in result.output  # 0.5 s frames every 0.25 s at 160 Hz
+    export_onnx(ckpt, tmp_path / "model.onnx", x_path=tmp_path / "p" / "X.npy", echo=lambda s: None)
+    exported, _ = read_onnx_metadata(tmp_path / "model.onnx")  # what the service reads and shows at /metadata
+    assert exported.to_dict()["reference"] == "csd" and exported.features == ("slow", "bandpower")
+    assert exported == small
+    onnx = CliRunner().invoke(cli, ["stream", "--raw", str(files[0]), "--onnx", str(tmp_path / "model.onnx"),
+                                    "--fast", "--device", "cpu"])
+    assert onnx.exit_code == 0, onnx.output
+    decisions = [line for line in result.output.splitlines() if line.startswith("[t=")]
+    assert decisions == [line for line in onnx.output.splitlines() if line.startswith("[t=")]
