@@ -57,15 +57,17 @@ def store_model() -> "bentoml.models.BentoModel | None":
     return bentoml.models.BentoModel(f"{MODEL_NAME}:latest")
 
 
-def resolve_onnx(model: "bentoml.models.BentoModel | None") -> Path:
-    """The ONNX file to serve: $EEG2ARM_ONNX when set, else the declared store model's file."""
+def resolve_onnx(model: "bentoml.models.BentoModel | bentoml.Model | None") -> Path:
+    """The ONNX file to serve: $EEG2ARM_ONNX when set, else the file of the declared store model (the declaration
+    itself, or the stored model a service instance sees through it)."""
     if model is None:
         path = Path(os.environ[ENV_ONNX])
         if not path.is_file():
             raise UserInputError(f"{ENV_ONNX}={path} is not a file: point it at a model exported with "
                                  f"`eeg2arm export`, or unset it to serve {MODEL_NAME}:latest from the model store")
         return path
-    return Path(model.path_of(ONNX_FILE))
+    stored = model if hasattr(model, "path_of") else model.resolve()
+    return Path(stored.path_of(ONNX_FILE))
 
 
 def check_model(path: Path) -> EEGConfig:
