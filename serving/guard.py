@@ -34,6 +34,7 @@ MAX_MESSAGE = 500  # characters of an error message: never a copy of a large inp
 class BodyRule:
     content_type: str  # the one media type the route takes
     max_values: int | None = None  # JSON values (commas + 1) the route can use; None: not counted
+    limit: str = ""  # the setting behind max_values, for the message
 
 
 def error_body(status: int, message: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
@@ -156,8 +157,8 @@ class Guard:
         rule = self.rules[scope["path"]]
         if rule.max_values is not None and body.count(b",") + 1 > rule.max_values:
             await send_error(send, 413, f"the JSON body holds more than the {rule.max_values} values that "
-                                        f"{scope['path']} takes per request (EEG2ARM_MAX_FRAMES, "
-                                        f"EEG2ARM_MAX_STREAM_FRAMES): split it into smaller requests")
+                                        f"{scope['path']} takes per request ({rule.limit}): split it into smaller "
+                                        f"requests")
             return None
         return body
 

@@ -203,16 +203,16 @@ def client_errors() -> Iterator[None]:
         raise TooManyRequests(str(e)) from None
 
 
-def _json_rule(values_per_frame: int, frames: int) -> BodyRule:
-    return BodyRule("application/json", max_values=values_per_frame * frames + 16)  # + the other fields
+def _json_rule(frames: int, limit: str) -> BodyRule:
+    values = frames * MODEL_CONFIG.n_electrodes * MODEL_CONFIG.n_bands + 16  # + the other fields
+    return BodyRule("application/json", values, limit)
 
 
-_C_F = MODEL_CONFIG.n_electrodes * MODEL_CONFIG.n_bands
 EEG2Arm.add_asgi_middleware(Guard, settings=SETTINGS, rules={
-    "/predict": _json_rule(_C_F, SETTINGS.max_frames),
+    "/predict": _json_rule(SETTINGS.max_frames, "EEG2ARM_MAX_FRAMES"),
     "/predict_npy": BodyRule("application/octet-stream"),
-    "/stream/open": BodyRule("application/json", max_values=16),
-    "/stream/step": _json_rule(_C_F, SETTINGS.max_stream_frames),
-    "/stream/close": BodyRule("application/json", max_values=16),
+    "/stream/open": BodyRule("application/json", 16, "a few settings"),
+    "/stream/step": _json_rule(SETTINGS.max_stream_frames, "EEG2ARM_MAX_STREAM_FRAMES"),
+    "/stream/close": BodyRule("application/json", 16, "one session id"),
 })
 slow_clients.install(SETTINGS.body_timeout_s)  # before the worker's uvicorn picks its protocol: see the module

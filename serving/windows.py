@@ -8,6 +8,7 @@ window checks (shape, length, NaN/Inf) are eeg2arm.data.check_windows, the same 
 from __future__ import annotations
 
 import io
+import math
 from typing import Any
 
 import numpy as np
@@ -94,9 +95,10 @@ def read_npy(body: bytes, check_shape, what: str) -> np.ndarray:
         version = np.lib.format.read_magic(stream)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = read_header(stream)
-        claimed, carried = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize, len(body) - stream.tell()
+        claimed, carried = math.prod(shape) * dtype.itemsize, len(body) - stream.tell()  # exact, however large
         if not dtype.hasobject and claimed != carried:  # object arrays need pickles: np.load refuses them
-            raise ValueError(f"its header says shape {shape} of {dtype}, {claimed} bytes, but it carries {carried}")
+            says = f"{claimed} bytes" if claimed < 10**15 else "more than 10**15 bytes"
+            raise ValueError(f"its header's shape and dtype say {says} but it carries {carried}")
     except (ValueError, OSError, EOFError) as e:
         raise UserInputError(f"{what} could not be read as .npy ({e}); re-save it with numpy.save") from None
     check_shape(shape)
