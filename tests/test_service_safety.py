@@ -7,9 +7,13 @@ import datetime
 import io
 import ipaddress
 import json
+import os
 import socket
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -23,7 +27,7 @@ from eeg2arm.realtime.smoothing import Hysteresis
 from eeg2arm.realtime.streamer import Streamer
 from export.step import OnnxStep, step_path
 from serving.client import RemoteStreamer
-from serving.local_server import serve
+from serving.local_server import REPO, serve
 from serving.settings import Settings
 
 TOKEN = "s3cret-token-for-tests"
@@ -32,7 +36,7 @@ JSON = {"Content-Type": "application/json"}
 NPY = {"Content-Type": "application/octet-stream"}
 POST_ROUTES = {"/predict": JSON, "/predict_npy": NPY, "/stream/open": JSON, "/stream/step": JSON,
                "/stream/close": JSON}
-TIGHT = {"EEG2ARM_WORKERS": "2", "EEG2ARM_MAX_T": "32", "EEG2ARM_MAX_WINDOWS": "4", "EEG2ARM_MAX_FRAMES": "64",
+TIGHT = {"EEG2ARM_WORKERS": "2", "EEG2ARM_MAX_T": "16", "EEG2ARM_MAX_WINDOWS": "4", "EEG2ARM_MAX_FRAMES": "64",
          "EEG2ARM_MAX_STREAM_FRAMES": "8", "EEG2ARM_BODY_TIMEOUT_S": "1", "EEG2ARM_API_TOKEN": TOKEN}
 
 
@@ -199,10 +203,10 @@ def test_limits_are_refused_before_the_work_and_name_the_limit(server, bandpower
 def test_limits_are_set_from_the_environment(tight, bandpower):
     url, _ = tight
     meta = requests.get(f"{url}/metadata", headers=AUTH, timeout=10).json()
-    assert meta["limits"]["max_T"] == 32 and meta["limits"]["max_frames"] == 64 and meta["input"]["max_T"] == 32
-    X = np.concatenate([bandpower[0][0]] * 3, axis=-1)  # one window (C, F, 45): T over 32, 45 frames < 64
+    assert meta["limits"]["max_T"] == 16 and meta["limits"]["max_frames"] == 64 and meta["input"]["max_T"] == 16
+    X = np.concatenate([bandpower[0][0]] * 3, axis=-1)  # one window (C, F, 45): T over 16, 45 frames < 64
     r = requests.post(f"{url}/predict", json={"x": X.tolist()}, headers=AUTH, timeout=10)
-    assert r.status_code == 413 and "at most T=32 (EEG2ARM_MAX_T)" in r.json()["error"]
+    assert r.status_code == 413 and "at most T=16 (EEG2ARM_MAX_T)" in r.json()["error"]
     r = requests.post(f"{url}/predict", json={"x": bandpower[0][:5, :, :, :2].tolist()}, headers=AUTH, timeout=10)
     assert r.status_code == 413 and "EEG2ARM_MAX_WINDOWS" in r.json()["error"]
 
@@ -283,3 +287,27 @@ def test_every_route_works_with_two_workers(tight, exported, bandpower, monkeypa
         local = Streamer(step, Hysteresis(0.55, 0.5, 2)).push(frames)
         assert [r.decision for r in results] == [r.decision for r in local]
         assert np.abs(np.array([r.probs for r in results]) - np.array([r.probs for r in local])).max() <= 1e-6
+
+
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(tight):
+    """Every operation of /docs.json, property-based, all of schemathesis' checks (bounded: 30 cases an operation,
+    a fixed seed). tests/schemathesis_hooks.py makes positive cases obey the rules JSON Schema cannot state."""
+    url, log = tight
+    accepted_before = _accepted(log)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "schemathesis"), "--config-file", str(REPO / "tests" / "schemathesis.toml"),
+         "run", f"{url}/docs.json", "--checks", "all", "-H", f"Authorization: Bearer {TOKEN}", "-n", "30",
+         "--seed", "1", "--no-shrink", "--request-timeout", "10"],
+        cwd=REPO, env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks", "PYTHONPATH": str(REPO)},
+        capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0 and "No issues found" in done.stdout, done.stdout[-3000:]
+    accepted = _accepted(log)
+    for route in ("/predict", "/predict_npy"):  # valid requests were generated and answered, not only refusals
+        assert accepted[route] - accepted_before[route] >= 10, (route, accepted)
+
+
+def _accepted(log) -> dict[str, int]:
+    """200 answers per POST route, from the server's access lines."""
+    lines = log.read_text().splitlines()
+    return {route: sum(f"method=POST,path={route}," in line and "status=200" in line for line in lines)
+            for route in ("/predict", "/predict_npy")}
