@@ -17,7 +17,7 @@ from typing import Any
 
 import bentoml
 from starlette.responses import JSONResponse
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from eeg2arm.errors import UserInputError
 
@@ -66,6 +66,8 @@ async def stream_ws(ws: WebSocket) -> None:
             await ws.send_text(json.dumps(reply))
             if reply.get("status") == 404:  # the session expired under a stalled push
                 return await ws.close(IDLE_CLOSE, "session expired")
+    except (WebSocketDisconnect, OSError):  # the client went away while we answered: nothing left to tell it
+        return
     finally:
         try:
             await service.streams.close(session)
