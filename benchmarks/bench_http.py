@@ -1,16 +1,25 @@
-"""HTTP serving benchmark: requests/s and p50/p99 latency of POST /predict (one real window per request)
-with 1, 16 and 64 concurrent clients, adaptive batching on vs off, beside a direct ONNX Runtime call.
+"""HTTP serving benchmark, one printed table:
 
-    python benchmarks/bench_http.py --onnx model.onnx [--seconds 4] [--repeats 3]
+1. POST /predict (one real window of JSON per request, closed-loop clients): requests/s, p50 and p99 with 1, 16 and
+   64 clients, for eeg2arm's service with 1 and 2 workers (EEG2ARM_WORKERS) and for the floor, an empty BentoML
+   service with the same signature, settings and body (benchmarks/floor_service.py), measured in the same run.
+2. Streaming, one frame per message on one connection: the round trip of a frame over the WebSocket /stream/ws
+   (numpy.save bytes) and over the HTTP session route POST /stream/step (JSON), p50 and p99.
 
-Each configuration runs `repeats` times for `seconds`; the table shows the median of the repeats. The client
-(aiohttp, one process) shares the machine's cores with the server, as a co-located client would.
+    python benchmarks/bench_http.py --onnx model.onnx [--seconds 3] [--repeats 3]
+
+Each load runs `repeats` times for `seconds` after a warm-up; the table shows the median of the repeats. The
+client (aiohttp, one process) shares the machine's cores with the server, as a co-located client would.
+Results: docs/benchmarks.md.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
+import os
+import platform
 import statistics
 import tempfile
 import time
@@ -18,10 +27,13 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
+import requests
+from websockets.sync.client import connect
 
-from serving.local_server import REPO, serve
+from eeg2arm.sample import SAMPLE_X
+from serving.local_server import serve
 
-DATA = REPO.parent / "shared" / "data" / "bandpower" / "X.npy"
+FLOOR = "benchmarks.floor_service:Floor"
 
 
 async def _client(session: aiohttp.ClientSession, url: str, bodies: list[bytes], stop_at: float,
@@ -43,10 +55,9 @@ async def _load(url: str, bodies: list[bytes], clients: int, seconds: float) -> 
     """(req/s, p50 ms, p99 ms, errors) of `clients` closed-loop clients for `seconds`."""
     latencies: list[float] = []
     errors: dict[int, int] = {}
-    connector = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
         await asyncio.gather(*(_client(session, url, bodies[c:], time.perf_counter() + 0.5, [], {})
-                               for c in range(clients)))  # warm-up: connections, batching optimizer
+                               for c in range(clients)))  # warm-up: connections, allocator
         t0 = time.perf_counter()
         await asyncio.gather(*(_client(session, url, bodies[c:], t0 + seconds, latencies, errors)
                                for c in range(clients)))
@@ -55,54 +66,76 @@ async def _load(url: str, bodies: list[bytes], clients: int, seconds: float) -> 
     return len(ms) / elapsed, float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), sum(errors.values())
 
 
-def _direct(onnx_path: Path, X: np.ndarray, seconds: float) -> tuple[float, float, float, int]:
-    """One window per call to the same kind of session the service uses, in this process."""
-    from export.session import make_session
-
-    session = make_session(onnx_path)
-    latencies = []
-    stop_at = time.perf_counter() + seconds
-    i = 0
-    while time.perf_counter() < stop_at:
-        t0 = time.perf_counter()
-        session.run(["logits", "probs"], {"x": X[i % len(X)][None]})
-        latencies.append(time.perf_counter() - t0)
-        i += 1
-    ms = np.array(latencies) * 1e3
-    return len(ms) / seconds, float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), 0
-
-
 def _median(runs: list[tuple[float, float, float, int]]) -> tuple[float, float, float, int]:
     return (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs),
             statistics.median(r[2] for r in runs), sum(r[3] for r in runs))
+
+
+def _round_trips(send, n: int) -> tuple[float, float]:
+    """(p50, p99) ms of `n` calls of send(i) after 50 of warm-up."""
+    for i in range(50):
+        send(i)
+    times = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        send(i)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 99))
+
+
+def _streaming(url: str, frames: np.ndarray, n: int) -> list[tuple[str, float, float]]:
+    """Per-frame round trips over the WebSocket and over the HTTP session route, one frame per message."""
+    messages = []
+    for t in range(frames.shape[-1]):
+        buf = io.BytesIO()
+        np.save(buf, frames[..., t])
+        messages.append(buf.getvalue())
+    with connect(url.replace("http", "ws", 1) + "/stream/ws", compression=None, proxy=None) as ws:
+        ws.recv()
+        ws_times = _round_trips(lambda i: (ws.send(messages[i % len(messages)]), ws.recv()), n)
+    with requests.Session() as http:
+        session = http.post(f"{url}/stream/open", json={}, timeout=10).json()["session"]
+        bodies = [json.dumps({"session": session, "frames": frames[..., t].tolist()}) for t in range(frames.shape[-1])]
+        headers = {"Content-Type": "application/json"}
+        http_times = _round_trips(lambda i: http.post(f"{url}/stream/step", data=bodies[i % len(bodies)],
+                                                      headers=headers, timeout=10).raise_for_status(), n)
+    return [("WebSocket /stream/ws (.npy)", *ws_times), ("HTTP POST /stream/step (JSON)", *http_times)]
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--onnx", type=Path, required=True, help="model exported with `eeg2arm export`")
     p.add_argument("--clients", default="1,16,64", help="comma-separated concurrent client counts")
-    p.add_argument("--seconds", type=float, default=4.0, help="duration of one measurement")
+    p.add_argument("--seconds", type=float, default=3.0, help="duration of one measurement")
     p.add_argument("--repeats", type=int, default=3, help="measurements per configuration (median shown)")
-    p.add_argument("--latency-ms", type=int, default=None, help="override the batching latency budget")
+    p.add_argument("--frames", type=int, default=2000, help="frames timed per streaming route")
     args = p.parse_args()
 
-    X = np.load(DATA).astype(np.float32)  # (N, C, F, T) real band power
+    X = np.load(SAMPLE_X).astype(np.float32)  # (N, C, F, T) real band power
     bodies = [json.dumps({"x": w.tolist()}).encode() for w in X]
     clients = [int(c) for c in args.clients.split(",")]
-    rows = [("ONNX Runtime direct (B=1)", 1, _median([_direct(args.onnx, X, args.seconds)
-                                                       for _ in range(args.repeats)]))]
-    for batching in ("1", "0"):
-        env = {"EEG2ARM_ONNX": str(args.onnx.resolve()), "EEG2ARM_BATCHING": batching}
-        if args.latency_ms is not None:
-            env["EEG2ARM_MAX_LATENCY_MS"] = str(args.latency_ms)
-        with tempfile.TemporaryDirectory() as tmp, serve(env, Path(tmp) / "serve.log") as url:
-            for c in clients:
-                runs = [asyncio.run(_load(f"{url}/predict", bodies, c, args.seconds)) for _ in range(args.repeats)]
-                rows.append((f"HTTP /predict, batching {'on' if batching == '1' else 'off'}", c, _median(runs)))
+    rows, streaming = [], []
+    for workers in ("1", "2"):
+        for name, target in (("floor: empty BentoML", (FLOOR,)), ("eeg2arm /predict", ())):
+            env = {"EEG2ARM_ONNX": str(args.onnx.resolve()), "EEG2ARM_WORKERS": workers}
+            with tempfile.TemporaryDirectory() as tmp, serve(env, Path(tmp) / "serve.log", args=target) as url:
+                for c in clients:
+                    runs = [asyncio.run(_load(f"{url}/predict", bodies, c, args.seconds)) for _ in range(args.repeats)]
+                    rows.append((name, workers, c, _median(runs)))
+                if not target and workers == "1":
+                    streaming = _streaming(url, np.concatenate(list(X[:8]), axis=-1), args.frames)
 
-    print(f"{'mode':<34} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    for mode, c, (rps, p50, p99, err) in rows:
-        print(f"{mode:<34} {c:>7} {rps:>8.0f} {p50:>8.2f} {p99:>8.2f} {err:>7}")
+    floor = {(w, c): r for name, w, c, r in rows if name.startswith("floor")}
+    print(f"# {time.strftime('%Y-%m-%d')} {platform.node()} {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
+    print(f"{'server':<22} {'workers':>7} {'clients':>7} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
+          f"{'req/s vs floor':>14} {'p50 vs floor':>12}")
+    for name, w, c, (rps, p50, p99, err) in rows:
+        f_rps, f_p50 = floor[(w, c)][:2]
+        print(f"{name:<22} {w:>7} {c:>7} {rps:>7.0f} {p50:>7.2f} {p99:>7.2f} {err:>6} {rps / f_rps:>13.2f}x "
+              f"{p50 / f_p50:>11.2f}x")
+    print(f"\n{'per-frame round trip, 1 worker':<34} {'p50 ms':>7} {'p99 ms':>7}")
+    for name, p50, p99 in streaming:
+        print(f"{name:<34} {p50:>7.3f} {p99:>7.3f}")
 
 
 if __name__ == "__main__":

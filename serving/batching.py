@@ -1,41 +1,65 @@
-"""Adaptive batching of concurrent requests, with BentoML's own dispatcher called in-process.
+"""Batching of concurrent requests: the windows that arrive while the model is busy go into its next call.
 
-`@bentoml.api(batchable=True)` drives this same CorkDispatcher, but only for an HTTP route: reaching such a
-route from /predict goes through BentoML's internal client, which in 1.4.30+ closes its connection pool every
-100 requests under the requests still in flight (500s for 9-47 % of requests at 16-64 clients here; upstream
-bentoml#5540, #5544). Calling the dispatcher directly keeps its batching algorithm without that hop.
+    batcher = WindowBatcher(run, max_frames=4096)     # run: (B, C, F, T) -> (B, ...), called in a thread
+    out = await batcher(X)                             # X (B, C, F, T) -> run's answer for these B windows
+
+Why not BentoML's own batching: `@bentoml.api(batchable=True)` batches requests of one shape along one axis, but
+/predict requests carry several windows each, of any length T (concatenated windows must share T, and padding
+would change what the model sees). Reaching a batchable method from /predict would also go through BentoML's
+internal HTTP client, which in 1.4.30+ closes its connection pool under requests in flight (bentoml#5540, #5544).
+So the service batches in-process: no latency budget to tune and no waiting when idle (a lone request runs at
+once; under load, whatever queued during one call shares the next), one call per window length T. A call holds at
+most `max_frames` frames (windows x T), the most one request may send, so a shared call costs no more memory than
+the largest single request.
 """
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Callable, Sequence
+import asyncio
+from collections import defaultdict, deque
+from typing import Callable
 
 import numpy as np
-from bentoml._internal.marshal.dispatcher import CorkDispatcher
-from bentoml.exceptions import ServiceUnavailable
-
-
-def _overloaded() -> np.ndarray:
-    raise ServiceUnavailable("the server is overloaded (batching latency budget exceeded): retry later")
 
 
 class WindowBatcher:
-    """Gathers the windows of concurrent requests into shared session calls, one call per window length T.
-
-    Windows of different T are grouped, not padded: padding would change what the model sees.
-    """
-
-    def __init__(self, run: Callable[[np.ndarray], np.ndarray], max_batch_size: int, max_latency_ms: int) -> None:
+    def __init__(self, run: Callable[[np.ndarray], np.ndarray], max_frames: int) -> None:
         self._run = run  # (B, C, F, T) -> (B, ...)
-        dispatcher = CorkDispatcher(max_latency_in_ms=max_latency_ms, max_batch_size=max_batch_size,
-                                    fallback=_overloaded, get_batch_size=len, batch_dim=(0, 0))
-        self._dispatch = dispatcher(self._run_grouped)
+        self.max_frames = max_frames
+        self._queue: deque[tuple[np.ndarray, asyncio.Future]] = deque()
+        self._busy = False
 
     async def __call__(self, X: np.ndarray) -> np.ndarray:
-        """Run X (B, C, F, T) together with whatever other requests arrive within the latency budget."""
-        return await self._dispatch(X)
+        """Run X (B, C, F, T), sharing a model call with the requests waiting at the same time."""
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append((X, future))
+        if not self._busy:
+            self._busy = True
+            asyncio.ensure_future(self._drain())
+        return await future
 
-    def _run_grouped(self, requests: Sequence[np.ndarray]) -> list[np.ndarray]:
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch, frames = [], 0
+                while self._queue and (not batch or frames + _frames(self._queue[0][0]) <= self.max_frames):
+                    X, future = self._queue.popleft()
+                    batch.append((X, future))
+                    frames += _frames(X)
+                try:
+                    outs = await asyncio.to_thread(self.run_grouped, [X for X, _ in batch])
+                except Exception as e:  # noqa: BLE001 - each waiting request gets the model's error
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(e)
+                    continue
+                for (_, future), out in zip(batch, outs):
+                    if not future.done():  # a request whose client went away was cancelled
+                        future.set_result(out)
+        finally:
+            self._busy = False
+
+    def run_grouped(self, requests: list[np.ndarray]) -> list[np.ndarray]:
+        """One model call per window length T over all `requests`; each request's rows back in its order."""
         by_length: dict[int, list[int]] = defaultdict(list)
         for i, X in enumerate(requests):
             by_length[X.shape[-1]].append(i)
@@ -45,3 +69,7 @@ class WindowBatcher:
             for i, part in zip(idx, np.split(Y, np.cumsum([len(requests[i]) for i in idx])[:-1])):
                 out[i] = part
         return out
+
+
+def _frames(X: np.ndarray) -> int:
+    return X.shape[0] * X.shape[-1]  # windows x T

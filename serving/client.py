@@ -1,15 +1,26 @@
 """RemoteStreamer: a streaming session on a running eeg2arm server, behind the same push() as eeg2arm's Streamer.
 
-    decoder = RemoteStreamer("http://127.0.0.1:3000")
+    decoder = RemoteStreamer("http://127.0.0.1:3000")   # https:// for a server with TLS
     results = decoder.push(frames)        # frames (C, F, n) -> [StepResult, ...]; the server keeps the state
     decoder.close()
+
+The session is a WebSocket (/stream/ws): one connection, one session, on whichever server worker accepted it.
+Frames go as numpy.save bytes (NaN included: the server reports them), one reply per push. $EEG2ARM_API_TOKEN, when
+set, is sent as the bearer token; a private CA for https is taken from $SSL_CERT_FILE and $REQUESTS_CA_BUNDLE.
 """
 from __future__ import annotations
 
+import io
+import json
 import logging
+import os
+import ssl
+from urllib.parse import urlencode, urlsplit
 
 import numpy as np
 import requests
+from websockets.exceptions import InvalidStatus, WebSocketException
+from websockets.sync.client import ClientConnection, connect
 
 from eeg2arm.config import EEGConfig
 from eeg2arm.errors import UserInputError
@@ -24,58 +35,82 @@ class RemoteStreamer:
     def __init__(self, url: str, enter: float = 0.7, exit: float = 0.5, min_frames: int = 3, timeout: float = 10.0):
         self.url, self.timeout = url.rstrip("/"), timeout
         self.smoothing = {"enter": enter, "exit": exit, "min_frames": min_frames}
-        self.http = requests.Session()  # keep-alive: one connection for the whole stream
-        self.session: str | None = None
-        try:
-            self.config = EEGConfig.from_dict(self._call("GET", "/metadata")["config"])
-        except (KeyError, TypeError):
-            self.http.close()
-            raise UserInputError(f"{self.url} is not an eeg2arm server (its /metadata has no model config): "
-                                 f"fix --url") from None
-        except UserInputError:
-            self.http.close()
-            raise
+        token = os.environ.get("EEG2ARM_API_TOKEN")
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.ws: ClientConnection | None = None
+        self.config = EEGConfig.from_dict(self._metadata()["config"])
 
-    def _call(self, method: str, route: str, body: dict | None = None) -> dict:
+    def _metadata(self) -> dict:
         try:
-            r = self.http.request(method, self.url + route, json=body, timeout=self.timeout)
-        except requests.exceptions.InvalidJSONError:
-            raise UserInputError(f"{route}: the request holds NaN or Inf values, which JSON cannot carry: drop or "
-                                 f"repair those frames") from None
+            r = requests.get(f"{self.url}/metadata", headers=self.headers, timeout=self.timeout)
         except requests.RequestException as e:
             raise UserInputError(f"cannot reach the eeg2arm server at {self.url} ({type(e).__name__}): start it "
                                  f"with `bentoml serve` or fix --url") from None
         if not r.ok:
-            raise UserInputError(f"server answered {r.status_code} to {route}: {error_message(r)[:300]}")
+            raise UserInputError(f"server answered {r.status_code} to /metadata: {error_message(r.content)}")
         try:
-            return r.json()
-        except ValueError:
-            raise UserInputError(f"{self.url}{route} did not answer JSON: is --url an eeg2arm server?") from None
+            meta = r.json()
+            meta["config"]["n_electrodes"]
+        except (ValueError, KeyError, TypeError):
+            raise UserInputError(f"{self.url} is not an eeg2arm server (its /metadata has no model config): "
+                                 f"fix --url") from None
+        return meta
+
+    def _open(self) -> ClientConnection:
+        parts = urlsplit(self.url)
+        scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+        uri = f"{scheme}://{parts.netloc}{parts.path}/stream/ws?{urlencode(self.smoothing)}"
+        try:
+            ws = connect(uri, additional_headers=self.headers, compression=None, proxy=None,
+                         ssl=ssl.create_default_context() if scheme == "wss" else None,
+                         open_timeout=self.timeout, max_size=None, legacy=True)
+        except InvalidStatus as e:
+            raise UserInputError(f"server answered {e.response.status_code} to /stream/ws: "
+                                 f"{error_message(e.response.body or b'')}") from None
+        except (OSError, WebSocketException) as e:
+            raise UserInputError(f"cannot open a stream on the eeg2arm server at {self.url} ({type(e).__name__}): "
+                                 f"start it with `bentoml serve` or fix --url") from None
+        self._receive(ws)  # the server's hello: the session is open
+        return ws
+
+    def _receive(self, ws: ClientConnection) -> dict:
+        try:
+            return json.loads(ws.recv(timeout=self.timeout))
+        except TimeoutError:
+            raise UserInputError(f"the eeg2arm server at {self.url} did not answer within {self.timeout:g} s") \
+                from None
+        except WebSocketException as e:
+            reason = getattr(getattr(e, "rcvd", None), "reason", "") or type(e).__name__
+            raise UserInputError(f"the stream session on {self.url} ended ({reason}): start a new stream") from None
 
     def push(self, frames: np.ndarray) -> list[StepResult]:
         """frames (C, F, n) -> one StepResult per pooled frame the server completed."""
-        if self.session is None:
-            self.session = self._call("POST", "/stream/open", self.smoothing)["session"]
-        answer = self._call("POST", "/stream/step", {"session": self.session, "frames": frames.tolist()})
+        if self.ws is None:
+            self.ws = self._open()
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(frames, dtype=np.float32))
+        try:
+            self.ws.send(buf.getvalue())
+        except WebSocketException:
+            raise UserInputError(f"the stream session on {self.url} ended: start a new stream") from None
+        answer = self._receive(self.ws)
+        if "error" in answer:
+            raise UserInputError(f"server answered {answer.get('status', 400)} to /stream/ws: {answer['error']}")
         return [StepResult(r["frame"], np.asarray(r["probs"]), r["pred"], r["decision"]) for r in answer["results"]]
 
     def close(self) -> None:
-        """End the server session (best effort: an unreachable server lets it expire) and the connection."""
-        try:
-            if self.session is not None:
-                self._call("POST", "/stream/close", {"session": self.session})
-        except UserInputError as e:
-            log.warning("stream session not closed (%s); the server lets it expire", e)
-        finally:
-            self.session = None
-            self.http.close()
+        """End the session: closing the connection closes it on the server."""
+        if self.ws is not None:
+            try:
+                self.ws.close()
+            except (OSError, WebSocketException) as e:
+                log.warning("stream connection not closed cleanly (%s)", type(e).__name__)
+            self.ws = None
 
 
-def error_message(r: requests.Response) -> str:
-    """The message of an error answer: BentoML sends {"error": ...} for its own checks, [{"error": ...}] for ours."""
+def error_message(body: bytes) -> str:
+    """The message of an error answer {"error": ...} (any other body as text), at most 300 characters."""
     try:
-        body = r.json()
-    except ValueError:
-        return r.text.strip()
-    first = body[0] if isinstance(body, list) and body else body
-    return str(first.get("error", first)) if isinstance(first, dict) else str(first)
+        return str(json.loads(body)["error"])[:300]
+    except (ValueError, KeyError, TypeError):
+        return body.decode(errors="replace").strip()[:300]

@@ -5,6 +5,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -21,14 +22,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    """Poll GET {url}/readyz until it answers 200; raise if `proc` exits or `timeout` seconds pass."""
+def wait_ready(url: str, timeout: float, proc: subprocess.Popen | None = None, ca: Path | None = None) -> None:
+    """Poll GET {url}/readyz until it answers 200; raise if `proc` exits or `timeout` seconds pass. `ca`: the
+    certificate to trust for an https URL (e.g. a self-signed one)."""
+    context = ssl.create_default_context(cafile=ca) if ca is not None else None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"the server exited with code {proc.returncode} before it was ready")
         try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as r:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2, context=context) as r:
                 if r.status == 200:
                     return
         except OSError:
@@ -51,16 +54,18 @@ def stop(proc: subprocess.Popen, timeout: float = 20) -> None:
 
 
 @contextlib.contextmanager
-def serve(env: dict[str, str], log_path: Path, timeout: float = 90) -> Iterator[str]:
-    """`bentoml serve` from the repo root with extra `env`; yields its base URL, stops it on exit."""
+def serve(env: dict[str, str], log_path: Path, timeout: float = 90, args: tuple[str, ...] = (),
+          ca: Path | None = None) -> Iterator[str]:
+    """`bentoml serve` from the repo root with extra `env` and `args` on a free port (on its default host,
+    127.0.0.1); yields its base URL (https when `ca`, the certificate to trust, is given), stops it on exit."""
     port = free_port()
-    cmd = [sys.executable, "-m", "bentoml", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [sys.executable, "-m", "bentoml", "serve", "--port", str(port), *args]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if ca else 'http'}://127.0.0.1:{port}"
     try:
-        wait_ready(url, timeout, proc)
+        wait_ready(url, timeout, proc, ca)
         yield url
     finally:
         stop(proc)

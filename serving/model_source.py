@@ -57,12 +57,50 @@ def store_model() -> "bentoml.models.BentoModel | None":
     return bentoml.models.BentoModel(f"{MODEL_NAME}:latest")
 
 
-def resolve_onnx(model: "bentoml.models.BentoModel | None") -> Path:
-    """The ONNX file to serve: $EEG2ARM_ONNX when set, else the declared store model's file."""
+def resolve_onnx(model: "bentoml.models.BentoModel | bentoml.Model | None") -> Path:
+    """The ONNX file to serve: $EEG2ARM_ONNX when set, else the file of the declared store model (the declaration
+    itself, or the stored model a service instance sees through it)."""
     if model is None:
         path = Path(os.environ[ENV_ONNX])
         if not path.is_file():
             raise UserInputError(f"{ENV_ONNX}={path} is not a file: point it at a model exported with "
                                  f"`eeg2arm export`, or unset it to serve {MODEL_NAME}:latest from the model store")
         return path
-    return Path(model.path_of(ONNX_FILE))
+    stored = model if hasattr(model, "path_of") else model.resolve()
+    return Path(stored.path_of(ONNX_FILE))
+
+
+def check_model(path: Path) -> EEGConfig:
+    """Load the model as the service will, on CPU, and return its config; UserInputError with the reason when it
+    cannot be served (not ONNX, external data ONNX Runtime refuses, a step graph from another export, ...).
+
+    The service calls this in its class body, so a bad model stops `bentoml serve` in its first process with that
+    reason; found in a worker's __init__, it would restart the worker forever.
+    """
+    from export.metadata import read_onnx_metadata
+    from export.session import make_session
+    from export.step import step_beside
+
+    config, _ = read_onnx_metadata(path)
+    check_external_data(path)
+    make_session(path, "cpu")
+    step_beside(path, "cpu")
+    return config
+
+
+def check_external_data(path: Path) -> None:
+    """UserInputError when a tensor's external data file lies outside the model's folder (or is missing)."""
+    import onnx
+
+    folder = path.resolve().parent
+    proto = onnx.load(path, load_external_data=False)
+    for tensor in proto.graph.initializer:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next(e.value for e in tensor.external_data if e.key == "location")
+        data = (folder / location).resolve()
+        if not data.is_relative_to(folder) or not data.is_file():
+            where = "outside the model's folder" if not data.is_relative_to(folder) else "missing"
+            raise UserInputError(f"{path}: the external data of tensor {tensor.name[:80]!r} is {where} "
+                                 f"({location[:80]!r}); keep a model's data files beside it, as `eeg2arm export` "
+                                 f"writes them")

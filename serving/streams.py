@@ -7,21 +7,37 @@
 
 Every session has its own Streamer (buffer, model state, Hysteresis), so sessions never see each other's frames.
 The table is used from one asyncio event loop (the server worker's), so the dict needs no thread lock; a
-per-session asyncio.Lock serializes concurrent pushes to one session while the model step itself runs in a
-thread. Sessions idle for longer than `idle_timeout_s` are dropped lazily, on every open and lookup.
+per-session asyncio.Lock serializes concurrent pushes to one session while the model steps run in a thread (a
+push of at most one group of frames, one step, runs at once: the thread hop would cost more than the step).
+Sessions idle for longer than `idle_timeout_s` are dropped lazily, on every open and lookup.
+
+A session id is the capability to step and close that session: 256 random bits, never logged nor put in a message.
 """
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
+import secrets
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
+from eeg2arm.errors import UserInputError
 from eeg2arm.realtime.smoothing import Hysteresis
 from eeg2arm.realtime.streamer import StepResult, Streamer
+
+
+def hysteresis(enter: float, exit: float, min_frames: int) -> Hysteresis:
+    """A session's smoothing from a client's settings; UserInputError saying the valid ranges."""
+    try:
+        return Hysteresis(enter, exit, min_frames)
+    except ValueError as e:
+        raise UserInputError(f"{e}: choose 0 <= exit <= enter <= 1 and min_frames >= 1") from None
+
+
+def as_json(result: StepResult) -> dict[str, Any]:
+    return {"frame": result.frame, "probs": result.probs.tolist(), "pred": result.pred, "decision": result.decision}
 
 
 class StreamNotFound(LookupError):
@@ -66,7 +82,7 @@ class StreamTable:
         if len(self._streams) >= self.max_streams:
             raise TooManyStreams(f"all {self.max_streams} stream sessions of this server are open: close one "
                                  f"(POST /stream/close) or wait {self.idle_timeout_s:g} s for an idle one to expire")
-        sid = uuid.uuid4().hex
+        sid = secrets.token_urlsafe(32)
         self._streams[sid] = Stream(self.make_streamer(hysteresis), self.clock())
         return sid
 
@@ -75,7 +91,7 @@ class StreamTable:
         self.expire()
         stream = self._streams.get(sid)
         if stream is None:
-            raise StreamNotFound(f"no open stream session {sid!r} (unknown, closed, or idle for more than "
+            raise StreamNotFound(f"no open stream session with this id (unknown, closed, or idle for more than "
                                  f"{self.idle_timeout_s:g} s): open a new one with POST /stream/open")
         stream.last_used = self.clock()
         return stream
@@ -90,8 +106,11 @@ class StreamTable:
         stream = self.get(sid)
         async with stream.lock:
             if stream.closed:  # closed while this push waited for the lock
-                raise StreamNotFound(f"stream session {sid!r} was closed: open a new one with POST /stream/open")
-            results = await asyncio.to_thread(stream.streamer.push, frames)
+                raise StreamNotFound("this stream session was closed: open a new one with POST /stream/open")
+            if frames.shape[-1] <= stream.streamer.pool:  # at most one model step: a thread hop would cost more
+                results = stream.streamer.push(frames)
+            else:
+                results = await asyncio.to_thread(stream.streamer.push, frames)
             stream.last_used = self.clock()
             return results, stream.streamer.pending.shape[-1], stream.streamer.latest
 

@@ -1,12 +1,14 @@
 """Turn a request body into validated windows (B, C, F, T) or stream frames (C, F, n), or raise UserInputError
-saying what was wrong.
+(400) / TooLarge (413, naming the limit) saying what was wrong.
 
-Only the parsing is here: the window checks (shape, length, NaN/Inf) are eeg2arm.data.check_windows, the same as
-the CLI's.
+Sizes are checked before anything large is made: a .npy body's shape from its header, before its array is
+allocated (a JSON body's byte length and value count were checked before it was parsed: serving/guard.py). The
+window checks (shape, length, NaN/Inf) are eeg2arm.data.check_windows, the same as the CLI's.
 """
 from __future__ import annotations
 
 import io
+import math
 from typing import Any
 
 import numpy as np
@@ -15,7 +17,13 @@ from eeg2arm.config import EEGConfig
 from eeg2arm.data import check_windows
 from eeg2arm.errors import UserInputError
 
+from .settings import Settings
+
 NPY_MAGIC = b"\x93NUMPY"
+
+
+class TooLarge(UserInputError):
+    """The request is well formed but over one of the server's limits (413)."""
 
 
 def _expects(config: EEGConfig) -> str:
@@ -23,57 +31,103 @@ def _expects(config: EEGConfig) -> str:
             f"({config.n_electrodes}, {config.n_bands}, T) with T >= {config.min_frames}")
 
 
-def _checked(X: np.ndarray, config: EEGConfig, max_windows: int, what: str) -> np.ndarray:
+def check_size(shape: tuple[int, ...], limits: Settings, what: str) -> None:
+    """TooLarge when windows of `shape` (B, C, F, T) or (C, F, T) exceed the per-request limits."""
+    if len(shape) not in (3, 4):
+        return  # a wrong number of dimensions is check_windows' message
+    B, T = (shape[0] if len(shape) == 4 else 1), shape[-1]
+    if B > limits.max_windows:
+        raise TooLarge(f"{what} holds {B} windows but this server takes at most {limits.max_windows} per request "
+                       f"(EEG2ARM_MAX_WINDOWS): split the batch")
+    if T > limits.max_T:
+        raise TooLarge(f"{what} has windows of T={T} frames but this server takes at most T={limits.max_T} "
+                       f"(EEG2ARM_MAX_T): send shorter windows")
+    if B * T > limits.max_frames:
+        raise TooLarge(f"{what} holds {B} windows x {T} frames = {B * T} frames but this server takes at most "
+                       f"{limits.max_frames} per request (EEG2ARM_MAX_FRAMES): split the batch")
+
+
+def _holds_bool(x: list) -> bool:
+    """Whether a rectangular nested list holds a JSON true/false (numpy would read it as 1.0/0.0)."""
+    if x and type(x[0]) is list:
+        return any(map(_holds_bool, x))
+    return bool in map(type, x)
+
+
+def _from_json(value: Any, name: str, expects: str) -> np.ndarray:
+    """A nested JSON list of numbers as an array; UserInputError for ragged lists, non-numbers and booleans."""
+    try:
+        X = np.asarray(value)
+    except ValueError:  # numpy refuses ragged nesting
+        raise UserInputError(f"{name} is a ragged nested list (rows of different lengths); expected {expects}") \
+            from None
+    # booleans become 0.0/1.0 in numpy, so look for them only where such values are
+    if X.dtype.kind not in "iuf" or (X.ndim and ((X == 0) | (X == 1)).any() and _holds_bool(value)):
+        raise UserInputError(f"{name} must hold only numbers (got {'booleans' if X.dtype.kind in 'biuf' else X.dtype}"
+                             f" values); expected {expects}")
+    return X
+
+
+def _checked(X: np.ndarray, config: EEGConfig, limits: Settings, what: str) -> np.ndarray:
     if X.dtype.kind not in "iuf":
         raise UserInputError(f"{what} must hold only numbers (got {X.dtype} values); the model expects "
                              f"{_expects(config)}")
-    if X.ndim == 4 and len(X) > max_windows:
-        raise UserInputError(f"{what} holds {len(X)} windows but this server takes at most {max_windows} "
-                             f"per request: split the batch")
+    check_size(X.shape, limits, what)
     with np.errstate(over="ignore"):  # a value beyond float32's range becomes Inf, which check_windows reports
         X = X.astype(np.float32, copy=False)
     return check_windows(X, config, what)  # (B, C, F, T)
 
 
-def windows_from_json(x: Any, config: EEGConfig, max_windows: int) -> np.ndarray:
+def windows_from_json(x: Any, config: EEGConfig, limits: Settings) -> np.ndarray:
     """Windows from the JSON field `x`: a nested list (B, C, F, T) or (C, F, T) of numbers."""
-    try:
-        X = np.asarray(x)
-    except ValueError:  # numpy refuses ragged nesting
-        raise UserInputError(f"x is a ragged nested list (rows of different lengths); the model expects "
-                             f"{_expects(config)}") from None
-    return _checked(X, config, max_windows, "x")
+    return _checked(_from_json(x, "x", _expects(config)), config, limits, "x")
 
 
-def windows_from_npy(body: bytes, config: EEGConfig, max_windows: int) -> np.ndarray:
-    """Windows from a request body holding one array saved with numpy.save (no pickles)."""
+def read_npy(body: bytes, check_shape, what: str) -> np.ndarray:
+    """The array in a body written by numpy.save (no pickles). `check_shape(shape)` runs on the header's shape
+    before the array is allocated; UserInputError when the body is not a consistent .npy file."""
     if not body.startswith(NPY_MAGIC):
-        raise UserInputError("the body is not a .npy file (it must start with the numpy.save header): send "
-                             "the bytes written by numpy.save, e.g. curl -H 'Content-Type: application/octet-stream' "
-                             "--data-binary @x.npy")
+        raise UserInputError(f"{what} is not a .npy file (it must start with the numpy.save header): send the bytes "
+                             f"written by numpy.save, e.g. curl -H 'Content-Type: application/octet-stream' "
+                             f"--data-binary @x.npy")
     stream = io.BytesIO(body)
     try:  # the header first: np.load would allocate whatever shape it claims before reading a byte of data
         version = np.lib.format.read_magic(stream)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = read_header(stream)
-        claimed, carried = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize, len(body) - stream.tell()
+        claimed, carried = math.prod(shape) * dtype.itemsize, len(body) - stream.tell()  # exact, however large
         if not dtype.hasobject and claimed != carried:  # object arrays need pickles: np.load refuses them
-            raise ValueError(f"its header says shape {shape} of {dtype}, {claimed} bytes, but it carries {carried}")
-        X = np.load(io.BytesIO(body), allow_pickle=False)
+            says = f"{claimed} bytes" if claimed < 10**15 else "more than 10**15 bytes"
+            raise ValueError(f"its header's shape and dtype say {says} but it carries {carried}")
     except (ValueError, OSError, EOFError) as e:
-        raise UserInputError(f"the .npy body could not be read ({e}); re-save it with numpy.save") from None
-    return _checked(X, config, max_windows, "the .npy array")
-
-
-def frames_from_json(frames: Any, config: EEGConfig, max_frames: int) -> np.ndarray:
-    """Stream frames from the JSON field `frames`: one frame (C, F) or several (C, F, n) -> float32 (C, F, n)."""
-    C, F = config.n_electrodes, config.n_bands
-    expects = f"one frame ({C}, {F}) or several frames ({C}, {F}, n) of band power"
+        raise UserInputError(f"{what} could not be read as .npy ({e}); re-save it with numpy.save") from None
+    check_shape(shape)
     try:
-        X = np.asarray(frames)
-    except ValueError:  # numpy refuses ragged nesting
-        raise UserInputError(f"frames is a ragged nested list (rows of different lengths); expected {expects}; "
-                             f"the stream is unchanged") from None
+        return np.load(io.BytesIO(body), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise UserInputError(f"{what} could not be read as .npy ({e}); re-save it with numpy.save") from None
+
+
+def windows_from_npy(body: bytes, config: EEGConfig, limits: Settings) -> np.ndarray:
+    """Windows from a request body holding one array saved with numpy.save."""
+    X = read_npy(body, lambda shape: check_size(shape, limits, "the .npy array"), "the body")
+    return _checked(X, config, limits, "the .npy array")
+
+
+def _frames_expected(config: EEGConfig) -> str:
+    C, F = config.n_electrodes, config.n_bands
+    return f"one frame ({C}, {F}) or several frames ({C}, {F}, n) of band power"
+
+
+def _check_frames_size(shape: tuple[int, ...], max_frames: int) -> None:
+    if len(shape) == 3 and shape[2] > max_frames:
+        raise TooLarge(f"frames holds {shape[2]} frames but this server takes at most {max_frames} per step "
+                       f"(EEG2ARM_MAX_STREAM_FRAMES): send them in parts; the stream is unchanged")
+
+
+def _checked_frames(X: np.ndarray, config: EEGConfig, max_frames: int) -> np.ndarray:
+    C, F = config.n_electrodes, config.n_bands
+    expects = _frames_expected(config)
     if X.dtype.kind not in "iuf":
         raise UserInputError(f"frames must hold only numbers (got {X.dtype} values); expected {expects}; "
                              f"the stream is unchanged")
@@ -82,9 +136,7 @@ def frames_from_json(frames: Any, config: EEGConfig, max_frames: int) -> np.ndar
         X = X[..., None]
     if X.ndim != 3 or X.shape[:2] != (C, F) or X.shape[2] == 0:
         raise UserInputError(f"frames has shape {shape}; expected {expects}; the stream is unchanged")
-    if X.shape[2] > max_frames:
-        raise UserInputError(f"frames holds {X.shape[2]} frames but this server takes at most {max_frames} per "
-                             f"request: send them in parts; the stream is unchanged")
+    _check_frames_size(X.shape, max_frames)
     with np.errstate(over="ignore"):  # a value beyond float32's range becomes Inf, reported below
         X = X.astype(np.float32)
     bad = ~np.isfinite(X)
@@ -93,3 +145,15 @@ def frames_from_json(frames: Any, config: EEGConfig, max_frames: int) -> np.ndar
                              f"{int(np.nonzero(bad.any(axis=(0, 1)))[0][0])}): drop or repair them; the stream "
                              f"is unchanged")
     return X  # (C, F, n)
+
+
+def frames_from_json(frames: Any, config: EEGConfig, max_frames: int) -> np.ndarray:
+    """Stream frames from the JSON field `frames`: one frame (C, F) or several (C, F, n) -> float32 (C, F, n)."""
+    expects = f"{_frames_expected(config)}; the stream is unchanged"
+    return _checked_frames(_from_json(frames, "frames", expects), config, max_frames)
+
+
+def frames_from_npy(body: bytes, config: EEGConfig, max_frames: int) -> np.ndarray:
+    """Stream frames from a binary message written by numpy.save: (C, F) or (C, F, n) -> float32 (C, F, n)."""
+    X = read_npy(body, lambda shape: _check_frames_size(tuple(shape), max_frames), "the message")
+    return _checked_frames(X, config, max_frames)

@@ -1,4 +1,5 @@
-"""Server-side batching in-process: concurrent requests share ONNX Runtime calls, one window length T per call."""
+"""Server-side batching in-process: concurrent requests share ONNX Runtime calls, one window length T per call,
+at most max_frames frames (windows x T) per call."""
 import asyncio
 
 import numpy as np
@@ -18,7 +19,7 @@ def test_concurrent_requests_are_batched_by_length_and_answered_in_order(exporte
     X = bandpower[0]
     sizes_and_lengths = [(1, 15), (2, 9), (1, 15), (5, 15), (1, 9), (3, 4), (1, 15), (2, 9)] * 4  # 32 requests
     requests = [np.ascontiguousarray(X[i:i + n, ..., :T]) for i, (n, T) in enumerate(sizes_and_lengths)]
-    batcher = WindowBatcher(run, max_batch_size=8, max_latency_ms=1000)
+    batcher = WindowBatcher(run, max_frames=75)  # the largest request: 5 windows of T=15
 
     async def send_all():
         return await asyncio.gather(*(batcher(r) for r in requests))
@@ -29,4 +30,4 @@ def test_concurrent_requests_are_batched_by_length_and_answered_in_order(exporte
     assert len(calls) < len(requests)  # requests did share calls
     assert {T for *_, T in calls} == {15, 9, 4}  # one length per call (mixed lengths cannot concatenate)
     assert sum(B for B, *_ in calls) == sum(n for n, _ in sizes_and_lengths)  # every window ran exactly once
-    assert max(B for B, *_ in calls) <= 8  # the bound on a batch
+    assert max(B * T for B, _, _, T in calls) <= 75  # the bound on a call: windows x T

@@ -235,29 +235,6 @@ def test_stream_through_a_running_server_decides_as_the_checkpoint(eyes_files, e
     assert sessions["available"]
 
 
-def test_remote_streamer_errors_are_one_line(exported, tmp_path, bandpower):
-    """A bad frame and a closed session come back from the server as our one-line UserInputError."""
-    from eeg2arm.errors import UserInputError
-    from serving.client import RemoteStreamer
-    from serving.local_server import serve
-
-    with serve({"EEG2ARM_ONNX": str(exported[0]), "BENTOML_HOME": str(tmp_path / "bentoml")},
-               tmp_path / "serve.log") as url:
-        remote = RemoteStreamer(url)
-        frames = np.concatenate(list(bandpower[0][:2]), axis=-1)  # (32, 4, 30) real frames
-        assert len(remote.push(frames)) == 15
-        with pytest.raises(UserInputError, match=r"server answered 400 to /stream/step: .*\(31, 4, 1\)"):
-            remote.push(frames[:31, :, :1])  # one electrode short
-        with pytest.raises(UserInputError, match=r"NaN or Inf values, which JSON cannot carry"):
-            remote.push(np.where(np.arange(30) == 3, np.nan, frames))
-        assert [r.frame for r in remote.push(frames[..., :2])] == [15]  # the session went on
-        closed = remote.session
-        remote.close()
-        remote.session = closed  # a client that kept the id of a closed session
-        with pytest.raises(UserInputError, match=r"server answered 404 to /stream/step: .*open a new"):
-            remote.push(frames)
-
-
 def test_streaming_a_whole_recording_equals_forward_seq(raw_dir, mmi_ckpt):
     """eegmmidb run 4 (125 s, far past the context window): online frames pushed one at a time through the
     streaming decoder give forward_seq's per-frame probabilities over the whole recording."""

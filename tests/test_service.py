@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +16,9 @@ import torch
 from eeg2arm.checkpoint import load_model_from_checkpoint
 from eeg2arm.errors import UserInputError
 from serving.local_server import serve
-from serving.service import MAX_BODY_BYTES, MAX_WINDOWS, env_number
+from serving.settings import MiB, Settings, env_number
+
+LIMITS = Settings()  # the defaults the session server runs with
 
 NPY = {"Content-Type": "application/octet-stream"}
 
@@ -166,20 +171,19 @@ def test_bad_npy_bodies_are_400(server, bandpower):
         (huge_npy_header("|b1") + b"\0" * 1024, "could not be read"),  # nor for a dtype that is not a number
         (npy_bytes(np.zeros((0, 32, 4, 15), np.float32)), "no samples"),
         (npy_bytes(np.array([["a"]])), "only numbers"),
-        (npy_bytes(np.repeat(X[:1], MAX_WINDOWS + 1, axis=0)), f"at most {MAX_WINDOWS}"),
     ]
     for body, fragment in cases:
         r = requests.post(f"{server}/predict_npy", data=body, headers=NPY, timeout=30)
         assert r.status_code == 400, r.text
-        assert fragment in r.text, (fragment, r.text)
+        assert fragment in r.json()["error"], (fragment, r.text)
     ok = requests.post(f"{server}/predict_npy", data=npy_bytes(X[:3]), headers=NPY, timeout=10)
     assert ok.status_code == 200 and len(ok.json()["pred"]) == 3
 
 
 def test_body_limits(server, bandpower):
-    too_big = b"0" * (MAX_BODY_BYTES + 1)
+    too_big = b"0" * (LIMITS.max_body_bytes + 1)
     r = requests.post(f"{server}/predict", data=too_big, headers={"Content-Type": "application/json"}, timeout=30)
-    assert r.status_code == 413 and "at most 32 MiB" in r.json()["error"]
+    assert r.status_code == 413 and f"at most {LIMITS.max_body_bytes / MiB:g} MiB" in r.json()["error"]
     chunked = requests.post(f"{server}/predict_npy", data=iter([npy_bytes(bandpower[0][:1])]), headers=NPY, timeout=10)
     assert chunked.status_code == 411 and "Content-Length" in chunked.json()["error"]
     assert post(server, _window(bandpower)).status_code == 200
@@ -246,3 +250,53 @@ def test_a_bad_local_model_stops_the_server_with_its_reason(tmp_path, content):
     assert last.endswith("is not a file: point it at a model exported with `eeg2arm export`, or unset it to serve "
                          "eeg2arm:latest from the model store" if content is None
                          else "is not a readable ONNX model (DecodeError); export it again"), last
+
+
+def _external_data_outside(exported, folder: Path) -> Path:
+    """The export with its weights moved to a file outside its folder, which the model points at."""
+    import onnx
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    (folder / "model").mkdir()
+    proto = onnx.load(exported)
+    convert_model_to_external_data(proto, all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
+    onnx.save(proto, folder / "model" / "model.onnx")  # weights.bin beside it; now point outside the folder
+    (folder / "model" / "weights.bin").rename(folder / "weights.bin")
+    proto = onnx.load(folder / "model" / "model.onnx", load_external_data=False)
+    for tensor in proto.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../weights.bin"
+    onnx.save(proto, folder / "model" / "model.onnx")
+    return folder / "model" / "model.onnx"
+
+
+def _step_graph_of_another_export(exported, folder: Path) -> Path:
+    """model.onnx beside a step graph whose export_id is another export's."""
+    import onnx
+
+    from export.step import step_path
+
+    shutil.copyfile(exported, folder / "model.onnx")
+    step = onnx.load(step_path(exported))
+    for prop in step.metadata_props:
+        if prop.key == "eeg2arm.export_id":
+            prop.value = json.dumps("0" * 32)
+    onnx.save(step, step_path(folder / "model.onnx"))
+    return folder / "model.onnx"
+
+
+@pytest.mark.parametrize("make, reason", [
+    (_external_data_outside, "is outside the model's folder ('../weights.bin')"),
+    (_step_graph_of_another_export, "comes from another export than"),
+])
+def test_a_model_that_cannot_be_served_stops_bentoml_serve_within_seconds(exported, tmp_path, make, reason):
+    model = make(exported[0], tmp_path)
+    log = tmp_path / "serve.log"
+    t0 = time.perf_counter()
+    with pytest.raises(RuntimeError, match="exited with code"):
+        with serve({"EEG2ARM_ONNX": str(model), "BENTOML_HOME": str(tmp_path / "empty")}, log, timeout=60):
+            pass
+    assert time.perf_counter() - t0 < 20  # seconds, not a worker restarting every ~10 s forever
+    last = log.read_text().strip().splitlines()[-1]
+    assert last.startswith("eeg2arm.errors.UserInputError: ") and reason in last, last

@@ -2,21 +2,29 @@
 PyTorch model on the same frames."""
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlencode
 
 import numpy as np
 import pytest
 import requests
 import torch
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
 
 from eeg2arm.checkpoint import load_model_from_checkpoint
+from eeg2arm.errors import UserInputError
 from eeg2arm.realtime.smoothing import Hysteresis
 from export.parity import real_stream
+from serving.client import RemoteStreamer
 from serving.local_server import serve
-from serving.service import MAX_STREAM_FRAMES
+from serving.settings import Settings
+
+MAX_STREAM_FRAMES = Settings().max_stream_frames
 
 SMOOTHING = {"enter": 0.55, "exit": 0.5, "min_frames": 2}  # decisions that change on this tiny model's probs
 
@@ -131,7 +139,7 @@ def test_bad_frames_are_400_and_the_session_goes_on_unchanged(server, bandpower,
         "non-numeric": ({"session": session, "frames": [["a"] * F] * C}, "only numbers"),
         "null": ({"session": session, "frames": [[None] * F] * C}, "only numbers"),
         "too many": ({"session": session, "frames": np.zeros((C, F, MAX_STREAM_FRAMES + 1)).tolist()},
-                     f"at most {MAX_STREAM_FRAMES}"),
+                     "EEG2ARM_MAX_STREAM_FRAMES"),  # 413, refused from its size before it is parsed
         "missing frames": ({"session": session}, "frames"),
         **{token: (_nan_body(session, frames[..., 0], token), "1 NaN/Inf values")
            for token in ("NaN", "Infinity", "1e39")},
@@ -142,8 +150,8 @@ def test_bad_frames_are_400_and_the_session_goes_on_unchanged(server, bandpower,
             if t in (0, 5, 6):  # before the first frame, in the middle of a group and at a group's end
                 for name, (body, fragment) in bad.items():
                     r = call(server, "step", body, http)
-                    assert r.status_code == 400, (name, r.text)
-                    assert fragment in r.text, (name, r.text)
+                    assert r.status_code == (413 if name == "too many" else 400), (name, r.text)
+                    assert fragment in r.json()["error"], (name, r.text)
             r = call(server, "step", {"session": session, "frames": frames[..., t].tolist()}, http)
             assert r.status_code == 200, r.text
             results += r.json()["results"]
@@ -156,26 +164,31 @@ def test_close_ends_the_session(server, bandpower, torch_model):
     session = open_session(server)
     feed(server, session, frames_of(bandpower, 0, 9), chunk=3)
     r = call(server, "close", {"session": session})
-    assert r.status_code == 200 and r.json() == {"closed": session, "frames": 9 // config.cnn_time_pool}
+    assert r.status_code == 200 and r.json() == {"closed": True, "frames": 9 // config.cnn_time_pool}
     for route, body in (("step", {"session": session, "frames": frames_of(bandpower, 0, 1).tolist()}),
                         ("close", {"session": session})):
         r = call(server, route, body)
         assert r.status_code == 404 and "POST /stream/open" in r.text, r.text
-    assert call(server, "step", {"session": "nope", "frames": frames_of(bandpower, 0, 1).tolist()}).status_code == 404
-    assert call(server, "step", {"session": "nope", "frames": [[1.0]]}).status_code == 404  # the session comes first
+    unknown = "A" * 43  # the form of a session id, but none the server gave
+    assert call(server, "step", {"session": unknown, "frames": frames_of(bandpower, 0, 1).tolist()}).status_code == 404
+    assert call(server, "step", {"session": unknown, "frames": [[1.0]]}).status_code == 404  # the session comes first
+    assert call(server, "step", {"session": "nope", "frames": [[1.0]]}).status_code == 400  # not an id at all
 
 
-@pytest.mark.parametrize("smoothing", [{"enter": 0.4, "exit": 0.5}, {"min_frames": 0}, {"enter": 1.5}])
-def test_bad_smoothing_is_400(server, smoothing):
+@pytest.mark.parametrize("smoothing, fragment", [({"enter": 0.4, "exit": 0.5}, "exit <= enter"),
+                                                 ({"min_frames": 0}, "min_frames: Input should be greater than"),
+                                                 ({"enter": 1.5}, "enter: Input should be less than")])
+def test_bad_smoothing_is_400(server, smoothing, fragment):
     r = call(server, "open", smoothing)
-    assert r.status_code == 400 and "exit <= enter" in r.text, r.text
+    assert r.status_code == 400 and fragment in r.json()["error"], r.text
 
 
 def test_metadata_and_openapi_list_streaming(server, torch_model):
     config = torch_model[1]
     meta = requests.get(f"{server}/metadata", timeout=10).json()
     assert meta["streaming"] == {"available": True, "pool": config.cnn_time_pool, "max_sessions": 64,
-                                 "idle_timeout_s": 60, "max_frames_per_step": MAX_STREAM_FRAMES}
+                                 "idle_timeout_s": 60, "max_frames_per_step": MAX_STREAM_FRAMES,
+                                 "websocket": "/stream/ws", "http_sessions": True}
     spec = requests.get(f"{server}/docs.json", timeout=10).json()
     assert {"/stream/open", "/stream/step", "/stream/close"} <= set(spec["paths"])
 
@@ -209,3 +222,107 @@ def test_model_without_step_graph(exported, tmp_path, bandpower):
         r = call(url, "open", {})
         assert r.status_code == 404 and "without a step graph" in r.text and "export" in r.text, r.text
         assert requests.post(f"{url}/predict", json={"x": bandpower[0][0].tolist()}, timeout=10).status_code == 200
+
+
+# --- the WebSocket /stream/ws: one session per connection -------------------------------------------------------
+
+def ws_url(url: str, **smoothing) -> str:
+    return url.replace("http", "ws", 1) + "/stream/ws" + ("?" + urlencode(smoothing) if smoothing else "")
+
+
+def npy(frames: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, frames)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("chunk", [1, 7])
+def test_websocket_session_equals_pytorch_past_the_context_window(server, bandpower, torch_model, chunk):
+    model, config = torch_model
+    n = 2 * config.context * config.cnn_time_pool + 21
+    frames = frames_of(bandpower, 45, n)
+    results = []
+    with connect(ws_url(server, **SMOOTHING), compression=None, proxy=None) as ws:
+        hello = json.loads(ws.recv(timeout=10))
+        assert hello["frame_shape"] == [config.n_electrodes, config.n_bands] and hello["pool"] == config.cnn_time_pool
+        for t in range(0, n, chunk):
+            part = frames[..., t] if chunk == 1 else frames[..., t:t + chunk]
+            if t % 2:  # binary .npy and JSON text messages, interleaved: the same session either way
+                ws.send(npy(part))
+            else:
+                ws.send(json.dumps({"frames": part.tolist()}))
+            answer = json.loads(ws.recv(timeout=10))  # one reply per message
+            results += answer["results"]
+            assert answer["latest"] == (results[-1] if results else None)
+    check_against(results, reference(model, frames), SMOOTHING)
+    assert answer["pending"] == n % config.cnn_time_pool
+
+
+def test_websocket_bad_messages_are_error_messages_and_the_session_goes_on(server, bandpower, torch_model):
+    model, config = torch_model
+    C, F = config.n_electrodes, config.n_bands
+    frames = frames_of(bandpower, 45, 12)
+    bad = {  # message -> (status, fragment)
+        npy(frames[:-1, :, :1]): (400, f"({C - 1}, {F}, 1)"),
+        npy(np.where(np.arange(12) == 3, np.nan, frames)): (400, f"{C * F} NaN/Inf values (first in frame 3)"),
+        b"not numpy": (400, ".npy"),
+        "not json": (400, 'JSON {"frames"'),
+        json.dumps({"frames": [[True] * F] * C}): (400, "only numbers"),
+        npy(np.zeros((C, F, MAX_STREAM_FRAMES + 1), np.float32)): (413, "EEG2ARM_MAX_STREAM_FRAMES"),
+    }
+    results = []
+    with connect(ws_url(server, **SMOOTHING), compression=None, proxy=None, max_size=None) as ws:
+        ws.recv(timeout=10)
+        for t in range(frames.shape[-1]):
+            if t in (0, 5):
+                for message, (status, fragment) in bad.items():
+                    ws.send(message)
+                    answer = json.loads(ws.recv(timeout=10))
+                    assert answer["status"] == status and fragment in answer["error"], answer
+            ws.send(npy(frames[..., t]))
+            results += json.loads(ws.recv(timeout=10))["results"]
+    check_against(results, reference(model, frames), SMOOTHING)
+
+
+@pytest.mark.parametrize("query, status, fragment", [("enter=0.4&exit=0.5", 400, "exit <= enter"),
+                                                     ("enter=x", 400, "must be numbers")])
+def test_websocket_bad_smoothing_is_refused_at_the_handshake(server, query, status, fragment):
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"{ws_url(server)}?{query}", proxy=None, legacy=True).close()
+    assert refused.value.response.status_code == status
+    assert fragment in json.loads(refused.value.response.body)["error"]
+
+
+def test_websocket_idle_connection_is_closed_and_sessions_are_bounded(tight_server, bandpower):
+    with connect(ws_url(tight_server), proxy=None) as ws:
+        ws.recv(timeout=10)
+        ws.send(npy(frames_of(bandpower, 0, 1)))
+        ws.recv(timeout=10)
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=5)  # the server closes it after 1 s of silence
+    assert closed.value.rcvd.code == 4408 and "idle" in closed.value.rcvd.reason
+    time.sleep(1.2)  # HTTP sessions of earlier tests expire
+    first, second = (connect(ws_url(tight_server), proxy=None, legacy=True) for _ in range(2))
+    try:
+        with pytest.raises(InvalidStatus) as refused:
+            connect(ws_url(tight_server), proxy=None, legacy=True)
+        assert refused.value.response.status_code == 429
+    finally:
+        first.close()
+        second.close()
+
+
+def test_remote_streamer_is_a_websocket_session_and_its_errors_are_one_line(server, bandpower):
+    remote = RemoteStreamer(server)
+    frames = np.concatenate(list(bandpower[0][:2]), axis=-1)  # (32, 4, 30) real frames
+    assert len(remote.push(frames)) == 15
+    with pytest.raises(UserInputError, match=r"server answered 400 to /stream/ws: .*\(31, 4, 1\)"):
+        remote.push(frames[:31, :, :1])  # one electrode short
+    with pytest.raises(UserInputError, match=r"server answered 400 to /stream/ws: frames contains 128 NaN/Inf"):
+        remote.push(np.where(np.arange(30) == 3, np.nan, frames))  # NaN travels in .npy: the server reports it
+    assert [r.frame for r in remote.push(frames[..., :2])] == [15]  # the session went on
+    remote.close()
+    assert [r.frame for r in remote.push(frames[..., :2])] == [0]  # a push after close opens a new session
+    remote.close()
+    with pytest.raises(UserInputError, match="cannot reach the eeg2arm server"):
+        RemoteStreamer("http://127.0.0.1:9")

@@ -1,0 +1,70 @@
+"""The service's settings, each from an EEG2ARM_* environment variable read once at start-up (docs/serving.md).
+
+    settings = Settings.from_env()       # UserInputError naming the variable when one is not a positive number
+    settings.limits()                    # what /metadata lists under "limits"
+
+The request limits bound the work of any one request. The model's memory grows with the frames it sees (windows
+x T, about 11 KB per frame for the demo model) and its attention with T squared per window, so both are capped;
+a JSON body is refused from its Content-Length and its count of values before it is parsed, and a .npy body from
+its header before its array is allocated (docs/serving.md states the measured bound).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+from eeg2arm.errors import UserInputError
+
+MiB = 2**20
+
+
+def env_number(name: str, default: float, kind: type = int) -> float:
+    """A positive number from the environment variable `name`, or `default` when it is unset."""
+    text = os.environ.get(name, "")
+    try:
+        value = kind(text) if text else default
+    except ValueError:
+        value = 0
+    if not value > 0:  # also NaN
+        raise UserInputError(f"{name}={text!r} is not a positive {kind.__name__}: set it like {name}={default} "
+                             f"or unset it (docs/serving.md)")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    max_T: int = 512  # frames per window
+    max_windows: int = 1024  # windows per request
+    max_frames: int = 4096  # windows x T per request
+    max_stream_frames: int = 1024  # frames per stream step (HTTP request or WebSocket message)
+    max_body_bytes: int = 16 * MiB  # one request body
+    body_timeout_s: float = 10.0  # to send a whole request (headers and body), else 408 / connection closed
+    max_streams: int = 64  # open stream sessions per worker
+    stream_idle_s: float = 60.0  # a stream session idle this long is closed
+    workers: int = 1  # server processes
+    batching: bool = True  # concurrent /predict requests share model calls
+    api_token: str | None = None  # when set, every route but the health probes needs Authorization: Bearer <token>
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        d = cls()
+        token = os.environ.get("EEG2ARM_API_TOKEN", "")
+        return cls(
+            max_T=env_number("EEG2ARM_MAX_T", d.max_T),
+            max_windows=env_number("EEG2ARM_MAX_WINDOWS", d.max_windows),
+            max_frames=env_number("EEG2ARM_MAX_FRAMES", d.max_frames),
+            max_stream_frames=env_number("EEG2ARM_MAX_STREAM_FRAMES", d.max_stream_frames),
+            max_body_bytes=int(env_number("EEG2ARM_MAX_BODY_MB", d.max_body_bytes / MiB, float) * MiB),
+            body_timeout_s=env_number("EEG2ARM_BODY_TIMEOUT_S", d.body_timeout_s, float),
+            max_streams=env_number("EEG2ARM_MAX_STREAMS", d.max_streams),
+            stream_idle_s=env_number("EEG2ARM_STREAM_IDLE_S", d.stream_idle_s, float),
+            workers=env_number("EEG2ARM_WORKERS", d.workers),
+            batching=os.environ.get("EEG2ARM_BATCHING", "1") != "0",
+            api_token=token or None,
+        )
+
+    def limits(self) -> dict[str, float]:
+        """The per-request limits and timeouts, as /metadata lists them."""
+        names = ("max_T", "max_windows", "max_frames", "max_stream_frames", "max_body_bytes", "body_timeout_s",
+                 "max_streams", "stream_idle_s")
+        return {k: v for k, v in asdict(self).items() if k in names}
