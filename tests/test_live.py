@@ -20,7 +20,7 @@ from eeg2arm.cli import cli
 from eeg2arm.config import EEGConfig
 from eeg2arm.features import n_frames
 from eeg2arm.realtime.online import OnlineBandPower
-from eeg2arm.realtime.sources import lsl_chunks
+from eeg2arm.realtime.sources import Chunk, lsl_chunks
 
 SUMMARY = re.compile(r"^frames=(\d+) decisions=(\d+) switches=(\d+) dropped=0 latency_ms p50=[\d.]+ p99=[\d.]+$",
                      re.M)
@@ -137,10 +137,12 @@ def test_stream_from_a_live_lsl_stream(raw_dir, mmi_ckpt):
     player = PlayerLSL(edf, chunk_size=16, name=name).start()
     try:
         chunks, received = lsl_chunks(name, config, timeout=10), []
-        while sum(c.shape[1] for c in received) < 320:  # 2 s at 160 Hz
+        while sum(c.samples.shape[1] for c in received) < 320:  # 2 s at 160 Hz
             received.append(next(chunks))
         chunks.close()
-        got = np.concatenate(received, axis=1)  # (64, n) µV
+        got = np.concatenate([c.samples for c in received], axis=1)  # (64, n) µV
+        stamps = np.concatenate([c.stamps for c in received])  # the player's: one sample period apart
+        assert np.abs(np.diff(stamps) - 1 / 160).max() < 1e-6
         start = int(np.argmin(np.abs(signal - got[:, :1]).max(axis=0)))  # where in the file the stream was
         expected = np.take(signal, np.arange(start, start + got.shape[1]), axis=1, mode="wrap")  # it loops
         assert np.abs(got - expected).max() <= 1e-3 * np.abs(signal).max()  # float32 on the wire
@@ -287,7 +289,7 @@ def test_frames_with_nan_samples_are_dropped_and_the_stream_goes_on(raw_dir, mmi
     signal = mne.io.read_raw(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", verbose="error").get_data(
         picks=list(config.channel_names), units="uV")[:, :1600]  # 10 s
     signal[5, 800] = np.nan  # one dropout sample: the frames covering it (window 80 samples, step 40) are lost
-    chunks = (signal[:, i:i + 16] for i in range(0, signal.shape[1], 16))
+    chunks = (Chunk(signal[:, i:i + 16], np.arange(i, min(i + 16, 1600)) / 160) for i in range(0, 1600, 16))
     summary = run_stream(chunks, Streamer.from_model(model), echo=lambda s: None)
     assert summary.frames == n_frames(1600, config.sfreq, config.frame_window, config.frame_step) == 39
     assert summary.dropped == 2 and summary.decisions == (39 - 2) // config.cnn_time_pool
