@@ -286,6 +286,7 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
            out_lsl, out_jsonl, device) -> None:
     """Decode raw EEG frame by frame: print each change of the smoothed decision, then a summary."""
     from .realtime.live import StreamSummary, open_decoder, run_stream
+    from .realtime.outlet import open_sinks
     from .realtime.smoothing import Hysteresis
     from .realtime.sources import lsl_chunks, recording_chunks
 
@@ -302,17 +303,9 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
         decoder = open_decoder(ckpt, onnx_path, url, hysteresis, device)
         if url is not None:
             stack.callback(decoder.close)  # ends the server session
-        sinks = []
-        if out_jsonl is not None:
-            from .realtime.outlet import JsonLines
-
-            sinks.append(stack.enter_context(contextlib.closing(JsonLines(out_jsonl))))
-        if out_lsl is not None:  # before the source connects, so a subscriber can be there for the first decision
-            from .realtime.outlet import LSLDecisions
-
-            source = f"LSL stream {lsl_name}" if lsl_name is not None else str(raw_path)
-            sinks.append(stack.enter_context(contextlib.closing(
-                LSLDecisions(out_lsl, decoder.config, source, hysteresis))))
+        source = f"LSL stream {lsl_name}" if lsl_name is not None else str(raw_path)
+        # before the source connects, so that a controller can subscribe before the first decision
+        sinks = open_sinks(stack, out_lsl, out_jsonl, decoder.config, source, hysteresis)
         chunks = (recording_chunks(raw_path, decoder.config, chunk, realtime=not fast) if raw_path is not None
                   else lsl_chunks(lsl_name, decoder.config, lsl_timeout))
         stack.callback(chunks.close)  # disconnects an LSL stream

@@ -16,6 +16,7 @@ stream, "frame", "probs", "decision", "label"}.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -27,7 +28,7 @@ import numpy as np
 
 from ..config import EEGConfig
 from ..errors import UserInputError
-from .live import Decided
+from .live import Decided, Sink
 from .smoothing import Hysteresis
 from .sources import quiet_liblsl
 
@@ -111,3 +112,14 @@ class JsonLines:
     def close(self) -> None:
         if self.file is not None and self.file is not sys.stdout:
             self.file.close()
+
+
+def open_sinks(stack: contextlib.ExitStack, out_lsl: str | None, out_jsonl: str | None, config: EEGConfig,
+               source: str, hysteresis: Hysteresis) -> list[Sink]:
+    """The sinks `eeg2arm stream --out-jsonl/--out-lsl` asked for, closed when `stack` closes."""
+    sinks: list[Sink] = []
+    if out_jsonl is not None:
+        sinks.append(stack.enter_context(contextlib.closing(JsonLines(out_jsonl))))
+    if out_lsl is not None:
+        sinks.append(stack.enter_context(contextlib.closing(LSLDecisions(out_lsl, config, source, hysteresis))))
+    return sinks
