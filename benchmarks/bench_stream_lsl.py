@@ -95,7 +95,7 @@ class Arrivals(threading.Thread):
 PLAYER = """import sys
 from mne_lsl.lsl import local_clock
 from mne_lsl.player import PlayerLSL
-player = PlayerLSL(sys.argv[1], chunk_size=int(sys.argv[2]), name=sys.argv[3]).start()
+player = PlayerLSL(sys.argv[1], chunk_size=int(sys.argv[2]), name=sys.argv[3], source_id=sys.argv[3]).start()
 outlet, pushes = player._outlet, []
 push_chunk = outlet.push_chunk
 def timed(x, timestamp=0.0, pushThrough=True):  # when each chunk goes out (just before), by its last stamp

@@ -138,7 +138,7 @@ def test_stream_from_a_live_lsl_stream(raw_dir, mmi_ckpt):
     config = load_model_from_checkpoint(mmi_ckpt)[1]["config"]
     signal = mne.io.read_raw(edf, verbose="error").get_data(picks=list(config.channel_names), units="uV")
     name = f"eeg2arm-test-{uuid.uuid4().hex[:8]}"
-    player = PlayerLSL(edf, chunk_size=16, name=name).start()
+    player = PlayerLSL(edf, chunk_size=16, name=name, source_id=name).start()
     try:
         chunks, received = lsl_chunks(name, config, timeout=10), []
         while sum(c.samples.shape[1] for c in received) < 320:  # 2 s at 160 Hz
@@ -164,7 +164,8 @@ def test_a_live_stream_that_falls_silent_still_prints_its_summary(raw_dir, mmi_c
     from mne_lsl.player import PlayerLSL
 
     name = f"eeg2arm-test-{uuid.uuid4().hex[:8]}"
-    player = PlayerLSL(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", chunk_size=16, name=name).start()
+    player = PlayerLSL(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", chunk_size=16, name=name,
+                       source_id=name).start()
     stopper = threading.Timer(5.0, player.stop)  # the amplifier drops out after about 5 s
     stopper.start()
     try:
@@ -363,7 +364,7 @@ def test_decisions_go_out_over_lsl_exactly_as_stream_prints_them(raw_dir, mmi_ck
     from mne_lsl.player import PlayerLSL
 
     eeg, out = unique_name("amp"), unique_name("decisions")
-    player = PlayerLSL(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", chunk_size=16, name=eeg)
+    player = PlayerLSL(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", chunk_size=16, name=eeg, source_id=eeg)
     subscriber = Subscriber(out, ready=player.start)  # the amplifier starts once the controller listens
     subscriber.start()
     try:
@@ -399,7 +400,7 @@ def test_the_example_controller_turns_decisions_into_velocity_commands(raw_dir, 
     from mne_lsl.player import PlayerLSL
 
     eeg, out = unique_name("amp"), unique_name("arm")
-    player = PlayerLSL(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", chunk_size=16, name=eeg)
+    player = PlayerLSL(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", chunk_size=16, name=eeg, source_id=eeg)
     controller = subprocess.Popen([sys.executable, str(REPO / "examples" / "arm_controller.py"), out, "2"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first: list[str] = []

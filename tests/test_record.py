@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from mne_lsl.lsl import StreamInfo, StreamOutlet
+
 from eeg2arm.cli import cli
 
 CLOCK_JITTER_S = 0.5e-3  # two inlets' clock-offset estimates (liblsl: within ±0.2 ms each) plus float32 onsets
@@ -45,12 +47,13 @@ def unique(prefix: str) -> str:
 
 
 @contextlib.contextmanager
-def playing(raw: mne.io.BaseRaw, name: str, annotations: bool = True):
-    """PlayerLSL replaying `raw` as NAME (and its annotations as NAME-annotations, one string per cue)."""
+def playing(raw: mne.io.BaseRaw, name: str, annotations: bool = True, encoding: str = "string"):
+    """PlayerLSL replaying `raw` as NAME (and its annotations as NAME-annotations: one string per cue, or one-hot,
+    a channel per description valued the duration, as `mne-lsl player --annotations` sends them)."""
     from mne_lsl.player import PlayerLSL
 
     player = PlayerLSL(raw, chunk_size=16, name=name, annotations=annotations,
-                       annotations_encoding="string").start()
+                       annotations_encoding=encoding, source_id=uuid.uuid4().hex).start()
     try:
         yield player
     finally:
@@ -77,15 +80,18 @@ def onset_errors(recording: mne.io.BaseRaw, original: mne.io.BaseRaw, k: int) ->
     return recording.annotations.onset + start - on[inside]
 
 
-def segment(raw: mne.io.BaseRaw, start: float, stop: float, shift: float = 0.0) -> mne.io.RawArray:
+def segment(raw: mne.io.BaseRaw, start: float, stop: float, shift: float = 0.0,
+            durations: bool = False) -> mne.io.RawArray:
     """Seconds [start, stop) of a recording as a new one beginning at 0, with the cues that begin inside it
-    (their onsets moved `shift` s later)."""
+    (their onsets moved `shift` s later; with `durations` they keep theirs, cut at the end)."""
     sfreq = raw.info["sfreq"]
     part = mne.io.RawArray(raw.get_data(start=round(start * sfreq), stop=round(stop * sfreq)), raw.info,
                            verbose="error")
     cues = raw.annotations
     inside = (cues.onset >= start) & (cues.onset < stop)
-    part.set_annotations(mne.Annotations(cues.onset[inside] - start + shift, 0.0, cues.description[inside]))
+    onsets = cues.onset[inside] - start + shift
+    lengths = np.minimum(cues.duration[inside], stop - start - onsets) if durations else 0.0
+    part.set_annotations(mne.Annotations(onsets, lengths, cues.description[inside]))
     return part
 
 
@@ -126,11 +132,12 @@ def test_a_recording_is_the_files_signal_and_prepare_cuts_its_trials(edf, r04, t
 
 def test_cue_onsets_of_an_unchanged_replay_are_within_one_sample_period(r04, tmp_path):
     """The bound the issue asks for: with PlayerLSL as it is, every cue lands within one sample period plus the
-    clock jitter of the original (measured here: 6.250 ms early ± a few µs on every cue, the player's offset)."""
+    clock jitter of the original (measured here: 6.250 ms early ± a few µs on every cue, the player's offset).
+    The cues come one-hot here, as `mne-lsl player --annotations` sends them, durations with them."""
     sfreq = r04.info["sfreq"]
-    replay = segment(r04, 2.2, 12.2)
+    replay = segment(r04, 2.2, 12.2, durations=True)
     name, out = unique("amp"), tmp_path / "session.fif"
-    with playing(replay, name):
+    with playing(replay, name, encoding="one-hot"):
         result = invoke("record", "--lsl", name, "--markers", f"{name}-annotations", "--out", out, "--duration", 4)
     assert result.exit_code == 0, result.output
     recording = mne.io.read_raw(out, preload=True, verbose="error")
@@ -138,6 +145,10 @@ def test_cue_onsets_of_an_unchanged_replay_are_within_one_sample_period(r04, tmp
     errors = onset_errors(recording, replay, k)
     print(f"cue onset errors (ms): {np.round(errors * 1e3, 3)}")
     assert len(errors) >= 1 and np.abs(errors).max() <= 1 / sfreq + CLOCK_JITTER_S, errors
+    ends = np.minimum(replay.annotations.onset + replay.annotations.duration, (k + recording.n_times) / sfreq)
+    inside = (replay.annotations.onset >= k / sfreq) & (replay.annotations.onset < (k + recording.n_times) / sfreq)
+    recorded_ends = recording.annotations.onset + recording.annotations.duration + k / sfreq
+    assert np.abs(recorded_ends - ends[inside]).max() <= 1 / sfreq + CLOCK_JITTER_S  # durations, cut at the end
 
 
 def test_ctrl_c_leaves_a_whole_file_with_everything_received(r04, tmp_path):
@@ -163,20 +174,70 @@ def test_ctrl_c_leaves_a_whole_file_with_everything_received(r04, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["session.fif"]
 
 
+class Amp(threading.Thread):
+    """An amplifier app of our own: a StreamOutlet sending S001R04's samples at real speed in chunks of 16, each
+    stamped at its last sample; from sample `odd_from` on it misbehaves (`shift` s earlier stamps, or silence
+    with the stream still on the network) until `stop` is set."""
+
+    def __init__(self, r04: mne.io.BaseRaw, name: str, odd_from: int, shift: float | None = None):
+        super().__init__(daemon=True)
+        from mne_lsl.lsl import StreamInfo, StreamOutlet
+
+        info = StreamInfo(name, "eeg", len(r04.ch_names), r04.info["sfreq"], "float64", uuid.uuid4().hex)
+        info.set_channel_info(r04.info)
+        self.outlet, self.signal = StreamOutlet(info, chunk_size=16), r04.get_data()
+        self.odd_from, self.shift, self.stop = odd_from, shift, threading.Event()
+
+    def run(self) -> None:
+        from mne_lsl.lsl import local_clock
+
+        self.outlet.wait_for_consumers(timeout=30)
+        start, i = local_clock(), 0
+        while not self.stop.is_set() and i < 1600:
+            if i < self.odd_from or self.shift is not None:
+                shift = self.shift if i >= self.odd_from else 0.0
+                chunk = np.ascontiguousarray(self.signal[:, i:i + 16].T)  # (16, C)
+                self.outlet.push_chunk(chunk, timestamp=start + (i + 16) / 160 - shift)
+            i += 16
+            time.sleep(max(0.0, start + i / 160 - local_clock()))
+
+
 def test_a_silent_stream_ends_the_recording_with_its_summary(r04, tmp_path):
+    """The amplifier stops sending after 2 s but its stream stays on the network."""
+    name, out = unique("amp"), tmp_path / "session.fif"
+    cues = StreamOutlet(StreamInfo(unique("cues"), "Markers", 1, 0.0, "string", uuid.uuid4().hex))
+    amp = Amp(r04, name, odd_from=320)
+    amp.start()
+    try:
+        result = invoke("record", "--lsl", name, "--markers", cues.name, "--out", out, "--lsl-timeout", 1)
+    finally:
+        amp.stop.set()
+        amp.join()
+    assert result.exit_code == 2
+    assert result.stdout.strip() == (f"wrote {out}: 64 channels at 160 Hz, 2.00 s (320 samples), 0 markers (none); "
+                                     f"ended by silence (no EEG for 1 s)")
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: EEG stream {name!r} sent no samples for 1 s: the recording ends there (check the amplifier, or "
+        f"raise --lsl-timeout)")
+    assert np.array_equal(mne.io.read_raw(out, verbose="error").get_data(), r04.get_data()[:, :320])
+
+
+def test_a_stream_that_leaves_the_network_ends_the_recording_with_its_summary(r04, tmp_path):
     name, out = unique("amp"), tmp_path / "session.fif"
     with playing(r04, name) as player:
-        stopper = threading.Timer(2.5, player.stop)  # the amplifier drops out
+        stopper = threading.Timer(2.5, player.stop)  # the amplifier app quits
         stopper.start()
         result = invoke("record", "--lsl", name, "--markers", f"{name}-annotations", "--out", out,
                         "--lsl-timeout", 1)
         stopper.join()
     assert result.exit_code == 2
     summary, error = result.stdout.strip(), result.stderr.strip().splitlines()[-1]
-    assert summary.startswith(f"wrote {out}: 64 channels at 160 Hz") and "ended by silence" in summary
-    assert error == f"Error: EEG stream {name!r} sent no samples for 1 s: the recording ends there (check the " \
-                    f"amplifier, or raise --lsl-timeout)"
+    assert summary.startswith(f"wrote {out}: 64 channels at 160 Hz") and "ended by the EEG stream's end" in summary
+    assert error == f"Error: EEG stream {name!r} left the network (its app stopped, or the connection broke): the " \
+                    f"recording ends there"
     recording = mne.io.read_raw(out, verbose="error")
+    k = start_in_file(recording.get_data(), r04.get_data())
+    assert np.array_equal(recording.get_data(), r04.get_data()[:, k:k + recording.n_times])
     assert 0.5 * 160 <= recording.n_times <= 3 * 160
 
 
@@ -187,7 +248,8 @@ def test_an_eeg_stream_that_changes_rate_and_channels_ends_the_recording(r04, ba
     name, out = unique("amp"), tmp_path / "session.fif"
     from mne_lsl.player import PlayerLSL
 
-    second = PlayerLSL(mne.io.read_raw(eyes, preload=True, verbose="error"), chunk_size=16, name=name)
+    second = PlayerLSL(mne.io.read_raw(eyes, preload=True, verbose="error"), chunk_size=16, name=name,
+                       source_id=uuid.uuid4().hex)
     with playing(r04, name) as first:
         def swap() -> None:
             first.stop()
@@ -213,7 +275,7 @@ def test_an_eeg_stream_that_changes_rate_and_channels_ends_the_recording(r04, ba
 def test_markers_before_the_first_eeg_sample_are_refused(r04, tmp_path):
     """A cue stream of our own, as a cue program's, whose first marker is stamped 30 s before now: before the
     EEG began (the recorder's first samples are at most a few seconds old)."""
-    from mne_lsl.lsl import StreamInfo, StreamOutlet, local_clock
+    from mne_lsl.lsl import local_clock
 
     name, out = unique("amp"), tmp_path / "session.fif"
     cues = StreamOutlet(StreamInfo(unique("cues"), "Markers", 1, 0.0, "string", uuid.uuid4().hex))
@@ -247,7 +309,7 @@ def test_record_bad_input_one_line_exit_2_nothing_written(case, r04, tmp_path):
         "out_exists": (["--markers", "x"], "exists: choose a new name"),
         "out_folder_missing": (["--markers", "x", "--out", tmp_path / "no" / "s.fif"], "cannot be written"),
         "out_not_fif": (["--markers", "x", "--out", tmp_path / "s.edf"], "must end in .fif"),
-        "markers_is_eeg": (["--markers", name], "has 64 channels: a cue stream sends one"),
+        "markers_is_eeg": (["--markers", name], "is a signal at 160 Hz (64 channels), not a marker stream"),
     }[case]
     if case == "out_exists":
         out.write_bytes(b"an earlier session")
@@ -260,3 +322,23 @@ def test_record_bad_input_one_line_exit_2_nothing_written(case, r04, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == (["session.fif"] if case == "out_exists" else [])
     if case == "out_exists":
         assert out.read_bytes() == b"an earlier session"
+
+
+def test_eeg_timestamps_that_go_back_end_the_recording(r04, tmp_path):
+    """2 s in, the amplifier sends samples stamped 60 s earlier, as a restarted or re-sending source does: markers
+    could no longer be placed, so the recording ends before those samples, is saved, and says why."""
+    name, out = unique("amp"), tmp_path / "session.fif"
+    cues = StreamOutlet(StreamInfo(unique("cues"), "Markers", 1, 0.0, "string", uuid.uuid4().hex))
+    amp = Amp(r04, name, odd_from=320, shift=60.0)
+    amp.start()
+    try:
+        result = invoke("record", "--lsl", name, "--markers", cues.name, "--out", out, "--lsl-timeout", 5)
+    finally:
+        amp.stop.set()
+        amp.join()
+    assert result.exit_code == 2, result.output
+    assert result.stdout.startswith(f"wrote {out}: 64 channels at 160 Hz, 2.00 s (320 samples)")
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: EEG stream {name!r} sent samples stamped 59.994 s before the last ones (it restarted, or sent old "
+        f"samples again): the recording ends before them")
+    assert np.array_equal(mne.io.read_raw(out, verbose="error").get_data(), r04.get_data()[:, :320])

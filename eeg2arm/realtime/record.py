@@ -24,12 +24,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mne
 import numpy as np
 
 from ..errors import UserInputError
 from .sources import find_stream, pull, stream_info, to_volts
+
+if TYPE_CHECKING:
+    from mne_lsl.lsl import StreamInfo, StreamInlet
 
 PIECE_S = 10.0  # seconds of signal held in memory before they go to disk
 ANCHOR_S = 1.0  # seconds between timeline anchors
@@ -104,6 +108,32 @@ class ProgressLine:
             self.write("\n")
 
 
+class Markers:
+    """A cue stream's samples -> markers (stamp, description, duration s). Three kinds of marker stream are read:
+    one string channel (cue programs), one numeric channel (event codes, kept as text), and mne-lsl's one-hot
+    annotations (`mne-lsl player --annotations`: a channel per description, valued the duration, -1 for none)."""
+
+    def __init__(self, inlet: "StreamInlet", name: str):
+        self.inlet: StreamInlet | None = inlet  # None once the stream has gone
+        if inlet.sfreq > 0:
+            raise UserInputError(f"--markers {name!r} is a signal at {inlet.sfreq:g} Hz ({inlet.n_channels} channels), "
+                                 f"not a marker stream: give the cue program's stream (irregular rate)")
+        self.one_hot = inlet.dtype != "string" and inlet.stype == "annotations"
+        self.names = inlet.get_sinfo().get_channel_names() if self.one_hot else None
+        if not self.one_hot and inlet.n_channels != 1:
+            raise UserInputError(f"marker stream {name!r} has {inlet.n_channels} channels: a cue stream sends one "
+                                 f"(string) marker per sample")
+
+    def pull(self) -> list[tuple[float, str, float]]:
+        values, stamps = self.inlet.pull_chunk(timeout=0.0)
+        if self.one_hot:  # (n, n_descriptions)
+            return [(float(stamps[i]), self.names[j], max(float(values[i, j]), 0.0))
+                    for i, j in zip(*np.nonzero(values))]
+        if self.inlet.dtype == "string":
+            return [(float(t), v[0], 0.0) for v, t in zip(values, stamps)]
+        return [(float(t), f"{v[0]:g}", 0.0) for v, t in zip(values, stamps)]
+
+
 def check_out(out: Path) -> None:
     if out.suffix != ".fif":
         raise UserInputError(f"--out {out} must end in .fif (the recording is written as FIF)")
@@ -124,8 +154,7 @@ class Recorder:
             raise UserInputError(f"--out {out} cannot be written ({e.strerror}): choose a writable folder") from None
         self.pieces: list[Path] = []
         self.held: list[np.ndarray] = []  # (C, n) volts, not yet on disk
-        self.marker_stamps: list[float] = []
-        self.marker_texts: list[str] = []
+        self.markers: list[tuple[float, str, float]] = []  # (LSL stamp, description, duration s)
 
     def add(self, samples: np.ndarray) -> None:
         self.held.append(samples)
@@ -146,13 +175,13 @@ class Recorder:
             self.flush()
             raw = mne.concatenate_raws([mne.io.read_raw_fif(p, verbose="error") for p in self.pieces],
                                        verbose="error")
-            onsets = timeline.index_of(np.array(self.marker_stamps)) / summary.sfreq  # (n_markers,) s
+            onsets = timeline.index_of(np.array([m[0] for m in self.markers])) / summary.sfreq  # (n_markers,) s
             keep = onsets < raw.n_times / summary.sfreq  # markers before the first sample were refused as they came
-            summary.left_out = int((~keep).sum())
-            texts = [t for t, k in zip(self.marker_texts, keep) if k]
-            summary.markers = Counter(texts)
+            kept = [m for m, k in zip(self.markers, keep) if k]
+            summary.left_out, summary.markers = len(self.markers) - len(kept), Counter(m[1] for m in kept)
             # set_annotations replaces all, so the "BAD boundary" marks concatenate_raws puts at the joins go too
-            raw.set_annotations(mne.Annotations(np.maximum(onsets[keep], 0.0), 0.0, texts))
+            raw.set_annotations(mne.Annotations(np.maximum(onsets[keep], 0.0), [m[2] for m in kept],
+                                                [m[1] for m in kept]), verbose="error")
             whole = self.folder / self.out.name
             raw.save(whole, fmt=self.fmt, verbose="error")
             with open(whole, "rb") as f:
@@ -172,8 +201,9 @@ class Recorder:
 
 
 def open_eeg(name: str, timeout: float) -> tuple:
+    # not recovered by liblsl: a recording must not go on from another stream that shares the source_id
     inlet = find_stream(name, timeout, "EEG stream", "check --lsl (an amplifier's LSL app, or "
-                                                     "mne_lsl.player.PlayerLSL) and the network")
+                                                     "mne_lsl.player.PlayerLSL) and the network", recover=False)
     if inlet.dtype == "string" or inlet.sfreq <= 0:
         raise UserInputError(f"LSL stream {name!r} is not a signal at a regular rate ({inlet.dtype}, "
                              f"{inlet.sfreq:g} Hz): give the amplifier's stream to --lsl, the cues to --markers")
@@ -186,94 +216,128 @@ def open_eeg(name: str, timeout: float) -> tuple:
     return inlet, info, scale, fmt
 
 
-def replacement(name: str, uid: str, sfreq: float, n_channels: int) -> str | None:
-    """How a stream that now carries the EEG stream's name differs from it (rate or channels), if one does."""
+def lookup(name: str, wait: float) -> list["StreamInfo"]:
     from mne_lsl.lsl import resolve_streams
 
-    for other in resolve_streams(timeout=0.2, name=name, minimum=1):
-        if other.uid != uid and (other.sfreq != sfreq or other.n_channels != n_channels):
-            return (f"{n_channels} channels at {sfreq:g} Hz to {other.n_channels} channels at "
-                    f"{other.sfreq:g} Hz")
-    return None
+    return resolve_streams(timeout=wait, name=name, minimum=1)
+
+
+class Session:
+    """A recording in progress: the two inlets, the pieces on disk, the timeline and the counts."""
+
+    def __init__(self, eeg_name: str, markers_name: str, out: Path, timeout: float):
+        check_out(out)
+        self.name, self.timeout = eeg_name, timeout
+        self.eeg, info, self.scale, fmt = open_eeg(eeg_name, timeout)
+        hint = "start the cue program (its LSL outlet) before recording, or check --markers"
+        self.markers = Markers(find_stream(markers_name, timeout, "marker stream", hint, recover=False),
+                               markers_name)
+        self.info, self.uid = info, self.eeg.get_sinfo().uid
+        self.summary = RecordSummary(out, len(info["ch_names"]), info["sfreq"])
+        self.recorder, self.timeline = Recorder(out, info, fmt), Timeline(info["sfreq"])
+        self.first_stamp: float | None = None
+        self.checked_markers = 0  # markers already found to come after the first EEG sample
+        self.heard = self.looked = time.monotonic()
+
+    def step(self, limit: int | None) -> tuple[str, str | None] | None:
+        """Take what arrived; once the recording is over, (what ended it, the error to report or None)."""
+        summary, sfreq = self.summary, self.summary.sfreq
+        try:
+            samples, stamps = pull(self.eeg, WAIT_S)  # (n, C), (n,)
+        except RuntimeError:  # mne-lsl's LostError: the stream left the network (liblsl notices it late, if at all)
+            return self.gone(wait=min(self.timeout, 2.0))
+        now = time.monotonic()
+        if limit is not None:
+            samples, stamps = samples[:limit - summary.samples], stamps[:limit - summary.samples]
+        if len(stamps) and summary.samples and stamps[0] < self.timeline.last[1] - 0.5 / sfreq:
+            return "the EEG timestamps going back", (
+                f"EEG stream {self.name!r} sent samples stamped {self.timeline.last[1] - stamps[0]:.3f} s before "
+                f"the last ones (it restarted, or sent old samples again): the recording ends before them")
+        if len(stamps):
+            if self.first_stamp is None:
+                self.first_stamp = float(stamps[0])
+                with self.info._unlock():
+                    self.info["meas_date"] = datetime_of(self.first_stamp)
+            self.heard = now
+            self.timeline.add(summary.samples, stamps)
+            self.recorder.add((samples * self.scale).T)
+            summary.samples += len(stamps)
+        if self.markers.inlet is not None:
+            try:
+                self.recorder.markers.extend(self.markers.pull())
+            except RuntimeError:  # the cue program stopped: the EEG may well go on (ended with Ctrl-C)
+                self.markers.inlet.close_stream()
+                self.markers.inlet = None
+        if self.first_stamp is not None and len(self.recorder.markers) > self.checked_markers:
+            check_not_early(self.recorder.markers[self.checked_markers:], self.first_stamp, sfreq)
+            self.checked_markers = len(self.recorder.markers)
+        if limit is not None and summary.samples >= limit:
+            return f"--duration {limit / sfreq:g} s", None
+        if now - self.heard > self.timeout:
+            return self.gone(wait=0.5)
+        if now - self.heard > min(CHANGE_CHECK_S, self.timeout) and now - self.looked > CHANGE_CHECK_S:
+            self.looked = now  # an amplifier app restarted with other settings is told apart early
+            if any(self.differs(other) for other in lookup(self.name, 0.2)):
+                return self.gone(wait=0.2)
+        return None
+
+    def differs(self, other: "StreamInfo") -> bool:
+        return other.uid != self.uid and (other.sfreq != self.summary.sfreq or
+                                          other.n_channels != self.summary.n_channels)
+
+    def gone(self, wait: float) -> tuple[str, str]:
+        """Why the EEG stopped: another stream took its name with other settings, it left, or it fell silent."""
+        found = lookup(self.name, wait)  # an app restarting takes a moment to announce its stream again
+        s = self.summary
+        for other in found:
+            if self.differs(other):
+                return "a change of the EEG stream", (
+                    f"EEG stream {self.name!r} changed from {s.n_channels} channels at {s.sfreq:g} Hz to "
+                    f"{other.n_channels} channels at {other.sfreq:g} Hz during the recording: what came before is "
+                    f"saved; record the new settings into another file")
+        if not any(other.uid == self.uid for other in found):
+            return "the EEG stream's end", (f"EEG stream {self.name!r} left the network (its app stopped, or the "
+                                            f"connection broke): the recording ends there")
+        return f"silence (no EEG for {self.timeout:g} s)", (
+            f"EEG stream {self.name!r} sent no samples for {self.timeout:g} s: the recording ends there (check the "
+            f"amplifier, or raise --lsl-timeout)")
+
+    def close(self) -> None:
+        self.eeg.close_stream()
+        if self.markers.inlet is not None:
+            self.markers.inlet.close_stream()
 
 
 def record(eeg_name: str, markers_name: str, out: str | Path, duration: float | None = None, timeout: float = 5.0,
            echo: Callable[[str], None] = print, progress: ProgressLine | None = None) -> RecordSummary:
-    """Record until --duration, Ctrl-C or silence; return the summary (also when silence ended it: then raise
-    UserInputError after saving, with the summary already echoed)."""
-    out = Path(out)
-    check_out(out)
-    eeg, info, scale, fmt = open_eeg(eeg_name, timeout)
-    markers = find_stream(markers_name, timeout, "marker stream", "start the cue program (its LSL outlet) "
-                                                                  "before recording, or check --markers")
-    if markers.n_channels != 1:
-        raise UserInputError(f"marker stream {markers_name!r} has {markers.n_channels} channels: a cue stream "
-                             f"sends one (string) marker per sample")
-    sfreq, uid = info["sfreq"], eeg.get_sinfo().uid
-    summary = RecordSummary(out, len(info["ch_names"]), sfreq)
-    recorder, timeline = Recorder(out, info, fmt), Timeline(sfreq)
-    limit = round(duration * sfreq) if duration is not None else None
-    started = heard = shown = checked = time.monotonic()
-    first_stamp: float | None = None
-    checked_markers = 0  # markers already found to come after the first EEG sample
-    failure: str | None = None
+    """Record until --duration, Ctrl-C, silence or a change of the EEG stream; save and echo the summary. When
+    the stream failed (silence, a change) that error is raised after the summary: what came before is saved."""
+    session = Session(eeg_name, markers_name, Path(out), timeout)
+    summary = session.summary
+    limit = round(duration * summary.sfreq) if duration is not None else None
+    started = shown = time.monotonic()
+    failure = None
     try:
-        while True:
-            samples, stamps = pull(eeg, WAIT_S)  # (n, C), (n,)
-            now = time.monotonic()
-            if limit is not None:
-                samples, stamps = samples[:limit - summary.samples], stamps[:limit - summary.samples]
-            if len(stamps):
-                if first_stamp is None:
-                    first_stamp = float(stamps[0])
-                    with info._unlock():
-                        info["meas_date"] = datetime_of(first_stamp)
-                heard = now
-                timeline.add(summary.samples, stamps)
-                recorder.add((samples * scale).T)
-                summary.samples += len(stamps)
-            texts, mstamps = markers.pull_chunk(timeout=0.0)
-            for text, stamp in zip(texts, mstamps):
-                recorder.marker_stamps.append(float(stamp))
-                recorder.marker_texts.append(str(text[0]) if isinstance(text, list) else f"{text[0]:g}")
-            if first_stamp is not None and len(recorder.marker_stamps) > checked_markers:
-                check_not_early(recorder, checked_markers, first_stamp, sfreq)
-                checked_markers = len(recorder.marker_stamps)
-            if limit is not None and summary.samples >= limit:
-                summary.ended_by = f"--duration {duration:g} s"
-                break
-            if now - heard > timeout:
-                summary.ended_by = f"silence (no EEG for {timeout:g} s)"
-                failure = (f"EEG stream {eeg_name!r} sent no samples for {timeout:g} s: the recording ends there "
-                           f"(check the amplifier, or raise --lsl-timeout)")
-                break
-            if now - heard > min(CHANGE_CHECK_S, timeout) and now - checked > CHANGE_CHECK_S:
-                checked = now
-                change = replacement(eeg_name, uid, sfreq, summary.n_channels)
-                if change:
-                    summary.ended_by = "a change of the EEG stream"
-                    failure = (f"EEG stream {eeg_name!r} changed from {change} during the recording: what came "
-                               f"before is saved; record the new settings into another file")
-                    break
-            if progress is not None and now - shown >= 1.0:
-                shown = now
-                progress(summary, now - started)
+        while (ended := session.step(limit)) is None:
+            if progress is not None and time.monotonic() - shown >= 1.0:
+                shown = time.monotonic()
+                progress(summary, shown - started)
+        summary.ended_by, failure = ended
     except KeyboardInterrupt:
         summary.ended_by = "Ctrl-C"
     except BaseException:
-        recorder.discard()
+        session.recorder.discard()
         raise
     finally:
-        eeg.close_stream()
-        markers.close_stream()
+        session.close()
         if progress is not None:
             progress.end()
     if summary.samples == 0:
-        recorder.discard()
+        session.recorder.discard()
         raise UserInputError(f"no EEG samples came from {eeg_name!r} ({summary.ended_by}): nothing was written; "
                              f"check that the amplifier is streaming")
     with ctrl_c_ignored():  # a second Ctrl-C while saving must not lose the whole session
-        recorder.finish(timeline, summary)
+        session.recorder.finish(session.timeline, summary)
     echo(summary.line())
     if failure:
         raise UserInputError(failure)
@@ -292,13 +356,12 @@ def ctrl_c_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def check_not_early(recorder: Recorder, start: int, first_stamp: float, sfreq: float) -> None:
-    """Markers from `start` on must not precede the first EEG sample by more than one sample period (a marker
-    stamped that close before it still belongs to it)."""
-    stamps = np.array(recorder.marker_stamps[start:])
-    early = first_stamp - stamps.min()
+def check_not_early(markers: list[tuple[float, str, float]], first_stamp: float, sfreq: float) -> None:
+    """No marker may precede the first EEG sample by more than one sample period (a marker stamped that close
+    before it still belongs to it)."""
+    stamp, text, _ = min(markers)
+    early = first_stamp - stamp
     if early > 1.0 / sfreq:
-        text = recorder.marker_texts[start + int(stamps.argmin())]
         raise UserInputError(f"a marker ({text!r}) came {early:.3f} s before the first EEG sample: start the EEG "
                              f"stream before the cue program sends cues, then record again (nothing was written)")
 

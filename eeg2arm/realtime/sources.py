@@ -79,15 +79,19 @@ def recording_chunks(path: str | Path, config: EEGConfig, chunk_s: float = 0.062
         yield Chunk(data[:, i:i + n], stamps)
 
 
-def find_stream(name: str, timeout: float, what: str, hint: str) -> "StreamInlet":
-    """An open inlet on the LSL stream `name` (clock offsets corrected), or UserInputError after `timeout` s."""
+def find_stream(name: str, timeout: float, what: str, hint: str, recover: bool = True) -> "StreamInlet":
+    """An open inlet on the LSL stream `name` (clock offsets corrected), or UserInputError after `timeout` s.
+
+    With `recover` liblsl reconnects a lost stream by itself, to any stream with the same source_id (players
+    often share one); without it a pull raises mne-lsl's LostError (a RuntimeError) once the stream is gone.
+    """
     quiet_liblsl()
     from mne_lsl.lsl import StreamInlet, resolve_streams
 
     found = resolve_streams(timeout=timeout, name=name, minimum=1) if timeout > 0 else []
     if not found:
         raise UserInputError(f"no LSL {what} named {name!r} answered within {timeout:g} s: {hint}")
-    inlet = StreamInlet(found[0], processing_flags=["clocksync"])
+    inlet = StreamInlet(found[0], recover=recover, processing_flags=["clocksync"])
     try:
         inlet.open_stream(timeout=max(timeout, 1.0))
     except (TimeoutError, RuntimeError):
