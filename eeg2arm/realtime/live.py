@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from ..config import EEGConfig
 from ..errors import UserInputError
-from ..features import frame_geometry
 from .online import OnlineBandPower
 from .smoothing import Hysteresis
 from .sources import Chunk
@@ -66,15 +65,14 @@ def label_of(decision: int, class_names: tuple[str, ...] | None) -> str:
 
 
 class FrameStamps:
-    """Where each band-power frame ends: its index, stream time and the LSL timestamp of its last sample.
+    """Where each feature frame ends: its stream time and the LSL timestamp of its last sample.
 
-    Frame k covers samples [k*s, k*s + w) from the first sample (features.frame_geometry), as OnlineBandPower
-    frames the stream; only the stamps of samples a later frame can still end on are kept.
+    Frame k covers samples [k*s, k*s + w) from the first sample, as the online features frame the stream (w, s:
+    their frame length and step in samples); only the stamps of samples a later frame can still end on are kept.
     """
 
-    def __init__(self, config: EEGConfig):
-        self.w, self.s, _ = frame_geometry(config.sfreq, config.frame_window, config.frame_step)
-        self.sfreq = config.sfreq
+    def __init__(self, w: int, s: int, sfreq: float):
+        self.w, self.s, self.sfreq = w, s, sfreq
         self.stamps, self.first, self.frames = np.zeros(0), 0, 0  # stamps of samples first, first + 1, ...
 
     def push(self, stamps: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -107,8 +105,9 @@ def run_stream(chunks: Iterable[Chunk], decoder: Decoder, echo: Callable[[str], 
     `summary` is filled as the stream goes, so a caller still has the counts when a source fails midway.
     """
     config = decoder.config
-    online, clock = OnlineBandPower.for_model(config), FrameStamps(config)
-    summary, decision, sinks = summary or StreamSummary(), Hysteresis.UNDECIDED, list(sinks)
+    online = OnlineBandPower.for_model(config)
+    summary, decision = summary or StreamSummary(), Hysteresis.UNDECIDED
+    clock, sinks = FrameStamps(online.w, online.s, config.sfreq), list(sinks)
     fed: deque[tuple[float, float]] = deque()  # (end time, end stamp) of frames given to the decoder, not yet decided
     try:
         for samples, stamps in chunks:

@@ -48,13 +48,14 @@ class RecordSummary:
     n_channels: int
     sfreq: float
     samples: int = 0
+    received: int = 0  # markers received so far
     markers: Counter = field(default_factory=Counter)  # description -> count, of the markers kept
     left_out: int = 0  # markers stamped after the last EEG sample
     ended_by: str = ""
 
     def progress(self, elapsed: float) -> str:
         return (f"recording {int(elapsed // 60)}:{elapsed % 60:04.1f}  samples={self.samples} "
-                f"markers={sum(self.markers.values())}")
+                f"markers={self.received}")
 
     def line(self) -> str:
         counts = ", ".join(f"{k} {n}" for k, n in sorted(self.markers.items()))
@@ -265,6 +266,7 @@ class Session:
         if self.markers.inlet is not None:
             try:
                 self.recorder.markers.extend(self.markers.pull())
+                summary.received = len(self.recorder.markers)
             except RuntimeError:  # the cue program stopped: the EEG may well go on (ended with Ctrl-C)
                 self.markers.inlet.close_stream()
                 self.markers.inlet = None
