@@ -3,14 +3,16 @@ the decisions out to a controller; and recording a calibration session from live
 
 A map, in the order a sample travels (`eeg2arm stream` wires them together in `live.run_stream`):
 
-    sources.py    raw chunks (C, n) in µV with LSL timestamps: a recording replayed at real speed, or a live LSL
-                  stream (mne-lsl); finding a stream by name, its units
+    sources.py    raw chunks (C, n) in µV: a recording replayed at real speed, or a live LSL stream (mne-lsl)
     online.py     OnlineBandPower: the frames `eeg2arm prepare` would compute, as soon as they are complete
     streamer.py   Streamer: frames in, one StepResult per pooled frame out (numpy only: the service uses it too)
     decoder.py    StreamingDecoder / TorchStep: the PyTorch step behind a Streamer (export/step.py is the ONNX one)
     smoothing.py  Hysteresis: per-frame probabilities -> a steady decision, so the arm does not jitter
     live.py       run_stream and open_decoder: the loop, each decision's timestamp, the summary, the backend
     outlet.py     decisions out: an LSL stream (probabilities + decision, markers on change) and JSON lines
+
+Every chunk carries the LSL timestamp of each of its samples (sources.py also finds streams by name and reads
+their units), so each decision is stamped with the last sample it needs.
 
 and beside the loop, `eeg2arm record`:
 
