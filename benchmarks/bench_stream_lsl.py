@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -118,7 +119,7 @@ def run_backend(args: list[str], seconds: float) -> dict[str, np.ndarray]:
         decisions.start()
         player = subprocess.Popen([sys.executable, "-c", PLAYER, str(RECORDING), str(CHUNK), eeg],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        _, stderr = proc.communicate(timeout=seconds + 120)
+        stdout, stderr = proc.communicate(timeout=seconds + 120)
         time.sleep(0.5)
         pushed, _ = player.communicate(timeout=30)  # closing its stdin stops it
     finally:
@@ -137,8 +138,10 @@ def run_backend(args: list[str], seconds: float) -> dict[str, np.ndarray]:
     right = np.clip(np.searchsorted(pushes[:, 0], stamp), 1, len(pushes) - 1)
     nearest = np.where(np.abs(pushes[right - 1, 0] - stamp) <= np.abs(pushes[right, 0] - stamp), right - 1, right)
     matched = np.abs(pushes[nearest, 0] - stamp) < 1e-3  # decision stamps carry the clock offset (~10 µs here)
+    inside = re.search(r"latency_ms p50=([\d.]+) p99=([\d.]+)", stdout)  # stream's own: chunk in -> decision out
     return {"e2e": (arrival - pushes[nearest, 1])[matched] * 1e3, "stamp": (arrival - stamp) * 1e3,
-            "lead": (pushes[:, 0] - pushes[:, 1]) * 1e3, "unmatched": int((~matched).sum())}
+            "lead": (pushes[:, 0] - pushes[:, 1]) * 1e3, "unmatched": int((~matched).sum()),
+            "inside": (float(inside[1]), float(inside[2]))}
 
 
 def main() -> None:
@@ -159,11 +162,12 @@ def main() -> None:
         print(f"eeg2arm stream --lsl (PlayerLSL, {RECORDING.name}, chunks of {CHUNK}) --out-lsl, {args.seconds:g} s "
               f"per backend, {platform.machine()} x{os.cpu_count()}, load {load[0]:.2f} {load[1]:.2f} (ms)")
         print(f"{'backend':>8} | {'decisions':>9} | {'pushed->decided p50':>19} | {'p99':>6} | {'max':>6} | "
-              f"{'stamp->decided p50':>18} | {'player lead p50':>15}")
+              f"{'in stream p50':>13} | {'p99':>6} | {'stamp->decided p50':>18} | {'player lead p50':>15}")
         for name in args.backends.split(","):
             r = run_backend(backends[name], args.seconds)
             p50, p99 = np.percentile(r["e2e"], [50, 99])
             print(f"{name:>8} | {len(r['e2e']):>9} | {p50:>19.2f} | {p99:>6.2f} | {r['e2e'].max():>6.2f} | "
+                  f"{r['inside'][0]:>13.2f} | {r['inside'][1]:>6.2f} | "
                   f"{np.median(r['stamp']):>18.2f} | {np.median(r['lead']):>15.2f}"
                   + (f"  ({r['unmatched']} decisions matched no pushed chunk)" if r["unmatched"] else ""))
 

@@ -11,12 +11,12 @@ A map, in the order a sample travels (`eeg2arm stream` wires them together in `l
     live.py       run_stream and open_decoder: the loop, each decision's timestamp, the summary, the backend
     outlet.py     decisions out: an LSL stream (probabilities + decision, markers on change) and JSON lines
 
-Every chunk carries the LSL timestamp of each of its samples (sources.py also finds streams by name and reads
-their units), so each decision is stamped with the last sample it needs.
-
 and beside the loop, `eeg2arm record`:
 
     record.py     a live EEG stream + a cue-marker stream -> one FIF file, the markers as annotations
+
+Every chunk carries the LSL timestamp of each of its samples (sources.py also finds streams by name and reads
+their units), so each decision is stamped with the last sample it needs.
 
 Nothing here is imported by `import eeg2arm`; torch is imported only by decoder.py.
 """
