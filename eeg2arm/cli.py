@@ -322,7 +322,8 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
 @cli.command()
 @click.option("--lsl", "lsl_name", required=True, help="The live EEG stream (LSL name) to record")
 @click.option("--markers", "markers_name", required=True,
-              help="The cue program's LSL marker stream (one string channel): its markers become annotations")
+              help="The cue program's LSL marker stream (string markers, numeric codes or mne-lsl's one-hot "
+                   "annotations): its markers become annotations")
 @click.option("--out", type=FILE, required=True, help="New FIF file to write, e.g. session.fif (never written over)")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds of signal [default: Ctrl-C]")
 @click.option("--lsl-timeout", type=float, default=5.0, show_default=True,

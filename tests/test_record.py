@@ -104,10 +104,10 @@ def test_a_recording_is_the_files_signal_and_prepare_cuts_its_trials(edf, r04, t
     replay = segment(r04, 2.2, 22.2, shift=1 / sfreq)  # cues at 2.0 (T2), 6.1 (T0), 10.3 (T1) s after the start
     name, out = unique("amp"), tmp_path / "session.fif"
     with playing(replay, name):
-        result = invoke("record", "--lsl", name, "--markers", f"{name}-annotations", "--out", out, "--duration", 6)
+        result = invoke("record", "--lsl", name, "--markers", f"{name}-annotations", "--out", out, "--duration", 8)
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith(f"wrote {out}: 64 channels at 160 Hz, 6.00 s (960 samples), ")
-    assert "ended by --duration 6 s" in result.stdout
+    assert result.stdout.startswith(f"wrote {out}: 64 channels at 160 Hz, 8.00 s (1280 samples), ")
+    assert "ended by --duration 8 s" in result.stdout
     assert [p.name for p in tmp_path.iterdir()] == ["session.fif"]  # the pieces' hidden folder is gone
 
     recording = mne.io.read_raw(out, preload=True, verbose="error")
@@ -117,6 +117,7 @@ def test_a_recording_is_the_files_signal_and_prepare_cuts_its_trials(edf, r04, t
     k = start_in_file(recording.get_data(), signal_)
     assert np.array_equal(recording.get_data(), signal_[:, k:k + recording.n_times])  # volts, bit for bit
     errors = onset_errors(recording, segment(r04, 2.2, 22.2), k)  # the original cues, not the moved ones
+    print(f"recording from {k / sfreq:.2f} s; cue onset errors, cues moved one sample (ms): {np.round(errors * 1e3, 3)}")
     assert len(errors) >= 1 and np.abs(errors).max() <= CLOCK_JITTER_S, errors
 
     assert invoke("prepare", out, "--out", tmp_path / "rec", *CUE_ARGS).exit_code == 0
@@ -179,14 +180,17 @@ class Amp(threading.Thread):
     stamped at its last sample; from sample `odd_from` on it misbehaves (`shift` s earlier stamps, or silence
     with the stream still on the network) until `stop` is set."""
 
-    def __init__(self, r04: mne.io.BaseRaw, name: str, odd_from: int, shift: float | None = None):
+    def __init__(self, r04: mne.io.BaseRaw, name: str, odd_from: int, shift: float | None = None,
+                 cue: tuple[StreamOutlet, int, float] | None = None):
+        """`cue`: (a numeric marker outlet, a sample j, a code): once 1.5 s is sent, the code is sent stamped
+        with sample j's stamp."""
         super().__init__(daemon=True)
         from mne_lsl.lsl import StreamInfo, StreamOutlet
 
         info = StreamInfo(name, "eeg", len(r04.ch_names), r04.info["sfreq"], "float64", uuid.uuid4().hex)
         info.set_channel_info(r04.info)
         self.outlet, self.signal = StreamOutlet(info, chunk_size=16), r04.get_data()
-        self.odd_from, self.shift, self.stop = odd_from, shift, threading.Event()
+        self.odd_from, self.shift, self.cue, self.stop = odd_from, shift, cue, threading.Event()
 
     def run(self) -> None:
         from mne_lsl.lsl import local_clock
@@ -199,14 +203,19 @@ class Amp(threading.Thread):
                 chunk = np.ascontiguousarray(self.signal[:, i:i + 16].T)  # (16, C)
                 self.outlet.push_chunk(chunk, timestamp=start + (i + 16) / 160 - shift)
             i += 16
+            if self.cue is not None and i == 240:
+                outlet, j, code = self.cue
+                outlet.wait_for_consumers(timeout=10)
+                outlet.push_sample(np.array([code]), timestamp=start + (j + 1) / 160)
             time.sleep(max(0.0, start + i / 160 - local_clock()))
 
 
 def test_a_silent_stream_ends_the_recording_with_its_summary(r04, tmp_path):
-    """The amplifier stops sending after 2 s but its stream stays on the network."""
+    """The amplifier stops sending after 2 s but its stream stays on the network. A cue program sending numeric
+    codes stamps code 7 at sample 100: it lands there exactly."""
     name, out = unique("amp"), tmp_path / "session.fif"
-    cues = StreamOutlet(StreamInfo(unique("cues"), "Markers", 1, 0.0, "string", uuid.uuid4().hex))
-    amp = Amp(r04, name, odd_from=320)
+    cues = StreamOutlet(StreamInfo(unique("cues"), "Markers", 1, 0.0, "float32", uuid.uuid4().hex))
+    amp = Amp(r04, name, odd_from=320, cue=(cues, 100, 7.0))
     amp.start()
     try:
         result = invoke("record", "--lsl", name, "--markers", cues.name, "--out", out, "--lsl-timeout", 1)
@@ -214,12 +223,15 @@ def test_a_silent_stream_ends_the_recording_with_its_summary(r04, tmp_path):
         amp.stop.set()
         amp.join()
     assert result.exit_code == 2
-    assert result.stdout.strip() == (f"wrote {out}: 64 channels at 160 Hz, 2.00 s (320 samples), 0 markers (none); "
+    assert result.stdout.strip() == (f"wrote {out}: 64 channels at 160 Hz, 2.00 s (320 samples), 1 markers (7 1); "
                                      f"ended by silence (no EEG for 1 s)")
     assert result.stderr.strip().splitlines()[-1] == (
         f"Error: EEG stream {name!r} sent no samples for 1 s: the recording ends there (check the amplifier, or "
         f"raise --lsl-timeout)")
-    assert np.array_equal(mne.io.read_raw(out, verbose="error").get_data(), r04.get_data()[:, :320])
+    recording = mne.io.read_raw(out, verbose="error")
+    assert np.array_equal(recording.get_data(), r04.get_data()[:, :320])
+    assert list(recording.annotations.description) == ["7"]
+    assert abs(recording.annotations.onset[0] - 100 / 160) <= CLOCK_JITTER_S
 
 
 def test_a_stream_that_leaves_the_network_ends_the_recording_with_its_summary(r04, tmp_path):
