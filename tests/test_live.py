@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import mne
 import requests
@@ -24,7 +25,7 @@ from eeg2arm.features import n_frames
 from eeg2arm.realtime.online import OnlineBandPower
 from eeg2arm.realtime.sources import Chunk, lsl_chunks
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]
 
 SUMMARY = re.compile(r"^frames=(\d+) decisions=(\d+) switches=(\d+) dropped=0 latency_ms p50=[\d.]+ p99=[\d.]+$",
                      re.M)
@@ -115,7 +116,8 @@ def test_stream_a_recording_with_checkpoint_and_onnx_alike(eyes_files, eyes_ckpt
     assert invoke("export", "--ckpt", eyes_ckpt, "--out", onnx).exit_code == 0
     outputs = {}
     for name, model in (("ckpt", ["--ckpt", eyes_ckpt]), ("onnx", ["--onnx", onnx])):
-        result = invoke("stream", "--raw", eyes_files["EC"], *model, "--fast", "--device", "cpu")
+        result = invoke("stream", "--raw", eyes_files["EC"], *model, "--fast", "--device", "cpu",
+                        "--out-jsonl", tmp_path / f"{name}.jsonl")
         assert result.exit_code == 0, result.output
         outputs[name] = result.output
     frames, decisions, switches = summary_of(outputs["ckpt"])
@@ -128,6 +130,12 @@ def test_stream_a_recording_with_checkpoint_and_onnx_alike(eyes_files, eyes_ckpt
     assert "label=eyes_closed" in lines[0]  # a model that learned the alpha switch calls the eyes-closed run so
     assert decision_lines(outputs["onnx"]) == lines  # the ONNX step graph decides exactly as PyTorch
     assert summary_of(outputs["onnx"]) == (frames, decisions, switches)
+    decided = [json.loads(line) for line in (tmp_path / "ckpt.jsonl").read_text().splitlines()]
+    assert [d["frame"] for d in decided] == list(range(decisions))
+    changes = [d for i, d in enumerate(decided) if d["decision"] != (decided[i - 1]["decision"] if i else -1)]
+    assert [f"[t={d['t']:.2f}s frame {d['frame']}]" for d in changes] == [line.split(" decision")[0] for line in lines]
+    t0 = np.array([d["time"] - d["t"] for d in decided])  # a replay stamps sample j at t0 + (j + 1) / sfreq
+    assert np.ptp(t0) < 1e-6 and all(d["label"] in ("undecided", "eyes_open", "eyes_closed") for d in decided)
 
 
 def test_stream_from_a_live_lsl_stream(raw_dir, mmi_ckpt):

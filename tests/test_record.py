@@ -117,7 +117,8 @@ def test_a_recording_is_the_files_signal_and_prepare_cuts_its_trials(edf, r04, t
     k = start_in_file(recording.get_data(), signal_)
     assert np.array_equal(recording.get_data(), signal_[:, k:k + recording.n_times])  # volts, bit for bit
     errors = onset_errors(recording, segment(r04, 2.2, 22.2), k)  # the original cues, not the moved ones
-    print(f"recording from {k / sfreq:.2f} s; cue onset errors, cues moved one sample (ms): {np.round(errors * 1e3, 3)}")
+    print(f"recording from {k / sfreq:.2f} s; cue onset errors, cues moved one sample (ms): "
+          f"{np.round(errors * 1e3, 3)}")
     assert len(errors) >= 1 and np.abs(errors).max() <= CLOCK_JITTER_S, errors
 
     assert invoke("prepare", out, "--out", tmp_path / "rec", *CUE_ARGS).exit_code == 0

@@ -32,7 +32,7 @@ from .live import Decided, Sink
 from .smoothing import Hysteresis
 from .sources import quiet_liblsl
 
-NAME_CHECK_S = 1.0  # how long to look for a stream already using the name (liblsl finds a loopback peer in ms)
+NAME_CHECK_S = 1.0  # how long to look for streams already using the names (liblsl's advice: at least 0.5 s)
 
 
 class LSLDecisions:
@@ -42,8 +42,9 @@ class LSLDecisions:
         quiet_liblsl()
         from mne_lsl.lsl import StreamInfo, StreamOutlet, resolve_streams
 
+        on_network = {info.name for info in resolve_streams(timeout=NAME_CHECK_S)}
         for taken in (name, f"{name}-markers"):
-            if resolve_streams(timeout=NAME_CHECK_S, name=taken, minimum=1):
+            if taken in on_network:
                 raise UserInputError(f"an LSL stream named {taken!r} is already on the network: choose another "
                                      f"--out-lsl name (controllers subscribe by name, so it must be unique)")
         classes = list(config.class_names or [str(k) for k in range(config.n_classes)])

@@ -117,8 +117,8 @@ class Markers:
     def __init__(self, inlet: "StreamInlet", name: str):
         self.inlet: StreamInlet | None = inlet  # None once the stream has gone
         if inlet.sfreq > 0:
-            raise UserInputError(f"--markers {name!r} is a signal at {inlet.sfreq:g} Hz ({inlet.n_channels} channels), "
-                                 f"not a marker stream: give the cue program's stream (irregular rate)")
+            raise UserInputError(f"--markers {name!r} is a signal at {inlet.sfreq:g} Hz ({inlet.n_channels} "
+                                 f"channels), not a marker stream: give the cue program's stream (irregular rate)")
         self.one_hot = inlet.dtype != "string" and inlet.stype == "annotations"
         self.names = inlet.get_sinfo().get_channel_names() if self.one_hot else None
         if not self.one_hot and inlet.n_channels != 1:
@@ -155,11 +155,13 @@ class Recorder:
             raise UserInputError(f"--out {out} cannot be written ({e.strerror}): choose a writable folder") from None
         self.pieces: list[Path] = []
         self.held: list[np.ndarray] = []  # (C, n) volts, not yet on disk
+        self.held_samples = 0
         self.markers: list[tuple[float, str, float]] = []  # (LSL stamp, description, duration s)
 
     def add(self, samples: np.ndarray) -> None:
         self.held.append(samples)
-        if sum(h.shape[1] for h in self.held) >= PIECE_S * self.info["sfreq"]:
+        self.held_samples += samples.shape[1]
+        if self.held_samples >= PIECE_S * self.info["sfreq"]:
             self.flush()
 
     def flush(self) -> None:
@@ -168,7 +170,7 @@ class Recorder:
             mne.io.RawArray(np.concatenate(self.held, axis=1), self.info, verbose="error").save(
                 piece, fmt=self.fmt, verbose="error")
             self.pieces.append(piece)
-            self.held = []
+            self.held, self.held_samples = [], 0
 
     def finish(self, timeline: Timeline, summary: RecordSummary) -> None:
         """Join the pieces, annotate, save and link into place; the hidden folder goes in any case."""
