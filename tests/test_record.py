@@ -178,7 +178,7 @@ def test_ctrl_c_leaves_a_whole_file_with_everything_received(r04, tmp_path):
 
 class Amp(threading.Thread):
     """An amplifier app of our own: a StreamOutlet sending S001R04's samples at real speed in chunks of 16, each
-    stamped at its last sample; from sample `odd_from` on it misbehaves (`shift` s earlier stamps, or silence
+    sample stamped as it is sent; from sample `odd_from` on it misbehaves (`shift` s earlier stamps, or silence
     with the stream still on the network) until `stop` is set."""
 
     def __init__(self, r04: mne.io.BaseRaw, name: str, odd_from: int, shift: float | None = None,
@@ -197,12 +197,16 @@ class Amp(threading.Thread):
         from mne_lsl.lsl import local_clock
 
         self.outlet.wait_for_consumers(timeout=30)
+        time.sleep(1.0)  # liblsl may drop what is pushed just as an inlet subscribes (mne-lsl waits 0.5 s too)
         start, i = local_clock(), 0
         while not self.stop.is_set() and i < 1600:
-            if i < self.odd_from or self.shift is not None:
-                shift = self.shift if i >= self.odd_from else 0.0
-                chunk = np.ascontiguousarray(self.signal[:, i:i + 16].T)  # (16, C)
-                self.outlet.push_chunk(chunk, timestamp=start + (i + 16) / 160 - shift)
+            j = np.arange(i, i + 16)  # sample j is stamped when it is sent, at its period's end
+            odd = j >= self.odd_from
+            if self.shift is None:  # silent from odd_from on
+                j = j[~odd]
+            stamps = start + (j + 1) / 160 - np.where(odd[:len(j)], self.shift or 0.0, 0.0)
+            if len(j):
+                self.outlet.push_chunk(np.ascontiguousarray(self.signal[:, j].T), timestamp=stamps)  # (n, C)
             i += 16
             if self.cue is not None and i == 240:
                 outlet, j, code = self.cue
@@ -338,11 +342,12 @@ def test_record_bad_input_one_line_exit_2_nothing_written(case, r04, tmp_path):
 
 
 def test_eeg_timestamps_that_go_back_end_the_recording(r04, tmp_path):
-    """2 s in, the amplifier sends samples stamped 60 s earlier, as a restarted or re-sending source does: markers
-    could no longer be placed, so the recording ends before those samples, is saved, and says why."""
+    """2.05 s in, in the middle of a chunk, the amplifier sends samples stamped 60 s earlier, as a restarted or
+    re-sending source does: markers could no longer be placed, so the recording ends before those samples, is
+    saved, and says why."""
     name, out = unique("amp"), tmp_path / "session.fif"
     cues = StreamOutlet(StreamInfo(unique("cues"), "Markers", 1, 0.0, "string", uuid.uuid4().hex))
-    amp = Amp(r04, name, odd_from=320, shift=60.0)
+    amp = Amp(r04, name, odd_from=328, shift=60.0)
     amp.start()
     try:
         result = invoke("record", "--lsl", name, "--markers", cues.name, "--out", out, "--lsl-timeout", 5)
@@ -350,8 +355,8 @@ def test_eeg_timestamps_that_go_back_end_the_recording(r04, tmp_path):
         amp.stop.set()
         amp.join()
     assert result.exit_code == 2, result.output
-    assert result.stdout.startswith(f"wrote {out}: 64 channels at 160 Hz, 2.00 s (320 samples)")
+    assert result.stdout.startswith(f"wrote {out}: 64 channels at 160 Hz, 2.05 s (328 samples)")
     assert result.stderr.strip().splitlines()[-1] == (
         f"Error: EEG stream {name!r} sent samples stamped 59.994 s before the last ones (it restarted, or sent old "
         f"samples again): the recording ends before them")
-    assert np.array_equal(mne.io.read_raw(out, verbose="error").get_data(), r04.get_data()[:, :320])
+    assert np.array_equal(mne.io.read_raw(out, verbose="error").get_data(), r04.get_data()[:, :328])

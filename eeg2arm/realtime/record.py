@@ -252,19 +252,22 @@ class Session:
         now = time.monotonic()
         if limit is not None:
             samples, stamps = samples[:limit - summary.samples], stamps[:limit - summary.samples]
-        if len(stamps) and summary.samples and stamps[0] < self.timeline.last[1] - 0.5 / sfreq:
-            return "the EEG timestamps going back", (
-                f"EEG stream {self.name!r} sent samples stamped {self.timeline.last[1] - stamps[0]:.3f} s before "
-                f"the last ones (it restarted, or sent old samples again): the recording ends before them")
-        if len(stamps):
+        previous = np.concatenate([[self.timeline.last[1] if summary.samples else -np.inf], stamps[:-1]])  # (n,)
+        back = np.flatnonzero(stamps < previous - 0.5 / sfreq)  # where the stamps go back, if they do
+        cut = back[0] if back.size else len(stamps)
+        if cut:
             if self.first_stamp is None:
                 self.first_stamp = float(stamps[0])
                 with self.info._unlock():
                     self.info["meas_date"] = datetime_of(self.first_stamp)
             self.heard = now
-            self.timeline.add(summary.samples, stamps)
-            self.recorder.add((samples * self.scale).T)
-            summary.samples += len(stamps)
+            self.timeline.add(summary.samples, stamps[:cut])
+            self.recorder.add((samples[:cut] * self.scale).T)
+            summary.samples += cut
+        if back.size:
+            return "the EEG timestamps going back", (
+                f"EEG stream {self.name!r} sent samples stamped {previous[cut] - stamps[cut]:.3f} s before the "
+                f"last ones (it restarted, or sent old samples again): the recording ends before them")
         if self.markers.inlet is not None:
             try:
                 self.recorder.markers.extend(self.markers.pull())
