@@ -1,6 +1,7 @@
 """The `eeg2arm` command line: thin click commands over the library functions."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Callable
@@ -323,12 +324,19 @@ def evaluate(ckpt, x_path, y_path, report, groups_path, device) -> None:
               help="Hysteresis: probability below which the decision is released")
 @click.option("--min-frames", type=int, default=3, show_default=True,
               help="Hysteresis: consecutive frames above --enter needed to switch")
+@click.option("--out-lsl", default=None,
+              help="Publish every decided frame as the LSL stream NAME (class probabilities + decision, stamped "
+                   "with its last EEG sample) and each change as NAME-markers")
+@click.option("--out-jsonl", default=None,
+              help="Write one JSON line per decided frame to this new file, or - for stdout (the other lines then "
+                   "go to stderr)")
 @DEVICE
 @user_errors
 def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_timeout, enter, exit_, min_frames,
-           device) -> None:
+           out_lsl, out_jsonl, device) -> None:
     """Decode raw EEG frame by frame: print each change of the smoothed decision, then a summary."""
     from .realtime.live import StreamSummary, open_decoder, run_stream
+    from .realtime.outlet import open_sinks
     from .realtime.smoothing import Hysteresis
     from .realtime.sources import lsl_chunks, recording_chunks
 
@@ -340,21 +348,47 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
         hysteresis = Hysteresis(enter, exit_, min_frames)
     except ValueError as e:
         raise UserInputError(f"{e}: fix --enter/--exit/--min-frames") from None
-    decoder = open_decoder(ckpt, onnx_path, url, hysteresis, device)
-    chunks = (recording_chunks(raw_path, decoder.config, chunk, realtime=not fast) if raw_path is not None
-              else lsl_chunks(lsl_name, decoder.config, lsl_timeout))
-    summary = StreamSummary()
-    try:
-        run_stream(chunks, decoder, click.echo, duration, summary)
-    except UserInputError:  # e.g. a live stream that fell silent: what was decoded until then still counts
-        if summary.frames:
-            click.echo(summary.line())
-        raise
-    finally:
-        chunks.close()  # disconnects an LSL stream
+    echo = functools.partial(click.echo, err=out_jsonl == "-")  # stdout carries only JSON lines then
+    with contextlib.ExitStack() as stack:
+        decoder = open_decoder(ckpt, onnx_path, url, hysteresis, device)
         if url is not None:
-            decoder.close()  # ends the server session
-    click.echo(summary.line())
+            stack.callback(decoder.close)  # ends the server session
+        source = f"LSL stream {lsl_name}" if lsl_name is not None else str(raw_path)
+        # before the source connects, so that a controller can subscribe before the first decision
+        sinks = open_sinks(stack, out_lsl, out_jsonl, decoder.config, source, hysteresis)
+        chunks = (recording_chunks(raw_path, decoder.config, chunk, realtime=not fast) if raw_path is not None
+                  else lsl_chunks(lsl_name, decoder.config, lsl_timeout))
+        stack.callback(chunks.close)  # disconnects an LSL stream
+        summary = StreamSummary()
+        try:
+            run_stream(chunks, decoder, echo, duration, summary, sinks)
+        except UserInputError:  # e.g. a live stream that fell silent: what was decoded until then still counts
+            if summary.frames:
+                echo(summary.line())
+            raise
+    echo(summary.line())
+
+
+@cli.command()
+@click.option("--lsl", "lsl_name", required=True, help="The live EEG stream (LSL name) to record")
+@click.option("--markers", "markers_name", required=True,
+              help="The cue program's LSL marker stream (string markers, numeric codes or mne-lsl's one-hot "
+                   "annotations): its markers become annotations")
+@click.option("--out", type=FILE, required=True, help="New FIF file to write, e.g. session.fif (never written over)")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds of signal [default: Ctrl-C]")
+@click.option("--lsl-timeout", type=float, default=5.0, show_default=True,
+              help="Seconds to wait for each stream to answer; a silence this long ends the recording")
+@user_errors
+def record(lsl_name, markers_name, out, duration, lsl_timeout) -> None:
+    """Record a live EEG stream with its cue markers into one FIF file, the markers as annotations."""
+    import sys
+
+    from .realtime.record import ProgressLine, record as run_record
+
+    if (duration is not None and not duration > 0) or not lsl_timeout > 0:
+        raise UserInputError("--duration and --lsl-timeout must be positive numbers of seconds")
+    progress = ProgressLine(lambda text: click.echo(text, err=True, nl=False), sys.stderr.isatty())
+    run_record(lsl_name, markers_name, out, duration, lsl_timeout, echo=click.echo, progress=progress)
 
 
 def main() -> None:

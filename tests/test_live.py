@@ -2,12 +2,15 @@
 stream (mne-lsl's PlayerLSL replaying a real EDF), through a checkpoint and through its ONNX step graph."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 import threading
+import time
 import uuid
+from pathlib import Path
 
 import mne
 import requests
@@ -20,7 +23,9 @@ from eeg2arm.cli import cli
 from eeg2arm.config import EEGConfig
 from eeg2arm.features import n_frames
 from eeg2arm.realtime.online import OnlineBandPower
-from eeg2arm.realtime.sources import lsl_chunks
+from eeg2arm.realtime.sources import Chunk, lsl_chunks
+
+REPO = Path(__file__).resolve().parents[1]
 
 SUMMARY = re.compile(r"^frames=(\d+) decisions=(\d+) switches=(\d+) dropped=0 latency_ms p50=[\d.]+ p99=[\d.]+$",
                      re.M)
@@ -111,7 +116,8 @@ def test_stream_a_recording_with_checkpoint_and_onnx_alike(eyes_files, eyes_ckpt
     assert invoke("export", "--ckpt", eyes_ckpt, "--out", onnx).exit_code == 0
     outputs = {}
     for name, model in (("ckpt", ["--ckpt", eyes_ckpt]), ("onnx", ["--onnx", onnx])):
-        result = invoke("stream", "--raw", eyes_files["EC"], *model, "--fast", "--device", "cpu")
+        result = invoke("stream", "--raw", eyes_files["EC"], *model, "--fast", "--device", "cpu",
+                        "--out-jsonl", tmp_path / f"{name}.jsonl")
         assert result.exit_code == 0, result.output
         outputs[name] = result.output
     frames, decisions, switches = summary_of(outputs["ckpt"])
@@ -124,6 +130,12 @@ def test_stream_a_recording_with_checkpoint_and_onnx_alike(eyes_files, eyes_ckpt
     assert "label=eyes_closed" in lines[0]  # a model that learned the alpha switch calls the eyes-closed run so
     assert decision_lines(outputs["onnx"]) == lines  # the ONNX step graph decides exactly as PyTorch
     assert summary_of(outputs["onnx"]) == (frames, decisions, switches)
+    decided = [json.loads(line) for line in (tmp_path / "ckpt.jsonl").read_text().splitlines()]
+    assert [d["frame"] for d in decided] == list(range(decisions))
+    changes = [d for i, d in enumerate(decided) if d["decision"] != (decided[i - 1]["decision"] if i else -1)]
+    assert [f"[t={d['t']:.2f}s frame {d['frame']}]" for d in changes] == [line.split(" decision")[0] for line in lines]
+    t0 = np.array([d["time"] - d["t"] for d in decided])  # a replay stamps sample j at t0 + (j + 1) / sfreq
+    assert np.ptp(t0) < 1e-6 and all(d["label"] in ("undecided", "eyes_open", "eyes_closed") for d in decided)
 
 
 def test_stream_from_a_live_lsl_stream(raw_dir, mmi_ckpt):
@@ -134,13 +146,15 @@ def test_stream_from_a_live_lsl_stream(raw_dir, mmi_ckpt):
     config = load_model_from_checkpoint(mmi_ckpt)[1]["config"]
     signal = mne.io.read_raw(edf, verbose="error").get_data(picks=list(config.channel_names), units="uV")
     name = f"eeg2arm-test-{uuid.uuid4().hex[:8]}"
-    player = PlayerLSL(edf, chunk_size=16, name=name).start()
+    player = PlayerLSL(edf, chunk_size=16, name=name, source_id=name).start()
     try:
         chunks, received = lsl_chunks(name, config, timeout=10), []
-        while sum(c.shape[1] for c in received) < 320:  # 2 s at 160 Hz
+        while sum(c.samples.shape[1] for c in received) < 320:  # 2 s at 160 Hz
             received.append(next(chunks))
         chunks.close()
-        got = np.concatenate(received, axis=1)  # (64, n) µV
+        got = np.concatenate([c.samples for c in received], axis=1)  # (64, n) µV
+        stamps = np.concatenate([c.stamps for c in received])  # the player's: one sample period apart
+        assert np.abs(np.diff(stamps) - 1 / 160).max() < 1e-6
         start = int(np.argmin(np.abs(signal - got[:, :1]).max(axis=0)))  # where in the file the stream was
         expected = np.take(signal, np.arange(start, start + got.shape[1]), axis=1, mode="wrap")  # it loops
         assert np.abs(got - expected).max() <= 1e-3 * np.abs(signal).max()  # float32 on the wire
@@ -158,7 +172,8 @@ def test_a_live_stream_that_falls_silent_still_prints_its_summary(raw_dir, mmi_c
     from mne_lsl.player import PlayerLSL
 
     name = f"eeg2arm-test-{uuid.uuid4().hex[:8]}"
-    player = PlayerLSL(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", chunk_size=16, name=name).start()
+    player = PlayerLSL(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", chunk_size=16, name=name,
+                       source_id=name).start()
     stopper = threading.Timer(5.0, player.stop)  # the amplifier drops out after about 5 s
     stopper.start()
     try:
@@ -173,8 +188,8 @@ def test_a_live_stream_that_falls_silent_still_prints_its_summary(raw_dir, mmi_c
 
 
 @pytest.mark.parametrize("case", ["no_source", "two_models", "wrong_montage", "no_recipe", "no_lsl", "bad_hysteresis",
-                                  "no_server", "onnx_missing", "onnx_is_ckpt"])
-def test_stream_bad_input_one_line_exit_2(case, eyes_files, raw_dir, mmi_ckpt, trained):
+                                  "no_server", "onnx_missing", "onnx_is_ckpt", "jsonl_exists", "jsonl_folder_missing"])
+def test_stream_bad_input_one_line_exit_2(case, eyes_files, raw_dir, mmi_ckpt, trained, tmp_path):
     edf = raw_dir / "eegmmidb" / "S001" / "S001R04.edf"
     args, expected = {
         "no_source": (["--ckpt", mmi_ckpt], "exactly one source"),
@@ -186,11 +201,18 @@ def test_stream_bad_input_one_line_exit_2(case, eyes_files, raw_dir, mmi_ckpt, t
         "no_server": (["--raw", edf, "--url", "http://127.0.0.1:9"], "cannot reach the eeg2arm server"),
         "onnx_missing": (["--raw", edf, "--onnx", "no-such.onnx"], "is not an ONNX file"),
         "onnx_is_ckpt": (["--raw", edf, "--onnx", mmi_ckpt], "is not an ONNX file"),
+        "jsonl_exists": (["--raw", edf, "--ckpt", mmi_ckpt, "--out-jsonl", tmp_path / "old.jsonl"],
+                         "exists: choose a new file name"),
+        "jsonl_folder_missing": (["--raw", edf, "--ckpt", mmi_ckpt, "--out-jsonl", tmp_path / "no" / "d.jsonl"],
+                                 "cannot be written"),
     }[case]
+    (tmp_path / "old.jsonl").write_text("an earlier run\n")
     result = invoke("stream", *args, "--fast")
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.strip().splitlines() if not line.startswith("WARNING")]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and expected in lines[0], result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["old.jsonl"] and (tmp_path / "old.jsonl").read_text() == \
+        "an earlier run\n"
 
 
 def test_a_recording_at_another_rate_is_refused(raw_dir, mmi_ckpt, tmp_path):
@@ -264,7 +286,7 @@ def test_frames_with_nan_samples_are_dropped_and_the_stream_goes_on(raw_dir, mmi
     signal = mne.io.read_raw(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", verbose="error").get_data(
         picks=list(config.channel_names), units="uV")[:, :1600]  # 10 s
     signal[5, 800] = np.nan  # one dropout sample: the frames covering it (window 80 samples, step 40) are lost
-    chunks = (signal[:, i:i + 16] for i in range(0, signal.shape[1], 16))
+    chunks = (Chunk(signal[:, i:i + 16], np.arange(i, min(i + 16, 1600)) / 160) for i in range(0, 1600, 16))
     summary = run_stream(chunks, Streamer.from_model(model), echo=lambda s: None)
     assert summary.frames == n_frames(1600, config.sfreq, config.frame_window, config.frame_step) == 39
     assert summary.dropped == 2 and summary.decisions == (39 - 2) // config.cnn_time_pool
@@ -285,3 +307,127 @@ def test_a_step_graph_left_from_another_export_is_refused_or_removed(trained, tm
         step_beside(second, "cpu")
     assert invoke("export", "--ckpt", trained[0], "--out", second, "--no-check", "--no-stream").exit_code == 0
     assert not second.with_name("model.step.onnx").exists()  # an earlier export's step graph is not left behind
+
+
+class Subscriber(threading.Thread):
+    """A controller's side of `stream --out-lsl NAME`: subscribes to NAME and NAME-markers (mne-lsl StreamInlet),
+    calls `ready()` once both are open, then collects (sample, timestamp) pairs until `finished` is set and half
+    a second has passed without any."""
+
+    def __init__(self, name: str, ready):
+        super().__init__(daemon=True)
+        self.name, self.ready, self.finished = name, ready, threading.Event()
+        self.decisions, self.markers, self.desc = [], [], None
+
+    def run(self) -> None:
+        from mne_lsl.lsl import StreamInlet, resolve_streams
+
+        inlets = []
+        for name in (self.name, f"{self.name}-markers"):
+            found = resolve_streams(timeout=60, name=name)
+            assert found, f"{name} never appeared"
+            inlets.append(StreamInlet(found[0]))
+            inlets[-1].open_stream(timeout=10)
+        self.desc = inlets[0].get_sinfo()
+        self.ready()
+        heard = time.monotonic()
+        while not self.finished.is_set() or time.monotonic() - heard < 0.5:
+            for inlet, into in zip(inlets, (self.decisions, self.markers)):
+                sample, stamp = inlet.pull_sample(timeout=0.01)
+                if stamp is not None:
+                    into.append((sample.copy() if isinstance(sample, np.ndarray) else sample, stamp))
+                    heard = time.monotonic()  # pull_sample returns a view of the inlet's buffer: copied
+
+
+def unique_name(prefix: str) -> str:
+    return f"eeg2arm-{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def test_decisions_go_out_over_lsl_exactly_as_stream_prints_them(raw_dir, mmi_ckpt):
+    """PlayerLSL replays S001R04.edf; `stream --out-lsl` publishes every decided frame; a real subscriber receives
+    exactly the JSON lines `stream` prints (--out-jsonl -), in order, and the markers its change lines."""
+    from mne_lsl.player import PlayerLSL
+
+    eeg, out = unique_name("amp"), unique_name("decisions")
+    player = PlayerLSL(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", chunk_size=16, name=eeg, source_id=eeg)
+    subscriber = Subscriber(out, ready=player.start)  # the amplifier starts once the controller listens
+    subscriber.start()
+    try:
+        result = invoke("stream", "--lsl", eeg, "--ckpt", mmi_ckpt, "--out-lsl", out, "--out-jsonl", "-",
+                        "--duration", 3, "--lsl-timeout", 60, "--enter", 0.5, "--exit", 0.5, "--min-frames", 1,
+                        "--device", "cpu")
+    finally:
+        subscriber.finished.set()
+        subscriber.join(timeout=30)
+        player.stop()
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]  # stdout holds only the JSON lines
+    frames, decisions, switches = summary_of(result.stderr)
+    assert len(lines) == decisions == frames // 2 >= 6 and [d["frame"] for d in lines] == list(range(decisions))
+
+    got = subscriber.decisions
+    assert [stamp for _, stamp in got] == [d["time"] for d in lines]
+    assert [list(sample) for sample, _ in got] == [d["probs"] + [d["decision"]] for d in lines]
+    assert np.allclose(np.diff([d["time"] for d in lines]), 0.5, atol=1e-6)  # the EEG's stamps, a frame apart
+    changes = [d for i, d in enumerate(lines) if i == 0 or d["decision"] != lines[i - 1]["decision"]]
+    assert len(changes) == switches == len(decision_lines(result.stderr)) >= 1
+    assert subscriber.markers == [([d["label"]], d["time"]) for d in changes]
+
+    config = load_model_from_checkpoint(mmi_ckpt)[1]["config"]
+    assert subscriber.desc.get_channel_names() == [f"p_{c}" for c in config.class_names] + ["decision"]
+    classes = subscriber.desc.desc.child("classes")
+    assert [classes.child("class").child_value(), classes.child("class").next_sibling().child_value()] == \
+        list(config.class_names)
+
+
+def test_the_example_controller_turns_decisions_into_velocity_commands(raw_dir, mmi_ckpt):
+    """examples/arm_controller.py, as a lab runs it, against a real decision stream for a few seconds."""
+    from mne_lsl.player import PlayerLSL
+
+    eeg, out = unique_name("amp"), unique_name("arm")
+    player = PlayerLSL(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", chunk_size=16, name=eeg, source_id=eeg)
+    controller = subprocess.Popen([sys.executable, str(REPO / "examples" / "arm_controller.py"), out, "2"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first: list[str] = []
+
+    def start_when_subscribed() -> None:
+        first.append(controller.stdout.readline())
+        player.start()
+
+    starter = threading.Thread(target=start_when_subscribed, daemon=True)
+    starter.start()
+    try:
+        result = invoke("stream", "--lsl", eeg, "--ckpt", mmi_ckpt, "--out-lsl", out, "--out-jsonl", "-",
+                        "--duration", 3, "--lsl-timeout", 60, "--enter", 0.5, "--exit", 0.5, "--min-frames", 1,
+                        "--device", "cpu")
+        rest, errors = controller.communicate(timeout=60)
+    finally:
+        player.stop()
+        controller.kill()
+    assert result.exit_code == 0, result.output
+    config = load_model_from_checkpoint(mmi_ckpt)[1]["config"]
+    assert first == [f"subscribed to {out}: classes {list(config.class_names)}\n"], errors
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    commands = rest.splitlines()
+    assert commands[-1] == "vx=+0.0000 m/s (stopped: no decisions)"
+    expected = []
+    for d in lines:
+        direction = -1 if "left" in d["label"] else 1 if "right" in d["label"] else 0
+        vx = direction * 0.05 * (d["probs"][d["decision"]] if d["decision"] >= 0 else 0.0)
+        expected.append(f"t={d['time']:.3f} vx={vx:+.4f} m/s ({d['label']})")
+    assert commands[:-1] == expected and any("vx=+0.0000" not in c for c in expected)
+
+
+def test_an_out_lsl_name_already_in_use_is_refused(raw_dir, mmi_ckpt, tmp_path):
+    from mne_lsl.lsl import StreamInfo, StreamOutlet
+
+    taken = unique_name("taken")
+    outlet = StreamOutlet(StreamInfo(f"{taken}-markers", "Markers", 1, 0.0, "string", uuid.uuid4().hex))
+    result = invoke("stream", "--raw", raw_dir / "eegmmidb" / "S001" / "S001R04.edf", "--ckpt", mmi_ckpt,
+                    "--out-lsl", taken, "--out-jsonl", tmp_path / "d.jsonl", "--fast", "--device", "cpu")
+    del outlet
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"Error: an LSL stream named '{taken}-markers' is already on the network: choose another --out-lsl name "
+        f"(controllers subscribe by name, so it must be unique)"]
+    assert list(tmp_path.iterdir()) == []

@@ -1,4 +1,5 @@
-"""Real time: raw EEG as it arrives -> features -> one decision per pooled frame, at a cost that does not grow.
+"""Real time: raw EEG as it arrives -> features -> one decision per pooled frame, at a cost that does not grow;
+the decisions out to a controller; and recording a calibration session from live streams.
 
 A map, in the order a sample travels (`eeg2arm stream` wires them together in `live.run_stream`):
 
@@ -7,7 +8,15 @@ A map, in the order a sample travels (`eeg2arm stream` wires them together in `l
     streamer.py   Streamer: frames in, one StepResult per pooled frame out (numpy only: the service uses it too)
     decoder.py    StreamingDecoder / TorchStep: the PyTorch step behind a Streamer (export/step.py is the ONNX one)
     smoothing.py  Hysteresis: per-frame probabilities -> a steady decision, so the arm does not jitter
-    live.py       run_stream and open_decoder: the loop, the summary and the choice of backend
+    live.py       run_stream and open_decoder: the loop, each decision's timestamp, the summary, the backend
+    outlet.py     decisions out: an LSL stream (probabilities + decision, markers on change) and JSON lines
+
+and beside the loop, `eeg2arm record`:
+
+    record.py     a live EEG stream + a cue-marker stream -> one FIF file, the markers as annotations
+
+Every chunk carries the LSL timestamp of each of its samples (sources.py also finds streams by name and reads
+their units), so each decision is stamped with the last sample it needs.
 
 Nothing here is imported by `import eeg2arm`; torch is imported only by decoder.py.
 """

@@ -2,10 +2,13 @@
 
 The decoder is anything with `config` and `push(frames (C, F, n)) -> list[StepResult]`: a Streamer over a
 checkpoint (TorchStep) or an ONNX step graph (OnnxStep), or serving.client.RemoteStreamer for a running server.
+Every decided frame goes to the sinks (outlet.py: an LSL outlet, JSON lines) with the LSL timestamp of the last
+EEG sample it needs; each change of the smoothed decision is echoed as one line.
 """
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +20,7 @@ from ..config import EEGConfig
 from ..errors import UserInputError
 from .online import OnlineFeatures
 from .smoothing import Hysteresis
+from .sources import Chunk
 from .streamer import StepResult, Streamer
 
 
@@ -40,10 +44,46 @@ class StreamSummary:
                 f"dropped={self.dropped} latency_ms p50={p50:.2f} p99={p99:.2f}")
 
 
-def signal_time(frame: int, config: EEGConfig) -> float:
-    """Seconds into the stream at which pooled frame `frame` is complete (the end of its last band-power frame)."""
-    last = (frame + 1) * config.cnn_time_pool - 1
-    return last * config.frame_step + config.frame_window
+@dataclass(frozen=True)
+class Decided:
+    """One decided (pooled) frame, as the sinks receive it."""
+
+    result: StepResult
+    t: float  # s into the stream at which the frame is complete (the end of its last sample)
+    stamp: float  # LSL timestamp (local clock) of that last sample: what the decision is based on
+    label: str  # class name of result.decision, "undecided" for Hysteresis.UNDECIDED
+
+
+class Sink(Protocol):
+    def send(self, decided: Decided, changed: bool) -> None: ...
+
+
+def label_of(decision: int, class_names: tuple[str, ...] | None) -> str:
+    if decision == Hysteresis.UNDECIDED:
+        return "undecided"
+    return class_names[decision] if class_names else str(decision)
+
+
+class FrameStamps:
+    """Where each feature frame ends: its stream time and the LSL timestamp of its last sample.
+
+    Frame k covers samples [k*s, k*s + w) from the first sample, as the online features frame the stream (w, s:
+    their frame length and step in samples); only the stamps of samples a later frame can still end on are kept.
+    """
+
+    def __init__(self, w: int, s: int, sfreq: float):
+        self.w, self.s, self.sfreq = w, s, sfreq
+        self.stamps, self.first, self.frames = np.zeros(0), 0, 0  # stamps of samples first, first + 1, ...
+
+    def push(self, stamps: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """The stamps (n,) of a chunk whose samples completed m frames -> their end times (m,), end stamps (m,)."""
+        self.stamps = np.concatenate([self.stamps, stamps])
+        ends = np.arange(self.frames, self.frames + m) * self.s + self.w  # (m,) one past each frame's last sample
+        out = self.stamps[ends - 1 - self.first]
+        self.frames += m
+        drop = min(self.frames * self.s - self.first, len(self.stamps))  # the next frame starts at frames * s
+        self.stamps, self.first = self.stamps[drop:], self.first + drop
+        return ends / self.sfreq, out
 
 
 def describe(result: StepResult, t: float, class_names: tuple[str, ...] | None) -> str:
@@ -55,32 +95,44 @@ def describe(result: StepResult, t: float, class_names: tuple[str, ...] | None) 
             f"conf={result.probs[result.decision]:.4f}")
 
 
-def run_stream(chunks: Iterable[np.ndarray], decoder: Decoder, echo: Callable[[str], None] = print,
-               duration: float | None = None, summary: StreamSummary | None = None) -> StreamSummary:
-    """Feed raw chunks (C, n) in µV until they end, `duration` s of signal have passed or Ctrl-C; echo each
-    decision change. Frames computed from NaN/Inf samples are dropped and counted, the stream goes on.
+def run_stream(chunks: Iterable[Chunk], decoder: Decoder, echo: Callable[[str], None] = print,
+               duration: float | None = None, summary: StreamSummary | None = None,
+               sinks: Iterable[Sink] = ()) -> StreamSummary:
+    """Feed raw chunks (C, n) in µV with their stamps until they end, `duration` s of signal have passed or
+    Ctrl-C; send every decided frame to the sinks and echo each decision change. Frames computed from NaN/Inf
+    samples are dropped and counted, the stream goes on.
 
     `summary` is filled as the stream goes, so a caller still has the counts when a source fails midway.
     """
     config = decoder.config
     online = OnlineFeatures.for_model(config)
     summary, decision = summary or StreamSummary(), Hysteresis.UNDECIDED
+    clock, sinks = FrameStamps(online.w, online.s, config.sfreq), list(sinks)
+    fed: deque[tuple[float, float]] = deque()  # (end time, end stamp) of frames given to the decoder, not yet decided
     try:
-        for chunk in chunks:
+        for samples, stamps in chunks:
             arrived = time.perf_counter()
-            frames = online.push(chunk)  # (C, F, m)
+            frames = online.push(samples)  # (C, F, m)
+            ends, end_stamps = clock.push(stamps, frames.shape[-1])  # (m,), (m,)
             finite = np.isfinite(frames).all(axis=(0, 1))  # (m,)
             summary.frames += frames.shape[-1]
             summary.dropped += int((~finite).sum())
+            fed.extend(zip(ends[finite], end_stamps[finite]))
             results = decoder.push(frames[..., finite]) if finite.any() else []
-            if results:
-                summary.latencies_ms.append((time.perf_counter() - arrived) * 1e3)
             for result in results:
+                for _ in range(config.cnn_time_pool):  # a pooled frame ends where its last input frame ends
+                    t, stamp = fed.popleft()
                 summary.decisions += 1
-                if result.decision != decision:
+                changed = result.decision != decision
+                decided = Decided(result, float(t), float(stamp), label_of(result.decision, config.class_names))
+                for sink in sinks:
+                    sink.send(decided, changed)
+                if changed:
                     summary.switches += 1
                     decision = result.decision
-                    echo(describe(result, signal_time(result.frame, config), config.class_names))
+                    echo(describe(result, t, config.class_names))
+            if results:
+                summary.latencies_ms.append((time.perf_counter() - arrived) * 1e3)
             if duration is not None and summary.frames * config.frame_step >= duration:
                 break
     except KeyboardInterrupt:  # the way a live stream is stopped: still print the summary

@@ -1,6 +1,11 @@
-"""Raw EEG as it arrives: chunks (C, n) in µV from a recording (replayed) or a live Lab Streaming Layer stream.
+"""Raw EEG as it arrives: chunks (C, n) in µV with the LSL timestamp of every sample, from a recording (replayed)
+or a live Lab Streaming Layer stream; and the LSL plumbing `eeg2arm record` shares (finding a stream, its units).
 
-Both pick the model's channels by name, in the model's order, so the online band power matches training.
+Both sources pick the model's channels by name, in the model's order, so the online band power matches training.
+Timestamps are in the local LSL clock (`mne_lsl.lsl.local_clock`, a monotonic clock in seconds):
+- a live stream: the stream's own timestamps, clock offset to the sender corrected (liblsl's clocksync);
+- a replayed recording: sample j is stamped t0 + (j + 1) / sfreq, t0 = local_clock() when the replay starts, so a
+  sample's stamp is the moment it is released at real speed (with --fast it runs ahead of the clock).
 """
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import mne
 import numpy as np
@@ -15,9 +21,16 @@ import numpy as np
 from ..config import EEGConfig
 from ..errors import UserInputError
 
-LSL_BUFFER_S = 5.0  # the receiver's ring buffer; polled far more often than it can fill
-LSL_POLL_S = 0.005
+if TYPE_CHECKING:
+    from mne_lsl.lsl import StreamInlet
+
+LSL_WAIT_S = 0.1  # longest blocking wait for the next sample before the silence check runs again
 LSL_CONFIGS = ("lsl_api.cfg", "~/lsl_api/lsl_api.cfg", "/etc/lsl_api/lsl_api.cfg")  # where liblsl looks
+
+
+class Chunk(NamedTuple):
+    samples: np.ndarray  # (C, n) µV
+    stamps: np.ndarray  # (n,) LSL timestamps (local clock) of the samples
 
 
 def quiet_liblsl() -> None:
@@ -43,11 +56,13 @@ def check_rate(sfreq: float, config: EEGConfig, source: str) -> None:
 
 
 def recording_chunks(path: str | Path, config: EEGConfig, chunk_s: float = 0.0625,
-                     realtime: bool = True) -> Iterator[np.ndarray]:
-    """Replay a recording (any format mne.io.read_raw reads) in chunks of chunk_s seconds, (C, n) in µV.
+                     realtime: bool = True) -> Iterator[Chunk]:
+    """Replay a recording (any format mne.io.read_raw reads) in chunks of chunk_s seconds.
 
     With `realtime` each chunk is released when its last sample would have been recorded.
     """
+    from mne_lsl.lsl import local_clock
+
     try:
         raw = mne.io.read_raw(path, preload=False, verbose="error")
     except (OSError, ValueError, RuntimeError, TypeError) as e:
@@ -55,45 +70,79 @@ def recording_chunks(path: str | Path, config: EEGConfig, chunk_s: float = 0.062
     picks = check_channels(raw.ch_names, config, str(path))
     check_rate(raw.info["sfreq"], config, str(path))
     data = raw.get_data(picks=picks, units="uV", verbose="error")  # (C, n_samples)
-    n = max(1, round(chunk_s * config.sfreq))
-    start = time.perf_counter()
+    n, sfreq = max(1, round(chunk_s * config.sfreq)), config.sfreq
+    t0 = local_clock()
     for i in range(0, data.shape[1], n):
+        stamps = t0 + np.arange(i + 1, min(i + n, data.shape[1]) + 1) / sfreq  # (n,)
         if realtime:
-            time.sleep(max(0.0, start + (i + n) / config.sfreq - time.perf_counter()))
-        yield data[:, i:i + n]
+            time.sleep(max(0.0, stamps[-1] - local_clock()))
+        yield Chunk(data[:, i:i + n], stamps)
 
 
-def lsl_chunks(name: str, config: EEGConfig, timeout: float = 5.0) -> Iterator[np.ndarray]:
-    """Samples of the live LSL stream `name` as they arrive, (C, n) in µV (mne-lsl gives volts, MNE's unit).
+def find_stream(name: str, timeout: float, what: str, hint: str, recover: bool = True) -> "StreamInlet":
+    """An open inlet on the LSL stream `name` (clock offsets corrected), or UserInputError after `timeout` s.
 
-    `timeout` bounds both the wait for the stream to answer and any silence after: then UserInputError.
-
-    New samples are told apart by their LSL timestamps, so a sample is never yielded twice or skipped while the
-    poll interval stays far below the buffer length.
+    With `recover` liblsl reconnects a lost stream by itself, to any stream with the same source_id (players
+    often share one); without it a pull raises mne-lsl's LostError (a RuntimeError) once the stream is gone.
     """
     quiet_liblsl()
-    from mne_lsl.stream import StreamLSL
+    from mne_lsl.lsl import StreamInlet, resolve_streams
 
-    stream = StreamLSL(bufsize=LSL_BUFFER_S, name=name)
+    found = resolve_streams(timeout=timeout, name=name, minimum=1) if timeout > 0 else []
+    if not found:
+        raise UserInputError(f"no LSL {what} named {name!r} answered within {timeout:g} s: {hint}")
+    inlet = StreamInlet(found[0], recover=recover, processing_flags=["clocksync"])
     try:
-        stream.connect(timeout=timeout)
-    except RuntimeError:
-        raise UserInputError(f"no LSL stream named {name!r} answered within {timeout:g} s: check the name "
-                             f"(an amplifier's LSL app, or mne_lsl.player.PlayerLSL) and the network") from None
+        inlet.open_stream(timeout=max(timeout, 1.0))
+    except (TimeoutError, RuntimeError):
+        raise UserInputError(f"the LSL {what} {name!r} was found but did not open within {max(timeout, 1.0):g} s: "
+                             f"{hint}") from None
+    return inlet
+
+
+def stream_info(inlet: "StreamInlet") -> mne.Info:
+    """The stream's channel names, types, units and rate as an mne.Info (mne-lsl reads its XML description)."""
+    return inlet.get_sinfo(timeout=5.0).get_channel_info()
+
+
+def to_volts(info: mne.Info) -> np.ndarray:
+    """(C,) factors from the stream's units to SI (volts for EEG): 1e-6 for a stream in microvolts, 1 in volts."""
+    return 10.0 ** np.array([ch["unit_mul"] for ch in info["chs"]], dtype=float)
+
+
+def pull(inlet: "StreamInlet", wait: float) -> tuple[np.ndarray, np.ndarray]:
+    """Everything the inlet holds, (n, C) and (n,), waiting up to `wait` s for the first sample (n may be 0).
+
+    The blocking pull returns as soon as a sample arrives, so a chunk is not held back by a polling interval.
+    """
+    first, stamp = inlet.pull_sample(timeout=wait)
+    if stamp is None:
+        return np.zeros((0, inlet.n_channels)), np.zeros(0)
+    rest, stamps = inlet.pull_chunk(timeout=0.0)  # views of the inlet's buffers: copied below
+    return np.vstack([np.asarray(first)[None], rest]), np.concatenate([[stamp], stamps])
+
+
+def lsl_chunks(name: str, config: EEGConfig, timeout: float = 5.0) -> Iterator[Chunk]:
+    """Samples of the live LSL stream `name` as they arrive, in µV, with the stream's timestamps.
+
+    `timeout` bounds both the wait for the stream to answer and any silence after: then UserInputError.
+    """
+    inlet = find_stream(name, timeout, "stream", "check the name (an amplifier's LSL app, or "
+                                                 "mne_lsl.player.PlayerLSL) and the network")
     try:
-        picks = check_channels(stream.ch_names, config, f"LSL stream {name!r}")
-        check_rate(stream.info["sfreq"], config, f"LSL stream {name!r}")
-        last, heard = 0.0, time.monotonic()
+        info = stream_info(inlet)
+        source = f"LSL stream {name!r}"
+        picks = [info["ch_names"].index(c) for c in check_channels(info["ch_names"], config, source)]
+        check_rate(info["sfreq"], config, source)
+        to_uv = to_volts(info)[picks, None] * 1e6  # (C, 1)
+        heard = time.monotonic()
         while True:
-            data, ts = stream.get_data(picks=picks)  # the whole ring buffer: (C, n), (n,)
-            new = ts > last
-            if new.any():
-                last, heard = ts[new][-1], time.monotonic()
-                yield data[:, new] * 1e6
+            samples, stamps = pull(inlet, LSL_WAIT_S)
+            if len(stamps):
+                heard = time.monotonic()
+                yield Chunk(samples.T[picks] * to_uv, stamps)
             elif time.monotonic() - heard > timeout:
                 raise UserInputError(f"LSL stream {name!r} sent no samples for {timeout:g} s: check the amplifier "
                                      f"(or raise --lsl-timeout)")
-            else:
-                time.sleep(LSL_POLL_S)
     finally:
-        stream.disconnect()
+        inlet.close_stream()
