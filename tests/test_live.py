@@ -22,7 +22,7 @@ from eeg2arm.checkpoint import load_model_from_checkpoint
 from eeg2arm.cli import cli
 from eeg2arm.config import EEGConfig
 from eeg2arm.features import n_frames
-from eeg2arm.realtime.online import OnlineBandPower
+from eeg2arm.realtime.online import OnlineFeatures
 from eeg2arm.realtime.sources import Chunk, lsl_chunks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,7 +68,7 @@ def mmi_ckpt(bandpower_dir, tmp_path_factory):
 
 def online_frames(signal: np.ndarray, config: EEGConfig, seed: int = 0) -> np.ndarray:
     """Push (C, n) µV in random-size chunks, as a live source would; the frames (C, F, T) that came out."""
-    online, rng, out, i = OnlineBandPower.for_model(config), np.random.default_rng(seed), [], 0
+    online, rng, out, i = OnlineFeatures.for_model(config), np.random.default_rng(seed), [], 0
     while i < signal.shape[1]:
         n = int(rng.integers(1, 200))
         out.append(online.push(signal[:, i:i + n]))

@@ -47,5 +47,3 @@ class OnlineFeatures:
         self.pending = {kind: x[:, m * self.s:] for kind, x in self.pending.items()}  # the next frame starts here
         return frames
 
-
-OnlineBandPower = OnlineFeatures  # its name before feature recipes (kept for callers on other branches)
