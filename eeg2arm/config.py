@@ -115,6 +115,11 @@ class EEGConfig:
         """to_dict() without the fields that only describe the data: what must match to resume training."""
         return {k: v for k, v in self.to_dict().items() if k not in DATA_FIELDS}
 
+    def recipe(self) -> dict[str, Any]:
+        """The data fields that say how the features were made from raw EEG (eeg2arm.recipe), as /metadata shows
+        them; all None for a model trained on arrays of unknown origin."""
+        return {k: v for k, v in self.to_dict().items() if k in DATA_FIELDS and k != "class_names"}
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EEGConfig":
         known = {f.name for f in dataclasses.fields(cls)}

@@ -79,7 +79,8 @@ def document(spec: dict[str, Any], config: EEGConfig, settings: Settings) -> dic
         schemas[name]["properties"].update(fields)
         spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"] = schemas[name]
     spec["paths"]["/metadata"] = {"get": {
-        "description": "The model's config and version, the input spec, every request limit (`limits`), `workers`, "
+        "description": "The model's config and version, the input spec, the feature `recipe` (how raw EEG becomes "
+                       "its frames), every request limit (`limits`), `workers`, "
                        "the ONNX Runtime providers, streaming settings.", "tags": ["Service APIs"],
         "responses": {"200": {"description": "Successful Response",
                               "content": {"application/json": {"schema": {"type": "object"}}}}}}}

@@ -179,7 +179,7 @@ class EEG2Arm:
                 "class_names": list(c.class_names) if c.class_names else None,
                 "input": {"name": "x", "layout": "(B, C, F, T)", "C": c.n_electrodes, "F": c.n_bands,
                           "min_T": c.min_frames, "max_T": SETTINGS.max_T},
-                "limits": SETTINGS.limits(), "workers": SETTINGS.workers,
+                "recipe": c.recipe(), "limits": SETTINGS.limits(), "workers": SETTINGS.workers,
                 "providers": self.session.get_providers(), "model": self.source, "batching": SETTINGS.batching,
                 "auth": "bearer" if SETTINGS.api_token else None,
                 "streaming": {"available": self.step is not None, "pool": c.cnn_time_pool,

@@ -7,6 +7,7 @@ from pathlib import Path
 import mne
 import numpy as np
 import pytest
+import requests
 from click.testing import CliRunner
 
 from eeg2arm.cli import cli
@@ -14,6 +15,7 @@ from eeg2arm.config import EEGConfig
 from eeg2arm.data import load_data_meta
 from eeg2arm.errors import UserInputError
 from eeg2arm.realtime.online import OnlineFeatures
+from serving.local_server import serve
 
 MONTAGE = "colin27_1005"
 RECIPES = {  # name: prepare options (every recipe kind: features, reference, montage, band-pass)
@@ -117,7 +119,7 @@ def test_a_recipe_that_cannot_run_online_says_so(bandpower_dir):
         OnlineFeatures.for_model(config).push(np.zeros((3, 10)))
 
 
-def test_stream_decodes_a_recording_with_a_referenced_recipe(raw_dir, tmp_path):
+def test_stream_decodes_a_recording_with_a_referenced_recipe_alike_in_torch_onnx_and_the_server(raw_dir, tmp_path):
     """The recipe travels meta.json -> config -> checkpoint: `eeg2arm stream` reads the recording's 64 channels by
     their own names and feeds the model its 3 Laplacian channels."""
     from eeg2arm.train import TrainOptions, train
@@ -150,3 +152,9 @@ def test_stream_decodes_a_recording_with_a_referenced_recipe(raw_dir, tmp_path):
     assert onnx.exit_code == 0, onnx.output
     decisions = [line for line in result.output.splitlines() if line.startswith("[t=")]
     assert decisions == [line for line in onnx.output.splitlines() if line.startswith("[t=")]
+    with serve({"EEG2ARM_ONNX": str(tmp_path / "model.onnx")}, tmp_path / "serve.log") as url:
+        recipe = requests.get(f"{url}/metadata", timeout=10).json()["recipe"]
+        served = CliRunner().invoke(cli, ["stream", "--raw", str(files[0]), "--url", url, "--fast"])
+    assert recipe == small.recipe() and recipe["reference"] == "csd" and len(recipe["input_channels"]) == 64
+    assert served.exit_code == 0, served.output
+    assert [line for line in served.output.splitlines() if line.startswith("[t=")] == decisions
