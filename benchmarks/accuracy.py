@@ -270,7 +270,8 @@ def run_set(name: str, recipe: dict, methods: tuple[str, ...], subjects: tuple[s
     scores = {}
     for method, rows in per_fold.items():
         if name == "eegmmidb_within":  # the mean of each subject's held-out runs, then over subjects
-            scores[method] = [float(np.mean([a for s, a in rows if s == subj])) for subj in dict.fromkeys(s for s, _ in rows)]
+            subjects_seen = dict.fromkeys(s for s, _ in rows)
+            scores[method] = [float(np.mean([a for s, a in rows if s == subj])) for subj in subjects_seen]
         else:
             scores[method] = [a for _, a in rows]
     if name == "eegmmidb_cross":

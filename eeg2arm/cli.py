@@ -87,6 +87,8 @@ def cli() -> None:
 @click.option("--schedule", type=click.Choice(["plateau", "cosine"]), default="plateau", show_default=True,
               help="Learning rate: halve after 3 epochs without a better val loss, or a cosine decay over --epochs "
                    "(steadier when the validation split is small)")
+@click.option("--select", type=click.Choice(["loss", "accuracy"]), default="loss", show_default=True,
+              help="The epoch kept: lowest val loss, or highest val accuracy (ties: lower val loss)")
 @click.option("--crop", type=float, default=0.0, show_default=True,
               help="Small data: train on random windows of at least this fraction of T frames (0: off)")
 @click.option("--noise", type=float, default=0.0, show_default=True,
@@ -111,9 +113,9 @@ def cli() -> None:
 @user_errors
 def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed, drop, batch, epochs, lr, wd,
           val_split, seed, workers, normalize, compile_, resume, context, device, groups_path, meta_path,
-          kernel_time, schedule, crop, noise, channel_drop, mixup, label_smoothing, frame_loss, patience, init_path,
-          freeze, restandardize) -> None:
-    """Train EEGModel on X.npy / y.npy and save the best checkpoint by validation loss."""
+          kernel_time, schedule, select, crop, noise, channel_drop, mixup, label_smoothing, frame_loss, patience,
+          init_path, freeze, restandardize) -> None:
+    """Train EEGModel on X.npy / y.npy and save the best checkpoint by validation loss (or --select accuracy)."""
     import dataclasses
 
     from .augment import Augment
@@ -124,7 +126,7 @@ def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed
     if not 0.0 < val_split < 1.0:
         raise UserInputError(f"--val-split must be between 0 and 1 (exclusive), got {val_split}")
     opts = TrainOptions(batch=batch, epochs=epochs, lr=lr, wd=wd, val_split=val_split, seed=seed,
-                        workers=workers, compile=compile_, device=device, schedule=schedule,
+                        workers=workers, compile=compile_, device=device, schedule=schedule, select=select,
                         augment=Augment(crop=crop, noise=noise, channel_drop=channel_drop, mixup=mixup),
                         label_smoothing=label_smoothing, frame_loss=frame_loss, patience=patience)
     opts.check()  # bad training values are reported before the data are read

@@ -29,6 +29,7 @@ from .model import EEGModel
 
 log = logging.getLogger("eeg2arm")
 SCHEDULES = ("plateau", "cosine")
+SELECT = ("loss", "accuracy")
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,9 @@ class TrainOptions:
     augment: Augment = Augment()
     label_smoothing: float = 0.0  # cross-entropy against (1 - eps) * one-hot + eps / K
     frame_loss: int = 1  # train the decisions of the last this many pooled frames (1: the guide's last frame)
-    patience: int = 0  # stop after this many epochs without a better val loss (0: run every epoch)
-    schedule: str = "plateau"  # plateau: halve the lr after 3 epochs without a better val loss; cosine: to 0 by --epochs
+    patience: int = 0  # stop after this many epochs without a better validation (by `select`; 0: run every epoch)
+    schedule: str = "plateau"  # plateau: halve the lr after 3 epochs without a better val loss; cosine: to 0
+    select: str = "loss"  # the epoch kept: lowest val loss, or highest val accuracy (ties: lower val loss)
 
     def check(self) -> None:
         """Raise UserInputError for values the loop cannot use, naming the flag."""
@@ -58,6 +60,8 @@ class TrainOptions:
             raise UserInputError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.schedule not in SCHEDULES:
             raise UserInputError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.select not in SELECT:
+            raise UserInputError(f"--select must be one of {', '.join(SELECT)}, got {self.select!r}")
         if self.frame_loss < 1 or self.patience < 0:
             raise UserInputError(f"--frame-loss must be >= 1 and --patience >= 0, got --frame-loss "
                                  f"{self.frame_loss} --patience {self.patience}")
@@ -131,7 +135,8 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
           groups: np.ndarray | None = None, resume: str | Path | None = None,
           echo: Callable[[str], None] = tqdm.write, init: str | Path | None = None,
           freeze: tuple[str, ...] = (), restandardize: bool = False) -> dict[str, Any]:
-    """Train EEGModel on X (N, C, F, T), y (N,), keep the best epoch by val loss at `save`; returns its metrics.
+    """Train EEGModel on X (N, C, F, T), y (N,), keep the best epoch (by val loss, or opts.select) at `save`;
+    returns its metrics.
 
     `resume` goes on with a checkpoint's run (same flags, its epoch count); `init` starts a new run from a
     checkpoint's weights with a fresh optimizer (fine-tuning), optionally with `freeze`-named parts fixed and,
@@ -213,13 +218,13 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
         history.append(row)
         echo(f"epoch {epoch}/{opts.epochs} train_loss={row['train_loss']:.4f} val_loss={val_loss:.4f} "
              f"val_acc={val_acc:.4f} lr={lr:.2e}")
-        if best is None or val_loss < best["val_loss"]:
+        if best is None or better(row, best, opts.select):
             best = {**row, "best_epoch": epoch, "n_train": len(train_idx), "n_val": len(val_idx),
                     "val_indices": val_idx.tolist(), **recorded}
             best_state = state_copy(model)
             save_checkpoint(save, model, example_input_shape, epoch, {**best, "history": history})
         elif opts.patience and epoch - best["best_epoch"] >= opts.patience:
-            echo(f"early stop: no better val_loss for {opts.patience} epochs")
+            echo(f"early stop: no better val_{opts.select} for {opts.patience} epochs")
             break
     best = {**best, "history": history}
     model.load_state_dict(best_state)  # the best weights again, saved with every epoch's history (the curves)
@@ -227,6 +232,13 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
     echo(f"best epoch {best['best_epoch']}: val_loss={best['val_loss']:.4f} val_acc={best['val_acc']:.4f} "
          f"saved to {save}")
     return best
+
+
+def better(row: dict[str, Any], best: dict[str, Any], select: str) -> bool:
+    """Whether this epoch's validation beats the best so far, by loss or by accuracy (then loss)."""
+    if select == "accuracy":
+        return (row["val_acc"], -row["val_loss"]) > (best["val_acc"], -best["val_loss"])
+    return row["val_loss"] < best["val_loss"]
 
 
 def batch_loss(runner: nn.Module, model: EEGModel, xb: torch.Tensor, yb: torch.Tensor,
