@@ -1,5 +1,5 @@
 """benchmarks/recipes.toml: it parses, holds what the accuracy benchmark needs, and the CLI accepts every flag."""
-import tomllib
+import sys
 
 import click
 import pytest
@@ -7,6 +7,10 @@ import pytest
 from eeg2arm.cli import cli
 
 from conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import accuracy  # noqa: E402  (benchmarks/accuracy.py: its fold and command helpers)
+from accuracy import tomllib  # noqa: E402
 
 RECIPES = tomllib.loads((REPO / "benchmarks" / "recipes.toml").read_text())
 SETS = ("eyes_open_closed", "SelfRegulationSCP1", "FingerMovements", "KDD_Example", "eegmmidb_within",
@@ -53,3 +57,14 @@ def test_a_misspelt_flag_would_be_caught(tmp_path):
     with pytest.raises(click.NoSuchOption):
         parsed("train", ["--x", "X.npy", "--y", "y.npy", "--save", "m.pt", "--classes", "2", "--elec", "4",
                          "--bands", "1", "--mix-up", "0.4"])
+
+
+@pytest.mark.skipif(not PREPARE_HAS_RECIPES, reason="prepare's recipe flags (issue 10a) are not on this branch yet")
+def test_the_benchmark_runs_a_recipe_end_to_end_on_one_fold(tmp_path):
+    """prepare -> train -> prepare --like -> evaluate on a KDD_Example fold, as benchmarks/accuracy.py does (one
+    epoch): the test trials it scores are the peers' trials, label for label."""
+    recipe = {**RECIPES["KDD_Example"], "train": RECIPES["KDD_Example"]["train"] + ["--epochs", "1"]}
+    fold = next(accuracy.folds("KDD_Example", recipe["prepare"], tmp_path, accuracy.SUBJECTS)[0])
+    assert len(fold.y_train) == 32 and len(fold.y_test) == 8 and fold.X_test.shape == (8, 4, 100)
+    assert 0.0 <= accuracy.eegmodel_accuracy(fold, recipe, tmp_path) <= 1.0
+    assert (tmp_path / "test" / "meta.json").is_file() and (tmp_path / "model.pt").is_file()
