@@ -16,6 +16,7 @@ per subject for eegmmidb_within (mean over subjects), three subjects left out pe
     pip install -e '.[bench]'                      # the peers: pyriemann, aeon
     .venv/bin/python benchmarks/accuracy.py        # every set, every method (~15 min on 2 cores)
     .venv/bin/python benchmarks/accuracy.py --sets KDD_Example SelfRegulationSCP1 --methods eegmodel chance
+    .venv/bin/python benchmarks/accuracy.py --commands   # the shell commands of every recipe (docs/accuracy.md)
 """
 from __future__ import annotations
 
@@ -280,6 +281,34 @@ def run_set(name: str, recipe: dict, methods: tuple[str, ...], subjects: tuple[s
     return how, scores, n_trials, time.perf_counter() - t0
 
 
+EXAMPLES = {  # (training inputs, test inputs) of the printed commands, relative to ../shared/data/raw
+    "eyes_open_closed": (["eyes_open_closed/sub-01_ses-01_task-EO_run-01_eeg_0-200s_raw.fif",
+                          "eyes_open_closed/sub-01_ses-01_task-EC_run-01_eeg_0-200s_raw.fif"], ["NEW_raw.fif"]),
+    "SelfRegulationSCP1": (["SelfRegulationSCP1/SelfRegulationSCP1_TRAIN-epo.fif"], ["NEW-epo.fif"]),
+    "FingerMovements": (["FingerMovements/FingerMovements_TRAIN-epo.fif"], ["NEW-epo.fif"]),
+    "KDD_Example": (["KDD_Example/KDD_Example_TRAIN-epo.fif"], ["NEW-epo.fif"]),
+    "eegmmidb_within": (["eegmmidb/S001/S001R04.edf", "eegmmidb/S001/S001R08.edf"], ["eegmmidb/S001/S001R12.edf"]),
+    "eegmmidb_cross": ([f"eegmmidb/{s}/{s}{r}.edf" for s in SUBJECTS[:9] for r in RUNS],
+                       [f"eegmmidb/{s}/{s}{r}.edf" for s in SUBJECTS[9:] for r in RUNS]),
+}
+
+
+def commands(name: str, recipe: dict) -> list[str]:
+    """The shell commands that make and score EEGModel with a recipe (what eegmodel_accuracy runs per fold)."""
+    train_files, test_files = EXAMPLES[name]
+    raw = "../shared/data/raw/"
+    if name == "eegmmidb_cross":  # brace expansion keeps the 27 files readable
+        train_in, test_in = raw + "eegmmidb/S00{1..9}/*R{04,08,12}.edf", raw + "eegmmidb/S01{0..2}/*R{04,08,12}.edf"
+    else:
+        train_in = " ".join(raw + f for f in train_files)
+        test_in = " ".join(f if f.startswith("NEW") else raw + f for f in test_files)
+    groups = f" --groups {name}/groups.npy" if recipe["groups"] else ""
+    return [f"eeg2arm prepare {train_in} --out {name} {' '.join(recipe['prepare'])}",
+            f"eeg2arm train --x {name}/X.npy --y {name}/y.npy --save {name}.pt{groups} {' '.join(recipe['train'])}",
+            f"eeg2arm prepare {test_in} --out {name}_test --like {name}/meta.json",
+            f"eeg2arm evaluate --ckpt {name}.pt --x {name}_test/X.npy --y {name}_test/y.npy"]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
@@ -287,9 +316,14 @@ def main() -> None:
     p.add_argument("--subjects", type=int, default=len(SUBJECTS), choices=range(4, 13),
                    help="eegmmidb: the first N subjects (4 to 12)")
     p.add_argument("--recipes", type=Path, default=HERE / "recipes.toml")
+    p.add_argument("--commands", action="store_true", help="print each recipe's shell commands and exit")
     args = p.parse_args()
     mne.set_log_level("ERROR")
     recipes = tomllib.loads(args.recipes.read_text())
+    if args.commands:
+        for name in args.sets:
+            print(f"# {name}\n" + "\n".join(commands(name, recipes[name])) + "\n")
+        return
     methods = tuple(m for m in METHODS if m in args.methods)
     subjects = SUBJECTS[:args.subjects]
     rows, t_all = [], time.perf_counter()

@@ -6,6 +6,7 @@ calibration and is tested on its other two runs (R08, R12, 30 trials). Each meth
   * zero-shot:        `eeg2arm evaluate` of the cross-subject checkpoint;
   * fine-tune:        `eeg2arm train --init CROSS.pt` on the calibration run (the recipe's `finetune` arguments);
   * + restandardize:  the same with `--restandardize` (input standardization refitted to the new subject's signal);
+  * head only:        the same, with `--freeze stem,mix,embed,blocks` (only the last LayerNorm and the head learn);
   * own model:        `eeg2arm train` on the calibration run alone (the eegmmidb_within recipe), no checkpoint.
 Prints one table: accuracy on the test runs, mean ± sd over the 12 subjects.
 
@@ -28,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import RAW, SUBJECTS, eeg2arm, tomllib  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-METHODS = ("zero-shot", "fine-tune", "fine-tune + restandardize", "own model (15 trials)")
+METHODS = ("zero-shot", "fine-tune", "fine-tune + restandardize", "head only + restandardize",
+           "own model (15 trials)")
 
 
 def accuracy(ckpt: Path, data: Path) -> float:
@@ -69,6 +71,9 @@ def main() -> None:
                     "fine-tune": accuracy(trained(tmp, "ft.pt", cal, [*cross["finetune"], "--init", ckpt]), test),
                     "fine-tune + restandardize": accuracy(trained(
                         tmp, "ftr.pt", cal, [*cross["finetune"], "--init", ckpt, "--restandardize"]), test),
+                    "head only + restandardize": accuracy(trained(
+                        tmp, "fth.pt", cal, [*cross["finetune"], "--init", ckpt, "--restandardize",
+                                             "--freeze", "stem,mix,embed,blocks"]), test),
                     "own model (15 trials)": accuracy(trained(tmp, "own.pt", cal, within["train"]), test),
                 }
                 for method, acc in got.items():

@@ -100,7 +100,9 @@ def evaluate_loss(model: nn.Module, loader: DataLoader, device: torch.device) ->
     return loss_sum / n, correct / n
 
 
-FREEZABLE = ("stem", "mix", "embed", "blocks", "head")  # EEGModel's parts, input side first
+# EEGModel's parts, input side first, and the modules each one names (its LayerNorm goes with it).
+FREEZABLE = {"stem": ("stem",), "mix": ("mix",), "embed": ("embed", "ln_embed"), "blocks": ("blocks",),
+             "head": ("ln_f", "head")}
 
 
 def check_same_model(theirs: EEGConfig, ours: EEGConfig, flag: str, ignore: tuple[str, ...] = ()) -> None:
@@ -126,8 +128,12 @@ def load_init(path: str | Path, config: EEGConfig, device: torch.device, freeze:
     check_same_model(meta["config"], config, "--init", ignore=("dropout",))
     fresh = EEGModel(config).materialize(meta["example_input_shape"]).to(device)  # this run's dropout
     fresh.load_state_dict(model.state_dict())
+    if set(freeze) == set(FREEZABLE):
+        raise UserInputError(f"--freeze {','.join(freeze)} leaves nothing to train: leave out at least one part "
+                             f"(e.g. head)")
     for name in freeze:
-        getattr(fresh, name).requires_grad_(False)
+        for module in FREEZABLE[name]:
+            getattr(fresh, module).requires_grad_(False)
     return fresh
 
 

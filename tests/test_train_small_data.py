@@ -109,18 +109,21 @@ def test_restandardize_refits_the_input_statistics_to_the_new_data(tmp_path, bas
     np.save(shifted, X_OK + 3.0)  # another subject's level: the same windows, 3 log units up
     save = tmp_path / "ft.pt"
     result = run("train", "--x", shifted, "--y", save_npy(tmp_path, "y.npy", Y_OK), "--save", save,
-                 "--epochs", "1", *SMALL, "--init", base, "--restandardize", "--freeze", "stem,mix,embed,blocks,head")
+                 "--epochs", "1", *SMALL, "--init", base, "--restandardize", "--freeze", "stem,mix,embed,blocks")
     assert result.exit_code == 0, result.output
     before, after = torch.load(base, weights_only=True), torch.load(save, weights_only=True)
     assert torch.allclose(after["model_state"]["input_mean"], before["model_state"]["input_mean"] + 3.0, atol=1e-3)
     assert torch.allclose(after["model_state"]["input_std"], before["model_state"]["input_std"], atol=1e-3)
     assert after["metrics"]["restandardize"] is True
+    frozen = [k for k in before["model_state"] if k.startswith(("stem.", "mix.", "embed.", "ln_embed.", "blocks."))]
+    assert all(torch.equal(before["model_state"][k], after["model_state"][k]) for k in frozen)
 
 
 @pytest.mark.parametrize("flags,message", [
     (["--frame-embed", "64"], "--init checkpoint was trained with frame_embed=32 (now 64)"),
     (["--kernel-time", "5"], "--init checkpoint was trained with kernel_time=3 (now 5)"),
     (["--freeze", "stem,legs"], "--freeze legs: name parts of stem, mix, embed, blocks, head"),
+    (["--freeze", "head,stem,mix,embed,blocks"], "leaves nothing to train: leave out at least one part"),
 ])
 def test_init_refuses_another_network(flags, message, tmp_path, data, base):
     save = tmp_path / "ft.pt"  # a flag given twice: click keeps the last
