@@ -2,7 +2,8 @@
 
 For small EEG sets, all off by default (the guide's training is unchanged without them): augmentation
 (eeg2arm.augment), label smoothing, a loss on the last few frames' decisions instead of the last one only, early
-stopping, and starting from another checkpoint's weights (`init`, e.g. a cross-subject model for a new subject).
+stopping, a cosine schedule, keeping the epoch of best val accuracy, and starting from another checkpoint's
+weights (`init`, e.g. a cross-subject model for a new subject). Settings per shared set: benchmarks/recipes.toml.
 """
 from __future__ import annotations
 
@@ -124,13 +125,13 @@ def load_init(path: str | Path, config: EEGConfig, device: torch.device, freeze:
     unknown = sorted(set(freeze) - set(FREEZABLE))
     if unknown:
         raise UserInputError(f"--freeze {','.join(unknown)}: name parts of {', '.join(FREEZABLE)}")
+    if set(freeze) == set(FREEZABLE):
+        raise UserInputError(f"--freeze {','.join(freeze)} leaves nothing to train: leave out at least one part "
+                             f"(e.g. head)")
     model, meta = load_model_from_checkpoint(path, device)
     check_same_model(meta["config"], config, "--init", ignore=("dropout",))
     fresh = EEGModel(config).materialize(meta["example_input_shape"]).to(device)  # this run's dropout
     fresh.load_state_dict(model.state_dict())
-    if set(freeze) == set(FREEZABLE):
-        raise UserInputError(f"--freeze {','.join(freeze)} leaves nothing to train: leave out at least one part "
-                             f"(e.g. head)")
     for name in freeze:
         for module in FREEZABLE[name]:
             getattr(fresh, module).requires_grad_(False)

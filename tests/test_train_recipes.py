@@ -1,4 +1,5 @@
 """benchmarks/recipes.toml: it parses, holds what the accuracy benchmark needs, and the CLI accepts every flag."""
+import os
 import sys
 
 import click
@@ -9,8 +10,12 @@ from eeg2arm.cli import cli
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
+_tqdm_disable = os.environ.get("TQDM_DISABLE")
 import accuracy  # noqa: E402  (benchmarks/accuracy.py: its fold and command helpers)
 from accuracy import tomllib  # noqa: E402
+
+if _tqdm_disable is None:  # the benchmark script silences progress bars; the test session keeps its own setting
+    os.environ.pop("TQDM_DISABLE", None)
 
 RECIPES = tomllib.loads((REPO / "benchmarks" / "recipes.toml").read_text())
 SETS = ("eyes_open_closed", "SelfRegulationSCP1", "FingerMovements", "KDD_Example", "eegmmidb_within",
