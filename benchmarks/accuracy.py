@@ -14,7 +14,7 @@ sets, 40 s blocks for eyes_open_closed (one eyes-open and one eyes-closed block 
 per subject for eegmmidb_within (mean over subjects), three subjects left out per fold for eegmmidb_cross.
 
     pip install -e '.[bench]'                      # the peers: pyriemann, aeon
-    .venv/bin/python benchmarks/accuracy.py        # every set, every method (~15 min on 2 cores)
+    .venv/bin/python benchmarks/accuracy.py        # every set, every method (~12 min on 2 cores)
     .venv/bin/python benchmarks/accuracy.py --sets KDD_Example SelfRegulationSCP1 --methods eegmodel chance
     .venv/bin/python benchmarks/accuracy.py --commands   # the shell commands of every recipe (docs/accuracy.md)
 """
