@@ -1,109 +1,342 @@
-"""Cross-validated accuracy of EEGModel vs a log-band-power logistic-regression baseline vs chance.
+"""Cross-validated accuracy on the shared raw EEG: EEGModel (its recipes) against the field's methods and chance.
 
-For every labelled set in ../shared/data/bandpower/ (the README's recipe), the same folds score:
-  * model:    `eeg2arm.train.train` on the training folds (its own validation split picks the best epoch; grouped
-              where the set has groups), then the saved checkpoint predicts the test fold;
-  * baseline: StandardScaler + LogisticRegression(C=0.1) on the flattened (C*F*T) features (the README's baseline);
-  * chance:   the training folds' majority class (DummyClassifier).
-Folds: eyes_open_closed grouped by 40 s blocks (StratifiedGroupKFold, 5 folds), eegmmidb_imagery leave one run
-out (3 folds), the epoched sets stratified 5-fold. Prints one Markdown table, mean ± sd over folds.
+Every fold of every set splits the same raw trials for every method:
+  * EEGModel:   `eeg2arm prepare` (the set's recipe in benchmarks/recipes.toml) on the training files ->
+                `eeg2arm train` -> `eeg2arm prepare --like TRAIN/meta.json` on the test files -> `eeg2arm evaluate`,
+                the commands themselves, run in this process; model selection only on train's own validation split;
+  * CSP + LDA:  mne.decoding.CSP (log-variance of up to 6 spatial filters, Ledoit-Wolf) + linear discriminant;
+  * TS + LR:    pyriemann covariances (with Xdawn prototypes for the slow-potential sets) -> tangent space ->
+                logistic regression;
+  * MiniRocket: aeon's MiniRocketClassifier on the raw trials (10,000 kernels, ridge);
+  * chance:     the training folds' majority class.
+CSP and TS see the trials band-passed (zero-phase) to the set's PEERS band. Folds: stratified 5-fold for the aeon
+sets, 40 s blocks for eyes_open_closed (one eyes-open and one eyes-closed block per test fold), leave one run out
+per subject for eegmmidb_within (mean over subjects), three subjects left out per fold for eegmmidb_cross.
 
-    .venv/bin/python benchmarks/accuracy.py                 # the defaults below (~1 min on 2 cores)
-    .venv/bin/python benchmarks/accuracy.py --epochs 5 --drop 0.1 --frame-embed 256 --sets eyes_open_closed
+    pip install -e '.[bench]'                      # the peers: pyriemann, aeon
+    .venv/bin/python benchmarks/accuracy.py        # every set, every method (~12 min on 2 cores)
+    .venv/bin/python benchmarks/accuracy.py --sets KDD_Example SelfRegulationSCP1 --methods eegmodel chance
+    .venv/bin/python benchmarks/accuracy.py --commands   # the shell commands of every recipe (docs/accuracy.md)
 """
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import io
 import os
+import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("TQDM_DISABLE", "1")  # train()'s per-epoch bar, once per fold, would drown the table
+os.environ.setdefault("TQDM_DISABLE", "1")  # per-epoch bars, once per fold, would drown the table
 
+import click  # noqa: E402
+import mne  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.dummy import DummyClassifier  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.model_selection import LeaveOneGroupOut, StratifiedGroupKFold, StratifiedKFold  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.model_selection import KFold, StratifiedKFold  # noqa: E402
 
-from eeg2arm.checkpoint import load_model_from_checkpoint  # noqa: E402
-from eeg2arm.config import EEGConfig  # noqa: E402
-from eeg2arm.infer import predict_logits  # noqa: E402
-from eeg2arm.train import TrainOptions, train  # noqa: E402
+from eeg2arm.cli import cli  # noqa: E402
 
-SHARED = Path(os.environ.get("EEG2ARM_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-BANDPOWER = SHARED / "data" / "bandpower"
-SETS = ("eyes_open_closed", "FingerMovements", "SelfRegulationSCP1", "KDD_Example", "eegmmidb_imagery")
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+HERE = Path(__file__).resolve().parent
+SHARED = Path(os.environ.get("EEG2ARM_SHARED", HERE.parents[1] / "shared"))
+RAW = SHARED / "data" / "raw"
+SETS = ("eyes_open_closed", "SelfRegulationSCP1", "FingerMovements", "KDD_Example", "eegmmidb_within",
+        "eegmmidb_cross")
+SUBJECTS = tuple(f"S{i:03d}" for i in range(1, 13))
+RUNS = ("R04", "R08", "R12")
+METHODS = ("eegmodel", "csp", "ts", "minirocket", "chance")
+HEADERS = {"eegmodel": "EEGModel", "csp": "CSP + LDA", "ts": "TS + LR", "minirocket": "MiniRocket",
+           "chance": "chance"}
+# The peers' band-pass (Hz; None: the raw trial) and covariance kind: rhythms (power) or slow potentials (Xdawn).
+PEERS = {
+    "eyes_open_closed": ((1.0, 40.0), "rhythm"),
+    "SelfRegulationSCP1": ((None, 2.0), "slow"),
+    "FingerMovements": ((None, 4.0), "slow"),
+    "KDD_Example": ((1.0, 40.0), "rhythm"),
+    "eegmmidb_within": ((8.0, 30.0), "rhythm"),
+    "eegmmidb_cross": ((8.0, 30.0), "rhythm"),
+}
 
 
-def folds(name: str, X: np.ndarray, y: np.ndarray, meta: dict) -> tuple[list, np.ndarray | None, str]:
-    """(train/test index pairs, groups or None, description) for one set."""
+@dataclass
+class Fold:
+    """One split: the files EEGModel is prepared from, and the same trials as arrays (n, C, S) in µV for the peers."""
+
+    train_files: list[Path]
+    test_files: list[Path]
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    subject: str = ""  # eegmmidb_within: whose fold this is
+
+
+def eeg2arm(*args: object) -> str:
+    """Run one `eeg2arm` command in this process (as the shell would) and return what it printed."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            cli.main([str(a) for a in args], prog_name="eeg2arm", standalone_mode=False)
+        except click.ClickException as e:
+            raise SystemExit(f"eeg2arm {args[0]} failed: {e.format_message()}") from None
+    return out.getvalue()
+
+
+def event_classes(prepare_args: list[str]) -> dict[str, int]:
+    """{event name: label} from a recipe's --event NAME[=CLASS] list (its order is the label order)."""
+    pairs = [prepare_args[i + 1].partition("=") for i, a in enumerate(prepare_args) if a == "--event"]
+    classes = list(dict.fromkeys(cls or name for name, _, cls in pairs))
+    return {name: classes.index(cls or name) for name, _, cls in pairs}
+
+
+def span(prepare_args: list[str]) -> tuple[float, float]:
+    args = dict(zip(prepare_args[::2], prepare_args[1::2]))
+    return float(args["--tmin"]), float(args["--tmax"])
+
+
+def epochs_folds(name: str, classes: dict[str, int], tmp: Path) -> Iterator[Fold]:
+    """Stratified 5-fold over the stored epochs; each side is written as its own -epo.fif for prepare."""
+    epochs = mne.read_epochs(RAW / name / f"{name}_TRAIN-epo.fif", preload=True, verbose="error")
+    code_class = {code: classes[ev] for ev, code in epochs.event_id.items()}
+    y = np.array([code_class[c] for c in epochs.events[:, 2]])
+    X = epochs.get_data(copy=True) * 1e6  # (N, C, S) µV
+    for k, (tr, te) in enumerate(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y)):
+        files = []
+        for side, idx in (("train", tr), ("test", te)):
+            files.append(tmp / f"fold{k}-{side}-epo.fif")
+            epochs[idx].save(files[-1], overwrite=True, verbose="error")
+        yield Fold([files[0]], [files[1]], X[tr], y[tr], X[te], y[te])
+
+
+def eyes_folds(classes: dict[str, int], tmp: Path) -> Iterator[Fold]:
+    """40 s blocks of the two recordings, saved as files; each fold tests one eyes-open and one eyes-closed block."""
+    blocks, labels, trials = [], [], []
+    for path in sorted((RAW / "eyes_open_closed").glob("*_raw.fif")):
+        raw = mne.io.read_raw_fif(path, preload=True, verbose="error")
+        label = classes[raw.annotations.description[0]]
+        sfreq, n = raw.info["sfreq"], round(4.0 * raw.info["sfreq"])
+        for b in range(5):
+            block = raw.copy().crop(40.0 * b, 40.0 * (b + 1), include_tmax=False)
+            blocks.append(tmp / f"{path.name[:-8]}_block{b}_raw.fif")
+            block.save(blocks[-1], overwrite=True, verbose="error")
+            data = block.get_data() * 1e6  # (C, S) µV; prepare cuts the annotation into consecutive 4 s windows
+            trials.append(np.stack([data[:, i * n:(i + 1) * n] for i in range(round(40.0 * sfreq) // n)]))
+            labels.append(label)
+    labels = np.array(labels)
+    for tr, te in StratifiedKFold(5, shuffle=True, random_state=0).split(labels, labels):
+        def side(idx: np.ndarray) -> tuple[list[Path], np.ndarray, np.ndarray]:
+            return ([blocks[i] for i in idx], np.concatenate([trials[i] for i in idx]),
+                    np.concatenate([np.full(len(trials[i]), labels[i]) for i in idx]))
+        (f_tr, X_tr, y_tr), (f_te, X_te, y_te) = side(tr), side(te)
+        yield Fold(f_tr, f_te, X_tr, y_tr, X_te, y_te)
+
+
+def edf_trials(path: Path, classes: dict[str, int], tmin: float, tmax: float) -> tuple[np.ndarray, np.ndarray]:
+    """The cue-locked trials [tmin, tmax) of one EEGMMIDB run, in µV, all EEG channels (file order)."""
+    raw = mne.io.read_raw_edf(path, preload=True, verbose="error")
+    sfreq, data = raw.info["sfreq"], raw.get_data() * 1e6
+    n = round((tmax - tmin) * sfreq)
+    picked = [(round((a["onset"] + tmin) * sfreq), classes[a["description"]]) for a in raw.annotations
+              if a["description"] in classes]
+    X = np.stack([data[:, a0:a0 + n] for a0, _ in picked if a0 + n <= data.shape[1]])
+    return X, np.array([c for a0, c in picked if a0 + n <= data.shape[1]])
+
+
+def eegmmidb_folds(name: str, classes: dict[str, int], prepare_args: list[str], subjects: tuple[str, ...]
+                   ) -> Iterator[Fold]:
+    tmin, tmax = span(prepare_args)
+    runs = {(s, r): RAW / "eegmmidb" / s / f"{s}{r}.edf" for s in subjects for r in RUNS}
+    trials = {key: edf_trials(path, classes, tmin, tmax) for key, path in runs.items()}
+
+    def fold(train: list, test: list, subject: str = "") -> Fold:
+        return Fold([runs[k] for k in train], [runs[k] for k in test],
+                    np.concatenate([trials[k][0] for k in train]), np.concatenate([trials[k][1] for k in train]),
+                    np.concatenate([trials[k][0] for k in test]), np.concatenate([trials[k][1] for k in test]),
+                    subject)
+
+    if name == "eegmmidb_within":  # one model per subject, trained on two runs, tested on the third
+        for s in subjects:
+            for r in RUNS:
+                yield fold([(s, q) for q in RUNS if q != r], [(s, r)], s)
+    else:  # one model across subjects, tested on subjects it never saw
+        for tr, te in KFold(4).split(subjects):
+            yield fold([(subjects[i], r) for i in tr for r in RUNS], [(subjects[i], r) for i in te for r in RUNS])
+
+
+def folds(name: str, prepare_args: list[str], tmp: Path, subjects: tuple[str, ...]) -> tuple[Iterator[Fold], str]:
+    classes = event_classes(prepare_args)
     if name == "eyes_open_closed":
-        # Each file gives 50 consecutive 4 s windows (0-200 s), so index // 10 is a 40 s block of one file.
-        groups = np.arange(len(y)) // 10
-        return list(StratifiedGroupKFold(5, shuffle=True, random_state=0).split(X, y, groups)), groups, \
-            "5 folds grouped by 40 s blocks"
-    if name == "eegmmidb_imagery":
-        runs = sorted({src for src, _ in meta["trial_sources"]})
-        groups = np.array([runs.index(src) for src, _ in meta["trial_sources"]])
-        return list(LeaveOneGroupOut().split(X, y, groups)), groups, "leave one run out (3 folds)"
-    return list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y)), None, "stratified 5-fold"
+        return eyes_folds(classes, tmp), "40 s blocks, 5 folds"
+    if name == "eegmmidb_within":
+        return eegmmidb_folds(name, classes, prepare_args, subjects), \
+            f"leave one run out, {len(subjects)} subjects"
+    if name == "eegmmidb_cross":
+        return eegmmidb_folds(name, classes, prepare_args, subjects), \
+            f"{len(subjects) // 4} subjects left out, 4 folds"
+    return epochs_folds(name, classes, tmp), "stratified 5-fold"
 
 
-def model_accuracy(X, y, groups, train_idx, test_idx, config: EEGConfig, opts: TrainOptions, tmp: Path) -> float:
-    ckpt = tmp / "fold.pt"
-    train(X[train_idx], y[train_idx], config, ckpt, opts, groups=None if groups is None else groups[train_idx],
-          echo=lambda line: None)
-    model, _ = load_model_from_checkpoint(ckpt, "cpu")
-    return float((predict_logits(model, X[test_idx]).argmax(-1) == y[test_idx]).mean())
+def eegmodel_accuracy(fold: Fold, recipe: dict, tmp: Path) -> float:
+    """prepare -> train -> prepare --like -> evaluate, the recipe's commands, on one fold's files."""
+    for sub in ("train", "test"):
+        if (tmp / sub).exists():
+            for f in (tmp / sub).iterdir():
+                f.unlink()
+            (tmp / sub).rmdir()
+    eeg2arm("prepare", *fold.train_files, "--out", tmp / "train", *recipe["prepare"])
+    groups = ["--groups", tmp / "train" / "groups.npy"] if recipe["groups"] else []
+    eeg2arm("train", "--x", tmp / "train" / "X.npy", "--y", tmp / "train" / "y.npy", "--save", tmp / "model.pt",
+            *groups, *recipe["train"])
+    eeg2arm("prepare", *fold.test_files, "--out", tmp / "test", "--like", tmp / "train" / "meta.json")
+    y_test = np.load(tmp / "test" / "y.npy")
+    if not np.array_equal(y_test, fold.y_test):  # the peers must score the very same trials
+        raise SystemExit(f"prepare's test labels differ from the peers' trials ({len(y_test)} vs {len(fold.y_test)})")
+    report = eeg2arm("evaluate", "--ckpt", tmp / "model.pt", "--x", tmp / "test" / "X.npy",
+                     "--y", tmp / "test" / "y.npy", "--device", "cpu")
+    return float(re.search(r"\baccuracy=([0-9.]+)", report).group(1))
 
 
-def sklearn_accuracy(estimator, X, y, train_idx, test_idx) -> float:
-    flat = X.reshape(len(X), -1)  # (N, C*F*T)
-    return float(estimator.fit(flat[train_idx], y[train_idx]).score(flat[test_idx], y[test_idx]))
+def band_passed(X: np.ndarray, sfreq: float, band: tuple[float | None, float | None]) -> np.ndarray:
+    if band == (None, None):
+        return X
+    return mne.filter.filter_data(X, sfreq, band[0], band[1], method="iir", verbose="error")  # zero-phase
+
+
+def peer(method: str, n_channels: int, kind: str) -> object:
+    """A fresh scikit-learn pipeline of one of the field's methods."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    if method == "csp":
+        from mne.decoding import CSP
+        return make_pipeline(CSP(n_components=min(6, n_channels), reg="ledoit_wolf", log=True),
+                             LinearDiscriminantAnalysis())
+    if method == "ts":
+        from pyriemann.estimation import Covariances, XdawnCovariances
+        from pyriemann.tangentspace import TangentSpace
+        covariances = XdawnCovariances(nfilter=2, estimator="oas") if kind == "slow" else Covariances("oas")
+        return make_pipeline(covariances, TangentSpace(), LogisticRegression(max_iter=1000))
+    if method == "minirocket":
+        from aeon.classification.convolution_based import MiniRocketClassifier
+        return MiniRocketClassifier(random_state=0)
+    return DummyClassifier(strategy="most_frequent")
+
+
+def peer_accuracy(method: str, fold: Fold, sfreq: float, name: str) -> float:
+    band, kind = PEERS[name]
+    X_train, X_test = fold.X_train, fold.X_test
+    if method in ("csp", "ts"):
+        X_train, X_test = band_passed(X_train, sfreq, band), band_passed(X_test, sfreq, band)
+    model = peer(method, X_train.shape[1], kind)
+    model.fit(X_train.astype(np.float64), fold.y_train)
+    return float((model.predict(X_test.astype(np.float64)) == fold.y_test).mean())
+
+
+def sfreq_of(fold: Fold) -> float:
+    path = fold.train_files[0]
+    if path.name.endswith("-epo.fif"):
+        return mne.read_epochs(path, preload=False, verbose="error").info["sfreq"]
+    return mne.io.read_raw(path, preload=False, verbose="error").info["sfreq"]
+
+
+def run_set(name: str, recipe: dict, methods: tuple[str, ...], subjects: tuple[str, ...],
+            log: Callable[[str], None]) -> tuple[str, dict[str, list[float]], int, float]:
+    """(fold description, {method: scores}, trials, seconds); within-subject scores are per-subject means."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        splits, how = folds(name, recipe["prepare"], tmp, subjects)
+        per_fold: dict[str, list[tuple[str, float]]] = {m: [] for m in methods}
+        n_trials = 0
+        for k, fold in enumerate(splits):
+            sfreq = sfreq_of(fold)
+            n_trials = max(n_trials, len(fold.y_train) + len(fold.y_test))
+            for method in methods:
+                acc = (eegmodel_accuracy(fold, recipe, tmp) if method == "eegmodel"
+                       else peer_accuracy(method, fold, sfreq, name))
+                per_fold[method].append((fold.subject, acc))
+            log(f"{name} fold {k + 1} {fold.subject}: " + ", ".join(f"{m} {per_fold[m][-1][1]:.3f}" for m in methods)
+                + f" ({time.perf_counter() - t0:.0f} s)")
+    scores = {}
+    for method, rows in per_fold.items():
+        if name == "eegmmidb_within":  # the mean of each subject's held-out runs, then over subjects
+            subjects_seen = dict.fromkeys(s for s, _ in rows)
+            scores[method] = [float(np.mean([a for s, a in rows if s == subj])) for subj in subjects_seen]
+        else:
+            scores[method] = [a for _, a in rows]
+    if name == "eegmmidb_cross":
+        n_trials = sum(len(edf_trials(RAW / "eegmmidb" / s / f"{s}{r}.edf", event_classes(recipe["prepare"]),
+                                      *span(recipe["prepare"]))[1]) for s in subjects for r in RUNS)
+    return how, scores, n_trials, time.perf_counter() - t0
+
+
+EXAMPLES = {  # (training inputs, test inputs) of the printed commands, relative to ../shared/data/raw
+    "eyes_open_closed": (["eyes_open_closed/sub-01_ses-01_task-EO_run-01_eeg_0-200s_raw.fif",
+                          "eyes_open_closed/sub-01_ses-01_task-EC_run-01_eeg_0-200s_raw.fif"], ["NEW_raw.fif"]),
+    "SelfRegulationSCP1": (["SelfRegulationSCP1/SelfRegulationSCP1_TRAIN-epo.fif"], ["NEW-epo.fif"]),
+    "FingerMovements": (["FingerMovements/FingerMovements_TRAIN-epo.fif"], ["NEW-epo.fif"]),
+    "KDD_Example": (["KDD_Example/KDD_Example_TRAIN-epo.fif"], ["NEW-epo.fif"]),
+    "eegmmidb_within": (["eegmmidb/S001/S001R04.edf", "eegmmidb/S001/S001R08.edf"], ["eegmmidb/S001/S001R12.edf"]),
+    "eegmmidb_cross": ([f"eegmmidb/{s}/{s}{r}.edf" for s in SUBJECTS[:9] for r in RUNS],
+                       [f"eegmmidb/{s}/{s}{r}.edf" for s in SUBJECTS[9:] for r in RUNS]),
+}
+
+
+def commands(name: str, recipe: dict) -> list[str]:
+    """The shell commands that make and score EEGModel with a recipe (what eegmodel_accuracy runs per fold)."""
+    train_files, test_files = EXAMPLES[name]
+    raw = "../shared/data/raw/"
+    if name == "eegmmidb_cross":  # brace expansion keeps the 27 files readable
+        train_in, test_in = raw + "eegmmidb/S00{1..9}/*R{04,08,12}.edf", raw + "eegmmidb/S01{0..2}/*R{04,08,12}.edf"
+    else:
+        train_in = " ".join(raw + f for f in train_files)
+        test_in = " ".join(f if f.startswith("NEW") else raw + f for f in test_files)
+    groups = f" --groups {name}/groups.npy" if recipe["groups"] else ""
+    return [f"eeg2arm prepare {train_in} --out {name} {' '.join(recipe['prepare'])}",
+            f"eeg2arm train --x {name}/X.npy --y {name}/y.npy --save {name}.pt{groups} {' '.join(recipe['train'])}",
+            f"eeg2arm prepare {test_in} --out {name}_test --like {name}/meta.json",
+            f"eeg2arm evaluate --ckpt {name}.pt --x {name}_test/X.npy --y {name}_test/y.npy"]
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--frame-embed", type=int, default=64)
-    p.add_argument("--drop", type=float, default=0.3)
-    p.add_argument("--normalize", action="store_true")
-    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--subjects", type=int, default=len(SUBJECTS), choices=range(4, 13),
+                   help="eegmmidb: the first N subjects (4 to 12)")
+    p.add_argument("--recipes", type=Path, default=HERE / "recipes.toml")
+    p.add_argument("--commands", action="store_true", help="print each recipe's shell commands and exit")
     args = p.parse_args()
-    opts = TrainOptions(epochs=args.epochs, batch=args.batch, lr=args.lr, val_split=0.2, seed=args.seed, workers=0,
-                        device="cpu")
-    print(f"model: frame_embed={args.frame_embed} dropout={args.drop} normalize={args.normalize} "
-          f"epochs={args.epochs} batch={args.batch} lr={args.lr}", file=sys.stderr)
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    mne.set_log_level("ERROR")
+    recipes = tomllib.loads(args.recipes.read_text())
+    if args.commands:
         for name in args.sets:
-            t0 = time.perf_counter()
-            X, y = np.load(BANDPOWER / name / "X.npy"), np.load(BANDPOWER / name / "y.npy")
-            meta = json.loads((BANDPOWER / name / "meta.json").read_text())
-            splits, groups, how = folds(name, X, y, meta)
-            config = EEGConfig(n_classes=len(meta["classes"]), n_electrodes=X.shape[1], n_bands=X.shape[2],
-                               frame_embed=args.frame_embed, dropout=args.drop, normalize=args.normalize)
-            scores = {"model": [], "baseline": [], "chance": []}
-            for train_idx, test_idx in splits:
-                scores["model"].append(model_accuracy(X, y, groups, train_idx, test_idx, config, opts, Path(tmp)))
-                baseline = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000))
-                scores["baseline"].append(sklearn_accuracy(baseline, X, y, train_idx, test_idx))
-                scores["chance"].append(sklearn_accuracy(DummyClassifier(), X, y, train_idx, test_idx))
-            cells = {k: f"{np.mean(v):.3f} ± {np.std(v):.3f}" for k, v in scores.items()}
-            rows.append(f"| {name} | {tuple(X.shape)} | {how} | {cells['model']} | {cells['baseline']} | "
-                        f"{cells['chance']} | {time.perf_counter() - t0:.0f} s |")
-            print(rows[-1], file=sys.stderr)
-    print("| set | X (N, C, F, T) | folds | EEGModel | log-band-power LR | chance | time |")
-    print("|---|---|---|---|---|---|---|")
+            print(f"# {name}\n" + "\n".join(commands(name, recipes[name])) + "\n")
+        return
+    methods = tuple(m for m in METHODS if m in args.methods)
+    subjects = SUBJECTS[:args.subjects]
+    rows, t_all = [], time.perf_counter()
+    for name in args.sets:
+        how, scores, n, seconds = run_set(name, recipes[name], methods, subjects,
+                                          lambda line: print(line, file=sys.stderr, flush=True))
+        cells = " | ".join(f"{np.mean(scores[m]):.3f} ± {np.std(scores[m]):.3f}" for m in methods)
+        rows.append(f"| {name} | {n} | {how} | {cells} | {seconds:.0f} s |")
+        print(rows[-1], file=sys.stderr, flush=True)
+    print(f"| set | trials | folds | {' | '.join(HEADERS[m] for m in methods)} | time |")
+    print("|---|---|---|" + "---|" * len(methods) + "---|")
     print("\n".join(rows))
+    print(f"total {time.perf_counter() - t_all:.0f} s")
 
 
 if __name__ == "__main__":

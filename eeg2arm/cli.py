@@ -83,20 +83,57 @@ def cli() -> None:
               help="groups.npy (N,): split train/val by group (recording or subject) instead of by window")
 @click.option("--meta", "meta_path", type=FILE, default=None,
               help="meta.json of the data (class, channel, band names; default: the one beside X.npy, if any)")
+@click.option("--kernel-time", type=int, default=3, show_default=True,
+              help="Frames per causal time kernel of the depthwise convs (longer: slower trends, e.g. slow potentials)")
+@click.option("--schedule", type=click.Choice(["plateau", "cosine"]), default="plateau", show_default=True,
+              help="Learning rate: halve after 3 epochs without a better val loss, or a cosine decay over --epochs "
+                   "(steadier when the validation split is small)")
+@click.option("--select", type=click.Choice(["loss", "accuracy"]), default="loss", show_default=True,
+              help="The epoch kept: lowest val loss, or highest val accuracy (ties: lower val loss)")
+@click.option("--crop", type=float, default=0.0, show_default=True,
+              help="Small data: train on random windows of at least this fraction of T frames (0: off)")
+@click.option("--noise", type=float, default=0.0, show_default=True,
+              help="Small data: Gaussian noise on the inputs, sd in units of each feature's training sd (0: off)")
+@click.option("--channel-drop", type=float, default=0.0, show_default=True,
+              help="Small data: probability of blanking an electrode of a training window (0: off)")
+@click.option("--mixup", type=float, default=0.0, show_default=True,
+              help="Small data: mix pairs of windows and labels, Beta(a, a) weights (0: off; 0.2-0.4 typical)")
+@click.option("--label-smoothing", type=float, default=0.0, show_default=True,
+              help="Small data: cross-entropy against smoothed labels (0: off)")
+@click.option("--frame-loss", type=int, default=1, show_default=True,
+              help="Train the decisions of the last N pooled frames, not only the last one (1: the guide's)")
+@click.option("--patience", type=int, default=0, show_default=True,
+              help="Stop after N epochs without a better val loss (0: run all --epochs)")
+@click.option("--init", "init_path", type=FILE, default=None,
+              help="Fine-tune: start from this checkpoint's weights (same network, electrodes, classes), fresh "
+                   "optimizer, e.g. a cross-subject model on a new subject's first trials")
+@click.option("--freeze", default="", help="With --init: comma-separated parts kept fixed, from stem,mix,embed,"
+                                           "blocks,head (input side first; at least one must train)")
+@click.option("--restandardize", is_flag=True, default=False,
+              help="With --init: refit the input standardization to this data (the new subject's own signal)")
 @user_errors
 def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed, drop, batch, epochs, lr, wd,
-          val_split, seed, workers, normalize, compile_, resume, context, device, groups_path, meta_path) -> None:
-    """Train EEGModel on X.npy / y.npy and save the best checkpoint by validation loss."""
+          val_split, seed, workers, normalize, compile_, resume, context, device, groups_path, meta_path,
+          kernel_time, schedule, select, crop, noise, channel_drop, mixup, label_smoothing, frame_loss, patience,
+          init_path, freeze, restandardize) -> None:
+    """Train EEGModel on X.npy / y.npy and save the best checkpoint by validation loss (or --select accuracy)."""
     import dataclasses
 
+    from .augment import Augment
     from .config import EEGConfig
     from .data import check_windows, load_data_meta, load_npy, meta_beside
     from .train import TrainOptions, train as run_training
 
     if not 0.0 < val_split < 1.0:
         raise UserInputError(f"--val-split must be between 0 and 1 (exclusive), got {val_split}")
+    opts = TrainOptions(batch=batch, epochs=epochs, lr=lr, wd=wd, val_split=val_split, seed=seed,
+                        workers=workers, compile=compile_, device=device, schedule=schedule, select=select,
+                        augment=Augment(crop=crop, noise=noise, channel_drop=channel_drop, mixup=mixup),
+                        label_smoothing=label_smoothing, frame_loss=frame_loss, patience=patience)
+    opts.check()  # bad training values are reported before the data are read
     config = EEGConfig(n_classes=classes, n_electrodes=elec, n_bands=bands, cnn_time_pool=cnn_time_pool,
-                       frame_embed=frame_embed, dropout=drop, normalize=normalize, context=context or None)
+                       frame_embed=frame_embed, dropout=drop, normalize=normalize, context=context or None,
+                       kernel_time=kernel_time)
     X, y = load_npy(x_path, "X"), load_npy(y_path, "y")
     X = check_windows(X, config, single_ok=False, training=True)  # the guide's shape message comes before meta.json's
     meta_path = meta_path or meta_beside(x_path)
@@ -107,9 +144,9 @@ def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed
         except UserInputError as e:
             raise UserInputError(f"{meta_path} does not fit the flags ({e}): fix the flags or pass --meta") from None
     groups = load_npy(groups_path, "groups") if groups_path else None
-    opts = TrainOptions(batch=batch, epochs=epochs, lr=lr, wd=wd, val_split=val_split, seed=seed,
-                        workers=workers, compile=compile_, device=device)
-    run_training(X, y, config, save, opts, groups=groups, resume=resume, echo=click.echo)
+    parts = tuple(p.strip() for p in freeze.split(",") if p.strip())
+    run_training(X, y, config, save, opts, groups=groups, resume=resume, echo=click.echo, init=init_path,
+                 freeze=parts, restandardize=restandardize)
 
 
 @cli.command()

@@ -1,6 +1,13 @@
-"""Training loop: AdamW, AMP on CUDA, grad clip 1.0, ReduceLROnPlateau on val loss, best-by-val-loss checkpoint."""
+"""Training loop: AdamW, AMP on CUDA, grad clip 1.0, ReduceLROnPlateau on val loss, best-by-val-loss checkpoint.
+
+For small EEG sets, all off by default (the guide's training is unchanged without them): augmentation
+(eeg2arm.augment), label smoothing, a loss on the last few frames' decisions instead of the last one only, early
+stopping, a cosine schedule, keeping the epoch of best val accuracy, and starting from another checkpoint's
+weights (`init`, e.g. a cross-subject model for a new subject). Settings per shared set: benchmarks/recipes.toml.
+"""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -13,14 +20,17 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
+from .augment import Augment, augment_batch
 from .checkpoint import load_model_from_checkpoint, save_checkpoint
-from .config import EEGConfig
+from .config import DATA_FIELDS, EEGConfig
 from .data import check_groups, check_labels, check_windows, split_indices
 from .device import resolve_device
 from .errors import UserInputError
 from .model import EEGModel
 
 log = logging.getLogger("eeg2arm")
+SCHEDULES = ("plateau", "cosine")
+SELECT = ("loss", "accuracy")
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,32 @@ class TrainOptions:
     workers: int = 2
     compile: bool = False
     device: str = "auto"
+    augment: Augment = Augment()
+    label_smoothing: float = 0.0  # cross-entropy against (1 - eps) * one-hot + eps / K
+    frame_loss: int = 1  # train the decisions of the last this many pooled frames (1: the guide's last frame)
+    patience: int = 0  # stop after this many epochs without a better validation (by `select`; 0: run every epoch)
+    schedule: str = "plateau"  # plateau: halve the lr after 3 epochs without a better val loss; cosine: to 0
+    select: str = "loss"  # the epoch kept: lowest val loss, or highest val accuracy (ties: lower val loss)
+
+    def check(self) -> None:
+        """Raise UserInputError for values the loop cannot use, naming the flag."""
+        if self.batch < 1 or self.epochs < 1 or self.workers < 0:
+            raise UserInputError("--batch and --epochs must be >= 1 and --workers >= 0")
+        if not (self.lr > 0 and self.wd >= 0):  # also refuses NaN
+            raise UserInputError(f"--lr must be > 0 and --wd >= 0, got --lr {self.lr} --wd {self.wd}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise UserInputError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.schedule not in SCHEDULES:
+            raise UserInputError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.select not in SELECT:
+            raise UserInputError(f"--select must be one of {', '.join(SELECT)}, got {self.select!r}")
+        if self.frame_loss < 1 or self.patience < 0:
+            raise UserInputError(f"--frame-loss must be >= 1 and --patience >= 0, got --frame-loss "
+                                 f"{self.frame_loss} --patience {self.patience}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types, recorded in the checkpoint's metrics as train_options."""
+        return dataclasses.asdict(self)
 
 
 def maybe_compile(model: nn.Module, example: torch.Tensor) -> nn.Module:
@@ -65,17 +101,61 @@ def evaluate_loss(model: nn.Module, loader: DataLoader, device: torch.device) ->
     return loss_sum / n, correct / n
 
 
+# EEGModel's parts, input side first, and the modules each one names (its LayerNorm goes with it).
+FREEZABLE = {"stem": ("stem",), "mix": ("mix",), "embed": ("embed", "ln_embed"), "blocks": ("blocks",),
+             "head": ("ln_f", "head")}
+
+
+def check_same_model(theirs: EEGConfig, ours: EEGConfig, flag: str, ignore: tuple[str, ...] = ()) -> None:
+    """Raise UserInputError naming every hyper-parameter where a checkpoint differs from this run; for --init also
+    every description of the data (electrode, class and feature names, recipe) that both know and that differs."""
+    a, b = theirs.to_dict(), ours.to_dict()
+    keys = [k for k in theirs.hyperparameters() if k not in ignore]
+    if flag == "--init":
+        keys += [k for k in DATA_FIELDS if a[k] is not None and b[k] is not None]
+    differ = ", ".join(f"{k}={a[k]!r} (now {b[k]!r})" for k in keys if a[k] != b[k])
+    if differ:
+        fix = "use the flags it was trained with" if flag == "--resume" else \
+            "fine-tune on data prepared like its own (prepare --like) with the flags it was trained with"
+        raise UserInputError(f"{flag} checkpoint was trained with {differ}: {fix}")
+
+
+def load_init(path: str | Path, config: EEGConfig, device: torch.device, freeze: tuple[str, ...]) -> EEGModel:
+    """The model to fine-tune: a checkpoint's weights (same network, electrodes and classes), some parts frozen."""
+    unknown = sorted(set(freeze) - set(FREEZABLE))
+    if unknown:
+        raise UserInputError(f"--freeze {','.join(unknown)}: name parts of {', '.join(FREEZABLE)}")
+    if set(freeze) == set(FREEZABLE):
+        raise UserInputError(f"--freeze {','.join(freeze)} leaves nothing to train: leave out at least one part "
+                             f"(e.g. head)")
+    model, meta = load_model_from_checkpoint(path, device)
+    check_same_model(meta["config"], config, "--init", ignore=("dropout",))
+    fresh = EEGModel(config).materialize(meta["example_input_shape"]).to(device)  # this run's dropout
+    fresh.load_state_dict(model.state_dict())
+    for name in freeze:
+        for module in FREEZABLE[name]:
+            getattr(fresh, module).requires_grad_(False)
+    return fresh
+
+
 def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opts: TrainOptions,
           groups: np.ndarray | None = None, resume: str | Path | None = None,
-          echo: Callable[[str], None] = tqdm.write) -> dict[str, Any]:
-    """Train EEGModel on X (N, C, F, T), y (N,), keep the best epoch by val loss at `save`; returns its metrics."""
+          echo: Callable[[str], None] = tqdm.write, init: str | Path | None = None,
+          freeze: tuple[str, ...] = (), restandardize: bool = False) -> dict[str, Any]:
+    """Train EEGModel on X (N, C, F, T), y (N,), keep the best epoch (by val loss, or opts.select) at `save`;
+    returns its metrics.
+
+    `resume` goes on with a checkpoint's run (same flags, its epoch count); `init` starts a new run from a
+    checkpoint's weights with a fresh optimizer (fine-tuning), optionally with `freeze`-named parts fixed and,
+    with `restandardize`, the input standardization refitted to X (e.g. a new subject's own signal)."""
     save = Path(save)
     if not save.parent.is_dir():
         raise UserInputError(f"--save folder does not exist: {save.parent}")
-    if opts.batch < 1 or opts.epochs < 1 or opts.workers < 0:
-        raise UserInputError("--batch and --epochs must be >= 1 and --workers >= 0")
-    if not (opts.lr > 0 and opts.wd >= 0):  # also refuses NaN
-        raise UserInputError(f"--lr must be > 0 and --wd >= 0, got --lr {opts.lr} --wd {opts.wd}")
+    opts.check()
+    if resume is not None and init is not None:
+        raise UserInputError("give --resume (go on with a run) or --init (start a new run from weights), not both")
+    if (freeze or restandardize) and init is None:
+        raise UserInputError("--freeze and --restandardize fine-tune a model: they need --init CKPT")
     device = resolve_device(opts.device)
     torch.manual_seed(opts.seed)
     np.random.seed(opts.seed)
@@ -83,10 +163,7 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
     start_epoch, best, history, best_state = 1, None, [], None
     if resume is not None:
         model, meta = load_model_from_checkpoint(resume, device)
-        theirs, ours = model.config.hyperparameters(), config.hyperparameters()
-        if theirs != ours:
-            differ = ", ".join(f"{k}={theirs[k]!r} (now {ours[k]!r})" for k in theirs if theirs[k] != ours[k])
-            raise UserInputError(f"--resume checkpoint was trained with {differ}: use the flags it was trained with")
+        check_same_model(model.config, config, "--resume")
         # Training goes on from the checkpoint's (best) weights, so the epochs after them are run again.
         start_epoch, best, best_state = meta["epoch"] + 1, meta["metrics"], state_copy(model)
         history = [h for h in meta["metrics"]["history"] if h["epoch"] <= meta["epoch"]]
@@ -98,7 +175,11 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
         groups = check_groups(groups, len(X))
     train_idx, val_idx = split_indices(y, opts.val_split, opts.seed, groups)
     example_input_shape = (1, *X.shape[1:])
-    if resume is None:
+    if init is not None:
+        model = load_init(init, config, device, freeze)
+        if restandardize:
+            model.set_input_stats(torch.from_numpy(X[train_idx]))
+    elif resume is None:
         model = EEGModel(config).materialize(example_input_shape).to(device)
         model.set_input_stats(torch.from_numpy(X[train_idx]))
 
@@ -108,11 +189,17 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
                           persistent_workers=opts.workers > 0, pin_memory=device.type == "cuda")
 
     train_loader, val_loader = loader(train_idx, True), loader(val_idx, False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.wd)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=opts.lr,
+                                  weight_decay=opts.wd)
+    if opts.schedule == "cosine":  # a fixed decay: a small, noisy validation split does not steer the lr
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=opts.epochs)
+    else:
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.5, patience=3)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     runner = maybe_compile(model, torch.from_numpy(X[:2]).to(device)) if opts.compile else model
+    recorded = {"train_options": opts.to_dict(), "init": None if init is None else str(init),
+                "freeze": list(freeze), "restandardize": restandardize}
 
     for epoch in tqdm(range(start_epoch, opts.epochs + 1), desc="training", unit="epoch", leave=False):
         t0 = time.perf_counter()
@@ -121,7 +208,7 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
         for xb, yb in train_loader:
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                loss = nn.functional.cross_entropy(runner(xb), yb)
+                loss = batch_loss(runner, model, xb, yb, opts)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -132,20 +219,47 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
             n += len(yb)
         val_loss, val_acc = evaluate_loss(runner, val_loader, device)
         lr = optimizer.param_groups[0]["lr"]
-        scheduler.step(val_loss)
+        scheduler.step(val_loss) if opts.schedule == "plateau" else scheduler.step()
         row = {"epoch": epoch, "train_loss": loss_sum / n, "val_loss": val_loss, "val_acc": val_acc, "lr": lr,
                "seconds": time.perf_counter() - t0}
         history.append(row)
         echo(f"epoch {epoch}/{opts.epochs} train_loss={row['train_loss']:.4f} val_loss={val_loss:.4f} "
              f"val_acc={val_acc:.4f} lr={lr:.2e}")
-        if best is None or val_loss < best["val_loss"]:
+        if best is None or better(row, best, opts.select):
             best = {**row, "best_epoch": epoch, "n_train": len(train_idx), "n_val": len(val_idx),
-                    "val_indices": val_idx.tolist()}
+                    "val_indices": val_idx.tolist(), **recorded}
             best_state = state_copy(model)
             save_checkpoint(save, model, example_input_shape, epoch, {**best, "history": history})
+        elif opts.patience and epoch - best["best_epoch"] >= opts.patience:
+            echo(f"early stop: no better val_{opts.select} for {opts.patience} epochs")
+            break
     best = {**best, "history": history}
     model.load_state_dict(best_state)  # the best weights again, saved with every epoch's history (the curves)
     save_checkpoint(save, model, example_input_shape, best["best_epoch"], best)
     echo(f"best epoch {best['best_epoch']}: val_loss={best['val_loss']:.4f} val_acc={best['val_acc']:.4f} "
          f"saved to {save}")
     return best
+
+
+def better(row: dict[str, Any], best: dict[str, Any], select: str) -> bool:
+    """Whether this epoch's validation beats the best so far, by loss or by accuracy (then loss)."""
+    if select == "accuracy":
+        return (row["val_acc"], -row["val_loss"]) > (best["val_acc"], -best["val_loss"])
+    return row["val_loss"] < best["val_loss"]
+
+
+def batch_loss(runner: nn.Module, model: EEGModel, xb: torch.Tensor, yb: torch.Tensor,
+               opts: TrainOptions) -> torch.Tensor:
+    """Cross-entropy of one training batch, after augmentation, on the last `frame_loss` frames' logits."""
+    k = model.config.n_classes
+    if opts.augment.active:
+        xb, target = augment_batch(xb, yb, opts.augment, k, model.input_mean, model.input_std,
+                                   model.config.min_frames)
+    else:
+        target = nn.functional.one_hot(yb, k).to(xb.dtype)  # (B, K)
+    if opts.frame_loss == 1:
+        logits = runner(xb)  # (B, K): the guide's decision, the last frame's
+    else:
+        frames = runner.forward_seq(xb)[:, -opts.frame_loss:]  # (B, T'', K)
+        logits, target = frames.reshape(-1, k), target.repeat_interleave(frames.shape[1], dim=0)
+    return nn.functional.cross_entropy(logits.float(), target.float(), label_smoothing=opts.label_smoothing)

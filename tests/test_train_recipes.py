@@ -1,0 +1,75 @@
+"""benchmarks/recipes.toml: it parses, holds what the accuracy benchmark needs, and the CLI accepts every flag."""
+import os
+import sys
+
+import click
+import pytest
+
+from eeg2arm.cli import cli
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+_tqdm_disable = os.environ.get("TQDM_DISABLE")
+import accuracy  # noqa: E402  (benchmarks/accuracy.py: its fold and command helpers)
+from accuracy import tomllib  # noqa: E402
+
+if _tqdm_disable is None:  # the benchmark script silences progress bars; the test session keeps its own setting
+    os.environ.pop("TQDM_DISABLE", None)
+
+RECIPES = tomllib.loads((REPO / "benchmarks" / "recipes.toml").read_text())
+SETS = ("eyes_open_closed", "SelfRegulationSCP1", "FingerMovements", "KDD_Example", "eegmmidb_within",
+        "eegmmidb_cross")
+PREPARE_HAS_RECIPES = any(p.name == "like" for p in cli.commands["prepare"].params)
+
+
+def test_every_set_has_a_recipe_of_the_agreed_shape():
+    assert set(RECIPES) == set(SETS)
+    for name, recipe in RECIPES.items():
+        assert set(recipe) - {"finetune"} == {"prepare", "train", "groups"}, name
+        assert isinstance(recipe["groups"], bool), name
+        assert all(isinstance(a, str) for key in ("prepare", "train") for a in recipe[key]), name
+        # the inputs are the benchmark's: the recipe holds everything else
+        assert not {"--out", "--like"} & set(recipe["prepare"]), name
+        assert not {"--x", "--y", "--save", "--groups", "--init", "--resume"} & set(recipe["train"]), name
+    assert RECIPES["eegmmidb_cross"]["groups"] and "--group-by" in RECIPES["eegmmidb_cross"]["prepare"]
+
+
+def parsed(command: str, args: list[str]) -> dict:
+    """Parse args as click would for `eeg2arm COMMAND` without running it: unknown flags and bad values raise."""
+    with cli.commands[command].make_context(command, args, resilient_parsing=False) as ctx:
+        return ctx.params
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_the_cli_accepts_every_train_flag_of_the_recipe(name, tmp_path):
+    recipe = RECIPES[name]
+    required = ["--x", str(tmp_path / "X.npy"), "--y", str(tmp_path / "y.npy"), "--save", str(tmp_path / "m.pt")]
+    params = parsed("train", required + recipe["train"])
+    assert params["device"] == "cpu" and params["workers"] == 0  # the benchmark shares 2 cores
+    if "finetune" in recipe:
+        assert parsed("train", required + recipe["finetune"] + ["--init", str(tmp_path / "c.pt")])["init_path"]
+
+
+@pytest.mark.skipif(not PREPARE_HAS_RECIPES, reason="prepare's recipe flags (issue 10a) are not on this branch yet")
+@pytest.mark.parametrize("name", SETS)
+def test_the_cli_accepts_every_prepare_flag_of_the_recipe(name, tmp_path):
+    params = parsed("prepare", [str(tmp_path / "in.edf"), "--out", str(tmp_path / "out"), *RECIPES[name]["prepare"]])
+    assert params["events"]
+
+
+def test_a_misspelt_flag_would_be_caught(tmp_path):
+    with pytest.raises(click.NoSuchOption):
+        parsed("train", ["--x", "X.npy", "--y", "y.npy", "--save", "m.pt", "--classes", "2", "--elec", "4",
+                         "--bands", "1", "--mix-up", "0.4"])
+
+
+@pytest.mark.skipif(not PREPARE_HAS_RECIPES, reason="prepare's recipe flags (issue 10a) are not on this branch yet")
+def test_the_benchmark_runs_a_recipe_end_to_end_on_one_fold(tmp_path):
+    """prepare -> train -> prepare --like -> evaluate on a KDD_Example fold, as benchmarks/accuracy.py does (one
+    epoch): the test trials it scores are the peers' trials, label for label."""
+    recipe = {**RECIPES["KDD_Example"], "train": RECIPES["KDD_Example"]["train"] + ["--epochs", "1"]}
+    fold = next(accuracy.folds("KDD_Example", recipe["prepare"], tmp_path, accuracy.SUBJECTS)[0])
+    assert len(fold.y_train) == 32 and len(fold.y_test) == 8 and fold.X_test.shape == (8, 4, 100)
+    assert 0.0 <= accuracy.eegmodel_accuracy(fold, recipe, tmp_path) <= 1.0
+    assert (tmp_path / "test" / "meta.json").is_file() and (tmp_path / "model.pt").is_file()

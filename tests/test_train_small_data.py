@@ -1,0 +1,182 @@
+"""Training for small EEG sets: augmentation, label smoothing, frame loss, early stopping, cosine schedule, and
+fine-tuning from a checkpoint (--init), on the real eyes-open/closed band power; mechanics only, no accuracy."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from eeg2arm.augment import Augment, augment_batch, random_crop
+from eeg2arm.checkpoint import load_model_from_checkpoint
+
+from test_cli import TRAIN_ARGS, X_OK, Y_OK, assert_clean_error, run, save_npy
+
+SMALL = ["--classes", "2", "--elec", "32", "--bands", "4", "--frame-embed", "32", "--workers", "0", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    return ["--x", save_npy(folder, "X.npy", X_OK), "--y", save_npy(folder, "y.npy", Y_OK)]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, data):
+    """A checkpoint trained for one epoch, to fine-tune from."""
+    save = tmp_path_factory.mktemp("base") / "base.pt"
+    result = run("train", *data, "--save", save, "--epochs", "1", *SMALL)
+    assert result.exit_code == 0, result.output
+    return save
+
+
+def test_every_small_data_option_trains_and_is_recorded(tmp_path, data):
+    save = tmp_path / "ckpt.pt"
+    result = run("train", *data, "--save", save, "--epochs", "2", *SMALL, "--crop", "0.5", "--noise", "0.2",
+                 "--channel-drop", "0.1", "--mixup", "0.4", "--label-smoothing", "0.1", "--frame-loss", "3",
+                 "--schedule", "cosine", "--kernel-time", "5", "--patience", "5")
+    assert result.exit_code == 0, result.output
+    model, meta = load_model_from_checkpoint(save)
+    options = meta["metrics"]["train_options"]
+    assert options["augment"] == {"crop": 0.5, "noise": 0.2, "channel_drop": 0.1, "mixup": 0.4}
+    assert (options["label_smoothing"], options["frame_loss"], options["schedule"], options["patience"]) == \
+        (0.1, 3, "cosine", 5)
+    assert meta["config"].kernel_time == 5 and model.stem[0].conv.kernel_size == (1, 3, 5)
+    assert meta["metrics"]["init"] is None
+    lrs = [h["lr"] for h in meta["metrics"]["history"]]
+    assert lrs[0] == pytest.approx(3e-4) and lrs[1] == pytest.approx(3e-4 * (1 + math.cos(math.pi / 2)) / 2)
+
+
+def test_defaults_are_the_guides_training(tmp_path, data):
+    save = tmp_path / "ckpt.pt"
+    assert run("train", *data, "--save", save, "--epochs", "1", *SMALL).exit_code == 0
+    options = load_model_from_checkpoint(save)[1]["metrics"]["train_options"]
+    assert options["augment"] == {"crop": 0.0, "noise": 0.0, "channel_drop": 0.0, "mixup": 0.0}
+    assert (options["label_smoothing"], options["frame_loss"], options["schedule"], options["patience"]) == \
+        (0.0, 1, "plateau", 0)
+    assert (options["lr"], options["batch"], options["epochs"]) == (3e-4, 64, 1)
+
+
+def test_patience_stops_when_val_loss_stops_improving(tmp_path, data):
+    save = tmp_path / "ckpt.pt"  # lr 1e-30: the weights never move, so val loss never beats epoch 1
+    result = run("train", *data, "--save", save, "--epochs", "10", "--lr", "1e-30", "--patience", "2", *SMALL)
+    assert result.exit_code == 0, result.output
+    assert "early stop: no better val_loss for 2 epochs" in result.output
+    assert [h["epoch"] for h in load_model_from_checkpoint(save)[1]["metrics"]["history"]] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--crop", "1.5"], "--crop must be between 0 (off) and 1"),
+    (["--noise", "-1"], "--noise must be >= 0"),
+    (["--noise", "nan"], "--noise must be >= 0"),
+    (["--channel-drop", "1"], "--channel-drop must be in [0, 1)"),
+    (["--mixup", "-0.2"], "--mixup must be >= 0"),
+    (["--label-smoothing", "1"], "--label-smoothing must be in [0, 1)"),
+    (["--frame-loss", "0"], "--frame-loss must be >= 1 and --patience >= 0"),
+    (["--patience", "-1"], "--frame-loss must be >= 1 and --patience >= 0"),
+    (["--kernel-time", "0"], "config.kernel_time must be a positive integer"),
+    (["--freeze", "stem"], "--freeze and --restandardize fine-tune a model: they need --init CKPT"),
+    (["--restandardize"], "--freeze and --restandardize fine-tune a model: they need --init CKPT"),
+])
+def test_bad_small_data_values_are_one_line_errors(flags, message, tmp_path, data):
+    save = tmp_path / "ckpt.pt"
+    assert_clean_error(run("train", *data, "--save", save, "--epochs", "1", *SMALL, *flags), message, save)
+
+
+def test_schedule_is_a_choice(tmp_path, data):
+    result = run("train", *data, "--save", tmp_path / "ckpt.pt", *SMALL, "--schedule", "linear")
+    assert result.exit_code == 2 and "'linear' is not one of 'plateau', 'cosine'" in result.output
+
+
+def test_init_fine_tunes_with_frozen_parts_and_a_fresh_run(tmp_path, data, base):
+    save = tmp_path / "ft.pt"
+    result = run("train", *data, "--save", save, "--epochs", "2", "--lr", "1e-2", *SMALL, "--drop", "0.2",
+                 "--init", base, "--freeze", "stem,mix")
+    assert result.exit_code == 0, result.output
+    before, after = torch.load(base, weights_only=True), torch.load(save, weights_only=True)
+    frozen = [k for k in before["model_state"] if k.startswith(("stem.", "mix."))]
+    assert frozen and all(torch.equal(before["model_state"][k], after["model_state"][k]) for k in frozen)
+    assert not torch.equal(before["model_state"]["head.weight"], after["model_state"]["head.weight"])
+    metrics = after["metrics"]
+    assert metrics["init"] == str(base) and metrics["freeze"] == ["stem", "mix"]
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2]  # a new run: epochs counted from 1
+    assert after["config"]["dropout"] == 0.2  # dropout may differ: it shapes no weight
+    # the checkpoint's input standardization is kept unless --restandardize
+    assert torch.equal(before["model_state"]["input_mean"], after["model_state"]["input_mean"])
+
+
+def test_restandardize_refits_the_input_statistics_to_the_new_data(tmp_path, base):
+    shifted = tmp_path / "X.npy"
+    np.save(shifted, X_OK + 3.0)  # another subject's level: the same windows, 3 log units up
+    save = tmp_path / "ft.pt"
+    result = run("train", "--x", shifted, "--y", save_npy(tmp_path, "y.npy", Y_OK), "--save", save,
+                 "--epochs", "1", *SMALL, "--init", base, "--restandardize", "--freeze", "stem,mix,embed,blocks")
+    assert result.exit_code == 0, result.output
+    before, after = torch.load(base, weights_only=True), torch.load(save, weights_only=True)
+    assert torch.allclose(after["model_state"]["input_mean"], before["model_state"]["input_mean"] + 3.0, atol=1e-3)
+    assert torch.allclose(after["model_state"]["input_std"], before["model_state"]["input_std"], atol=1e-3)
+    assert after["metrics"]["restandardize"] is True
+    frozen = [k for k in before["model_state"] if k.startswith(("stem.", "mix.", "embed.", "ln_embed.", "blocks."))]
+    assert all(torch.equal(before["model_state"][k], after["model_state"][k]) for k in frozen)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--frame-embed", "64"], "--init checkpoint was trained with frame_embed=32 (now 64)"),
+    (["--kernel-time", "5"], "--init checkpoint was trained with kernel_time=3 (now 5)"),
+    (["--freeze", "stem,legs"], "--freeze legs: name parts of stem, mix, embed, blocks, head"),
+    (["--freeze", "head,stem,mix,embed,blocks"], "leaves nothing to train: leave out at least one part"),
+])
+def test_init_refuses_another_network(flags, message, tmp_path, data, base):
+    save = tmp_path / "ft.pt"  # a flag given twice: click keeps the last
+    assert_clean_error(run("train", *data, "--save", save, "--epochs", "1", *SMALL, "--init", base, *flags),
+                       message, save)
+
+
+def test_init_refuses_data_of_other_electrodes(tmp_path, base):
+    save = tmp_path / "ft.pt"
+    X = save_npy(tmp_path, "X.npy", X_OK[:, :16])
+    result = run("train", "--x", X, "--y", save_npy(tmp_path, "y.npy", Y_OK), "--save", save, "--epochs", "1",
+                 *SMALL, "--elec", "16", "--init", base)
+    assert_clean_error(result, "--init checkpoint was trained with n_electrodes=32 (now 16)", save)
+
+
+def test_init_and_resume_exclude_each_other(tmp_path, data, base):
+    save = tmp_path / "ft.pt"
+    assert_clean_error(run("train", *data, "--save", save, "--epochs", "2", *SMALL, "--init", base,
+                           "--resume", base), "give --resume (go on with a run) or --init", save)
+
+
+def test_init_of_a_missing_checkpoint_is_one_line(tmp_path, data):
+    save = tmp_path / "ft.pt"
+    assert_clean_error(run("train", *data, "--save", save, *SMALL, "--init", tmp_path / "nope.pt"),
+                       "checkpoint not found", save)
+
+
+def test_random_crop_takes_contiguous_windows_of_the_input():
+    torch.manual_seed(0)
+    x = torch.arange(2 * 3 * 2 * 10, dtype=torch.float32).reshape(2, 3, 2, 10)  # (B, C, F, T)
+    for _ in range(20):
+        crop = random_crop(x, 4)
+        L = crop.shape[-1]
+        assert 4 <= L <= 10 and crop.shape[:3] == x.shape[:3]
+        for b in range(2):
+            start = int(crop[b, 0, 0, 0] - x[b, 0, 0, 0])
+            assert torch.equal(crop[b], x[b, ..., start:start + L])
+
+
+def test_augment_batch_mixes_targets_and_blanks_electrodes_at_the_training_mean():
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 4, 2, 6), torch.tensor([0, 1] * 4)
+    mean, std = torch.full((4, 2, 1), 5.0), torch.ones(4, 2, 1)
+    same, target = augment_batch(x, y, Augment(), 2, mean, std, 2)
+    assert torch.equal(same, x) and torch.equal(target, torch.nn.functional.one_hot(y, 2).float())
+    dropped, _ = augment_batch(x, y, Augment(channel_drop=0.999), 2, mean, std, 2)
+    assert (dropped == 5.0).float().mean() > 0.9
+    mixed, target = augment_batch(x, y, Augment(mixup=0.4), 2, mean, std, 2)
+    assert torch.allclose(target.sum(1), torch.ones(8)) and mixed.shape == x.shape
+    noisy, _ = augment_batch(x, y, Augment(noise=0.5), 2, mean, std, 2)
+    assert 0.3 < (noisy - x).std() < 0.7
+
+
+def test_guide_train_args_still_work_unchanged(tmp_path, data):
+    result = run("train", *data, "--save", tmp_path / "ckpt.pt", "--epochs", "1", *TRAIN_ARGS)
+    assert result.exit_code == 0, result.output
