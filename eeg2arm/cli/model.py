@@ -1,56 +1,12 @@
-"""The `eeg2arm` command line: thin click commands over the library functions."""
+"""The model commands: train, infer, export, parity, evaluate."""
 from __future__ import annotations
 
-import contextlib
-import functools
-import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
-from .errors import UserInputError
-
-log = logging.getLogger("eeg2arm")
-FILE = click.Path(dir_okay=False, path_type=Path)
-DEVICE = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-                      help="auto = CUDA when present, else CPU")
-ATOL = click.option("--atol", type=float, default=1e-4, show_default=True,
-                    help="Largest allowed max abs error between PyTorch and ONNX Runtime")
-
-
-class CLIError(click.ClickException):
-    """A user error: printed as one `Error: ...` line, exit code 2."""
-
-    exit_code = 2
-
-
-def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn UserInputError raised by the library into a one-line CLI error with exit code 2."""
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except UserInputError as e:
-            raise CLIError(str(e)) from None
-    return wrapper
-
-
-class EchoHandler(logging.Handler):
-    """Log records as `LEVEL: message` on the current stderr (click.echo looks it up at each call)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        click.echo(f"{record.levelname}: {record.getMessage()}", err=True)
-
-
-@click.group()
-@click.version_option(package_name="eeg2arm")
-def cli() -> None:
-    """Decode band-power EEG for a robot arm: train, infer, export, serve."""
-    if not any(isinstance(h, EchoHandler) for h in log.handlers):
-        log.addHandler(EchoHandler())
-        log.setLevel(logging.INFO)
+from ..errors import UserInputError
+from .common import ATOL, DEVICE, FILE, cli, log, user_errors
 
 
 @cli.command()
@@ -119,10 +75,10 @@ def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed
     """Train EEGModel on X.npy / y.npy and save the best checkpoint by validation loss (or --select accuracy)."""
     import dataclasses
 
-    from .augment import Augment
-    from .config import EEGConfig
-    from .data import check_windows, load_data_meta, load_npy, meta_beside
-    from .train import TrainOptions, train as run_training
+    from ..augment import Augment
+    from ..config import EEGConfig
+    from ..data import check_windows, load_data_meta, load_npy, meta_beside
+    from ..train import TrainOptions, train as run_training
 
     if not 0.0 < val_split < 1.0:
         raise UserInputError(f"--val-split must be between 0 and 1 (exclusive), got {val_split}")
@@ -149,6 +105,7 @@ def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed
                  freeze=parts, restandardize=restandardize)
 
 
+
 @cli.command()
 @click.option("--ckpt", type=FILE, default=None,
               help="Path to checkpoint produced by training  [required unless --onnx]")
@@ -163,8 +120,8 @@ def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed
 @user_errors
 def infer(ckpt, onnx_path, x_path, no_softmax, normalize, device) -> None:
     """Print the predicted class and confidence of each window, from a checkpoint or an ONNX export."""
-    from .data import check_windows, load_npy
-    from .infer import format_predictions
+    from ..data import check_windows, load_npy
+    from ..infer import format_predictions
 
     if (ckpt is None) == (onnx_path is None):
         raise UserInputError("give exactly one of --ckpt (PyTorch checkpoint) or --onnx (exported model)")
@@ -174,9 +131,9 @@ def infer(ckpt, onnx_path, x_path, no_softmax, normalize, device) -> None:
         predictor = OnnxPredictor(onnx_path, device)
         config, predict = predictor.config, predictor.predict_logits
     else:
-        from .checkpoint import load_model_from_checkpoint
-        from .device import resolve_device
-        from .infer import predict_logits
+        from ..checkpoint import load_model_from_checkpoint
+        from ..device import resolve_device
+        from ..infer import predict_logits
 
         model, meta = load_model_from_checkpoint(ckpt, resolve_device(device))
         config, predict = meta["config"], lambda X: predict_logits(model, X)
@@ -185,6 +142,7 @@ def infer(ckpt, onnx_path, x_path, no_softmax, normalize, device) -> None:
     X = check_windows(load_npy(x_path, "X"), config)
     for line in format_predictions(predict(X), not no_softmax, config.class_names):
         click.echo(line)
+
 
 
 @cli.command()
@@ -220,83 +178,6 @@ def export(ckpt, out, opset, atol, check, x_path, stream, to_bentoml) -> None:
         click.echo(f"saved to the BentoML model store as {save_to_store(result.path, config, meta['version'])}")
 
 
-RECIPE_FLAGS = ("events", "tmin", "tmax", "window", "bands", "frame_window", "frame_step", "channels", "features",
-                "slow_cutoff", "reference", "montage", "bandpass")  # what `prepare --like` takes from meta.json
-
-
-@cli.command()
-@click.argument("raw", nargs=-1, required=True, type=FILE)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Output folder for X.npy, y.npy, groups.npy, meta.json (must not exist yet)")
-@click.option("--like", "like", type=FILE, default=None,
-              help="meta.json of earlier prepared data: apply its recipe (channels, reference, features, frames, "
-                   "events, span) to these files; only --resample and --group-by may be given with it")
-@click.option("--event", "events", multiple=True,
-              help="NAME or NAME=CLASS (annotation or epochs event name); repeat it, its order is the label order "
-                   "[default: every annotation name, sorted]")
-@click.option("--tmin", type=float, default=None, help="Start of each trial, s from the event onset (with --tmax)")
-@click.option("--tmax", type=float, default=None,
-              help="End of each trial (exclusive), s from the event onset [default: cut annotations by --window]")
-@click.option("--window", type=float, default=4.0, show_default=True,
-              help="Without --tmax: cut each annotation into consecutive windows of this many seconds")
-@click.option("--features", default="bandpower", show_default=True,
-              help="Feature kinds per electrode, in F order: bandpower (log band power, one per band), slow (mean "
-                   "of the low-passed signal per frame, uV, one), or both: slow,bandpower")
-@click.option("--bands", default=None,
-              help="NAME:LO-HI,... in Hz [default: theta:4-8,alpha:8-13,beta:13-30,gamma:30-45]")
-@click.option("--slow-cutoff", type=float, default=4.0, show_default=True,
-              help="Hz: causal low-pass (Butterworth, order 4) of the slow feature")
-@click.option("--reference", default="none", show_default=True,
-              help="Re-reference first (MNE): none, average (common average), csd (surface Laplacian, uV/cm^2, "
-                   "needs --montage) or CH[,CH...] (mean of these channels); a reference reads every EEG channel")
-@click.option("--montage", default=None,
-              help="MNE built-in montage, e.g. colin27_1005 (standard_1005 before MNE 1.13): electrode positions "
-                   "for csd; channel names are matched ignoring case and dots (C3.. is C3) and written in its "
-                   "spelling")
-@click.option("--bandpass", default=None, help="LO-HI: causal Butterworth band-pass (Hz) before the features")
-@click.option("--frame-window", type=float, default=0.5, show_default=True, help="Seconds per feature frame")
-@click.option("--frame-step", type=float, default=0.25, show_default=True, help="Seconds between frames")
-@click.option("--channels", default=None,
-              help="Comma-separated channels to keep, in this order [default: the EEG channels, equal in all files, "
-                   "less the --reference channels]")
-@click.option("--resample", type=float, default=None, help="Resample every file to this rate (Hz) first")
-@click.option("--group-by", type=click.Choice(["recording", "subject"]), default=None,
-              help="groups.npy: one group per file, or per subject (subject_info's his_id, else the file's folder "
-                   "name)  [default: recording, or the --like data's]")
-@click.pass_context
-@user_errors
-def prepare(ctx, raw, out, like, events, tmin, tmax, window, features, bands, slow_cutoff, reference, montage,
-            bandpass, frame_window, frame_step, channels, resample, group_by) -> None:
-    """Read EEG files (EDF, BDF, GDF, FIF, BrainVision, EEGLAB, *-epo.fif) into features X.npy (N,C,F,T).
-
-    Each trial goes through one recipe: re-reference (--reference), causal filters (--bandpass, and the low-pass
-    of slow), then per-frame features (--features). meta.json records it; `prepare --like` and `stream` reuse it.
-    """
-    from .features import DEFAULT_BANDS, parse_bands
-    from .prepare import PrepareOptions, options_like, parse_event, prepare as run_prepare
-    from .recipe import parse_bandpass, parse_features
-
-    if like is not None:
-        given = [f"--{name.replace('_', '-')}" for name in RECIPE_FLAGS
-                 if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
-        if given:
-            raise UserInputError(f"--like takes the recipe from {like}: drop {', '.join(given)}")
-        opts = options_like(like, resample, group_by)
-    else:
-        if channels is not None:
-            channels = tuple(c.strip() for c in channels.split(",") if c.strip())
-            if not channels:
-                raise UserInputError("--channels names no channel: give a comma-separated list such as Oz,O1,O2")
-        opts = PrepareOptions(
-            events=tuple(parse_event(e) for e in events), tmin=tmin, tmax=tmax, window=window,
-            bands=parse_bands(bands) if bands is not None else DEFAULT_BANDS, frame_window=frame_window,
-            frame_step=frame_step, resample=resample, channels=channels, features=parse_features(features),
-            slow_cutoff=slow_cutoff, reference=reference.strip() or "none", montage=montage,
-            bandpass=parse_bandpass(bandpass) if bandpass is not None else None, group_by=group_by or "recording")
-    meta = run_prepare(raw, out, opts)
-    counts = ", ".join(f"{name} {n}" for name, n in meta["class_counts"].items())
-    click.echo(f"wrote {out}: X {tuple(meta['shape'])} from {len(meta['source_files'])} file(s); {counts}")
-
 
 @cli.command()
 @click.option("--ckpt", type=FILE, required=True, help="Path to checkpoint produced by training")
@@ -313,6 +194,7 @@ def parity(ckpt, onnx_path, x_path, atol) -> None:
     click.echo(f"parity within --atol {atol:g}")
 
 
+
 @cli.command()
 @click.option("--ckpt", type=FILE, required=True, help="Path to checkpoint produced by training")
 @click.option("--x", "x_path", type=FILE, required=True, help="Path to X.npy (N,C,F,T)")
@@ -327,8 +209,8 @@ def parity(ckpt, onnx_path, x_path, atol) -> None:
 def evaluate(ckpt, x_path, y_path, report, groups_path, device) -> None:
     """Print accuracy, balanced accuracy, Cohen's kappa, per-class precision/recall, per-group accuracy (subjects or
     recordings, from groups.npy) and the confusion matrix."""
-    from .data import group_names, load_data_meta, load_npy, meta_beside
-    from .evaluate import evaluate as run_evaluate, format_metrics
+    from ..data import group_names, load_data_meta, load_npy, meta_beside
+    from ..evaluate import evaluate as run_evaluate, format_metrics
 
     meta_path = meta_beside(x_path)
     data_meta = load_data_meta(meta_path) if meta_path else None
@@ -341,92 +223,3 @@ def evaluate(ckpt, x_path, y_path, report, groups_path, device) -> None:
                            names)
     for line in format_metrics(metrics):
         click.echo(line)
-
-
-@cli.command()
-@click.option("--raw", "raw_path", type=FILE, default=None,
-              help="Replay this recording (EDF, BDF, GDF, FIF, BrainVision, ...) as a stream")
-@click.option("--lsl", "lsl_name", default=None, help="Read the live Lab Streaming Layer stream with this name")
-@click.option("--ckpt", type=FILE, default=None, help="Decode with this checkpoint (PyTorch)")
-@click.option("--onnx", "onnx_path", type=FILE, default=None,
-              help="Decode with this export (model.onnx or model.step.onnx) in ONNX Runtime")
-@click.option("--url", default=None, help="Decode on this running eeg2arm server, e.g. http://127.0.0.1:3000")
-@click.option("--fast", is_flag=True, default=False, help="With --raw: as fast as possible, not at real speed")
-@click.option("--chunk", type=float, default=0.0625, show_default=True, help="With --raw: seconds per chunk")
-@click.option("--duration", type=float, default=None, help="Stop after this many seconds of signal")
-@click.option("--lsl-timeout", type=float, default=5.0, show_default=True,
-              help="Seconds to wait for the LSL stream to answer, and to wait for samples before giving up")
-@click.option("--enter", type=float, default=0.7, show_default=True, help="Hysteresis: probability to enter a class")
-@click.option("--exit", "exit_", type=float, default=0.5, show_default=True,
-              help="Hysteresis: probability below which the decision is released")
-@click.option("--min-frames", type=int, default=3, show_default=True,
-              help="Hysteresis: consecutive frames above --enter needed to switch")
-@click.option("--out-lsl", default=None,
-              help="Publish every decided frame as the LSL stream NAME (class probabilities + decision, stamped "
-                   "with its last EEG sample) and each change as NAME-markers")
-@click.option("--out-jsonl", default=None,
-              help="Write one JSON line per decided frame to this new file, or - for stdout (the other lines then "
-                   "go to stderr)")
-@DEVICE
-@user_errors
-def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_timeout, enter, exit_, min_frames,
-           out_lsl, out_jsonl, device) -> None:
-    """Decode raw EEG frame by frame: print each change of the smoothed decision, then a summary."""
-    from .realtime.live import StreamSummary, open_decoder, run_stream
-    from .realtime.outlet import open_sinks
-    from .realtime.smoothing import Hysteresis
-    from .realtime.sources import lsl_chunks, recording_chunks
-
-    if (raw_path is None) == (lsl_name is None):
-        raise UserInputError("give exactly one source: --raw FILE or --lsl NAME")
-    if chunk <= 0 or (duration is not None and duration <= 0):
-        raise UserInputError("--chunk and --duration must be positive numbers of seconds")
-    try:
-        hysteresis = Hysteresis(enter, exit_, min_frames)
-    except ValueError as e:
-        raise UserInputError(f"{e}: fix --enter/--exit/--min-frames") from None
-    echo = functools.partial(click.echo, err=out_jsonl == "-")  # stdout carries only JSON lines then
-    with contextlib.ExitStack() as stack:
-        decoder = open_decoder(ckpt, onnx_path, url, hysteresis, device)
-        if url is not None:
-            stack.callback(decoder.close)  # ends the server session
-        source = f"LSL stream {lsl_name}" if lsl_name is not None else str(raw_path)
-        # before the source connects, so that a controller can subscribe before the first decision
-        sinks = open_sinks(stack, out_lsl, out_jsonl, decoder.config, source, hysteresis)
-        chunks = (recording_chunks(raw_path, decoder.config, chunk, realtime=not fast) if raw_path is not None
-                  else lsl_chunks(lsl_name, decoder.config, lsl_timeout))
-        stack.callback(chunks.close)  # disconnects an LSL stream
-        summary = StreamSummary()
-        try:
-            run_stream(chunks, decoder, echo, duration, summary, sinks)
-        except UserInputError:  # e.g. a live stream that fell silent: what was decoded until then still counts
-            if summary.frames:
-                echo(summary.line())
-            raise
-    echo(summary.line())
-
-
-@cli.command()
-@click.option("--lsl", "lsl_name", required=True, help="The live EEG stream (LSL name) to record")
-@click.option("--markers", "markers_name", required=True,
-              help="The cue program's LSL marker stream (string markers, numeric codes or mne-lsl's one-hot "
-                   "annotations): its markers become annotations")
-@click.option("--out", type=FILE, required=True, help="New FIF file to write, e.g. session.fif (never written over)")
-@click.option("--duration", type=float, default=None, help="Stop after this many seconds of signal [default: Ctrl-C]")
-@click.option("--lsl-timeout", type=float, default=5.0, show_default=True,
-              help="Seconds to wait for each stream to answer; a silence this long ends the recording")
-@user_errors
-def record(lsl_name, markers_name, out, duration, lsl_timeout) -> None:
-    """Record a live EEG stream with its cue markers into one FIF file, the markers as annotations."""
-    import sys
-
-    from .realtime.record import ProgressLine, record as run_record
-
-    if (duration is not None and not duration > 0) or not lsl_timeout > 0:
-        raise UserInputError("--duration and --lsl-timeout must be positive numbers of seconds")
-    progress = ProgressLine(lambda text: click.echo(text, err=True, nl=False), sys.stderr.isatty())
-    run_record(lsl_name, markers_name, out, duration, lsl_timeout, echo=click.echo, progress=progress)
-
-
-def main() -> None:
-    cli(prog_name="eeg2arm")

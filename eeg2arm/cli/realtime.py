@@ -1,0 +1,96 @@
+"""The real-time commands: stream (decisions from raw EEG) and record (a calibration session)."""
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import click
+
+from ..errors import UserInputError
+from .common import DEVICE, FILE, cli, user_errors
+
+
+@cli.command()
+@click.option("--raw", "raw_path", type=FILE, default=None,
+              help="Replay this recording (EDF, BDF, GDF, FIF, BrainVision, ...) as a stream")
+@click.option("--lsl", "lsl_name", default=None, help="Read the live Lab Streaming Layer stream with this name")
+@click.option("--ckpt", type=FILE, default=None, help="Decode with this checkpoint (PyTorch)")
+@click.option("--onnx", "onnx_path", type=FILE, default=None,
+              help="Decode with this export (model.onnx or model.step.onnx) in ONNX Runtime")
+@click.option("--url", default=None, help="Decode on this running eeg2arm server, e.g. http://127.0.0.1:3000")
+@click.option("--fast", is_flag=True, default=False, help="With --raw: as fast as possible, not at real speed")
+@click.option("--chunk", type=float, default=0.0625, show_default=True, help="With --raw: seconds per chunk")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds of signal")
+@click.option("--lsl-timeout", type=float, default=5.0, show_default=True,
+              help="Seconds to wait for the LSL stream to answer, and to wait for samples before giving up")
+@click.option("--enter", type=float, default=0.7, show_default=True, help="Hysteresis: probability to enter a class")
+@click.option("--exit", "exit_", type=float, default=0.5, show_default=True,
+              help="Hysteresis: probability below which the decision is released")
+@click.option("--min-frames", type=int, default=3, show_default=True,
+              help="Hysteresis: consecutive frames above --enter needed to switch")
+@click.option("--out-lsl", default=None,
+              help="Publish every decided frame as the LSL stream NAME (class probabilities + decision, stamped "
+                   "with its last EEG sample) and each change as NAME-markers")
+@click.option("--out-jsonl", default=None,
+              help="Write one JSON line per decided frame to this new file, or - for stdout (the other lines then "
+                   "go to stderr)")
+@DEVICE
+@user_errors
+def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_timeout, enter, exit_, min_frames,
+           out_lsl, out_jsonl, device) -> None:
+    """Decode raw EEG frame by frame: print each change of the smoothed decision, then a summary."""
+    from ..realtime.live import StreamSummary, open_decoder, run_stream
+    from ..realtime.outlet import open_sinks
+    from ..realtime.smoothing import Hysteresis
+    from ..realtime.sources import lsl_chunks, recording_chunks
+
+    if (raw_path is None) == (lsl_name is None):
+        raise UserInputError("give exactly one source: --raw FILE or --lsl NAME")
+    if chunk <= 0 or (duration is not None and duration <= 0):
+        raise UserInputError("--chunk and --duration must be positive numbers of seconds")
+    try:
+        hysteresis = Hysteresis(enter, exit_, min_frames)
+    except ValueError as e:
+        raise UserInputError(f"{e}: fix --enter/--exit/--min-frames") from None
+    echo = functools.partial(click.echo, err=out_jsonl == "-")  # stdout carries only JSON lines then
+    with contextlib.ExitStack() as stack:
+        decoder = open_decoder(ckpt, onnx_path, url, hysteresis, device)
+        if url is not None:
+            stack.callback(decoder.close)  # ends the server session
+        source = f"LSL stream {lsl_name}" if lsl_name is not None else str(raw_path)
+        # before the source connects, so that a controller can subscribe before the first decision
+        sinks = open_sinks(stack, out_lsl, out_jsonl, decoder.config, source, hysteresis)
+        chunks = (recording_chunks(raw_path, decoder.config, chunk, realtime=not fast) if raw_path is not None
+                  else lsl_chunks(lsl_name, decoder.config, lsl_timeout))
+        stack.callback(chunks.close)  # disconnects an LSL stream
+        summary = StreamSummary()
+        try:
+            run_stream(chunks, decoder, echo, duration, summary, sinks)
+        except UserInputError:  # e.g. a live stream that fell silent: what was decoded until then still counts
+            if summary.frames:
+                echo(summary.line())
+            raise
+    echo(summary.line())
+
+
+
+@cli.command()
+@click.option("--lsl", "lsl_name", required=True, help="The live EEG stream (LSL name) to record")
+@click.option("--markers", "markers_name", required=True,
+              help="The cue program's LSL marker stream (string markers, numeric codes or mne-lsl's one-hot "
+                   "annotations): its markers become annotations")
+@click.option("--out", type=FILE, required=True, help="New FIF file to write, e.g. session.fif (never written over)")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds of signal [default: Ctrl-C]")
+@click.option("--lsl-timeout", type=float, default=5.0, show_default=True,
+              help="Seconds to wait for each stream to answer; a silence this long ends the recording")
+@user_errors
+def record(lsl_name, markers_name, out, duration, lsl_timeout) -> None:
+    """Record a live EEG stream with its cue markers into one FIF file, the markers as annotations."""
+    import sys
+
+    from ..realtime.record import ProgressLine, record as run_record
+
+    if (duration is not None and not duration > 0) or not lsl_timeout > 0:
+        raise UserInputError("--duration and --lsl-timeout must be positive numbers of seconds")
+    progress = ProgressLine(lambda text: click.echo(text, err=True, nl=False), sys.stderr.isatty())
+    run_record(lsl_name, markers_name, out, duration, lsl_timeout, echo=click.echo, progress=progress)
