@@ -1,14 +1,11 @@
 """`eeg2arm prepare`: EEG files read with MNE -> X.npy (N, C, F, T), y.npy, groups.npy and meta.json in one folder.
 
-Continuous recordings (EDF, BDF, GDF, FIF, BrainVision, EEGLAB, ...) are cut around their annotations; epoched
-files (`*-epo.fif`) give their stored epochs. The feature recipe (`eeg2arm.recipe`: reference, causal filters,
-features) runs over a continuous recording from its first sample before trials are cut, over an epoch from its own
-first sample. meta.json records the recipe, and `prepare --like META` applies it to new files.
+The files are opened and checked in `eeg2arm.recordings`, their labelled trials cut and turned into features by the
+recipe in `eeg2arm.trials`; this module holds the options, `--like` and the writing. meta.json records the recipe,
+and `prepare --like META` applies it to new files.
 
 groups.npy holds one group per trial: the index of its file in meta["source_files"] (`--group-by recording`), or of
-its subject in meta["group_names"] (`--group-by subject`). A file's subject is the `his_id` of its subject_info
-(MNE's reading of the EDF patient field or the FIF subject) unless that is empty or the EDF+ placeholder "X", and
-otherwise the name of the file's folder (e.g. S001 for eegmmidb/S001/S001R04.edf).
+its subject in meta["group_names"] (`--group-by subject`; see `recordings.subject_of`).
 """
 from __future__ import annotations
 
@@ -19,33 +16,28 @@ import logging
 import os
 import shutil
 import tempfile
-import warnings
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Iterable
 
-import mne
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import UserInputError
 from .data import load_data_meta
+from .errors import UserInputError
 from .features import DEFAULT_BANDS, Band, frame_geometry
-from .recipe import CausalChain, Recipe, montage_names, reference_channels
+from .recipe import Recipe
+from .recordings import choose_channels, common_sfreq, open_recording, require_channels, subject_of
+from .trials import Span, class_mapping, cut_trials, event_names, trial_samples
 
 log = logging.getLogger("eeg2arm")
 
-EPOCHS_SUFFIXES = ("-epo.fif", "_epo.fif", "-epo.fif.gz", "_epo.fif.gz")
-READABLE = "EDF, BDF, GDF, FIF, BrainVision .vhdr, EEGLAB .set, or MNE epochs *-epo.fif"
 FEATURES = {"bandpower": "log10(mean one-sided Hann periodogram PSD in band, uV^2/Hz)",
             "slow": "mean of the low-passed signal over the frame, uV"}
-TRUNCATED = ("does not match the file size", "Invalid tag with only")  # MNE's warnings: EDF/BDF/GDF, FIF cut short
 GROUP_BY = ("recording", "subject")
-BLOCK_S = 60.0  # a continuous recording goes through the recipe's filters in pieces of this length
 LIKE_KEYS = ("eeg2arm_version", "channels", "sfreq", "bands", "frame_window_s", "frame_step_s", "events",
              "classes", "tmin_s", "tmax_s", "epoch_s_for_continuous")
-Recording = mne.io.BaseRaw | mne.BaseEpochs
 
 
 @dataclass(frozen=True)
@@ -68,14 +60,9 @@ class PrepareOptions:
     input_channels: tuple[str, ...] | None = None  # --like: the channels the recipe reads (channels are then fixed)
     sfreq: float | None = None  # --like: the rate the files must have (after --resample)
 
-
-@dataclass(frozen=True)
-class Trials:
-    """The trials cut from one file: features (n, C, F, T), class indices (n,), onsets (n,) in s from the start."""
-
-    features: np.ndarray
-    labels: np.ndarray
-    onsets: np.ndarray
+    @property
+    def span(self) -> Span:
+        return Span(self.tmin, self.tmax, self.window)
 
 
 def parse_event(text: str) -> tuple[str, str]:
@@ -85,212 +72,6 @@ def parse_event(text: str) -> tuple[str, str]:
     if not name or not cls:
         raise UserInputError(f"--event {text!r} must be NAME or NAME=CLASS (e.g. T1=left)")
     return name, cls
-
-
-def is_epochs_file(path: Path) -> bool:
-    return path.name.endswith(EPOCHS_SUFFIXES)
-
-
-def open_recording(path: Path, resample: float | None) -> Recording:
-    """Read one file lazily with MNE (epochs by the MNE name convention, else continuous); resample if asked."""
-    if not path.is_file():
-        raise UserInputError(f"input file not found: {path}")
-    try:
-        # MNE's warnings go to a log kept to spot a file cut short (MNE reads what is there and only warns)
-        with warnings.catch_warnings(), mne.utils.catch_logging(verbose="warning") as logged:
-            warnings.simplefilter("ignore")
-            inst = (mne.read_epochs(path, preload=False, verbose="warning") if is_epochs_file(path)
-                    else mne.io.read_raw(path, preload=False, verbose="warning"))
-    except Exception as e:  # noqa: BLE001 - MNE's readers raise many types (even AssertionError) on foreign files
-        detail = (str(e).strip().splitlines() or [""])[0][:200]
-        raise UserInputError(f"cannot read {path} ({type(e).__name__}{': ' + detail if detail else ''}): give a "
-                             f"readable {READABLE}") from None
-    cut = [line for line in logged.getvalue().splitlines() if any(sign in line for sign in TRUNCATED)]
-    if cut:
-        raise UserInputError(f"{path} is truncated (MNE: {cut[0][:150]}): give the complete recording")
-    if resample is not None and not np.isclose(inst.info["sfreq"], resample):
-        inst.load_data(verbose="error").resample(resample, verbose="error")
-    return inst
-
-
-def event_names(inst: Recording) -> set[str]:
-    """Class-candidate names in a file: its event_id names (epochs) or annotation descriptions (continuous)."""
-    if isinstance(inst, mne.BaseEpochs):
-        return set(inst.event_id)
-    return set(inst.annotations.description)
-
-
-def class_mapping(events: tuple[tuple[str, str], ...], found: set[str]) -> tuple[list[str], dict[str, int]]:
-    """(class names in label order, {event name: class index}); the order of --event defines the label order."""
-    if not events:  # every name except MNE's BAD/EDGE markers, sorted
-        events = tuple((n, n) for n in sorted(found) if not n.lower().startswith(("bad", "edge")))
-    names = [name for name, _ in events]
-    if len(set(names)) != len(names):
-        raise UserInputError(f"--event names repeat: {names}; give each annotation once")
-    missing = [n for n in names if n not in found]
-    if len(missing) == len(names):
-        raise UserInputError(f"no matching events: --event {', '.join(names) or '(every name)'} matches no annotation "
-                             f"or event in the files (found: {', '.join(sorted(found)) or 'none'})")
-    if missing:  # e.g. a held-out file of one class, prepared with the training set's full label order
-        log.warning("--event %s matches no annotation or event in the files", ", ".join(missing))
-    classes = list(dict.fromkeys(cls for _, cls in events))
-    return classes, {name: classes.index(cls) for name, cls in events}
-
-
-def eeg_channels(inst: Recording) -> list[str]:
-    return [inst.ch_names[i] for i in mne.pick_types(inst.info, eeg=True, exclude="bads")]
-
-
-def pick_channels(recordings: dict[Path, Recording], channels: tuple[str, ...] | None) -> list[str]:
-    """The channels to keep, in output order: --channels, or the EEG channels of the first file (all must match)."""
-    if channels is not None:
-        if len(set(channels)) != len(channels):
-            raise UserInputError(f"--channels names a channel twice: {', '.join(channels)}")
-        for path, inst in recordings.items():
-            lacking = [ch for ch in channels if ch not in inst.ch_names]
-            if lacking:
-                raise UserInputError(f"{path} has no channel {', '.join(lacking[:5])}"
-                                     f"{' ...' if len(lacking) > 5 else ''}: pass --channels with channels that "
-                                     f"every file has")
-        return list(channels)
-    (first, inst), *rest = recordings.items()
-    chosen = eeg_channels(inst)
-    if not chosen:
-        raise UserInputError(f"{first} has no EEG channels: name the channels to use with --channels")
-    for path, other in rest:
-        theirs = eeg_channels(other)
-        if set(theirs) != set(chosen):
-            lacking, extra = [c for c in chosen if c not in theirs], [c for c in theirs if c not in chosen]
-            common = [c for c in chosen if all(c in eeg_channels(r) for r in recordings.values())]
-            raise UserInputError(f"channels differ between files: {path} lacks {lacking[:5]} and adds {extra[:5]} "
-                                 f"compared with {first}; pass --channels with the channels to keep "
-                                 f"({len(common)} are common to all files)")
-    return chosen
-
-
-def require_channels(recordings: dict[Path, Recording], channels: tuple[str, ...], why: str) -> None:
-    for path, inst in recordings.items():
-        lacking = [ch for ch in channels if ch not in inst.ch_names]
-        if lacking:
-            raise UserInputError(f"{path} has no channel {', '.join(lacking[:5])}{' ...' if len(lacking) > 5 else ''}"
-                                 f": {why}")
-
-
-def choose_channels(recordings: dict[Path, Recording], opts: PrepareOptions) -> tuple[list[str], list[str]]:
-    """(input channels, read from every file by its own names; the model's C channels, in X's order)."""
-    if opts.input_channels is not None:  # --like: the training data's channels
-        require_channels(recordings, opts.input_channels, "the --like recipe needs every channel it was made from")
-        return list(opts.input_channels), list(opts.channels)
-    if opts.reference == "none" and opts.montage is None:  # no spatial map: read exactly the channels kept
-        chosen = pick_channels(recordings, opts.channels)
-        return chosen, chosen
-    eeg = pick_channels(recordings, None)  # a reference reads every EEG channel, the same in every file
-    rename = montage_names(eeg, opts.montage) if opts.montage else {c: c for c in eeg}
-    refs = reference_channels(opts.reference)
-    named = {std: c for c, std in rename.items()}  # the montage's spelling -> the recording's name
-    lacking = [c for c in (*refs, *(opts.channels or ())) if c not in named]
-    if lacking:
-        raise UserInputError(f"--channels/--reference name {', '.join(lacking[:5])}, which are not EEG channels of "
-                             f"{next(iter(recordings))} (it has {', '.join(list(named)[:8])} ...)")
-    channels = list(opts.channels or [rename[c] for c in eeg if rename[c] not in refs])
-    return (eeg if opts.reference != "none" else [named[c] for c in channels]), channels
-
-
-def trial_span(opts: PrepareOptions, sfreq: float) -> tuple[float, int]:
-    """(tmin in s, samples per trial) cut around each onset of a continuous recording."""
-    if opts.tmax is None:
-        return 0.0, round(opts.window * sfreq)
-    return opts.tmin, round((opts.tmax - opts.tmin) * sfreq)
-
-
-def trial_samples(path: Path, inst: Recording, opts: PrepareOptions) -> int:
-    """Samples per trial this file will give; check an event-locked span lies inside stored epochs."""
-    sfreq = inst.info["sfreq"]
-    if not isinstance(inst, mne.BaseEpochs):
-        return trial_span(opts, sfreq)[1]
-    if opts.tmax is None:
-        return len(inst.times)
-    tmin, n = trial_span(opts, sfreq)
-    if tmin < inst.tmin - 0.5 / sfreq or tmin + (n - 1) / sfreq > inst.tmax + 0.5 / sfreq:
-        raise UserInputError(f"--tmin/--tmax [{opts.tmin:g}, {opts.tmax:g}) s lies outside the epochs stored in "
-                             f"{path} ([{inst.tmin:g}, {inst.tmax + 1 / sfreq:g}) s): choose a span inside them")
-    return n
-
-
-def epochs_trials(path: Path, epochs: mne.BaseEpochs, event_class: dict[str, int], recipe: Recipe,
-                  opts: PrepareOptions) -> Trials:
-    """The stored epochs whose event is mapped to a class, in file order, each through the recipe from its own first
-    sample (then cropped to --tmin/--tmax if given)."""
-    sfreq = epochs.info["sfreq"]
-    code_class = {code: event_class[name] for name, code in epochs.event_id.items() if name in event_class}
-    keep = np.flatnonzero(np.isin(epochs.events[:, 2], list(code_class)))
-    if not keep.size:
-        return Trials(np.empty((0, len(recipe.channels), recipe.n_features, 0)), np.empty(0, np.int64), np.empty(0))
-    epochs = epochs[keep]
-    signals = CausalChain(recipe).push(epochs.get_data(picks=list(recipe.input_channels), units="uV",
-                                                       verbose="error"))  # {kind: (n, C, S)}
-    if opts.tmax is not None:
-        tmin, n = trial_span(opts, sfreq)
-        start = round((tmin - epochs.tmin) * sfreq)
-        signals = {kind: x[..., start:start + n] for kind, x in signals.items()}
-    labels = np.array([code_class[c] for c in epochs.events[:, 2]], dtype=np.int64)
-    return Trials(recipe.frames(signals), labels, epochs.events[:, 0] / sfreq)
-
-
-def continuous_signals(raw: mne.io.BaseRaw, recipe: Recipe, starts: np.ndarray, n: int) -> dict[str, np.ndarray]:
-    """The recipe's signals {kind: (N, C, n)} of the trials [start, start + n) (samples from the recording's first),
-    filtered causally from the recording's first sample. The recording goes through in BLOCK_S pieces, so memory
-    holds the trials and one piece."""
-    chain, block = CausalChain(recipe), round(BLOCK_S * raw.info["sfreq"])
-    out: dict[str, np.ndarray] = {}
-    for b0 in range(0, int(starts.max()) + n, block):
-        b1 = min(b0 + block, int(starts.max()) + n)
-        piece = chain.push(raw.get_data(picks=list(recipe.input_channels), start=b0, stop=b1, units="uV",
-                                        verbose="error"))  # {kind: (C, b1 - b0)}
-        for kind, x in piece.items():
-            trials = out.setdefault(kind, np.empty((len(starts), x.shape[0], n)))
-            for i, t0 in enumerate(starts):  # the part of trial i inside this piece
-                lo, hi = max(t0, b0), min(t0 + n, b1)
-                if lo < hi:
-                    trials[i, :, lo - t0:hi - t0] = x[:, lo - b0:hi - b0]
-    return out
-
-
-def raw_trials(path: Path, raw: mne.io.BaseRaw, event_class: dict[str, int], recipe: Recipe,
-               opts: PrepareOptions) -> Trials:
-    """Trials from annotations: [tmin, tmax) around each onset, or each annotation cut into `window` pieces."""
-    sfreq = raw.info["sfreq"]
-    codes = {name: i + 1 for i, name in enumerate(event_class)}
-    # events_from_annotations places onsets right for any first_samp and meas_date. Its chunk_duration option does
-    # not (MNE 1.13 adds first_samp twice when the annotations have no orig_time), so windows are cut here.
-    events, _ = mne.events_from_annotations(raw, event_id=codes, use_rounding=True, verbose="error")
-    tmin, n = trial_span(opts, sfreq)
-    if opts.tmax is None:  # consecutive non-overlapping windows from each onset; an incomplete last one is dropped
-        ann = raw.annotations
-        pieces = np.floor(ann.duration[np.isin(ann.description, list(codes))] / opts.window + 1e-9).astype(int)
-        assert len(pieces) == len(events), "events_from_annotations keeps one event per selected annotation"
-        events = np.array([[start + k * n, 0, code] for (start, _, code), p in zip(events, pieces)
-                           for k in range(p)], dtype=np.int64).reshape(-1, 3)
-    present = {name: code for name, code in codes.items() if code in events[:, 2]}
-    empty = Trials(np.empty((0, len(recipe.channels), recipe.n_features, 0)), np.empty(0, np.int64), np.empty(0))
-    if not present:
-        return empty
-    try:  # MNE decides which trials lie inside the data and off BAD annotations; tmax includes its sample
-        epochs = mne.Epochs(raw, events, present, tmin=tmin, tmax=tmin + (n - 1) / sfreq, baseline=None,
-                            picks=list(recipe.input_channels), preload=False, verbose="error").drop_bad(verbose="error")
-    except ValueError as e:
-        raise UserInputError(f"cannot cut trials from {path} ({str(e).splitlines()[0]}): check the annotations "
-                             f"and --tmin/--tmax/--window") from None
-    if len(epochs) < len(events):
-        log.warning("%s: %d of %d trials dropped (outside the data or overlapping BAD annotations)", path,
-                    len(events) - len(epochs), len(events))
-    if not len(epochs):
-        return empty
-    starts = epochs.events[:, 0] - raw.first_samp + round(tmin * sfreq)  # samples from the recording's first
-    code_class = {codes[name]: event_class[name] for name in present}
-    labels = np.array([code_class[c] for c in epochs.events[:, 2]], dtype=np.int64)
-    onsets = (epochs.events[:, 0] - raw.first_samp) / sfreq  # s from the first sample of the recording
-    return Trials(recipe.frames(continuous_signals(raw, recipe, starts, n)), labels, onsets)
 
 
 def checked_options(opts: PrepareOptions) -> PrepareOptions:
@@ -316,15 +97,6 @@ def checked_options(opts: PrepareOptions) -> PrepareOptions:
     if not (np.isfinite(opts.slow_cutoff) and opts.slow_cutoff > 0):
         raise UserInputError(f"--slow-cutoff must be a positive number of Hz, got {opts.slow_cutoff:g}")
     return opts
-
-
-def common_sfreq(recordings: dict[Path, Recording]) -> float:
-    rates = {path: inst.info["sfreq"] for path, inst in recordings.items()}
-    first = next(iter(rates.values()))
-    if not all(np.isclose(r, first, rtol=1e-9) for r in rates.values()):
-        listed = ", ".join(f"{p.name} {r:g} Hz" for p, r in rates.items())
-        raise UserInputError(f"sampling rates differ between files ({listed}): pass --resample RATE")
-    return float(first)
 
 
 def sha256(path: Path) -> str:
@@ -353,12 +125,6 @@ def write_folder(out: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any])
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-
-
-def subject_of(path: Path, inst: Recording) -> str:
-    """The subject of a recording (module docstring): subject_info's his_id, else the file's folder name."""
-    his_id = str((inst.info.get("subject_info") or {}).get("his_id") or "").strip()
-    return his_id if his_id and his_id.upper() != "X" else path.resolve().parent.name
 
 
 def options_like(meta_path: str | Path, resample: float | None, group_by: str | None) -> PrepareOptions:
@@ -401,13 +167,17 @@ def prepare(paths: Iterable[str | Path], out: str | Path, opts: PrepareOptions =
     if opts.sfreq is not None and not np.isclose(sfreq, opts.sfreq, rtol=1e-9):
         raise UserInputError(f"the files run at {sfreq:g} Hz but the --like recipe was made at {opts.sfreq:g} Hz: "
                              f"pass --resample {opts.sfreq:g}")
-    input_channels, channels = choose_channels(recordings, opts)
+    if opts.input_channels is not None:  # --like: the training data's channels
+        require_channels(recordings, opts.input_channels, "the --like recipe needs every channel it was made from")
+        input_channels, channels = list(opts.input_channels), list(opts.channels)
+    else:
+        input_channels, channels = choose_channels(recordings, opts.channels, opts.reference, opts.montage)
     recipe = Recipe(sfreq=sfreq, input_channels=tuple(input_channels), channels=tuple(channels),
                     features=opts.features, bands=opts.bands, slow_cutoff=opts.slow_cutoff,
                     frame_window=opts.frame_window, frame_step=opts.frame_step, reference=opts.reference,
                     montage=opts.montage, bandpass=opts.bandpass)
     classes, event_class = class_mapping(opts.events, set().union(*map(event_names, recordings.values())))
-    lengths = {path: trial_samples(path, inst, opts) for path, inst in recordings.items()}
+    lengths = {path: trial_samples(path, inst, opts.span) for path, inst in recordings.items()}
     if len(set(lengths.values())) > 1:
         listed = ", ".join(f"{p.name} {n}" for p, n in lengths.items())
         raise UserInputError(f"trials differ in length between files ({listed} samples): cut one span with "
@@ -423,8 +193,7 @@ def prepare(paths: Iterable[str | Path], out: str | Path, opts: PrepareOptions =
     X, y, groups, sources = [], [], [], []
     for path, inst in tqdm(recordings.items(), desc="prepare", unit="file",
                            disable=None if progress is None else not progress):
-        cut = epochs_trials if isinstance(inst, mne.BaseEpochs) else raw_trials
-        trials = cut(path, inst, event_class, recipe, opts)
+        trials = cut_trials(path, inst, event_class, recipe, opts.span)
         if not len(trials.labels):
             log.warning("%s: no trials for events %s", path, ", ".join(event_class))
             continue

@@ -1,0 +1,121 @@
+"""EEG recordings opened with MNE and checked: readable, complete, one sampling rate, the channels to read, the
+subject. `eeg2arm prepare` reads its files through here, and `eeg2arm stream --raw` its recording.
+
+A file's subject is the `his_id` of its subject_info (MNE's reading of the EDF patient field or the FIF subject)
+unless that is empty or the EDF+ placeholder "X", and otherwise the name of the file's folder (e.g. S001 for
+eegmmidb/S001/S001R04.edf).
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import mne
+import numpy as np
+
+from .errors import UserInputError
+from .recipe import montage_names, reference_channels
+
+EPOCHS_SUFFIXES = ("-epo.fif", "_epo.fif", "-epo.fif.gz", "_epo.fif.gz")
+READABLE = "EDF, BDF, GDF, FIF, BrainVision .vhdr, EEGLAB .set, or MNE epochs *-epo.fif"
+TRUNCATED = ("does not match the file size", "Invalid tag with only")  # MNE's warnings: EDF/BDF/GDF, FIF cut short
+Recording = mne.io.BaseRaw | mne.BaseEpochs
+
+
+def is_epochs_file(path: Path) -> bool:
+    return path.name.endswith(EPOCHS_SUFFIXES)
+
+
+def open_recording(path: Path, resample: float | None) -> Recording:
+    """Read one file lazily with MNE (epochs by the MNE name convention, else continuous); resample if asked."""
+    if not path.is_file():
+        raise UserInputError(f"input file not found: {path}")
+    try:
+        # MNE's warnings go to a log kept to spot a file cut short (MNE reads what is there and only warns)
+        with warnings.catch_warnings(), mne.utils.catch_logging(verbose="warning") as logged:
+            warnings.simplefilter("ignore")
+            inst = (mne.read_epochs(path, preload=False, verbose="warning") if is_epochs_file(path)
+                    else mne.io.read_raw(path, preload=False, verbose="warning"))
+    except Exception as e:  # noqa: BLE001 - MNE's readers raise many types (even AssertionError) on foreign files
+        detail = (str(e).strip().splitlines() or [""])[0][:200]
+        raise UserInputError(f"cannot read {path} ({type(e).__name__}{': ' + detail if detail else ''}): give a "
+                             f"readable {READABLE}") from None
+    cut = [line for line in logged.getvalue().splitlines() if any(sign in line for sign in TRUNCATED)]
+    if cut:
+        raise UserInputError(f"{path} is truncated (MNE: {cut[0][:150]}): give the complete recording")
+    if resample is not None and not np.isclose(inst.info["sfreq"], resample):
+        inst.load_data(verbose="error").resample(resample, verbose="error")
+    return inst
+
+
+def common_sfreq(recordings: dict[Path, Recording]) -> float:
+    rates = {path: inst.info["sfreq"] for path, inst in recordings.items()}
+    first = next(iter(rates.values()))
+    if not all(np.isclose(r, first, rtol=1e-9) for r in rates.values()):
+        listed = ", ".join(f"{p.name} {r:g} Hz" for p, r in rates.items())
+        raise UserInputError(f"sampling rates differ between files ({listed}): pass --resample RATE")
+    return float(first)
+
+
+def eeg_channels(inst: Recording) -> list[str]:
+    return [inst.ch_names[i] for i in mne.pick_types(inst.info, eeg=True, exclude="bads")]
+
+
+def pick_channels(recordings: dict[Path, Recording], channels: tuple[str, ...] | None) -> list[str]:
+    """The channels to keep, in output order: --channels, or the EEG channels of the first file (all must match)."""
+    if channels is not None:
+        if len(set(channels)) != len(channels):
+            raise UserInputError(f"--channels names a channel twice: {', '.join(channels)}")
+        for path, inst in recordings.items():
+            lacking = [ch for ch in channels if ch not in inst.ch_names]
+            if lacking:
+                raise UserInputError(f"{path} has no channel {', '.join(lacking[:5])}"
+                                     f"{' ...' if len(lacking) > 5 else ''}: pass --channels with channels that "
+                                     f"every file has")
+        return list(channels)
+    (first, inst), *rest = recordings.items()
+    chosen = eeg_channels(inst)
+    if not chosen:
+        raise UserInputError(f"{first} has no EEG channels: name the channels to use with --channels")
+    for path, other in rest:
+        theirs = eeg_channels(other)
+        if set(theirs) != set(chosen):
+            lacking, extra = [c for c in chosen if c not in theirs], [c for c in theirs if c not in chosen]
+            common = [c for c in chosen if all(c in eeg_channels(r) for r in recordings.values())]
+            raise UserInputError(f"channels differ between files: {path} lacks {lacking[:5]} and adds {extra[:5]} "
+                                 f"compared with {first}; pass --channels with the channels to keep "
+                                 f"({len(common)} are common to all files)")
+    return chosen
+
+
+def require_channels(recordings: dict[Path, Recording], channels: tuple[str, ...], why: str) -> None:
+    for path, inst in recordings.items():
+        lacking = [ch for ch in channels if ch not in inst.ch_names]
+        if lacking:
+            raise UserInputError(f"{path} has no channel {', '.join(lacking[:5])}{' ...' if len(lacking) > 5 else ''}"
+                                 f": {why}")
+
+
+def choose_channels(recordings: dict[Path, Recording], channels: tuple[str, ...] | None, reference: str = "none",
+                    montage: str | None = None) -> tuple[list[str], list[str]]:
+    """(input channels, read from every file by its own names; the model's C channels, in X's order) for
+    --channels (None: every EEG channel less the reference channels), --reference and --montage."""
+    if reference == "none" and montage is None:  # no spatial map: read exactly the channels kept
+        chosen = pick_channels(recordings, channels)
+        return chosen, chosen
+    eeg = pick_channels(recordings, None)  # a reference reads every EEG channel, the same in every file
+    rename = montage_names(eeg, montage) if montage else {c: c for c in eeg}
+    refs = reference_channels(reference)
+    named = {std: c for c, std in rename.items()}  # the montage's spelling -> the recording's name
+    lacking = [c for c in (*refs, *(channels or ())) if c not in named]
+    if lacking:
+        raise UserInputError(f"--channels/--reference name {', '.join(lacking[:5])}, which are not EEG channels of "
+                             f"{next(iter(recordings))} (it has {', '.join(list(named)[:8])} ...)")
+    kept = list(channels or [rename[c] for c in eeg if rename[c] not in refs])
+    return (eeg if reference != "none" else [named[c] for c in kept]), kept
+
+
+def subject_of(path: Path, inst: Recording) -> str:
+    """The subject of a recording (module docstring): subject_info's his_id, else the file's folder name."""
+    his_id = str((inst.info.get("subject_info") or {}).get("his_id") or "").strip()
+    return his_id if his_id and his_id.upper() != "X" else path.resolve().parent.name
