@@ -61,17 +61,21 @@ def eeg_channels(inst: Recording) -> list[str]:
     return [inst.ch_names[i] for i in mne.pick_types(inst.info, eeg=True, exclude="bads")]
 
 
+def require_channels(recordings: dict[Path, Recording], channels: tuple[str, ...], why: str) -> None:
+    """Refuse a file that lacks one of `channels` (by its own names); `why` says what to do about it."""
+    for path, inst in recordings.items():
+        lacking = [ch for ch in channels if ch not in inst.ch_names]
+        if lacking:
+            raise UserInputError(f"{path} has no channel {', '.join(lacking[:5])}{' ...' if len(lacking) > 5 else ''}"
+                                 f": {why}")
+
+
 def pick_channels(recordings: dict[Path, Recording], channels: tuple[str, ...] | None) -> list[str]:
     """The channels to keep, in output order: --channels, or the EEG channels of the first file (all must match)."""
     if channels is not None:
         if len(set(channels)) != len(channels):
             raise UserInputError(f"--channels names a channel twice: {', '.join(channels)}")
-        for path, inst in recordings.items():
-            lacking = [ch for ch in channels if ch not in inst.ch_names]
-            if lacking:
-                raise UserInputError(f"{path} has no channel {', '.join(lacking[:5])}"
-                                     f"{' ...' if len(lacking) > 5 else ''}: pass --channels with channels that "
-                                     f"every file has")
+        require_channels(recordings, channels, "pass --channels with channels that every file has")
         return list(channels)
     (first, inst), *rest = recordings.items()
     chosen = eeg_channels(inst)
@@ -86,14 +90,6 @@ def pick_channels(recordings: dict[Path, Recording], channels: tuple[str, ...] |
                                  f"compared with {first}; pass --channels with the channels to keep "
                                  f"({len(common)} are common to all files)")
     return chosen
-
-
-def require_channels(recordings: dict[Path, Recording], channels: tuple[str, ...], why: str) -> None:
-    for path, inst in recordings.items():
-        lacking = [ch for ch in channels if ch not in inst.ch_names]
-        if lacking:
-            raise UserInputError(f"{path} has no channel {', '.join(lacking[:5])}{' ...' if len(lacking) > 5 else ''}"
-                                 f": {why}")
 
 
 def choose_channels(recordings: dict[Path, Recording], channels: tuple[str, ...] | None, reference: str = "none",

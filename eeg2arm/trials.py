@@ -46,6 +46,10 @@ class Trials:
     labels: np.ndarray
     onsets: np.ndarray
 
+    @classmethod
+    def empty(cls, recipe: Recipe) -> "Trials":
+        return cls(np.empty((0, len(recipe.channels), recipe.n_features, 0)), np.empty(0, np.int64), np.empty(0))
+
 
 def event_names(inst: Recording) -> set[str]:
     """Class-candidate names in a file: its event_id names (epochs) or annotation descriptions (continuous)."""
@@ -93,7 +97,7 @@ def epochs_trials(path: Path, epochs: mne.BaseEpochs, event_class: dict[str, int
     code_class = {code: event_class[name] for name, code in epochs.event_id.items() if name in event_class}
     keep = np.flatnonzero(np.isin(epochs.events[:, 2], list(code_class)))
     if not keep.size:
-        return Trials(np.empty((0, len(recipe.channels), recipe.n_features, 0)), np.empty(0, np.int64), np.empty(0))
+        return Trials.empty(recipe)
     epochs = epochs[keep]
     signals = CausalChain(recipe).push(epochs.get_data(picks=list(recipe.input_channels), units="uV",
                                                        verbose="error"))  # {kind: (n, C, S)}
@@ -139,9 +143,8 @@ def raw_trials(path: Path, raw: mne.io.BaseRaw, event_class: dict[str, int], rec
         events = np.array([[start + k * n, 0, code] for (start, _, code), p in zip(events, pieces)
                            for k in range(p)], dtype=np.int64).reshape(-1, 3)
     present = {name: code for name, code in codes.items() if code in events[:, 2]}
-    empty = Trials(np.empty((0, len(recipe.channels), recipe.n_features, 0)), np.empty(0, np.int64), np.empty(0))
     if not present:
-        return empty
+        return Trials.empty(recipe)
     try:  # MNE decides which trials lie inside the data and off BAD annotations; tmax includes its sample
         epochs = mne.Epochs(raw, events, present, tmin=tmin, tmax=tmin + (n - 1) / sfreq, baseline=None,
                             picks=list(recipe.input_channels), preload=False, verbose="error").drop_bad(verbose="error")
@@ -152,7 +155,7 @@ def raw_trials(path: Path, raw: mne.io.BaseRaw, event_class: dict[str, int], rec
         log.warning("%s: %d of %d trials dropped (outside the data or overlapping BAD annotations)", path,
                     len(events) - len(epochs), len(events))
     if not len(epochs):
-        return empty
+        return Trials.empty(recipe)
     starts = epochs.events[:, 0] - raw.first_samp + round(tmin * sfreq)  # samples from the recording's first
     code_class = {codes[name]: event_class[name] for name in present}
     labels = np.array([code_class[c] for c in epochs.events[:, 2]], dtype=np.int64)
