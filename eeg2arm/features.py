@@ -66,6 +66,15 @@ def n_frames(n_samples: int, sfreq: float, frame_window: float, frame_step: floa
     return 0 if n_samples < w else 1 + (n_samples - w) // s
 
 
+def frame_view(signal: np.ndarray, sfreq: float, frame_window: float, frame_step: float) -> np.ndarray:
+    """The frames of a signal as a view: (..., n_samples) -> (..., T, w), frame k = samples [k*s, k*s + w)."""
+    w, s, _ = frame_geometry(sfreq, frame_window, frame_step)
+    if signal.shape[-1] < w:
+        raise UserInputError(f"{signal.shape[-1]} samples ({signal.shape[-1] / sfreq:g} s) are shorter than one "
+                             f"frame ({frame_window:g} s): use longer epochs or a shorter --frame-window")
+    return np.lib.stride_tricks.sliding_window_view(signal, w, axis=-1)[..., ::s, :]
+
+
 def check_bands(bands: tuple[Band, ...], sfreq: float, frame_window: float, frame_step: float) -> None:
     """Every band must lie below Nyquist and hold at least one FFT bin at this rate and frame length."""
     _, _, nfft = frame_geometry(sfreq, frame_window, frame_step)
@@ -83,13 +92,11 @@ def band_power_frames(signal: np.ndarray, sfreq: float, bands: tuple[Band, ...],
                       frame_step: float) -> np.ndarray:
     """Log band power per frame: (..., n_samples) in µV -> float32 (..., F, T). See the module docstring."""
     w, s, nfft = frame_geometry(sfreq, frame_window, frame_step)
-    if signal.shape[-1] < w:
-        raise UserInputError(f"{signal.shape[-1]} samples ({signal.shape[-1] / sfreq:g} s) are shorter than one "
-                             f"frame ({frame_window:g} s): use longer epochs or a shorter --frame-window")
-    check_bands(bands, sfreq, frame_window, frame_step)
     # MNE's Welch drops the segments of NaN spans common to all channels, and makes a channel with any NaN all NaN:
     # instead, exactly the frames of a channel that hold a non-finite sample (an amplifier dropout) become NaN.
     bad = ~np.isfinite(signal)
+    bad_frames = frame_view(bad, sfreq, frame_window, frame_step).any(axis=-1)  # (..., T); refuses < one frame
+    check_bands(bands, sfreq, frame_window, frame_step)
     if bad.any():
         signal = np.where(bad, 0.0, signal)
     # Welch segments with remove_dc=True and average=None are exactly the recipe's frames: each segment has its
@@ -100,16 +107,11 @@ def band_power_frames(signal: np.ndarray, sfreq: float, bands: tuple[Band, ...],
     power = np.stack([psd[..., (freqs >= lo) & (freqs < hi), :].mean(axis=-2) for _, lo, hi in bands],
                      axis=-2)  # (..., F, T)
     if bad.any():
-        bad_frames = np.lib.stride_tricks.sliding_window_view(bad, w, axis=-1)[..., ::s, :].any(axis=-1)  # (..., T)
         power[np.broadcast_to(bad_frames[..., None, :], power.shape)] = np.nan
     return np.log10(power + LOG_FLOOR).astype(np.float32)
 
 
 def slow_frames(signal: np.ndarray, sfreq: float, frame_window: float, frame_step: float) -> np.ndarray:
     """Mean amplitude per frame, same frames as band_power_frames: (..., n_samples) in µV -> float32 (..., 1, T)."""
-    w, s, _ = frame_geometry(sfreq, frame_window, frame_step)
-    if signal.shape[-1] < w:
-        raise UserInputError(f"{signal.shape[-1]} samples ({signal.shape[-1] / sfreq:g} s) are shorter than one "
-                             f"frame ({frame_window:g} s): use longer epochs or a shorter --frame-window")
-    frames = np.lib.stride_tricks.sliding_window_view(signal, w, axis=-1)[..., ::s, :]  # (..., T, w)
+    frames = frame_view(signal, sfreq, frame_window, frame_step)  # (..., T, w)
     return frames.mean(axis=-1)[..., None, :].astype(np.float32)
