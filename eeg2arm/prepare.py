@@ -28,7 +28,7 @@ from .data import load_data_meta
 from .errors import UserInputError
 from .features import DEFAULT_BANDS, Band, frame_geometry
 from .recipe import Recipe
-from .recordings import choose_channels, common_sfreq, open_recording, require_channels, subject_of
+from .recordings import choose_channels, common_sfreq, open_recording, require_channels, same_rate, subject_of
 from .trials import Span, class_mapping, cut_trials, event_names, trial_samples
 
 log = logging.getLogger("eeg2arm")
@@ -136,7 +136,7 @@ def options_like(meta_path: str | Path, resample: float | None, group_by: str | 
         raise UserInputError(f"--like {meta_path} lacks {', '.join(missing[:3])}: give the meta.json that "
                              f"`eeg2arm prepare` wrote beside the training X.npy")
     recipe = Recipe.from_fields(fields)
-    if resample is not None and not np.isclose(resample, recipe.sfreq):
+    if resample is not None and not same_rate(resample, recipe.sfreq):
         raise UserInputError(f"--resample {resample:g} differs from the {recipe.sfreq:g} Hz of the --like recipe: "
                              f"pass --resample {recipe.sfreq:g}")
     events = tuple((str(name), str(cls)) for name, cls in meta["events"].items())
@@ -164,7 +164,7 @@ def prepare(paths: Iterable[str | Path], out: str | Path, opts: PrepareOptions =
     opts = checked_options(opts)
     recordings = {path: open_recording(path, opts.resample) for path in paths}
     sfreq = common_sfreq(recordings)
-    if opts.sfreq is not None and not np.isclose(sfreq, opts.sfreq, rtol=1e-9):
+    if opts.sfreq is not None and not same_rate(sfreq, opts.sfreq):
         raise UserInputError(f"the files run at {sfreq:g} Hz but the --like recipe was made at {opts.sfreq:g} Hz: "
                              f"pass --resample {opts.sfreq:g}")
     if opts.input_channels is not None:  # --like: the training data's channels

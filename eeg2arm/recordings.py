@@ -7,11 +7,11 @@ eegmmidb/S001/S001R04.edf).
 """
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
 import mne
-import numpy as np
 
 from .errors import UserInputError
 from .recipe import montage_names, reference_channels
@@ -20,6 +20,12 @@ EPOCHS_SUFFIXES = ("-epo.fif", "_epo.fif", "-epo.fif.gz", "_epo.fif.gz")
 READABLE = "EDF, BDF, GDF, FIF, BrainVision .vhdr, EEGLAB .set, or MNE epochs *-epo.fif"
 TRUNCATED = ("does not match the file size", "Invalid tag with only")  # MNE's warnings: EDF/BDF/GDF, FIF cut short
 Recording = mne.io.BaseRaw | mne.BaseEpochs
+RATE_RTOL = 1e-6  # FIF stores a rate as float32 (about 6e-8 relative); a real difference is far larger
+
+
+def same_rate(a: float, b: float) -> bool:
+    """Whether two sampling rates (Hz) are the same rate, read from different files, streams or flags."""
+    return math.isclose(a, b, rel_tol=RATE_RTOL)
 
 
 def is_epochs_file(path: Path) -> bool:
@@ -43,7 +49,7 @@ def open_recording(path: Path, resample: float | None) -> Recording:
     cut = [line for line in logged.getvalue().splitlines() if any(sign in line for sign in TRUNCATED)]
     if cut:
         raise UserInputError(f"{path} is truncated (MNE: {cut[0][:150]}): give the complete recording")
-    if resample is not None and not np.isclose(inst.info["sfreq"], resample):
+    if resample is not None and not same_rate(inst.info["sfreq"], resample):
         inst.load_data(verbose="error").resample(resample, verbose="error")
     return inst
 
@@ -51,7 +57,7 @@ def open_recording(path: Path, resample: float | None) -> Recording:
 def common_sfreq(recordings: dict[Path, Recording]) -> float:
     rates = {path: inst.info["sfreq"] for path, inst in recordings.items()}
     first = next(iter(rates.values()))
-    if not all(np.isclose(r, first, rtol=1e-9) for r in rates.values()):
+    if not all(same_rate(r, first) for r in rates.values()):
         listed = ", ".join(f"{p.name} {r:g} Hz" for p, r in rates.items())
         raise UserInputError(f"sampling rates differ between files ({listed}): pass --resample RATE")
     return float(first)

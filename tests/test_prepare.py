@@ -360,3 +360,11 @@ def test_like_refuses_files_that_cannot_match(case, raw_dir, tmp_path):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and phrase in lines[0], result.output
     assert list(parent.iterdir()) == []
+
+
+def test_one_rate_comparison_for_files_streams_and_flags():
+    """FIF keeps a rate as float32: 1000/3 Hz read back from a file is the rate a flag or stream gives as a double."""
+    from eeg2arm.recordings import same_rate
+
+    assert same_rate(1000 / 3, float(np.float32(1000 / 3))) and same_rate(160, 160.0)
+    assert not same_rate(160.0, 160.01) and not same_rate(250.0, 256.0)

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..config import EEGConfig
 from ..errors import UserInputError
+from ..recordings import same_rate
 
 if TYPE_CHECKING:
     from mne_lsl.lsl import StreamInlet
@@ -49,7 +50,7 @@ def check_channels(available: list[str], config: EEGConfig, source: str) -> list
 
 
 def check_rate(sfreq: float, config: EEGConfig, source: str) -> None:
-    if abs(sfreq - config.sfreq) > 1e-6:
+    if not same_rate(sfreq, config.sfreq):
         raise UserInputError(f"{source} runs at {sfreq:g} Hz but the model's band power was made at "
                              f"{config.sfreq:g} Hz: stream at {config.sfreq:g} Hz (resample the recording, e.g. "
                              f"with MNE's raw.resample) or train on data prepared at {sfreq:g} Hz")
