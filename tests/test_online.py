@@ -26,6 +26,7 @@ RECIPES = {  # name: prepare options (every recipe kind: features, reference, mo
     "named reference": ["--reference", "Cz", "--montage", MONTAGE, "--channels", "C3,C4", "--features",
                         "slow,bandpower"],
     "csd": ["--reference", "csd", "--montage", MONTAGE, "--features", "slow,bandpower", "--bandpass", "0.5-40"],
+    "step beyond the frame": ["--frame-window", "0.05", "--features", "slow,bandpower"],  # 8-sample frames every 16
 }
 
 
