@@ -62,7 +62,19 @@ def parse_bandpass(text: str) -> tuple[float, float]:
 
 def reference_channels(reference: str) -> tuple[str, ...]:
     """The named reference channels of a reference spec ('A1,A2'), () for none/average/csd."""
-    return () if reference in REFERENCES else tuple(c.strip() for c in reference.split(",") if c.strip())
+    if reference in REFERENCES:
+        return ()
+    names = tuple(c.strip() for c in reference.split(",") if c.strip())
+    if not names:
+        raise UserInputError(f"--reference {reference!r} names no channel: give none, average, csd or the reference "
+                             f"channels, e.g. Cz or A1,A2")
+    return names
+
+
+def parse_reference(text: str) -> str:
+    """The --reference spec as recorded: a keyword, or the channel names joined by ',' (' A1 , A2' -> 'A1,A2')."""
+    spec = text.strip()
+    return spec if spec in REFERENCES else ",".join(reference_channels(text))
 
 
 def montage_names(names: list[str], montage: str) -> dict[str, str]:
@@ -114,6 +126,7 @@ class Recipe:
             check_bands(self.bands, self.sfreq, self.frame_window, self.frame_step)
         if SLOW in self.features and SLOW in [b[0] for b in self.bands]:
             raise UserInputError(f"--bands names a band {SLOW!r}, the name of the slow feature: rename the band")
+        reference_channels(self.reference)  # a named reference must name a channel
         if self.reference == "csd" and self.montage is None:
             raise UserInputError("--reference csd needs electrode positions: pass --montage (e.g. colin27_1005)")
         self.filters()  # checks the cut-off frequencies against the rate
@@ -154,7 +167,7 @@ class Recipe:
                 mapped = mne.preprocessing.compute_current_source_density(eye, verbose="error")
                 scale = CSD_UV_PER_CM2
             else:
-                ref = list(reference_channels(self.reference)) or "average"
+                ref = "average" if self.reference == "average" else list(reference_channels(self.reference))
                 mapped, scale = mne.set_eeg_reference(eye, ref, projection=False, verbose="error")[0], 1.0
         except (ValueError, RuntimeError) as e:
             raise UserInputError(f"--reference {self.reference} failed ({str(e).splitlines()[0][:200]})") from None

@@ -189,6 +189,7 @@ def bad_inputs(raw_dir: Path, tmp: Path) -> dict[str, tuple[list, list[str], str
         "unknown montage": (mmi, ["--montage", "nowhere_1020"], "not one of MNE's built-in montages"),
         "channel outside montage": (kdd, ["--montage", "colin27_1005"], "are not in montage colin27_1005"),
         "unknown reference channel": (mmi, ["--reference", "Cz"], "--channels/--reference name Cz"),
+        "reference names no channel": (mmi, ["--reference", " , "], "--reference ' , ' names no channel"),
         "truncated EDF": ([tmp / "S001R04.edf"], [], "is truncated"),
     }
 
@@ -200,7 +201,7 @@ def bad_inputs(raw_dir: Path, tmp: Path) -> dict[str, tuple[list, list[str], str
                                   "Nyquist after --resample", "no channel named", "unknown feature",
                                   "bad band-pass", "band-pass above Nyquist", "slow cut-off above Nyquist",
                                   "csd without montage", "unknown montage", "channel outside montage",
-                                  "unknown reference channel", "truncated EDF"])
+                                  "unknown reference channel", "reference names no channel", "truncated EDF"])
 def test_bad_input_one_line_exit_2_no_output(case, raw_dir, tmp_path):
     files, options, phrase = bad_inputs(raw_dir, tmp_path)[case]
     parent = tmp_path / "outputs"
@@ -368,3 +369,9 @@ def test_one_rate_comparison_for_files_streams_and_flags():
 
     assert same_rate(1000 / 3, float(np.float32(1000 / 3))) and same_rate(160, 160.0)
     assert not same_rate(160.0, 160.01) and not same_rate(250.0, 256.0)
+
+
+def test_a_reference_spec_is_recorded_in_one_spelling():
+    from eeg2arm.recipe import parse_reference
+
+    assert parse_reference(" C3.. , C4.., ") == "C3..,C4.." and parse_reference(" average ") == "average"

@@ -63,7 +63,7 @@ def prepare(ctx, raw, out, like, events, tmin, tmax, window, features, bands, sl
     """
     from ..features import DEFAULT_BANDS, parse_bands
     from ..prepare import PrepareOptions, options_like, parse_event, prepare as run_prepare
-    from ..recipe import parse_bandpass, parse_features
+    from ..recipe import parse_bandpass, parse_features, parse_reference
 
     if like is not None:
         given = [f"--{name.replace('_', '-')}" for name in RECIPE_FLAGS
@@ -80,7 +80,7 @@ def prepare(ctx, raw, out, like, events, tmin, tmax, window, features, bands, sl
             events=tuple(parse_event(e) for e in events), tmin=tmin, tmax=tmax, window=window,
             bands=parse_bands(bands) if bands is not None else DEFAULT_BANDS, frame_window=frame_window,
             frame_step=frame_step, resample=resample, channels=channels, features=parse_features(features),
-            slow_cutoff=slow_cutoff, reference=reference.strip() or "none", montage=montage,
+            slow_cutoff=slow_cutoff, reference=parse_reference(reference), montage=montage,
             bandpass=parse_bandpass(bandpass) if bandpass is not None else None, group_by=group_by or "recording")
     meta = run_prepare(raw, out, opts)
     counts = ", ".join(f"{name} {n}" for name, n in meta["class_counts"].items())
