@@ -7,6 +7,7 @@ eegmmidb/S001/S001R04.edf).
 """
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from pathlib import Path
@@ -19,6 +20,8 @@ from .recipe import montage_names, reference_channels
 EPOCHS_SUFFIXES = ("-epo.fif", "_epo.fif", "-epo.fif.gz", "_epo.fif.gz")
 READABLE = "EDF, BDF, GDF, FIF, BrainVision .vhdr, EEGLAB .set, or MNE epochs *-epo.fif"
 TRUNCATED = ("does not match the file size", "Invalid tag with only")  # MNE's warnings: EDF/BDF/GDF, FIF cut short
+log = logging.getLogger("eeg2arm")
+
 Recording = mne.io.BaseRaw | mne.BaseEpochs
 RATE_RTOL = 1e-6  # FIF stores a rate as float32 (about 6e-8 relative); a real difference is far larger
 
@@ -98,22 +101,44 @@ def pick_channels(recordings: dict[Path, Recording], channels: tuple[str, ...] |
     return chosen
 
 
+def common_eeg_channels(recordings: dict[Path, Recording]) -> tuple[list[str], list[str]]:
+    """(the EEG channels every file has and none marks bad, in the first file's order; the EEG channels of some
+    files only)."""
+    every = [eeg_channels(inst) for inst in recordings.values()]
+    common = [c for c in every[0] if all(c in theirs for theirs in every[1:])]
+    return common, sorted({c for theirs in every for c in theirs} - set(common))
+
+
 def choose_channels(recordings: dict[Path, Recording], channels: tuple[str, ...] | None, reference: str = "none",
                     montage: str | None = None) -> tuple[list[str], list[str]]:
     """(input channels, read from every file by its own names; the model's C channels, in X's order) for
-    --channels (None: every EEG channel less the reference channels), --reference and --montage."""
+    --channels (None: every EEG channel less the reference channels), --reference and --montage.
+
+    A reference reads every EEG channel that all files have: one that some file lacks or marks bad is left out of
+    every file (with a warning), so that each trial is referenced to the same channels.
+    """
     if reference == "none" and montage is None:  # no spatial map: read exactly the channels kept
         chosen = pick_channels(recordings, channels)
         return chosen, chosen
-    eeg = pick_channels(recordings, None)  # a reference reads every EEG channel, the same in every file
+    eeg, partial = common_eeg_channels(recordings)
+    if not eeg:
+        raise UserInputError("the files share no EEG channel (that none marks bad): a reference or montage needs the "
+                             "EEG channels of one montage in every file")
+    if partial and (reference != "none" or channels is None):
+        log.warning("EEG channels %s%s are missing or bad in some files: the %d channels all files have are used",
+                    ", ".join(partial[:8]), " ..." if len(partial) > 8 else "", len(eeg))
     rename = montage_names(eeg, montage) if montage else {c: c for c in eeg}
     refs = reference_channels(reference)
     named = {std: c for c, std in rename.items()}  # the montage's spelling -> the recording's name
     lacking = [c for c in (*refs, *(channels or ())) if c not in named]
     if lacking:
         raise UserInputError(f"--channels/--reference name {', '.join(lacking[:5])}, which are not EEG channels of "
-                             f"{next(iter(recordings))} (it has {', '.join(list(named)[:8])} ...)")
+                             f"every file (they have {', '.join(list(named)[:8])} ...)")
     kept = list(channels or [rename[c] for c in eeg if rename[c] not in refs])
+    flat = [c for c in kept if c in refs]
+    if flat:
+        raise UserInputError(f"--channels keeps the reference channel {', '.join(flat)}, which has no signal of its "
+                             f"own after re-referencing (flat when it is the only one): drop it from --channels")
     return (eeg if reference != "none" else [named[c] for c in kept]), kept
 
 

@@ -132,6 +132,28 @@ def test_channels_pick_a_common_set_in_order(raw_dir, bandpower_dir, tmp_path):
     assert np.abs(np.load(tmp_path / "out" / "X.npy") - X_ref).max() <= 1e-4
 
 
+def test_a_reference_uses_the_channels_every_file_has(raw_dir, tmp_path):
+    """One eyes-open file lacks Fp1: an average reference of both files leaves Fp1 out of every file, with a
+    warning, exactly as if neither file had it."""
+    eyes = sorted(raw_dir.glob("eyes_open_closed/*_raw.fif"))  # EC, EO
+    for path in eyes:
+        mne.io.read_raw(path, verbose="error").drop_channels(["Fp1"]).save(tmp_path / f"no_fp1_{path.name}",
+                                                                            verbose="error")
+    mixed = run_prepare([eyes[0], tmp_path / f"no_fp1_{eyes[1].name}"], tmp_path / "mixed", *EYES, "--reference",
+                        "average")
+    assert mixed.exit_code == 0, mixed.output
+    assert "WARNING: EEG channels Fp1 are missing or bad in some files: the 31 channels all files have" in mixed.output
+    neither = run_prepare(sorted(tmp_path.glob("no_fp1_*")), tmp_path / "neither", *EYES, "--reference", "average")
+    assert neither.exit_code == 0 and "WARNING" not in neither.output, neither.output
+    X = {}
+    for name in ("mixed", "neither"):
+        meta = json.loads((tmp_path / name / "meta.json").read_text())
+        assert "Fp1" not in meta["input_channels"] and len(meta["channels"]) == 31
+        task = [Path(src).name.split("_task-")[1][:2] for src, _ in meta["trial_sources"]]  # files sort apart
+        X[name] = np.load(tmp_path / name / "X.npy")[np.argsort(task, kind="stable")]  # EC trials, then EO
+    np.testing.assert_array_equal(X["mixed"], X["neither"])  # float32 FIF copies hold the same samples
+
+
 def test_resample_and_custom_bands(raw_dir, tmp_path):
     files = sorted(raw_dir.glob("eegmmidb/S001/*.edf"))
     result = run_prepare(files, tmp_path / "out", "--event", "T1", "--event", "T2", "--tmax", "4", "--resample",
@@ -190,6 +212,8 @@ def bad_inputs(raw_dir: Path, tmp: Path) -> dict[str, tuple[list, list[str], str
         "channel outside montage": (kdd, ["--montage", "colin27_1005"], "are not in montage colin27_1005"),
         "unknown reference channel": (mmi, ["--reference", "Cz"], "--channels/--reference name Cz"),
         "reference names no channel": (mmi, ["--reference", " , "], "--reference ' , ' names no channel"),
+        "reference channel kept": (mmi, ["--reference", "Cz..", "--channels", "C3..,Cz.."],
+                                   "--channels keeps the reference channel Cz.., which has no signal"),
         "truncated EDF": ([tmp / "S001R04.edf"], [], "is truncated"),
     }
 
@@ -201,7 +225,8 @@ def bad_inputs(raw_dir: Path, tmp: Path) -> dict[str, tuple[list, list[str], str
                                   "Nyquist after --resample", "no channel named", "unknown feature",
                                   "bad band-pass", "band-pass above Nyquist", "slow cut-off above Nyquist",
                                   "csd without montage", "unknown montage", "channel outside montage",
-                                  "unknown reference channel", "reference names no channel", "truncated EDF"])
+                                  "unknown reference channel", "reference names no channel", "reference channel kept",
+                                  "truncated EDF"])
 def test_bad_input_one_line_exit_2_no_output(case, raw_dir, tmp_path):
     files, options, phrase = bad_inputs(raw_dir, tmp_path)[case]
     parent = tmp_path / "outputs"

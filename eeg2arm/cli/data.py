@@ -46,8 +46,9 @@ RECIPE_FLAGS = ("events", "tmin", "tmax", "window", "bands", "frame_window", "fr
 @click.option("--frame-window", type=float, default=0.5, show_default=True, help="Seconds per feature frame")
 @click.option("--frame-step", type=float, default=0.25, show_default=True, help="Seconds between frames")
 @click.option("--channels", default=None,
-              help="Comma-separated channels to keep, in this order [default: the EEG channels, equal in all files, "
-                   "less the --reference channels]")
+              help="Comma-separated channels to keep, in this order; not a --reference channel [default: the EEG "
+                   "channels, equal in all files (with --reference or --montage: those all files have), less the "
+                   "--reference channels]")
 @click.option("--resample", type=float, default=None, help="Resample every file to this rate (Hz) first")
 @click.option("--group-by", type=click.Choice(["recording", "subject"]), default=None,
               help="groups.npy: one group per file, or per subject (subject_info's his_id, else the file's folder "
