@@ -111,33 +111,38 @@ def meta_beside(x_path: str | Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def load_data_meta(path: str | Path) -> dict[str, Any]:
+def data_fields(meta: dict[str, Any]) -> dict[str, Any]:
     """EEGConfig's data fields (class, channel and band names, band edges, sfreq, frame window/step, the feature
-    recipe) from a meta.json written by `eeg2arm prepare` (or ../shared/data/bandpower); keys it lacks are left out,
-    so a meta.json made before recipes describes band power of the unreferenced signal."""
+    recipe) from a meta.json written by `eeg2arm prepare` (its recipe keys are Recipe.to_meta's) or found in
+    ../shared/data/bandpower; keys it lacks are left out, so a meta.json made before recipes describes band power of
+    the unreferenced signal (Recipe.from_fields)."""
+    inputs = meta.get("input_channels")
+    fields = {
+        "class_names": meta.get("classes"),
+        "channel_names": meta.get("channels"),
+        "band_names": [b[0] for b in meta["bands"]] if "bands" in meta else None,
+        "band_edges": [(b[1], b[2]) for b in meta["bands"]] if "bands" in meta else None,
+        "sfreq": meta.get("sfreq"),
+        "frame_window": meta.get("frame_window_s"),
+        "frame_step": meta.get("frame_step_s"),
+        "features": meta.get("features"),
+        "reference": meta.get("reference"),
+        "montage": meta.get("montage"),
+        "bandpass": meta.get("bandpass"),
+        "input_channels": inputs if inputs != meta.get("channels") else None,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def load_data_meta(path: str | Path) -> dict[str, Any]:
+    """data_fields of the meta.json at `path`, or UserInputError when it cannot be read as one."""
     path = Path(path)
     try:
-        meta = json.loads(path.read_text())
-        inputs = meta.get("input_channels")
-        fields = {
-            "class_names": meta.get("classes"),
-            "channel_names": meta.get("channels"),
-            "band_names": [b[0] for b in meta["bands"]] if "bands" in meta else None,
-            "band_edges": [(b[1], b[2]) for b in meta["bands"]] if "bands" in meta else None,
-            "sfreq": meta.get("sfreq"),
-            "frame_window": meta.get("frame_window_s"),
-            "frame_step": meta.get("frame_step_s"),
-            "features": meta.get("features"),
-            "reference": meta.get("reference"),
-            "montage": meta.get("montage"),
-            "bandpass": meta.get("bandpass"),
-            "input_channels": inputs if inputs != meta.get("channels") else None,
-        }
+        return data_fields(json.loads(path.read_text()))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError, KeyError,
             IndexError) as e:
         raise UserInputError(f"meta file {path} is not a readable eeg2arm meta.json ({type(e).__name__}: {e}); "
                              f"fix it or pass another --meta") from None
-    return {k: v for k, v in fields.items() if v is not None}
 
 
 def split_indices(y: np.ndarray, val_split: float, seed: int,

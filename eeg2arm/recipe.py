@@ -132,11 +132,6 @@ class Recipe:
         self.filters()  # checks the cut-off frequencies against the rate
 
     @property
-    def is_plain(self) -> bool:
-        """No spatial map and no filter: the recording's samples go straight into band power."""
-        return self.reference == "none" and self.bandpass is None and SLOW not in self.features
-
-    @property
     def n_features(self) -> int:  # F
         return sum(len(self.bands) if kind == "bandpower" else 1 for kind in self.features)
 
@@ -182,18 +177,19 @@ class Recipe:
                  for kind in self.features]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-2)
 
-    def config_fields(self) -> dict[str, Any]:
-        """The EEGConfig fields that record this recipe (the one source of truth after prepare)."""
-        return {"channel_names": self.channels, "band_names": tuple(b[0] for b in self.feature_bands),
-                "band_edges": tuple((lo, hi) for _, lo, hi in self.feature_bands), "sfreq": self.sfreq,
-                "frame_window": self.frame_window, "frame_step": self.frame_step, "features": self.features,
-                "reference": self.reference, "montage": self.montage, "bandpass": self.bandpass,
-                "input_channels": None if self.input_channels == self.channels else self.input_channels}
+    def to_meta(self) -> dict[str, Any]:
+        """The recipe as `eeg2arm prepare` records it in meta.json, in JSON types; data.data_fields reads these keys
+        back into EEGConfig's fields, and from_fields turns those into this recipe again."""
+        return {"sfreq": self.sfreq, "channels": list(self.channels), "input_channels": list(self.input_channels),
+                "features": list(self.features), "bands": [list(b) for b in self.feature_bands],
+                "reference": self.reference, "montage": self.montage,
+                "bandpass": list(self.bandpass) if self.bandpass else None, "frame_window_s": self.frame_window,
+                "frame_step_s": self.frame_step}
 
     @classmethod
     def from_fields(cls, fields: dict[str, Any]) -> "Recipe":
-        """A recipe from EEGConfig fields (config_fields' names); a config made before recipes is band power of the
-        unreferenced signal. Raises UserInputError naming what is missing."""
+        """A recipe from EEGConfig's data fields (e.g. data.data_fields of a meta.json); a config made before recipes
+        is band power of the unreferenced signal. Raises UserInputError naming what is missing."""
         needed = ("channel_names", "band_names", "band_edges", "sfreq", "frame_window", "frame_step")
         missing = [n for n in needed if fields.get(n) is None]
         if missing:

@@ -107,7 +107,8 @@ def test_a_config_made_before_recipes_is_band_power(bandpower_dir):
     config = config_of(bandpower_dir / "eegmmidb_imagery" / "meta.json")
     assert config.features is None and config.stream_channels == config.channel_names
     online = OnlineFeatures.for_model(config)
-    assert online.recipe.is_plain and online.recipe.features == ("bandpower",) and online.chain.matrix is None
+    assert online.recipe.features == ("bandpower",) and online.recipe.reference == "none"
+    assert online.recipe.bandpass is None and online.chain.matrix is None
 
 
 def test_a_recipe_that_cannot_run_online_says_so(bandpower_dir):

@@ -331,7 +331,32 @@ def test_default_recipe_is_recorded_and_reads_the_kept_channels(raw_dir, tmp_pat
     assert meta["input_channels"] == meta["channels"] and meta["montage"] is None
     fields = load_data_meta(tmp_path / "out" / "meta.json")
     assert "input_channels" not in fields and fields["features"] == ["bandpower"]
-    assert Recipe.from_fields(fields).is_plain
+    recipe = Recipe.from_fields(fields)  # band power of the kept channels as they are: no reference, no filter
+    assert recipe == Recipe(recipe.sfreq, recipe.channels, recipe.channels, frame_window=0.4, frame_step=0.2)
+
+
+@pytest.mark.parametrize("recipe", [
+    dict(),
+    dict(features=("slow", "bandpower"), slow_cutoff=2.0, bandpass=(1.0, 40.0), reference="csd", montage=MONTAGE,
+         bands=(("mu", 8.0, 13.0),), input_channels=("C3..", "Cz..", "C4..", "Fc3.")),
+    dict(features=("slow",), reference="Fc3.", frame_window=0.2, frame_step=0.5,
+         input_channels=("C3..", "Cz..", "C4..", "Fc3.")),
+])
+def test_meta_json_records_the_recipe_it_is_read_back_into(recipe):
+    """One mapping each way: Recipe.to_meta writes meta.json's keys, data.data_fields reads them as EEGConfig's
+    fields (what train records), Recipe.from_fields makes the recipe again."""
+    from eeg2arm.config import EEGConfig
+    from eeg2arm.data import data_fields
+    from eeg2arm.recipe import Recipe
+
+    made = Recipe(**{"sfreq": 160.0, "input_channels": ("C3..", "Cz..", "C4.."), "channels": ("C3", "Cz", "C4"),
+                     **recipe})
+    meta = json.loads(json.dumps({**made.to_meta(), "classes": ["left", "right"]}))
+    fields = data_fields(meta)
+    config = EEGConfig(n_classes=2, n_electrodes=3, n_bands=made.n_features, **fields)
+    back = Recipe.from_fields(fields)
+    assert back == Recipe.from_fields(config.to_dict()) and back.to_meta() == made.to_meta()
+    assert back == made or "bandpower" not in made.features  # without band power its bands are not recorded
 
 
 def test_like_prepares_new_files_as_the_training_data(raw_dir, tmp_path):
