@@ -202,6 +202,9 @@ class Recipe:
                                  f"update eeg2arm")
         named = [(str(n), float(lo), float(hi)) for n, (lo, hi) in zip(fields["band_names"], fields["band_edges"])]
         slow = [b for b in named if b[0] == SLOW] if SLOW in features else []
+        if SLOW in features and not slow:
+            raise UserInputError(f"the recipe lists the slow feature but no band named {SLOW!r} giving its cut-off: "
+                                 f"use the meta.json or model that eeg2arm wrote, unedited")
         channels = tuple(fields["channel_names"])
         extra = {"slow_cutoff": slow[0][2]} if slow else {}
         return cls(sfreq=float(fields["sfreq"]), input_channels=tuple(fields.get("input_channels") or channels),

@@ -117,6 +117,9 @@ def test_a_recipe_that_cannot_run_online_says_so(bandpower_dir):
     with pytest.raises(UserInputError, match="features cannot be computed online: features wavelet cannot be "
                                              "computed by this eeg2arm version"):
         OnlineFeatures.for_model(future)
+    edited = EEGConfig.from_dict({**config.to_dict(), "features": ["slow", "bandpower"]})  # but no band "slow"
+    with pytest.raises(UserInputError, match="lists the slow feature but no band named 'slow' giving its cut-off"):
+        OnlineFeatures.for_model(edited)
     with pytest.raises(UserInputError, match="samples must be"):
         OnlineFeatures.for_model(config).push(np.zeros((3, 10)))
 
