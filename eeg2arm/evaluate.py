@@ -1,6 +1,7 @@
 """`eeg2arm evaluate`: a checkpoint's scores on labelled windows (scikit-learn) and its figures (matplotlib, Agg)."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,12 @@ from sklearn.metrics import (ConfusionMatrixDisplay, accuracy_score, balanced_ac
                              confusion_matrix, precision_recall_fscore_support)
 
 from .checkpoint import atomic_write, load_model_from_checkpoint
-from .config import EEGConfig
+from .config import DATA_FIELDS, EEGConfig
 from .data import check_groups, check_labels, check_windows
 from .device import resolve_device
 from .errors import UserInputError
 from .infer import predict_logits
+from .recipe import RECIPE_NEEDS, Recipe
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> dict[str, Any]:
@@ -101,20 +103,24 @@ def plot_history(history: list[dict[str, float]], path: Path) -> None:
     save_figure(fig, path)
 
 
-RECIPE_DEFAULTS = {"features": ("bandpower",), "reference": "none"}
+def recorded(config: EEGConfig) -> dict[str, Any]:
+    """How a config says its data were made: its classes and whole recipe, every default filled in (a config made
+    before recipes: band power of the unreferenced signal), when it records a recipe; else the data fields it has."""
+    fields = {name: getattr(config, name) for name in DATA_FIELDS if getattr(config, name) is not None}
+    if any(name not in fields for name in RECIPE_NEEDS):  # e.g. a model trained on arrays of unknown origin
+        return fields
+    return {"class_names": fields.get("class_names"), **dataclasses.asdict(Recipe.from_fields(fields))}
 
 
 def check_data_meta(config: EEGConfig, fields: dict[str, Any]) -> None:
     """Refuse windows whose meta.json says they were made differently from the model's training data."""
-    trained = EEGConfig.from_dict({**config.to_dict(), **fields})  # normalizes the types the same way
-    for name in fields:
-        model_value = getattr(config, name, None)
-        if model_value is None:  # a model made before recipes was trained on band power of the unreferenced signal
-            model_value = RECIPE_DEFAULTS.get(name)
-        if model_value is not None and getattr(trained, name) != model_value:
-            raise UserInputError(f"the data's meta.json has {name}={getattr(trained, name)} but the model was "
-                                 f"trained on {model_value}: prepare the data with the training options (prepare "
-                                 f"--like the training data's meta.json)")
+    data = EEGConfig.from_dict({**config.to_dict(), **dict.fromkeys(DATA_FIELDS), **fields})  # typed as the model's
+    theirs, ours = recorded(data), recorded(config)
+    for name, value in theirs.items():
+        if value is not None and ours.get(name) is not None and value != ours[name]:
+            raise UserInputError(f"the data's meta.json has {name}={value} but the model was trained on {ours[name]}: "
+                                 f"prepare the data with the training options (prepare --like the training data's "
+                                 f"meta.json)")
 
 
 def evaluate(ckpt: str | Path, X: np.ndarray, y: np.ndarray, report: str | Path | None = None,

@@ -36,6 +36,8 @@ SLOW = "slow"  # the name of the slow feature along F
 FILTER_ORDER = 4
 CSD_UV_PER_CM2 = 1e-4  # MNE's surface Laplacian of µV is in µV/m²; µV/cm² keeps it near the µV of the EEG
 REFERENCES = ("none", "average", "csd")  # or a comma-separated list of reference channels
+RECIPE_NEEDS = ("channel_names", "band_names", "band_edges", "sfreq", "frame_window", "frame_step")  # EEGConfig
+# fields without which a config records no recipe; the others have defaults (Recipe.from_fields)
 
 
 def parse_features(text: str) -> tuple[str, ...]:
@@ -190,8 +192,7 @@ class Recipe:
     def from_fields(cls, fields: dict[str, Any]) -> "Recipe":
         """A recipe from EEGConfig's data fields (e.g. data.data_fields of a meta.json); a config made before recipes
         is band power of the unreferenced signal. Raises UserInputError naming what is missing."""
-        needed = ("channel_names", "band_names", "band_edges", "sfreq", "frame_window", "frame_step")
-        missing = [n for n in needed if fields.get(n) is None]
+        missing = [n for n in RECIPE_NEEDS if fields.get(n) is None]
         if missing:
             raise UserInputError(f"the model does not record how its band power was made ({', '.join(missing)}): "
                                  f"train it on data from `eeg2arm prepare` (its meta.json) to stream raw EEG")

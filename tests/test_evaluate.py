@@ -105,6 +105,32 @@ def test_config_rejects_data_fields_that_do_not_fit(field, value):
         EEGConfig(n_classes=2, n_electrodes=3, n_bands=2, **{field: value})
 
 
+BEFORE_RECIPES = {"classes": ["a", "b"], "channels": ["C3", "Cz", "C4"], "sfreq": 160.0, "frame_window_s": 0.5,
+                  "frame_step_s": 0.25, "bands": [["alpha", 8, 13], ["beta", 13, 30]]}  # no features, no reference
+
+
+@pytest.mark.parametrize("model, data, refused", [
+    ({"reference": "average"}, {}, "reference=none but the model was trained on average"),
+    ({}, {"reference": "average", "features": ["bandpower"]}, "reference=average but the model was trained on none"),
+    ({"features": ["bandpower"], "reference": "none"}, {}, None),  # the defaults said out loud on one side
+    ({}, {"frame_step_s": 0.5}, "frame_step=0.5 but the model was trained on 0.25"),
+])
+def test_evaluate_compares_whole_recipes_even_from_before_recipes(model, data, refused):
+    """A meta.json or model made before recipes records band power of the unreferenced signal: each side's recipe
+    is compared with its defaults filled in, not only the keys the data's meta.json happens to have."""
+    from eeg2arm.data import data_fields
+    from eeg2arm.errors import UserInputError
+    from eeg2arm.evaluate import check_data_meta
+
+    config = EEGConfig(n_classes=2, n_electrodes=3, n_bands=2, **{**data_fields(BEFORE_RECIPES), **model})
+    fields = data_fields({**BEFORE_RECIPES, **data})
+    if refused is None:
+        check_data_meta(config, fields)
+    else:
+        with pytest.raises(UserInputError, match=re.escape(f"the data's meta.json has {refused}: prepare")):
+            check_data_meta(config, fields)
+
+
 def test_train_rejects_bad_groups_and_meta(mmi, tmp_path):
     np.save(tmp_path / "groups.npy", np.zeros(7, dtype=np.int64))
     line = one_line_error(invoke(*train_args(mmi, tmp_path / "c.pt"), "--groups", tmp_path / "groups.npy"))
