@@ -187,9 +187,21 @@ def test_a_live_stream_that_falls_silent_still_prints_its_summary(raw_dir, mmi_c
     assert frames > 0 and decisions == frames // 2
 
 
+@pytest.fixture(scope="module")
+def unplayable(raw_dir, tmp_path_factory) -> dict[str, Path]:
+    """Recordings `stream --raw` must refuse, as `prepare` does: cut short, epochs, not EEG at all."""
+    folder = tmp_path_factory.mktemp("unplayable")
+    whole = (raw_dir / "eegmmidb" / "S001" / "S001R04.edf").read_bytes()
+    (folder / "truncated.edf").write_bytes(whole[:len(whole) // 2])  # a copy cut to half its size
+    (folder / "garbage.edf").write_bytes(b"not an EDF file at all")
+    return {"truncated": folder / "truncated.edf", "garbage": folder / "garbage.edf",
+            "epochs": raw_dir / "SelfRegulationSCP1" / "SelfRegulationSCP1_TRAIN-epo.fif"}
+
+
 @pytest.mark.parametrize("case", ["no_source", "two_models", "wrong_montage", "no_recipe", "no_lsl", "bad_hysteresis",
-                                  "no_server", "onnx_missing", "onnx_is_ckpt", "jsonl_exists", "jsonl_folder_missing"])
-def test_stream_bad_input_one_line_exit_2(case, eyes_files, raw_dir, mmi_ckpt, trained, tmp_path):
+                                  "no_server", "onnx_missing", "onnx_is_ckpt", "jsonl_exists", "jsonl_folder_missing",
+                                  "truncated", "garbage", "epochs"])
+def test_stream_bad_input_one_line_exit_2(case, eyes_files, raw_dir, mmi_ckpt, trained, unplayable, tmp_path):
     edf = raw_dir / "eegmmidb" / "S001" / "S001R04.edf"
     args, expected = {
         "no_source": (["--ckpt", mmi_ckpt], "exactly one source"),
@@ -205,6 +217,9 @@ def test_stream_bad_input_one_line_exit_2(case, eyes_files, raw_dir, mmi_ckpt, t
                          "exists: choose a new file name"),
         "jsonl_folder_missing": (["--raw", edf, "--ckpt", mmi_ckpt, "--out-jsonl", tmp_path / "no" / "d.jsonl"],
                                  "cannot be written"),
+        "truncated": (["--raw", unplayable["truncated"], "--ckpt", mmi_ckpt], "is truncated"),
+        "garbage": (["--raw", unplayable["garbage"], "--ckpt", mmi_ckpt], "cannot read"),
+        "epochs": (["--raw", unplayable["epochs"], "--ckpt", mmi_ckpt], "holds epochs, not a continuous recording"),
     }[case]
     (tmp_path / "old.jsonl").write_text("an earlier run\n")
     result = invoke("stream", *args, "--fast")
@@ -213,6 +228,21 @@ def test_stream_bad_input_one_line_exit_2(case, eyes_files, raw_dir, mmi_ckpt, t
     assert len(lines) == 1 and lines[0].startswith("Error: ") and expected in lines[0], result.output
     assert [p.name for p in tmp_path.iterdir()] == ["old.jsonl"] and (tmp_path / "old.jsonl").read_text() == \
         "an earlier run\n"
+
+
+def test_a_replay_reads_the_whole_recording_block_by_block(raw_dir, mmi_ckpt, monkeypatch):
+    """1 s reads cut into 11-sample chunks (0.07 s at 160 Hz): every sample once, in order, stamped 1/160 s apart."""
+    from eeg2arm.realtime import sources
+
+    monkeypatch.setattr(sources, "READ_S", 1.0)
+    edf = raw_dir / "eegmmidb" / "S001" / "S001R04.edf"
+    config = load_model_from_checkpoint(mmi_ckpt)[1]["config"]
+    chunks = list(sources.recording_chunks(edf, config, chunk_s=0.07, realtime=False))
+    signal = mne.io.read_raw(edf, verbose="error").get_data(picks=list(config.stream_channels), units="uV")
+    assert {c.samples.shape[1] for c in chunks[:-1]} == {11} and len(chunks) == -(-signal.shape[1] // 11)
+    np.testing.assert_array_equal(np.concatenate([c.samples for c in chunks], axis=1), signal)
+    stamps = np.concatenate([c.stamps for c in chunks])
+    assert len(stamps) == signal.shape[1] and np.abs(np.diff(stamps) - 1 / 160).max() < 1e-9
 
 
 def test_a_recording_at_another_rate_is_refused(raw_dir, mmi_ckpt, tmp_path):

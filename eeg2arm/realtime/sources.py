@@ -20,11 +20,12 @@ import numpy as np
 
 from ..config import EEGConfig
 from ..errors import UserInputError
-from ..recordings import same_rate
+from ..recordings import open_recording, same_rate
 
 if TYPE_CHECKING:
     from mne_lsl.lsl import StreamInlet
 
+READ_S = 10.0  # s of a replayed recording read from its file at once: little memory, few reads
 LSL_WAIT_S = 0.1  # longest blocking wait for the next sample before the silence check runs again
 LSL_CONFIGS = ("lsl_api.cfg", "~/lsl_api/lsl_api.cfg", "/etc/lsl_api/lsl_api.cfg")  # where liblsl looks
 
@@ -58,26 +59,39 @@ def check_rate(sfreq: float, config: EEGConfig, source: str) -> None:
 
 def recording_chunks(path: str | Path, config: EEGConfig, chunk_s: float = 0.0625,
                      realtime: bool = True) -> Iterator[Chunk]:
-    """Replay a recording (any format mne.io.read_raw reads) in chunks of chunk_s seconds.
+    """Replay a continuous recording (any file `eeg2arm prepare` reads) in chunks of chunk_s seconds, read from the
+    file READ_S seconds at a time.
 
     With `realtime` each chunk is released when its last sample would have been recorded.
     """
     from mne_lsl.lsl import local_clock
 
-    try:
-        raw = mne.io.read_raw(path, preload=False, verbose="error")
-    except (OSError, ValueError, RuntimeError, TypeError) as e:
-        raise UserInputError(f"cannot read {path} ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    raw = open_recording(Path(path), resample=None)  # readable and complete, or a one-line error
+    if isinstance(raw, mne.BaseEpochs):
+        raise UserInputError(f"{path} holds epochs, not a continuous recording: replay the recording they were cut "
+                             f"from")
     picks = check_channels(raw.ch_names, config, str(path))
     check_rate(raw.info["sfreq"], config, str(path))
-    data = raw.get_data(picks=picks, units="uV", verbose="error")  # (C, n_samples)
     n, sfreq = max(1, round(chunk_s * config.sfreq)), config.sfreq
+    block = n * max(1, round(READ_S * sfreq / n))  # whole chunks per read
     t0 = local_clock()
-    for i in range(0, data.shape[1], n):
-        stamps = t0 + np.arange(i + 1, min(i + n, data.shape[1]) + 1) / sfreq  # (n,)
-        if realtime:
-            time.sleep(max(0.0, stamps[-1] - local_clock()))
-        yield Chunk(data[:, i:i + n], stamps)
+    for b0 in range(0, raw.n_times, block):
+        data = read_samples(raw, picks, b0, min(b0 + block, raw.n_times))  # (C, <= block)
+        for i in range(0, data.shape[1], n):
+            stamps = t0 + np.arange(b0 + i + 1, b0 + min(i + n, data.shape[1]) + 1) / sfreq  # (n,)
+            if realtime:
+                time.sleep(max(0.0, stamps[-1] - local_clock()))
+            yield Chunk(data[:, i:i + n], stamps)
+
+
+def read_samples(raw: mne.io.BaseRaw, picks: list[str], start: int, stop: int) -> np.ndarray:
+    """Samples [start, stop) of the picked channels in µV (C, stop - start), or a one-line error."""
+    try:
+        return raw.get_data(picks=picks, start=start, stop=stop, units="uV", verbose="error")
+    except Exception as e:  # noqa: BLE001 - MNE's readers raise many types (even AssertionError)
+        detail = (str(e).strip().splitlines() or [""])[0][:200]
+        raise UserInputError(f"cannot read {raw.filenames[0]} at sample {start} ({type(e).__name__}: {detail}): "
+                             f"give a complete, readable recording") from None
 
 
 def find_stream(name: str, timeout: float, what: str, hint: str, recover: bool = True) -> "StreamInlet":
