@@ -189,18 +189,22 @@ def test_a_live_stream_that_falls_silent_still_prints_its_summary(raw_dir, mmi_c
 
 @pytest.fixture(scope="module")
 def unplayable(raw_dir, tmp_path_factory) -> dict[str, Path]:
-    """Recordings `stream --raw` must refuse, as `prepare` does: cut short, epochs, not EEG at all."""
+    """Recordings `stream --raw` must refuse: cut short, epochs, not EEG at all (as `prepare` does), too short for
+    one decision."""
     folder = tmp_path_factory.mktemp("unplayable")
     whole = (raw_dir / "eegmmidb" / "S001" / "S001R04.edf").read_bytes()
     (folder / "truncated.edf").write_bytes(whole[:len(whole) // 2])  # a copy cut to half its size
     (folder / "garbage.edf").write_bytes(b"not an EDF file at all")
+    raw = mne.io.read_raw(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", verbose="error")
+    raw.crop(0, 0.4).save(folder / "short_raw.fif", verbose="error")  # 65 samples: not one 80-sample frame
     return {"truncated": folder / "truncated.edf", "garbage": folder / "garbage.edf",
-            "epochs": raw_dir / "SelfRegulationSCP1" / "SelfRegulationSCP1_TRAIN-epo.fif"}
+            "epochs": raw_dir / "SelfRegulationSCP1" / "SelfRegulationSCP1_TRAIN-epo.fif",
+            "too_short": folder / "short_raw.fif"}
 
 
 @pytest.mark.parametrize("case", ["no_source", "two_models", "wrong_montage", "no_recipe", "no_lsl", "bad_hysteresis",
                                   "no_server", "onnx_missing", "onnx_is_ckpt", "jsonl_exists", "jsonl_folder_missing",
-                                  "truncated", "garbage", "epochs"])
+                                  "truncated", "garbage", "epochs", "too_short"])
 def test_stream_bad_input_one_line_exit_2(case, eyes_files, raw_dir, mmi_ckpt, trained, unplayable, tmp_path):
     edf = raw_dir / "eegmmidb" / "S001" / "S001R04.edf"
     args, expected = {
@@ -220,6 +224,9 @@ def test_stream_bad_input_one_line_exit_2(case, eyes_files, raw_dir, mmi_ckpt, t
         "truncated": (["--raw", unplayable["truncated"], "--ckpt", mmi_ckpt], "is truncated"),
         "garbage": (["--raw", unplayable["garbage"], "--ckpt", mmi_ckpt], "cannot read"),
         "epochs": (["--raw", unplayable["epochs"], "--ckpt", mmi_ckpt], "holds epochs, not a continuous recording"),
+        "too_short": (["--raw", unplayable["too_short"], "--ckpt", mmi_ckpt, "--out-jsonl", tmp_path / "d.jsonl"],
+                      "it gave 0 frames of 0.5 s (0 with NaN/Inf samples) and the model decides on every 2: give a "
+                      "longer recording"),
     }[case]
     (tmp_path / "old.jsonl").write_text("an earlier run\n")
     result = invoke("stream", *args, "--fast")

@@ -70,6 +70,11 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
             if summary.frames:
                 echo(summary.line())
             raise
+    if not summary.decisions and not summary.interrupted:  # e.g. a recording shorter than one pooled frame
+        config = decoder.config
+        raise UserInputError(f"no decision from {source}: it gave {summary.frames} frames of {config.frame_window:g} "
+                             f"s ({summary.dropped} with NaN/Inf samples) and the model decides on every "
+                             f"{config.cnn_time_pool}: give a longer recording or --duration")
     echo(summary.line())
 
 

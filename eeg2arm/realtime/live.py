@@ -37,6 +37,7 @@ class StreamSummary:
     switches: int = 0  # changes of the smoothed decision (undecided counts as a state)
     dropped: int = 0  # frames left out because their samples held NaN/Inf (an amplifier dropout)
     latencies_ms: list[float] = field(default_factory=list)  # chunk in -> its decisions out
+    interrupted: bool = False  # stopped by Ctrl-C
 
     def line(self) -> str:
         p50, p99 = (np.percentile(self.latencies_ms, [50, 99]) if self.latencies_ms else (float("nan"),) * 2)
@@ -136,6 +137,7 @@ def run_stream(chunks: Iterable[Chunk], decoder: Decoder, echo: Callable[[str], 
             if duration is not None and summary.frames * config.frame_step >= duration:
                 break
     except KeyboardInterrupt:  # the way a live stream is stopped: still print the summary
+        summary.interrupted = True
         echo("interrupted")
     return summary
 
