@@ -12,6 +12,18 @@ SHARED_DATA = Path(os.environ.get("EEG2ARM_SHARED", REPO.parent / "shared")) / "
 BANDPOWER = SHARED_DATA / "bandpower"
 
 
+def push_in_chunks(online, signal: np.ndarray, seed: int = 0) -> tuple[np.ndarray, int]:
+    """Push (C_in, n) µV into an OnlineFeatures in random-size chunks of 1-199 samples, as a live source would: the
+    frames (C, F, T) that came out and the most samples its state ever held."""
+    rng, out, i, held = np.random.default_rng(seed), [], 0, 0
+    while i < signal.shape[1]:
+        n = int(rng.integers(1, 200))
+        out.append(online.push(signal[:, i:i + n]))
+        held = max(held, *(x.shape[1] for x in online.pending.values()))
+        i += n
+    return np.concatenate(out, axis=-1), held
+
+
 @pytest.fixture(scope="session")
 def bandpower_dir() -> Path:
     if not (BANDPOWER / "X.npy").is_file():

@@ -20,10 +20,11 @@ from click.testing import CliRunner
 
 from eeg2arm.checkpoint import load_model_from_checkpoint
 from eeg2arm.cli import cli
-from eeg2arm.config import EEGConfig
 from eeg2arm.features import n_frames
 from eeg2arm.realtime.online import OnlineFeatures
 from eeg2arm.realtime.sources import Chunk, lsl_chunks
+
+from conftest import push_in_chunks
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,16 +67,6 @@ def mmi_ckpt(bandpower_dir, tmp_path_factory):
     return train_on(bandpower_dir / "eegmmidb_imagery", tmp_path_factory, 2, 64)
 
 
-def online_frames(signal: np.ndarray, config: EEGConfig, seed: int = 0) -> np.ndarray:
-    """Push (C, n) µV in random-size chunks, as a live source would; the frames (C, F, T) that came out."""
-    online, rng, out, i = OnlineFeatures.for_model(config), np.random.default_rng(seed), [], 0
-    while i < signal.shape[1]:
-        n = int(rng.integers(1, 200))
-        out.append(online.push(signal[:, i:i + n]))
-        i += n
-    return np.concatenate(out, axis=-1)
-
-
 def test_online_frames_equal_prepare_on_a_whole_recording(eyes_files, eyes_ckpt, tmp_path):
     """The eyes-closed run is one 200 s annotation: prepare --window 200 makes it one window of all its frames."""
     result = invoke("prepare", eyes_files["EC"], "--out", tmp_path / "p", "--window", 200)
@@ -83,22 +74,10 @@ def test_online_frames_equal_prepare_on_a_whole_recording(eyes_files, eyes_ckpt,
     X = np.load(tmp_path / "p" / "X.npy")  # (1, 32, 4, T)
     config = load_model_from_checkpoint(eyes_ckpt)[1]["config"]
     raw = mne.io.read_raw(eyes_files["EC"], verbose="error")
-    frames = online_frames(raw.get_data(picks=list(config.channel_names), units="uV"), config)
+    signal = raw.get_data(picks=list(config.channel_names), units="uV")
+    frames, _ = push_in_chunks(OnlineFeatures.for_model(config), signal)
     assert frames.shape == X.shape[1:]
     assert np.abs(frames - X[0]).max() <= 1e-4
-
-
-def test_online_frames_equal_prepare_on_motor_imagery_trials(raw_dir, mmi_ckpt, tmp_path):
-    """eegmmidb run 4: its first T0 trial starts at sample 0, so prepare's window is the stream's first frames."""
-    edf = raw_dir / "eegmmidb" / "S001" / "S001R04.edf"
-    result = invoke("prepare", edf, "--out", tmp_path / "p", "--event", "T0=rest", "--tmin", 0, "--tmax", 4)
-    assert result.exit_code == 0, result.output
-    X = np.load(tmp_path / "p" / "X.npy")  # (n_trials, 64, 4, 15)
-    config = load_model_from_checkpoint(mmi_ckpt)[1]["config"]
-    raw = mne.io.read_raw(edf, verbose="error")
-    assert raw.annotations.onset[0] == 0.0 and raw.annotations.description[0] == "T0"
-    frames = online_frames(raw.get_data(picks=list(config.channel_names), units="uV"), config, seed=1)
-    assert np.abs(frames[..., :X.shape[-1]] - X[0]).max() <= 1e-4
 
 
 def summary_of(output: str) -> tuple[int, int, int]:
@@ -305,7 +284,7 @@ def test_streaming_a_whole_recording_equals_forward_seq(raw_dir, mmi_ckpt):
     config = meta["config"]
     signal = mne.io.read_raw(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", verbose="error").get_data(
         picks=list(config.channel_names), units="uV")
-    frames = online_frames(signal, config)  # (64, 4, T)
+    frames, _ = push_in_chunks(OnlineFeatures.for_model(config), signal)  # (64, 4, T)
     with torch.no_grad():
         expected = torch.softmax(model.forward_seq(torch.from_numpy(frames[None])), -1)[0].numpy()  # (T', K)
     assert len(expected) > 3 * config.context

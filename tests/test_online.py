@@ -17,6 +17,8 @@ from eeg2arm.errors import UserInputError
 from eeg2arm.realtime.online import OnlineFeatures
 from serving.local_server import serve
 
+from conftest import push_in_chunks
+
 MONTAGE = "colin27_1005"
 RECIPES = {  # name: prepare options (every recipe kind: features, reference, montage, band-pass)
     "bandpower": [],
@@ -48,18 +50,6 @@ def config_of(meta_path: Path) -> EEGConfig:
     return EEGConfig(n_classes=len(meta["classes"]), n_electrodes=c, n_bands=f, **load_data_meta(meta_path))
 
 
-def stream(online: OnlineFeatures, signal: np.ndarray, seed: int) -> tuple[np.ndarray, int]:
-    """Push (C_in, n) µV in random-size chunks, as a live source would: the frames (C, F, T) and the most samples
-    the online state ever held."""
-    rng, out, i, held = np.random.default_rng(seed), [], 0, 0
-    while i < signal.shape[1]:
-        n = int(rng.integers(1, 200))
-        out.append(online.push(signal[:, i:i + n]))
-        held = max(held, *(x.shape[1] for x in online.pending.values()))
-        i += n
-    return np.concatenate(out, axis=-1), held
-
-
 @pytest.mark.parametrize("name", RECIPES)
 def test_online_frames_equal_prepare_for_every_recipe(name, raw_dir, tmp_path):
     """One live pass over eegmmidb run 4 from its first sample gives every trial's frames: all cues lie on the 0.1 s
@@ -69,7 +59,7 @@ def test_online_frames_equal_prepare_for_every_recipe(name, raw_dir, tmp_path):
     config = config_of(tmp_path / "p" / "meta.json")
     signal = mne.io.read_raw(edf, verbose="error").get_data(picks=list(config.stream_channels), units="uV")
     online = OnlineFeatures.for_model(config)
-    frames, held = stream(online, signal, seed=len(name))  # (C, F, T_all)
+    frames, held = push_in_chunks(online, signal, seed=len(name))  # (C, F, T_all)
     starts = np.array([round(onset * config.sfreq) for _, onset in meta["trial_sources"]])
     assert len(starts) == 30 and np.all(starts % 16 == 0)  # 15 rest + 15 imagery cues, on the grid of 16 samples
     online_trials = np.stack([frames[..., s // 16: s // 16 + X.shape[-1]] for s in starts])
@@ -86,7 +76,7 @@ def test_online_frames_equal_prepare_on_epochs_from_their_own_first_sample(raw_d
     config = config_of(tmp_path / "p" / "meta.json")
     data = mne.read_epochs(epo, verbose="error").get_data(picks=list(config.stream_channels), units="uV")
     for i in (0, 1, 267):
-        frames, _ = stream(OnlineFeatures.for_model(config), data[i], seed=i)
+        frames, _ = push_in_chunks(OnlineFeatures.for_model(config), data[i], seed=i)
         assert np.abs(frames - X[i]).max() <= 1e-4
 
 
@@ -97,7 +87,7 @@ def test_a_dropout_does_not_stop_the_filters(raw_dir, tmp_path):
     config = config_of(tmp_path / "p" / "meta.json")
     signal = mne.io.read_raw(edf, verbose="error").get_data(picks=list(config.stream_channels), units="uV")[:, :3200]
     signal[5, 800:810] = np.nan  # in frames 19 and 20 (40-sample steps, 80-sample frames)
-    frames, _ = stream(OnlineFeatures.for_model(config), signal, seed=3)  # (C, F, 79)
+    frames, _ = push_in_chunks(OnlineFeatures.for_model(config), signal, seed=3)  # (C, F, 79)
     finite = np.isfinite(frames).all(axis=(0, 1))
     assert finite[:19].all() and not finite[19:21].any() and finite[30:].all()  # chunks are < 200 samples
 
