@@ -28,7 +28,8 @@ from .data import load_data_meta
 from .errors import UserInputError
 from .features import DEFAULT_BANDS, Band, frame_geometry
 from .recipe import Recipe
-from .recordings import choose_channels, common_sfreq, open_recording, require_channels, same_rate, subject_of
+from .recordings import (Recording, choose_channels, common_sfreq, open_recording, require_channels, same_rate,
+                         subject_of)
 from .trials import Span, class_mapping, cut_trials, event_names, trial_samples
 
 log = logging.getLogger("eeg2arm")
@@ -149,6 +150,38 @@ def options_like(meta_path: str | Path, resample: float | None, group_by: str | 
         group_by=group_by or meta.get("group_by", "recording")))
 
 
+def recipe_for(recordings: dict[Path, Recording], opts: PrepareOptions) -> Recipe:
+    """The recipe the files go through: at their common rate, from the channels they all have, as opts say."""
+    sfreq = common_sfreq(recordings)
+    if opts.sfreq is not None and not same_rate(sfreq, opts.sfreq):
+        raise UserInputError(f"the files run at {sfreq:g} Hz but the --like recipe was made at {opts.sfreq:g} Hz: "
+                             f"pass --resample {opts.sfreq:g}")
+    if opts.input_channels is not None:  # --like: the training data's channels
+        require_channels(recordings, opts.input_channels, "the --like recipe needs every channel it was made from")
+        input_channels, channels = list(opts.input_channels), list(opts.channels)
+    else:
+        input_channels, channels = choose_channels(recordings, opts.channels, opts.reference, opts.montage)
+    return Recipe(sfreq=sfreq, input_channels=tuple(input_channels), channels=tuple(channels),
+                  features=opts.features, bands=opts.bands, slow_cutoff=opts.slow_cutoff,
+                  frame_window=opts.frame_window, frame_step=opts.frame_step, reference=opts.reference,
+                  montage=opts.montage, bandpass=opts.bandpass)
+
+
+def trial_length(recordings: dict[Path, Recording], opts: PrepareOptions, recipe: Recipe) -> int:
+    """Samples per trial: the same in every file, and at least one frame."""
+    lengths = {path: trial_samples(path, inst, opts.span) for path, inst in recordings.items()}
+    if len(set(lengths.values())) > 1:
+        listed = ", ".join(f"{p.name} {n}" for p, n in lengths.items())
+        raise UserInputError(f"trials differ in length between files ({listed} samples): cut one span with "
+                             f"--tmin/--tmax")
+    w = frame_geometry(recipe.sfreq, opts.frame_window, opts.frame_step)[0]
+    n = next(iter(lengths.values()))
+    if n < w:
+        raise UserInputError(f"trials of {n} samples ({n / recipe.sfreq:g} s) are shorter than one frame "
+                             f"({opts.frame_window:g} s = {w} samples): use longer epochs or a shorter --frame-window")
+    return n
+
+
 def prepare(paths: Iterable[str | Path], out: str | Path, opts: PrepareOptions = PrepareOptions(),
             progress: bool | None = None) -> dict[str, Any]:
     """Read EEG files (in sorted path order), cut labelled trials, compute the recipe's features and write `out`/.
@@ -163,30 +196,9 @@ def prepare(paths: Iterable[str | Path], out: str | Path, opts: PrepareOptions =
         raise UserInputError("no input files: give one or more EEG files to prepare")
     opts = checked_options(opts)
     recordings = {path: open_recording(path, opts.resample) for path in paths}
-    sfreq = common_sfreq(recordings)
-    if opts.sfreq is not None and not same_rate(sfreq, opts.sfreq):
-        raise UserInputError(f"the files run at {sfreq:g} Hz but the --like recipe was made at {opts.sfreq:g} Hz: "
-                             f"pass --resample {opts.sfreq:g}")
-    if opts.input_channels is not None:  # --like: the training data's channels
-        require_channels(recordings, opts.input_channels, "the --like recipe needs every channel it was made from")
-        input_channels, channels = list(opts.input_channels), list(opts.channels)
-    else:
-        input_channels, channels = choose_channels(recordings, opts.channels, opts.reference, opts.montage)
-    recipe = Recipe(sfreq=sfreq, input_channels=tuple(input_channels), channels=tuple(channels),
-                    features=opts.features, bands=opts.bands, slow_cutoff=opts.slow_cutoff,
-                    frame_window=opts.frame_window, frame_step=opts.frame_step, reference=opts.reference,
-                    montage=opts.montage, bandpass=opts.bandpass)
+    recipe = recipe_for(recordings, opts)
     classes, event_class = class_mapping(opts.events, set().union(*map(event_names, recordings.values())))
-    lengths = {path: trial_samples(path, inst, opts.span) for path, inst in recordings.items()}
-    if len(set(lengths.values())) > 1:
-        listed = ", ".join(f"{p.name} {n}" for p, n in lengths.items())
-        raise UserInputError(f"trials differ in length between files ({listed} samples): cut one span with "
-                             f"--tmin/--tmax")
-    w = frame_geometry(sfreq, opts.frame_window, opts.frame_step)[0]
-    n = next(iter(lengths.values()))
-    if n < w:
-        raise UserInputError(f"trials of {n} samples ({n / sfreq:g} s) are shorter than one frame "
-                             f"({opts.frame_window:g} s = {w} samples): use longer epochs or a shorter --frame-window")
+    n = trial_length(recordings, opts, recipe)
     subjects = {path: subject_of(path, inst) for path, inst in recordings.items()}
     group_names = sorted(set(subjects.values())) if opts.group_by == "subject" else [str(p) for p in paths]
 
