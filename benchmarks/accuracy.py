@@ -13,7 +13,7 @@ CSP and TS see the trials band-passed (zero-phase) to the set's PEERS band. Fold
 sets, 40 s blocks for eyes_open_closed (one eyes-open and one eyes-closed block per test fold), leave one run out
 per subject for eegmmidb_within (mean over subjects), three subjects left out per fold for eegmmidb_cross. The
 eegmmidb_*_mu sets are the same folds with the motor-rhythm recipe; there every method sees only the recipe's
---channels (the sensorimotor rows), so no method can read the eye movements of the frontal and temporal channels.
+--channels (the sensorimotor rows), none of the frontal and temporal channels that carry the eye movements most.
 
     pip install -e '.[bench]'                      # the peers: pyriemann, aeon
     .venv/bin/python benchmarks/accuracy.py        # every set, every method (~12 min on 2 cores)
