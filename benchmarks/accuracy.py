@@ -11,7 +11,9 @@ Every fold of every set splits the same raw trials for every method:
   * chance:     the training folds' majority class.
 CSP and TS see the trials band-passed (zero-phase) to the set's PEERS band. Folds: stratified 5-fold for the aeon
 sets, 40 s blocks for eyes_open_closed (one eyes-open and one eyes-closed block per test fold), leave one run out
-per subject for eegmmidb_within (mean over subjects), three subjects left out per fold for eegmmidb_cross.
+per subject for eegmmidb_within (mean over subjects), three subjects left out per fold for eegmmidb_cross. The
+eegmmidb_*_mu sets are the same folds with the motor-rhythm recipe; there every method sees only the recipe's
+--channels (the sensorimotor rows), none of the frontal and temporal channels that carry the eye movements most.
 
     pip install -e '.[bench]'                      # the peers: pyriemann, aeon
     .venv/bin/python benchmarks/accuracy.py        # every set, every method (~12 min on 2 cores)
@@ -51,7 +53,7 @@ HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("EEG2ARM_SHARED", HERE.parents[1] / "shared"))
 RAW = SHARED / "data" / "raw"
 SETS = ("eyes_open_closed", "SelfRegulationSCP1", "FingerMovements", "KDD_Example", "eegmmidb_within",
-        "eegmmidb_cross")
+        "eegmmidb_cross", "eegmmidb_within_mu", "eegmmidb_cross_mu")
 SUBJECTS = tuple(f"S{i:03d}" for i in range(1, 13))
 RUNS = ("R04", "R08", "R12")
 METHODS = ("eegmodel", "csp", "ts", "minirocket", "chance")
@@ -65,6 +67,8 @@ PEERS = {
     "KDD_Example": ((1.0, 40.0), "rhythm"),
     "eegmmidb_within": ((8.0, 30.0), "rhythm"),
     "eegmmidb_cross": ((8.0, 30.0), "rhythm"),
+    "eegmmidb_within_mu": ((8.0, 30.0), "rhythm"),
+    "eegmmidb_cross_mu": ((8.0, 30.0), "rhythm"),
 }
 
 
@@ -78,7 +82,7 @@ class Fold:
     y_train: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray
-    subject: str = ""  # eegmmidb_within: whose fold this is
+    subject: str = ""  # eegmmidb_within(_mu): whose fold this is
 
 
 def eeg2arm(*args: object) -> str:
@@ -102,6 +106,16 @@ def event_classes(prepare_args: list[str]) -> dict[str, int]:
 def span(prepare_args: list[str]) -> tuple[float, float]:
     args = dict(zip(prepare_args[::2], prepare_args[1::2]))
     return float(args["--tmin"]), float(args["--tmax"])
+
+
+def kept_channels(prepare_args: list[str]) -> tuple[str, ...] | None:
+    """The recipe's --channels (None: every EEG channel)."""
+    args = dict(zip(prepare_args[::2], prepare_args[1::2]))
+    return tuple(args["--channels"].split(",")) if "--channels" in args else None
+
+
+def within(name: str) -> bool:
+    return name.startswith("eegmmidb_within")
 
 
 def epochs_folds(name: str, classes: dict[str, int], tmp: Path) -> Iterator[Fold]:
@@ -141,9 +155,14 @@ def eyes_folds(classes: dict[str, int], tmp: Path) -> Iterator[Fold]:
         yield Fold(f_tr, f_te, X_tr, y_tr, X_te, y_te)
 
 
-def edf_trials(path: Path, classes: dict[str, int], tmin: float, tmax: float) -> tuple[np.ndarray, np.ndarray]:
-    """The cue-locked trials [tmin, tmax) of one EEGMMIDB run, in µV, all EEG channels (file order)."""
+def edf_trials(path: Path, classes: dict[str, int], tmin: float, tmax: float,
+               channels: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The cue-locked trials [tmin, tmax) of one EEGMMIDB run, in µV: these channels (matched as prepare's --montage
+    does, ignoring case and dots: C3 is `C3..`), or all EEG channels in file order."""
     raw = mne.io.read_raw_edf(path, preload=True, verbose="error")
+    if channels is not None:
+        names = {c.strip(" .").lower(): c for c in raw.ch_names}
+        raw.pick([names[c.lower()] for c in channels])
     sfreq, data = raw.info["sfreq"], raw.get_data() * 1e6
     n = round((tmax - tmin) * sfreq)
     picked = [(round((a["onset"] + tmin) * sfreq), classes[a["description"]]) for a in raw.annotations
@@ -156,7 +175,7 @@ def eegmmidb_folds(name: str, classes: dict[str, int], prepare_args: list[str], 
                    ) -> Iterator[Fold]:
     tmin, tmax = span(prepare_args)
     runs = {(s, r): RAW / "eegmmidb" / s / f"{s}{r}.edf" for s in subjects for r in RUNS}
-    trials = {key: edf_trials(path, classes, tmin, tmax) for key, path in runs.items()}
+    trials = {key: edf_trials(path, classes, tmin, tmax, kept_channels(prepare_args)) for key, path in runs.items()}
 
     def fold(train: list, test: list, subject: str = "") -> Fold:
         return Fold([runs[k] for k in train], [runs[k] for k in test],
@@ -164,7 +183,7 @@ def eegmmidb_folds(name: str, classes: dict[str, int], prepare_args: list[str], 
                     np.concatenate([trials[k][0] for k in test]), np.concatenate([trials[k][1] for k in test]),
                     subject)
 
-    if name == "eegmmidb_within":  # one model per subject, trained on two runs, tested on the third
+    if within(name):  # one model per subject, trained on two runs, tested on the third
         for s in subjects:
             for r in RUNS:
                 yield fold([(s, q) for q in RUNS if q != r], [(s, r)], s)
@@ -177,10 +196,10 @@ def folds(name: str, prepare_args: list[str], tmp: Path, subjects: tuple[str, ..
     classes = event_classes(prepare_args)
     if name == "eyes_open_closed":
         return eyes_folds(classes, tmp), "40 s blocks, 5 folds"
-    if name == "eegmmidb_within":
+    if within(name):
         return eegmmidb_folds(name, classes, prepare_args, subjects), \
             f"leave one run out, {len(subjects)} subjects"
-    if name == "eegmmidb_cross":
+    if name.startswith("eegmmidb_cross"):
         return eegmmidb_folds(name, classes, prepare_args, subjects), \
             f"{len(subjects) // 4} subjects left out, 4 folds"
     return epochs_folds(name, classes, tmp), "stratified 5-fold"
@@ -270,12 +289,12 @@ def run_set(name: str, recipe: dict, methods: tuple[str, ...], subjects: tuple[s
                 + f" ({time.perf_counter() - t0:.0f} s)")
     scores = {}
     for method, rows in per_fold.items():
-        if name == "eegmmidb_within":  # the mean of each subject's held-out runs, then over subjects
+        if within(name):  # the mean of each subject's held-out runs, then over subjects
             subjects_seen = dict.fromkeys(s for s, _ in rows)
             scores[method] = [float(np.mean([a for s, a in rows if s == subj])) for subj in subjects_seen]
         else:
             scores[method] = [a for _, a in rows]
-    if name == "eegmmidb_cross":
+    if name.startswith("eegmmidb_cross"):
         n_trials = sum(len(edf_trials(RAW / "eegmmidb" / s / f"{s}{r}.edf", event_classes(recipe["prepare"]),
                                       *span(recipe["prepare"]))[1]) for s in subjects for r in RUNS)
     return how, scores, n_trials, time.perf_counter() - t0
@@ -291,13 +310,14 @@ EXAMPLES = {  # (training inputs, test inputs) of the printed commands, relative
     "eegmmidb_cross": ([f"eegmmidb/{s}/{s}{r}.edf" for s in SUBJECTS[:9] for r in RUNS],
                        [f"eegmmidb/{s}/{s}{r}.edf" for s in SUBJECTS[9:] for r in RUNS]),
 }
+EXAMPLES["eegmmidb_within_mu"], EXAMPLES["eegmmidb_cross_mu"] = EXAMPLES["eegmmidb_within"], EXAMPLES["eegmmidb_cross"]
 
 
 def commands(name: str, recipe: dict) -> list[str]:
     """The shell commands that make and score EEGModel with a recipe (what eegmodel_accuracy runs per fold)."""
     train_files, test_files = EXAMPLES[name]
     raw = "../shared/data/raw/"
-    if name == "eegmmidb_cross":  # brace expansion keeps the 27 files readable
+    if name.startswith("eegmmidb_cross"):  # brace expansion keeps the 27 files readable
         train_in, test_in = raw + "eegmmidb/S00{1..9}/*R{04,08,12}.edf", raw + "eegmmidb/S01{0..2}/*R{04,08,12}.edf"
     else:
         train_in = " ".join(raw + f for f in train_files)

@@ -19,7 +19,7 @@ if _tqdm_disable is None:  # the benchmark script silences progress bars; the te
 
 RECIPES = tomllib.loads((REPO / "benchmarks" / "recipes.toml").read_text())
 SETS = ("eyes_open_closed", "SelfRegulationSCP1", "FingerMovements", "KDD_Example", "eegmmidb_within",
-        "eegmmidb_cross")
+        "eegmmidb_cross", "eegmmidb_within_mu", "eegmmidb_cross_mu")
 PREPARE_HAS_RECIPES = any(p.name == "like" for p in cli.commands["prepare"].params)
 
 
@@ -32,7 +32,18 @@ def test_every_set_has_a_recipe_of_the_agreed_shape():
         # the inputs are the benchmark's: the recipe holds everything else
         assert not {"--out", "--like"} & set(recipe["prepare"]), name
         assert not {"--x", "--y", "--save", "--groups", "--init", "--resume"} & set(recipe["train"]), name
-    assert RECIPES["eegmmidb_cross"]["groups"] and "--group-by" in RECIPES["eegmmidb_cross"]["prepare"]
+    for cross in ("eegmmidb_cross", "eegmmidb_cross_mu"):
+        assert RECIPES[cross]["groups"] and "--group-by" in RECIPES[cross]["prepare"]
+    assert accuracy.SETS == SETS  # the benchmark runs every recipe
+
+
+def test_the_motor_rhythm_peers_see_only_the_recipes_channels():
+    """eegmmidb_*_mu: the peers' trials hold the recipe's 21 sensorimotor channels, as EEGModel's X does."""
+    channels = accuracy.kept_channels(RECIPES["eegmmidb_within_mu"]["prepare"])
+    assert channels is not None and len(channels) == 21 and not any(c.startswith(("F7", "F8", "T")) for c in channels)
+    X, y = accuracy.edf_trials(accuracy.RAW / "eegmmidb" / "S001" / "S001R04.edf", {"T1": 0, "T2": 1}, 0.0, 4.0,
+                               channels)
+    assert X.shape == (len(y), 21, 640) and set(y) == {0, 1}
 
 
 def parsed(command: str, args: list[str]) -> dict:
