@@ -16,7 +16,8 @@ eegmmidb_*_mu sets are the same folds with the motor-rhythm recipe; there every 
 --channels (the sensorimotor rows), none of the frontal and temporal channels that carry the eye movements most.
 
     pip install -e '.[bench]'                      # the peers: pyriemann, aeon
-    .venv/bin/python benchmarks/accuracy.py        # every set, every method (~12 min on 2 cores)
+    .venv/bin/python benchmarks/accuracy.py        # the issue's six sets, every method (~12 min on 2 cores)
+    .venv/bin/python benchmarks/accuracy.py --all  # and the two motor-rhythm rows (about 9 min more)
     .venv/bin/python benchmarks/accuracy.py --sets KDD_Example SelfRegulationSCP1 --methods eegmodel chance
     .venv/bin/python benchmarks/accuracy.py --commands   # the shell commands of every recipe (docs/accuracy.md)
 """
@@ -54,6 +55,7 @@ SHARED = Path(os.environ.get("EEG2ARM_SHARED", HERE.parents[1] / "shared"))
 RAW = SHARED / "data" / "raw"
 SETS = ("eyes_open_closed", "SelfRegulationSCP1", "FingerMovements", "KDD_Example", "eegmmidb_within",
         "eegmmidb_cross", "eegmmidb_within_mu", "eegmmidb_cross_mu")
+MOTOR_RHYTHM = ("eegmmidb_within_mu", "eegmmidb_cross_mu")  # extra rows, run with --all or by name
 SUBJECTS = tuple(f"S{i:03d}" for i in range(1, 13))
 RUNS = ("R04", "R08", "R12")
 METHODS = ("eegmodel", "csp", "ts", "minirocket", "chance")
@@ -331,23 +333,25 @@ def commands(name: str, recipe: dict) -> list[str]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
+    p.add_argument("--sets", nargs="+", default=[s for s in SETS if s not in MOTOR_RHYTHM], choices=SETS)
+    p.add_argument("--all", action="store_true", help="every set, the motor-rhythm rows included")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--subjects", type=int, default=len(SUBJECTS), choices=range(4, 13),
                    help="eegmmidb: the first N subjects (4 to 12)")
     p.add_argument("--recipes", type=Path, default=HERE / "recipes.toml")
     p.add_argument("--commands", action="store_true", help="print each recipe's shell commands and exit")
     args = p.parse_args()
+    sets = list(SETS) if args.all else args.sets
     mne.set_log_level("ERROR")
     recipes = tomllib.loads(args.recipes.read_text())
     if args.commands:
-        for name in args.sets:
+        for name in sets:
             print(f"# {name}\n" + "\n".join(commands(name, recipes[name])) + "\n")
         return
     methods = tuple(m for m in METHODS if m in args.methods)
     subjects = SUBJECTS[:args.subjects]
     rows, t_all = [], time.perf_counter()
-    for name in args.sets:
+    for name in sets:
         how, scores, n, seconds = run_set(name, recipes[name], methods, subjects,
                                           lambda line: print(line, file=sys.stderr, flush=True))
         cells = " | ".join(f"{np.mean(scores[m]):.3f} ± {np.std(scores[m]):.3f}" for m in methods)
