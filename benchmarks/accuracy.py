@@ -35,15 +35,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("TQDM_DISABLE", "1")  # per-epoch bars, once per fold, would drown the table
+import click
+import mne
+import numpy as np
+from sklearn.dummy import DummyClassifier
+from sklearn.model_selection import KFold, StratifiedKFold
 
-import click  # noqa: E402
-import mne  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.dummy import DummyClassifier  # noqa: E402
-from sklearn.model_selection import KFold, StratifiedKFold  # noqa: E402
-
-from eeg2arm.cli import cli  # noqa: E402
+from eeg2arm.cli import cli
 
 try:
     import tomllib
@@ -98,22 +96,28 @@ def eeg2arm(*args: object) -> str:
     return out.getvalue()
 
 
+def prepare_params(prepare_args: list[str]) -> dict:
+    """The recipe's prepare arguments as `eeg2arm prepare` itself parses them (its click parameters)."""
+    return cli.commands["prepare"].make_context("prepare", ["IN", "--out", "OUT", *prepare_args],
+                                                resilient_parsing=True).params
+
+
 def event_classes(prepare_args: list[str]) -> dict[str, int]:
     """{event name: label} from a recipe's --event NAME[=CLASS] list (its order is the label order)."""
-    pairs = [prepare_args[i + 1].partition("=") for i, a in enumerate(prepare_args) if a == "--event"]
+    pairs = [event.partition("=") for event in prepare_params(prepare_args)["events"]]
     classes = list(dict.fromkeys(cls or name for name, _, cls in pairs))
     return {name: classes.index(cls or name) for name, _, cls in pairs}
 
 
 def span(prepare_args: list[str]) -> tuple[float, float]:
-    args = dict(zip(prepare_args[::2], prepare_args[1::2]))
-    return float(args["--tmin"]), float(args["--tmax"])
+    params = prepare_params(prepare_args)
+    return float(params["tmin"]), float(params["tmax"])
 
 
 def kept_channels(prepare_args: list[str]) -> tuple[str, ...] | None:
     """The recipe's --channels (None: every EEG channel)."""
-    args = dict(zip(prepare_args[::2], prepare_args[1::2]))
-    return tuple(args["--channels"].split(",")) if "--channels" in args else None
+    channels = prepare_params(prepare_args)["channels"]
+    return tuple(c.strip() for c in channels.split(",")) if channels else None
 
 
 def within(name: str) -> bool:
@@ -341,6 +345,7 @@ def main() -> None:
     p.add_argument("--recipes", type=Path, default=HERE / "recipes.toml")
     p.add_argument("--commands", action="store_true", help="print each recipe's shell commands and exit")
     args = p.parse_args()
+    os.environ.setdefault("TQDM_DISABLE", "1")  # per-epoch bars, once per fold, would drown the table
     sets = list(SETS) if args.all else args.sets
     mne.set_log_level("ERROR")
     recipes = tomllib.loads(args.recipes.read_text())
