@@ -6,6 +6,11 @@ Timestamps are in the local LSL clock (`mne_lsl.lsl.local_clock`, a monotonic cl
 - a live stream: the stream's own timestamps, clock offset to the sender corrected (liblsl's clocksync);
 - a replayed recording: sample j is stamped t0 + (j + 1) / sfreq, t0 = local_clock() when the replay starts, so a
   sample's stamp is the moment it is released at real speed (with --fast it runs ahead of the clock).
+
+A live stream's stamps jitter (an amplifier app stamps its chunks as the OS schedules it): steps back of up to
+JUMP_S are taken as that jitter. Stamps going back further (a restarted source, old samples sent again) or
+another stream taking the name with another rate or channel count (an amplifier app restarted with other
+settings) end a recording with a one-line error.
 """
 from __future__ import annotations
 
@@ -22,9 +27,11 @@ from ..config import EEGConfig
 from ..errors import UserInputError
 
 if TYPE_CHECKING:
-    from mne_lsl.lsl import StreamInlet
+    from mne_lsl.lsl import StreamInfo, StreamInlet
 
 LSL_WAIT_S = 0.1  # longest blocking wait for the next sample before the silence check runs again
+JUMP_S = 0.1  # stamps this far off the nominal rate are an event (a pause, a restart), closer ones jitter
+CHANGE_CHECK_S = 1.0  # after this much silence, look for a stream that took the name with other settings
 LSL_CONFIGS = ("lsl_api.cfg", "~/lsl_api/lsl_api.cfg", "/etc/lsl_api/lsl_api.cfg")  # where liblsl looks
 
 
@@ -120,6 +127,50 @@ def pull(inlet: "StreamInlet", wait: float) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros((0, inlet.n_channels)), np.zeros(0)
     rest, stamps = inlet.pull_chunk(timeout=0.0)  # views of the inlet's buffers: copied below
     return np.vstack([np.asarray(first)[None], rest]), np.concatenate([[stamp], stamps])
+
+
+def going_back(latest: float, stamps: np.ndarray) -> tuple[int, float] | None:
+    """(where, by how many s) the stamps (n,) first go back more than JUMP_S before the latest stamp seen (latest:
+    -inf before the first chunk); None when they never do. Smaller steps back are jitter."""
+    seen = np.maximum.accumulate(np.concatenate([[latest], stamps[:-1]]))  # (n,) the latest stamp before each
+    back = np.flatnonzero(stamps < seen - JUMP_S)
+    return (int(back[0]), float(seen[back[0]] - stamps[back[0]])) if back.size else None
+
+
+def went_back(what: str, name: str, seconds: float, consequence: str) -> str:
+    return (f"{what} {name!r} sent samples stamped {seconds:.3f} s before the last ones (it restarted, or sent old "
+            f"samples again): {consequence}")
+
+
+class StreamWatch:
+    """The name, identity, rate and channel count of the stream an inlet reads, to tell when another stream took
+    its name with other settings (an amplifier app restarted with another rate or montage)."""
+
+    def __init__(self, inlet: "StreamInlet", name: str, what: str):
+        self.name, self.what, self.uid = name, what, inlet.get_sinfo().uid
+        self.sfreq, self.n_channels = inlet.sfreq, inlet.n_channels
+        self.looked = time.monotonic()
+
+    def lookup(self, wait: float) -> list["StreamInfo"]:
+        from mne_lsl.lsl import resolve_streams
+
+        return resolve_streams(timeout=wait, name=self.name, minimum=1)
+
+    def changed(self, found: list["StreamInfo"]) -> "StreamInfo | None":
+        return next((other for other in found if other.uid != self.uid and (
+            other.sfreq != self.sfreq or other.n_channels != self.n_channels)), None)
+
+    def changed_after_silence(self, silent_s: float) -> "StreamInfo | None":
+        """During a silence, once a CHANGE_CHECK_S: the stream that took the name with other settings, if any."""
+        now = time.monotonic()
+        if silent_s < CHANGE_CHECK_S or now - self.looked < CHANGE_CHECK_S:
+            return None
+        self.looked = now
+        return self.changed(self.lookup(0.2))
+
+    def change(self, other: "StreamInfo", consequence: str) -> str:
+        return (f"{self.what} {self.name!r} changed from {self.n_channels} channels at {self.sfreq:g} Hz to "
+                f"{other.n_channels} channels at {other.sfreq:g} Hz {consequence}")
 
 
 def lsl_chunks(name: str, config: EEGConfig, timeout: float = 5.0) -> Iterator[Chunk]:
