@@ -29,25 +29,30 @@ class Amp(threading.Thread):
                  source_id: str | None = None):
         super().__init__(daemon=True)
         self.sfreq = raw.info["sfreq"]
-        info = StreamInfo(name, "eeg", len(raw.ch_names), self.sfreq, "float64", source_id or uuid.uuid4().hex)
-        info.set_channel_info(raw.info)
-        self.outlet, self.signal = StreamOutlet(info, chunk_size=CHUNK), raw.get_data()  # (C, n)
+        self.info = StreamInfo(name, "eeg", len(raw.ch_names), self.sfreq, "float64", source_id or uuid.uuid4().hex)
+        self.info.set_channel_info(raw.info)
+        self.outlet: StreamOutlet | None = None  # on the network from entering the `with` block to leaving it
+        self.signal = raw.get_data()  # (C, n)
         self.odd_from = self.signal.shape[1] if odd_from is None else odd_from
         self.shift, self.jitter, self.cue, self.stop = shift, jitter, cue, threading.Event()
+        self.sent = 0  # samples pushed so far
         self.rng = np.random.default_rng(0)
 
     def __enter__(self) -> Amp:
+        self.outlet = StreamOutlet(self.info, chunk_size=CHUNK)
         self.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop.set()
-        self.join()
+        if self.ident is not None:  # started
+            self.join()
         self.outlet = None  # the only reference: the outlet is destroyed, its stream leaves the network
 
     def run(self) -> None:
-        if not self.outlet.wait_for_consumers(timeout=30):
-            return
+        while not self.outlet.wait_for_consumers(timeout=0.1):
+            if self.stop.is_set():
+                return
         time.sleep(1.0)  # liblsl may drop what is pushed just as an inlet subscribes (mne-lsl waits 0.5 s too)
         start, i, n = local_clock(), 0, self.signal.shape[1]
         while not self.stop.is_set() and i < n:
@@ -59,6 +64,7 @@ class Amp(threading.Thread):
             if len(j):
                 stamps += self.rng.uniform(-self.jitter, self.jitter)
                 self.outlet.push_chunk(np.ascontiguousarray(self.signal[:, j].T), timestamp=stamps)  # (n, C)
+                self.sent += len(j)
             i += CHUNK
             if self.cue is not None and i // CHUNK == round(1.5 * self.sfreq) // CHUNK:
                 outlet, j, code = self.cue

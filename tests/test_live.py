@@ -24,6 +24,7 @@ from eeg2arm.config import EEGConfig
 from eeg2arm.features import n_frames
 from eeg2arm.realtime.online import OnlineFeatures
 from eeg2arm.realtime.sources import Chunk, lsl_chunks
+from lsl_amp import Amp
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -185,6 +186,55 @@ def test_a_live_stream_that_falls_silent_still_prints_its_summary(raw_dir, mmi_c
     assert lines[-1].startswith("Error: ") and "sent no samples for 1 s" in lines[-1], result.output
     frames, decisions, _ = summary_of("\n".join(lines[:-1]))
     assert frames > 0 and decisions == frames // 2
+
+
+def test_a_live_stream_whose_stamps_go_back_ends_with_its_summary_and_one_error(raw_dir, mmi_ckpt):
+    """2.05 s in, the amplifier sends samples stamped 60 s earlier (a restarted or re-sending source): decoding
+    stops before them, as `record` does, instead of deciding on a timeline that went back."""
+    raw = mne.io.read_raw(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", preload=True, verbose="error")
+    name = unique_name("amp")
+    with Amp(raw, name, odd_from=328, shift=60.0):
+        result = invoke("stream", "--lsl", name, "--ckpt", mmi_ckpt, "--duration", 6, "--lsl-timeout", 10,
+                        "--device", "cpu")
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[-1] == (f"Error: LSL stream {name!r} sent samples stamped 59.994 s before the last ones (it "
+                         f"restarted, or sent old samples again): decoding stopped before them")
+    frames, _, _ = summary_of(lines[-2])
+    config = load_model_from_checkpoint(mmi_ckpt)[1]["config"]
+    assert frames == n_frames(328, 160.0, config.frame_window, config.frame_step)
+
+
+def test_a_live_stream_that_comes_back_at_another_rate_ends_with_its_summary_and_one_error(raw_dir, mmi_ckpt):
+    """The amplifier app restarts at 200 Hz under the same name and source_id: liblsl's recovery reconnects to it
+    (it matches the channel count, not the rate), and the model would decode 200 Hz as 160 Hz. The change is
+    told apart after the silence any reconnection takes, and ends the stream as `record` ends a recording."""
+    raw = mne.io.read_raw(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", preload=True, verbose="error")
+    faster = mne.io.RawArray(raw.get_data(), mne.create_info(raw.ch_names, 200.0, "eeg"), verbose="error")
+    name, source_id = unique_name("amp"), uuid.uuid4().hex
+    first, second = Amp(raw, name, source_id=source_id), Amp(faster, name, source_id=source_id)
+
+    def restart() -> None:
+        while first.sent < 320 and first.is_alive():
+            time.sleep(0.05)
+        first.__exit__(None, None, None)
+        second.__enter__()
+
+    restarter = threading.Thread(target=restart, daemon=True)
+    with first:
+        restarter.start()
+        try:
+            result = invoke("stream", "--lsl", name, "--ckpt", mmi_ckpt, "--duration", 8, "--lsl-timeout", 10,
+                            "--device", "cpu")
+        finally:
+            restarter.join(timeout=30)
+            second.__exit__(None, None, None)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[-1] == (f"Error: LSL stream {name!r} changed from 64 channels at 160 Hz to 64 channels at 200 Hz "
+                         f"while decoding: decoding stopped there (the model needs the stream it was trained on)")
+    frames, _, _ = summary_of(lines[-2])
+    assert frames > 0
 
 
 @pytest.mark.parametrize("case", ["no_source", "two_models", "wrong_montage", "no_recipe", "no_lsl", "bad_hysteresis",

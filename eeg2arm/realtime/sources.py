@@ -10,7 +10,8 @@ Timestamps are in the local LSL clock (`mne_lsl.lsl.local_clock`, a monotonic cl
 A live stream's stamps jitter (an amplifier app stamps its chunks as the OS schedules it): steps back of up to
 JUMP_S are taken as that jitter. Stamps going back further (a restarted source, old samples sent again) or
 another stream taking the name with another rate or channel count (an amplifier app restarted with other
-settings) end a recording with a one-line error.
+settings, which liblsl's recovery would reconnect to when only the rate changed) end a live source with a
+one-line error: `stream` and `record` alike.
 """
 from __future__ import annotations
 
@@ -176,7 +177,10 @@ class StreamWatch:
 def lsl_chunks(name: str, config: EEGConfig, timeout: float = 5.0) -> Iterator[Chunk]:
     """Samples of the live LSL stream `name` as they arrive, in µV, with the stream's timestamps.
 
-    `timeout` bounds both the wait for the stream to answer and any silence after: then UserInputError.
+    `timeout` bounds both the wait for the stream to answer and any silence after: then UserInputError. liblsl
+    reconnects a lost stream by itself (same source_id and channel count); a silence of a second or more (which
+    any reconnection takes) is followed by a look for a stream that took the name with other settings, and
+    that, or stamps going back, ends the source with UserInputError after the samples before it.
     """
     inlet = find_stream(name, timeout, "stream", "check the name (an amplifier's LSL app, or "
                                                  "mne_lsl.player.PlayerLSL) and the network")
@@ -186,13 +190,28 @@ def lsl_chunks(name: str, config: EEGConfig, timeout: float = 5.0) -> Iterator[C
         picks = [info["ch_names"].index(c) for c in check_channels(info["ch_names"], config, source)]
         check_rate(info["sfreq"], config, source)
         to_uv = to_volts(info)[picks, None] * 1e6  # (C, 1)
+        watch, latest = StreamWatch(inlet, name, "LSL stream"), -np.inf
         heard = time.monotonic()
         while True:
             samples, stamps = pull(inlet, LSL_WAIT_S)
+            silent_s = time.monotonic() - heard
+            if len(stamps) and silent_s >= CHANGE_CHECK_S:  # liblsl reconnects after such silences only: to what?
+                changed = watch.changed(watch.lookup(0.2))
+            else:
+                changed = None if len(stamps) else watch.changed_after_silence(silent_s)
+            if changed is not None:
+                raise UserInputError(watch.change(changed, "while decoding: decoding stopped there (the model "
+                                                           "needs the stream it was trained on)"))
             if len(stamps):
                 heard = time.monotonic()
-                yield Chunk(samples.T[picks] * to_uv, stamps)
-            elif time.monotonic() - heard > timeout:
+                back = going_back(latest, stamps)
+                cut = back[0] if back else len(stamps)
+                if cut:
+                    latest = max(latest, float(stamps[:cut].max()))
+                    yield Chunk(samples[:cut].T[picks] * to_uv, stamps[:cut])
+                if back:
+                    raise UserInputError(went_back("LSL stream", name, back[1], "decoding stopped before them"))
+            elif silent_s > timeout:
                 raise UserInputError(f"LSL stream {name!r} sent no samples for {timeout:g} s: check the amplifier "
                                      f"(or raise --lsl-timeout)")
     finally:
