@@ -206,9 +206,9 @@ def test_a_live_stream_whose_stamps_go_back_ends_with_its_summary_and_one_error(
 
 
 def test_a_live_stream_that_comes_back_at_another_rate_ends_with_its_summary_and_one_error(raw_dir, mmi_ckpt):
-    """The amplifier app restarts at 200 Hz under the same name and source_id: liblsl's recovery reconnects to it
-    (it matches the channel count, not the rate), and the model would decode 200 Hz as 160 Hz. The change is
-    told apart after the silence any reconnection takes, and ends the stream as `record` ends a recording."""
+    """The amplifier app restarts at 200 Hz under the same name and source_id, which liblsl's recovery may
+    reconnect to (it matches the channel count, not the rate): the model would decode 200 Hz as 160 Hz. The change
+    is told apart in the silence any reconnection takes, and ends the stream as `record` ends a recording."""
     raw = mne.io.read_raw(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", preload=True, verbose="error")
     faster = mne.io.RawArray(raw.get_data(), mne.create_info(raw.ch_names, 200.0, "eeg"), verbose="error")
     name, source_id = unique_name("amp"), uuid.uuid4().hex
@@ -224,7 +224,7 @@ def test_a_live_stream_that_comes_back_at_another_rate_ends_with_its_summary_and
     with first:
         restarter.start()
         try:
-            result = invoke("stream", "--lsl", name, "--ckpt", mmi_ckpt, "--duration", 8, "--lsl-timeout", 10,
+            result = invoke("stream", "--lsl", name, "--ckpt", mmi_ckpt, "--duration", 6, "--lsl-timeout", 10,
                             "--device", "cpu")
         finally:
             restarter.join(timeout=30)
