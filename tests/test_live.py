@@ -468,6 +468,25 @@ def test_the_example_controller_turns_decisions_into_velocity_commands(raw_dir, 
     assert commands[:-1] == expected and any("vx=+0.0000" not in c for c in expected)
 
 
+def test_closing_the_decision_outlets_takes_both_streams_off_the_network_at_once(mmi_ckpt):
+    """LSLDecisions.close destroys its outlets through mne-lsl's public teardown (the last reference goes), not
+    its private StreamOutlet._del: right after close neither object exists and neither stream answers."""
+    import weakref
+
+    from mne_lsl.lsl import resolve_streams
+
+    from eeg2arm.realtime.outlet import LSLDecisions
+    from eeg2arm.realtime.smoothing import Hysteresis
+
+    config, name = load_model_from_checkpoint(mmi_ckpt)[1]["config"], unique_name("decisions")
+    outlets = LSLDecisions(name, config, "test", Hysteresis())
+    assert {info.name for info in resolve_streams(timeout=2, name=name, minimum=1)} == {name}
+    alive = [weakref.ref(outlets.decisions), weakref.ref(outlets.markers)]
+    outlets.close()
+    assert [ref() for ref in alive] == [None, None]
+    assert resolve_streams(timeout=0.5, name=name) == [] and resolve_streams(timeout=0.5, name=f"{name}-markers") == []
+
+
 def test_an_out_lsl_name_already_in_use_is_refused(raw_dir, mmi_ckpt, tmp_path):
     from mne_lsl.lsl import StreamInfo, StreamOutlet
 
