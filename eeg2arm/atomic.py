@@ -1,6 +1,6 @@
 """Outputs that are never half-written: written under a hidden temp name beside the target, then put in place in
-one step (a rename, or a link that never replaces). Checkpoints, exports, plots, prepare's folders and `eeg2arm
-record` all write this way.
+one step (a rename, or a link that never replaces). Checkpoints, exports and plots are written by atomic_write,
+a folder of files by atomic_folder; `eeg2arm record` keeps its pieces in a temp folder named the same way.
 
 Temp names are `.TARGET.HOST.PID.RANDOM.SUFFIX`: the writer's host and process id, so that what a writer left
 behind when it was killed outright (SIGKILL, power loss) is told apart from a live writer's, on this host or on
