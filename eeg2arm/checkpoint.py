@@ -1,93 +1,21 @@
 """The .pt checkpoint: exactly the guide's keys, written atomically, read with weights_only=True."""
 from __future__ import annotations
 
-import contextlib
-import glob
-import os
 import pickle
 import re
-import signal
-import tempfile
-import threading
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import atomic_write
 from .config import EEGConfig
 from .errors import UserInputError
 from .model import EEGModel
 
 CHECKPOINT_VERSION = "eeg_model_v1.5"
 CHECKPOINT_KEYS = ("model_state", "config", "example_input_shape", "epoch", "metrics", "version")
-
-
-def atomic_write(path: str | Path, write) -> None:
-    """Call write(tmp_path) on a temp file beside `path`, then rename it into place: never a half-written file.
-
-    The temp file is removed when the write fails or the process is interrupted (Ctrl-C, or SIGTERM, which raises
-    SystemExit here); one left by a process that was killed outright (SIGKILL, power loss) is removed by the next
-    atomic_write to the same path. Temp names carry the writer's pid, so a live writer's file is never touched.
-    """
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise UserInputError(f"output folder does not exist: {path.parent}")
-    remove_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with _terminate_raises():
-            write(tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())  # on disk before the rename, so a crash leaves the old file or the new one
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a written file gets the usual permissions
-            os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def remove_stale_temps(path: Path) -> list[Path]:
-    """Remove the temp files of atomic_write(path) whose writer process is gone; return them."""
-    stale = []
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2:].split(".")[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            tmp.unlink(missing_ok=True)
-            stale.append(tmp)
-    return stale
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-@contextlib.contextmanager
-def _terminate_raises() -> Iterator[None]:
-    """While the block runs, SIGTERM raises SystemExit(143) (so `finally` clauses run) instead of ending the process
-    at once. Only where Python allows it (the main thread) and nobody else handles SIGTERM."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
-        yield
-        return
-
-    def terminate(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def save_checkpoint(path: str | Path, model: EEGModel, example_input_shape: tuple[int, ...], epoch: int,

@@ -12,7 +12,8 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import (ConfusionMatrixDisplay, accuracy_score, balanced_accuracy_score, cohen_kappa_score,
                              confusion_matrix, precision_recall_fscore_support)
 
-from .checkpoint import atomic_write, load_model_from_checkpoint
+from .atomic import atomic_write
+from .checkpoint import load_model_from_checkpoint
 from .config import DATA_FIELDS, EEGConfig
 from .data import check_groups, check_labels, check_windows
 from .device import resolve_device

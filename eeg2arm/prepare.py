@@ -13,9 +13,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -24,6 +21,7 @@ from typing import Any, Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
+from .atomic import atomic_folder
 from .data import load_data_meta
 from .errors import UserInputError
 from .features import DEFAULT_BANDS, Band, frame_geometry
@@ -116,16 +114,13 @@ def check_out(out: Path) -> None:
 
 
 def write_folder(out: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    """Write NAME.npy files and meta.json into a temp folder beside `out`, then rename it: never a partial folder."""
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
+    """Write NAME.npy files and meta.json as the folder `out`, whole or not at all (eeg2arm.atomic)."""
+    def write(tmp: Path) -> None:
         for name, arr in arrays.items():
             np.save(tmp / f"{name}.npy", arr)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-        os.rename(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+
+    atomic_folder(out, write)
 
 
 def options_like(meta_path: str | Path, resample: float | None, group_by: str | None) -> PrepareOptions:

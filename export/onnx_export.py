@@ -25,7 +25,8 @@ import onnx
 import torch
 from torch.export import Dim
 
-from eeg2arm.checkpoint import atomic_write, load_model_from_checkpoint
+from eeg2arm.atomic import atomic_write
+from eeg2arm.checkpoint import load_model_from_checkpoint
 from eeg2arm.errors import UserInputError
 from eeg2arm.model import EEGModel
 from eeg2arm.realtime.decoder import StreamingDecoder

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from eeg2arm import EEGConfig, EEGModel, UserInputError, load_model_from_checkpoint
-from eeg2arm.checkpoint import atomic_write, save_checkpoint
+from eeg2arm.checkpoint import save_checkpoint
 
 
 def test_save_then_load_gives_identical_logits(tmp_path):
@@ -17,21 +17,6 @@ def test_save_then_load_gives_identical_logits(tmp_path):
         assert torch.equal(model(x), loaded(x))
     assert meta["config"] == config and meta["epoch"] == 7 and meta["version"] == "eeg_model_v1.5"
     assert not loaded.training
-
-
-def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
-    target = tmp_path / "ckpt.pt"
-    target.write_bytes(b"previous good checkpoint")
-
-    def killed_midway(tmp):
-        with open(tmp, "wb") as f:
-            f.write(b"half a check")
-        raise KeyboardInterrupt  # what Ctrl-C during torch.save looks like
-
-    with pytest.raises(KeyboardInterrupt):
-        atomic_write(target, killed_midway)
-    assert target.read_bytes() == b"previous good checkpoint"
-    assert list(tmp_path.iterdir()) == [target]
 
 
 def test_weights_that_do_not_fit_the_config_are_refused(tmp_path):

@@ -23,6 +23,7 @@ from eeg2arm.cli import cli
 from eeg2arm.features import n_frames
 from eeg2arm.realtime.online import OnlineFeatures
 from eeg2arm.realtime.sources import Chunk, lsl_chunks
+from lsl_amp import Amp
 
 from conftest import push_in_chunks
 
@@ -179,6 +180,55 @@ def unplayable(raw_dir, tmp_path_factory) -> dict[str, Path]:
     return {"truncated": folder / "truncated.edf", "garbage": folder / "garbage.edf",
             "epochs": raw_dir / "SelfRegulationSCP1" / "SelfRegulationSCP1_TRAIN-epo.fif",
             "too_short": folder / "short_raw.fif"}
+
+
+def test_a_live_stream_whose_stamps_go_back_ends_with_its_summary_and_one_error(raw_dir, mmi_ckpt):
+    """2.05 s in, the amplifier sends samples stamped 60 s earlier (a restarted or re-sending source): decoding
+    stops before them, as `record` does, instead of deciding on a timeline that went back."""
+    raw = mne.io.read_raw(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", preload=True, verbose="error")
+    name = unique_name("amp")
+    with Amp(raw, name, odd_from=328, shift=60.0):
+        result = invoke("stream", "--lsl", name, "--ckpt", mmi_ckpt, "--duration", 6, "--lsl-timeout", 10,
+                        "--device", "cpu")
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[-1] == (f"Error: LSL stream {name!r} sent samples stamped 59.994 s before the last ones (it "
+                         f"restarted, or sent old samples again): decoding stopped before them")
+    frames, _, _ = summary_of(lines[-2])
+    config = load_model_from_checkpoint(mmi_ckpt)[1]["config"]
+    assert frames == n_frames(328, 160.0, config.frame_window, config.frame_step)
+
+
+def test_a_live_stream_that_comes_back_at_another_rate_ends_with_its_summary_and_one_error(raw_dir, mmi_ckpt):
+    """The amplifier app restarts at 200 Hz under the same name and source_id, which liblsl's recovery may
+    reconnect to (it matches the channel count, not the rate): the model would decode 200 Hz as 160 Hz. The change
+    is told apart in the silence any reconnection takes, and ends the stream as `record` ends a recording."""
+    raw = mne.io.read_raw(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", preload=True, verbose="error")
+    faster = mne.io.RawArray(raw.get_data(), mne.create_info(raw.ch_names, 200.0, "eeg"), verbose="error")
+    name, source_id = unique_name("amp"), uuid.uuid4().hex
+    first, second = Amp(raw, name, source_id=source_id), Amp(faster, name, source_id=source_id)
+
+    def restart() -> None:
+        while first.sent < 320 and first.is_alive():
+            time.sleep(0.05)
+        first.__exit__(None, None, None)
+        second.__enter__()
+
+    restarter = threading.Thread(target=restart, daemon=True)
+    with first:
+        restarter.start()
+        try:
+            result = invoke("stream", "--lsl", name, "--ckpt", mmi_ckpt, "--duration", 6, "--lsl-timeout", 10,
+                            "--device", "cpu")
+        finally:
+            restarter.join(timeout=30)
+            second.__exit__(None, None, None)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[-1] == (f"Error: LSL stream {name!r} changed from 64 channels at 160 Hz to 64 channels at 200 Hz "
+                         f"while decoding: decoding stopped there (the model needs the stream it was trained on)")
+    frames, _, _ = summary_of(lines[-2])
+    assert frames > 0
 
 
 @pytest.mark.parametrize("case", ["no_source", "two_models", "wrong_montage", "no_recipe", "no_lsl", "bad_hysteresis",
@@ -432,6 +482,25 @@ def test_the_example_controller_turns_decisions_into_velocity_commands(raw_dir, 
         vx = direction * 0.05 * (d["probs"][d["decision"]] if d["decision"] >= 0 else 0.0)
         expected.append(f"t={d['time']:.3f} vx={vx:+.4f} m/s ({d['label']})")
     assert commands[:-1] == expected and any("vx=+0.0000" not in c for c in expected)
+
+
+def test_closing_the_decision_outlets_takes_both_streams_off_the_network_at_once(mmi_ckpt):
+    """LSLDecisions.close destroys its outlets through mne-lsl's public teardown (the last reference goes), not
+    its private StreamOutlet._del: right after close neither object exists and neither stream answers."""
+    import weakref
+
+    from mne_lsl.lsl import resolve_streams
+
+    from eeg2arm.realtime.outlet import LSLDecisions
+    from eeg2arm.realtime.smoothing import Hysteresis
+
+    config, name = load_model_from_checkpoint(mmi_ckpt)[1]["config"], unique_name("decisions")
+    outlets = LSLDecisions(name, config, "test", Hysteresis())
+    assert {info.name for info in resolve_streams(timeout=2, name=name, minimum=1)} == {name}
+    alive = [weakref.ref(outlets.decisions), weakref.ref(outlets.markers)]
+    outlets.close()
+    assert [ref() for ref in alive] == [None, None]
+    assert resolve_streams(timeout=0.5, name=name) == [] and resolve_streams(timeout=0.5, name=f"{name}-markers") == []
 
 
 def test_an_out_lsl_name_already_in_use_is_refused(raw_dir, mmi_ckpt, tmp_path):

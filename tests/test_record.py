@@ -7,6 +7,7 @@ cue onsets are compared on the file's timeline (recorded onset + k / sfreq)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import signal
 import subprocess
@@ -22,7 +23,13 @@ from click.testing import CliRunner
 
 from mne_lsl.lsl import StreamInfo, StreamOutlet
 
+from eeg2arm.atomic import HOST
 from eeg2arm.cli import cli
+from eeg2arm.errors import UserInputError
+from eeg2arm.realtime import recorder
+from eeg2arm.realtime.record import RecordSummary, Session
+from eeg2arm.realtime.timeline import ANCHOR_S, Timeline
+from lsl_amp import Amp
 
 CLOCK_JITTER_S = 0.5e-3  # two inlets' clock-offset estimates (liblsl: within ±0.2 ms each) plus float32 onsets
 CUE_ARGS = ("--event", "T0=rest", "--event", "T1=left", "--event", "T2=right", "--tmin", 0, "--tmax", 1.5)
@@ -95,11 +102,13 @@ def segment(raw: mne.io.BaseRaw, start: float, stop: float, shift: float = 0.0,
     return part
 
 
-def test_a_recording_is_the_files_signal_and_prepare_cuts_its_trials(edf, r04, tmp_path):
+def test_a_recording_is_the_files_signal_and_prepare_cuts_its_trials(edf, r04, tmp_path, monkeypatch):
     """PlayerLSL stamps a cue at its chunk's start time plus the cue's offset in the chunk, one sample period
     before the stamp it gives that cue's sample (see the next test). Replayed with its cues moved one sample later,
     the cue stream says exactly when each cue sample was recorded: then the recording reproduces the file to the
-    sample, and prepare of the recording gives prepare's trials of the original file."""
+    sample, and prepare of the recording gives prepare's trials of the original file. The pieces on disk are 1 s
+    here (10 s in use), so the 8 s recording is joined from eight of them."""
+    monkeypatch.setattr(recorder, "PIECE_S", 1.0)
     sfreq = r04.info["sfreq"]
     replay = segment(r04, 2.2, 22.2, shift=1 / sfreq)  # cues at 2.0 (T2), 6.1 (T0), 10.3 (T1) s after the start
     name, out = unique("amp"), tmp_path / "session.fif"
@@ -153,66 +162,70 @@ def test_cue_onsets_of_an_unchanged_replay_are_within_one_sample_period(r04, tmp
     assert np.abs(recorded_ends - ends[inside]).max() <= 1 / sfreq + CLOCK_JITTER_S  # durations, cut at the end
 
 
-def test_ctrl_c_leaves_a_whole_file_with_everything_received(r04, tmp_path):
-    """A real process and a real SIGINT, as a lab ends a session by hand."""
+@pytest.mark.parametrize("sig, ended_by", [("SIGINT", "Ctrl-C"), ("SIGTERM", "SIGTERM"), ("SIGHUP", "SIGHUP")])
+def test_ctrl_c_sigterm_and_sighup_leave_a_whole_file_with_everything_received(r04, tmp_path, sig, ended_by):
+    """A real process and a real signal, as a lab ends a session by hand, a service manager stops it, or its
+    terminal closes: each saves the recording."""
     name, out = unique("amp"), tmp_path / "session.fif"
     with playing(r04, name):
         proc = subprocess.Popen([sys.executable, "-m", "eeg2arm", "record", "--lsl", name, "--markers",
                                  f"{name}-annotations", "--out", str(out)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))  # even under nohup
         deadline = time.monotonic() + 60
         while not any(p.name.endswith(".recording") for p in tmp_path.iterdir()):  # streams open, recording
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.1)
-        time.sleep(2.0)
-        proc.send_signal(signal.SIGINT)
+        time.sleep(1.5)
+        proc.send_signal(getattr(signal, sig))
         stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
-    assert stdout.startswith(f"wrote {out}: 64 channels at 160 Hz") and "ended by Ctrl-C" in stdout
+    assert stdout.startswith(f"wrote {out}: 64 channels at 160 Hz") and f"ended by {ended_by}" in stdout
     recording = mne.io.read_raw(out, verbose="error")
-    assert recording.n_times >= 1.5 * 160
+    assert recording.n_times >= 1.0 * 160
     k = start_in_file(recording.get_data(), r04.get_data())
     assert np.array_equal(recording.get_data(), r04.get_data()[:, k:k + recording.n_times])
     assert [p.name for p in tmp_path.iterdir()] == ["session.fif"]
 
 
-class Amp(threading.Thread):
-    """An amplifier app of our own: a StreamOutlet sending S001R04's samples at real speed in chunks of 16, each
-    sample stamped as it is sent; from sample `odd_from` on it misbehaves (`shift` s earlier stamps, or silence
-    with the stream still on the network) until `stop` is set."""
+def test_a_killed_recorders_pieces_are_reported_not_deleted(tmp_path):
+    """A recorder killed outright (SIGKILL, power loss) leaves its hidden folder, the only copy of that session:
+    the next record into the folder names it, and leaves a live recorder's and another host's alone."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    killed = tmp_path / f".monday.fif.{HOST}.{dead.pid}.abcd1234.recording"
+    live = tmp_path / f".tuesday.fif.{HOST}.{os.getpid()}.efgh5678.recording"
+    remote = tmp_path / f".monday.fif.lab-pc-2.{dead.pid}.ijkl9012.recording"
+    for folder in (killed, live, remote):
+        folder.mkdir()
+        (folder / "piece00000_raw.fif").write_bytes(b"a piece")
+    result = invoke("record", "--lsl", unique("nothing"), "--markers", "x", "--out", tmp_path / "s.fif",
+                    "--lsl-timeout", 0.2)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == (
+        f"WARNING: {killed} holds 1 piece(s) of a recording whose process is gone (killed before it could save): "
+        f"recover it by joining its piece*_raw.fif files in order (mne.concatenate_raws), or delete the folder")
+    assert len(result.stderr.splitlines()) == 2 and "no LSL EEG stream named" in result.stderr
+    assert killed.exists() and live.exists() and remote.exists()
 
-    def __init__(self, r04: mne.io.BaseRaw, name: str, odd_from: int, shift: float | None = None,
-                 cue: tuple[StreamOutlet, int, float] | None = None):
-        """`cue`: (a numeric marker outlet, a sample j, a code): once 1.5 s is sent, the code is sent stamped
-        with sample j's stamp."""
-        super().__init__(daemon=True)
-        from mne_lsl.lsl import StreamInfo, StreamOutlet
 
-        info = StreamInfo(name, "eeg", len(r04.ch_names), r04.info["sfreq"], "float64", uuid.uuid4().hex)
-        info.set_channel_info(r04.info)
-        self.outlet, self.signal = StreamOutlet(info, chunk_size=16), r04.get_data()
-        self.odd_from, self.shift, self.cue, self.stop = odd_from, shift, cue, threading.Event()
-
-    def run(self) -> None:
-        from mne_lsl.lsl import local_clock
-
-        self.outlet.wait_for_consumers(timeout=30)
-        time.sleep(1.0)  # liblsl may drop what is pushed just as an inlet subscribes (mne-lsl waits 0.5 s too)
-        start, i = local_clock(), 0
-        while not self.stop.is_set() and i < 1600:
-            j = np.arange(i, i + 16)  # sample j is stamped when it is sent, at its period's end
-            odd = j >= self.odd_from
-            if self.shift is None:  # silent from odd_from on
-                j = j[~odd]
-            stamps = start + (j + 1) / 160 - np.where(odd[:len(j)], self.shift or 0.0, 0.0)
-            if len(j):
-                self.outlet.push_chunk(np.ascontiguousarray(self.signal[:, j].T), timestamp=stamps)  # (n, C)
-            i += 16
-            if self.cue is not None and i == 240:
-                outlet, j, code = self.cue
-                outlet.wait_for_consumers(timeout=10)
-                outlet.push_sample(np.array([code]), timestamp=start + (j + 1) / 160)
-            time.sleep(max(0.0, start + i / 160 - local_clock()))
+def test_a_session_that_fails_to_open_leaves_no_inlet_open(tmp_path):
+    """The EEG stream opens, then the marker stream is refused: the EEG inlet is closed, not left to the garbage
+    collector (the raised error's traceback holds the Session being built, and with it any inlet it opened)."""
+    sfreq = 100.0
+    described = StreamInfo(unique("amp"), "eeg", 4, sfreq, "float32", uuid.uuid4().hex)
+    described.set_channel_info(mne.create_info(4, sfreq, "eeg"))
+    eeg = StreamOutlet(described)
+    two = StreamOutlet(StreamInfo(unique("cues"), "Markers", 2, 0.0, "string", uuid.uuid4().hex))
+    with pytest.raises(UserInputError, match="has 2 channels") as raised:
+        Session(eeg.name, two.name, tmp_path / "s.fif", timeout=5)
+    deadline = time.monotonic() + 5
+    while (eeg.has_consumers or two.has_consumers) and time.monotonic() < deadline:
+        eeg.push_sample(np.zeros(4, dtype=np.float32))  # an outlet notices a consumer gone when it sends
+        two.push_sample(["", ""])
+        time.sleep(0.05)
+    assert not eeg.has_consumers and not two.has_consumers, raised.traceback[-1]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_silent_stream_ends_the_recording_with_its_summary(r04, tmp_path):
@@ -220,13 +233,8 @@ def test_a_silent_stream_ends_the_recording_with_its_summary(r04, tmp_path):
     codes stamps code 7 at sample 100: it lands there exactly."""
     name, out = unique("amp"), tmp_path / "session.fif"
     cues = StreamOutlet(StreamInfo(unique("cues"), "Markers", 1, 0.0, "float32", uuid.uuid4().hex))
-    amp = Amp(r04, name, odd_from=320, cue=(cues, 100, 7.0))
-    amp.start()
-    try:
+    with Amp(r04, name, odd_from=320, shift=None, cue=(cues, 100, 7.0)):
         result = invoke("record", "--lsl", name, "--markers", cues.name, "--out", out, "--lsl-timeout", 1)
-    finally:
-        amp.stop.set()
-        amp.join()
     assert result.exit_code == 2
     assert result.stdout.strip() == (f"wrote {out}: 64 channels at 160 Hz, 2.00 s (320 samples), 1 markers (7 1); "
                                      f"ended by silence (no EEG for 1 s)")
@@ -347,16 +355,96 @@ def test_eeg_timestamps_that_go_back_end_the_recording(r04, tmp_path):
     saved, and says why."""
     name, out = unique("amp"), tmp_path / "session.fif"
     cues = StreamOutlet(StreamInfo(unique("cues"), "Markers", 1, 0.0, "string", uuid.uuid4().hex))
-    amp = Amp(r04, name, odd_from=328, shift=60.0)
-    amp.start()
-    try:
+    with Amp(r04, name, odd_from=328, shift=60.0):
         result = invoke("record", "--lsl", name, "--markers", cues.name, "--out", out, "--lsl-timeout", 5)
-    finally:
-        amp.stop.set()
-        amp.join()
     assert result.exit_code == 2, result.output
     assert result.stdout.startswith(f"wrote {out}: 64 channels at 160 Hz, 2.05 s (328 samples)")
     assert result.stderr.strip().splitlines()[-1] == (
         f"Error: EEG stream {name!r} sent samples stamped 59.994 s before the last ones (it restarted, or sent old "
         f"samples again): the recording ends before them")
     assert np.array_equal(mne.io.read_raw(out, verbose="error").get_data(), r04.get_data()[:, :328])
+
+
+def test_ordinary_timestamp_jitter_does_not_end_the_recording(r04, tmp_path):
+    """An amplifier at 1 kHz stamping its 16-sample chunks with ±1.5 ms of jitter: stamps step back by up to 2 ms
+    at the joins, which once ended the recording (at half a sample period, 0.5 ms). It records to the end, bit for
+    bit, and a cue stamped at sample 1000's true time lands within the jitter of it."""
+    sfreq, jitter = 1000.0, 1.5e-3
+    fast = mne.io.RawArray(r04.get_data(picks=range(8)), mne.create_info(r04.ch_names[:8], sfreq, "eeg"),
+                           verbose="error")
+    name, out = unique("amp"), tmp_path / "session.fif"
+    cues = StreamOutlet(StreamInfo(unique("cues"), "Markers", 1, 0.0, "float32", uuid.uuid4().hex))
+    with Amp(fast, name, jitter=jitter, cue=(cues, 1000, 3.0)):
+        result = invoke("record", "--lsl", name, "--markers", cues.name, "--out", out, "--duration", 3)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == (f"wrote {out}: 8 channels at 1000 Hz, 3.00 s (3000 samples), 1 markers (3 1); "
+                                     f"ended by --duration 3 s")
+    recording = mne.io.read_raw(out, verbose="error")
+    assert np.array_equal(recording.get_data(), fast.get_data()[:, :3000])
+    assert abs(recording.annotations.onset[0] - 1000 / sfreq) <= jitter + CLOCK_JITTER_S
+
+
+def test_the_timeline_follows_a_drifting_amplifier_clock_and_a_pause():
+    """An amplifier whose clock runs 0.1 % fast (its 500 Hz are 500.5 Hz of this machine's clock) and that pauses
+    for 2 s after 60 s: at the nominal rate alone a marker would be 30 samples off by then; the timeline's anchors
+    place every marker on its sample, in memory that grows with the anchors (one a second), not the samples."""
+    sfreq, drift, pause_at = 500.0, 1e-3, 30_000
+    k = np.arange(40_000)
+    stamps = 1000.0 + k / (sfreq * (1 + drift)) + np.where(k >= pause_at, 2.0, 0.0)  # (n,) local clock
+    timeline = Timeline(sfreq)
+    for i in range(0, len(k), 32):
+        timeline.add(i, stamps[i:i + 32])
+    probe = np.array([0, 1, 499, 12_345, 29_999, 30_000, 30_001, 39_999])
+    assert np.abs(timeline.index_of(stamps[probe]) - probe).max() < 1e-6
+    halfway = (stamps[12_345] + stamps[12_346]) / 2
+    assert abs(timeline.index_of(np.array([halfway]))[0] - 12_345.5) < 1e-6
+    assert abs(timeline.index_of(np.array([stamps[-1] + 1.0]))[0] - (39_999 + sfreq)) < 1e-6  # past: nominal rate
+    assert len(timeline.index) <= len(k) / sfreq / ANCHOR_S + 2
+
+
+def test_a_recording_past_the_split_size_is_saved_in_parts_all_linked(tmp_path, monkeypatch):
+    """MNE writes a FIF past 2 GB (64 channels at 2048 Hz in float64: 34 min) as parts session.fif,
+    session-1.fif, ...; every part must be linked beside --out. The split size is 3 MB here."""
+    monkeypatch.setattr(recorder, "SPLIT_SIZE", "3MB")
+    monkeypatch.setattr(recorder, "PIECE_S", 20.0)
+    sfreq, n = 1000.0, 60_000  # 16 channels: 7.7 MB
+    info = mne.create_info([f"EEG{i:02d}" for i in range(16)], sfreq, "eeg")
+    signal_ = np.random.default_rng(0).standard_normal((16, n)) * 1e-5  # (C, n) volts
+    out = tmp_path / "session.fif"
+    rec, timeline = recorder.Recorder(out, info, "double"), Timeline(sfreq)
+    for i in range(0, n, 500):
+        rec.add(signal_[:, i:i + 500])
+        timeline.add(i, 100.0 + np.arange(i, i + 500) / sfreq)
+    rec.markers = [(100.0 + 2_000 / sfreq, "T1", 0.0), (100.0 + 55_000 / sfreq, "T2", 1.0)]  # first, last part
+    summary = RecordSummary(out, 16, sfreq, samples=n, ended_by="--duration 60 s")
+    rec.finish(timeline, summary)
+
+    assert len(summary.parts) >= 3
+    assert summary.parts == ["session.fif"] + [f"session-{j}.fif" for j in range(1, len(summary.parts))]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(summary.parts)  # the hidden folder is gone
+    assert all((tmp_path / part).stat().st_size <= 3 * 2**20 for part in summary.parts)
+    recording = mne.io.read_raw_fif(out, preload=True, verbose="error")  # reads every part
+    assert np.array_equal(recording.get_data(), signal_)
+    assert list(recording.annotations.description) == ["T1", "T2"]
+    assert np.allclose(recording.annotations.onset, [2.0, 55.0]) and recording.annotations.duration[1] == 1.0
+    assert summary.line().startswith(f"wrote {out} (split in {len(summary.parts)} files, keep them together: "
+                                     f"session.fif, session-1.fif")
+
+
+def test_a_split_part_whose_name_is_taken_saves_the_recording_under_another_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(recorder, "SPLIT_SIZE", "3MB")
+    sfreq, n = 1000.0, 30_000
+    info = mne.create_info([f"EEG{i:02d}" for i in range(16)], sfreq, "eeg")
+    signal_ = np.random.default_rng(1).standard_normal((16, n)) * 1e-5
+    out = tmp_path / "session.fif"
+    (tmp_path / "session-1.fif").write_bytes(b"another session's part")
+    rec, timeline = recorder.Recorder(out, info, "double"), Timeline(sfreq)
+    rec.add(signal_)
+    timeline.add(0, 100.0 + np.arange(n) / sfreq)
+    with pytest.raises(UserInputError, match=r"appeared while recording: the recording is saved as .*session-\d+\.fif"):
+        rec.finish(timeline, RecordSummary(out, 16, sfreq, samples=n))
+    assert not out.exists() and (tmp_path / "session-1.fif").read_bytes() == b"another session's part"
+    saved = [p for p in tmp_path.iterdir() if p.name not in ("session-1.fif",) and not p.name.startswith(".")]
+    first = min(saved, key=lambda p: len(p.name))
+    assert np.array_equal(mne.io.read_raw_fif(first, preload=True, verbose="error").get_data(), signal_)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -11,12 +11,15 @@ A map, in the order a sample travels (`eeg2arm stream` wires them together in `l
     live.py       run_stream and open_decoder: the loop, each decision's timestamp, the summary, the backend
     outlet.py     decisions out: an LSL stream (probabilities + decision, markers on change) and JSON lines
 
-and beside the loop, `eeg2arm record`:
+and beside the loop, `eeg2arm record` (a live EEG stream + a cue-marker stream -> one FIF file):
 
-    record.py     a live EEG stream + a cue-marker stream -> one FIF file, the markers as annotations
+    record.py     the session: the two inlets, the progress line, what ends it (Ctrl-C, SIGTERM, silence, ...)
+    timeline.py   where the markers land: the EEG's timeline (sample index <-> LSL time), the cue stream's markers
+    recorder.py   the recording on disk: pieces as they come, joined, annotated and linked into place at the end
 
-Every chunk carries the LSL timestamp of each of its samples (sources.py also finds streams by name and reads
-their units), so each decision is stamped with the last sample it needs.
+Every chunk carries the LSL timestamp of each of its samples (sources.py also finds streams by name, reads their
+units, and tells jitter from stamps going back or a stream replaced by another), so each decision is stamped
+with the last sample it needs.
 
 Nothing here is imported by `import eeg2arm`; torch is imported only by decoder.py.
 """

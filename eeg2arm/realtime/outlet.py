@@ -61,7 +61,8 @@ class LSLDecisions:
             about.append_child_value(key, str(value))
         markers = StreamInfo(f"{name}-markers", "Markers", 1, 0.0, "string", f"{source_id}-markers")
         markers.set_channel_names(["decision"])
-        self.decisions, self.markers = StreamOutlet(info), StreamOutlet(markers)
+        self.decisions: StreamOutlet | None = StreamOutlet(info)
+        self.markers: StreamOutlet | None = StreamOutlet(markers)
 
     def send(self, decided: Decided, changed: bool) -> None:
         r = decided.result
@@ -70,9 +71,12 @@ class LSLDecisions:
             self.markers.push_sample([decided.label], timestamp=decided.stamp)
 
     def close(self) -> None:
-        """Take both streams off the network now (subscribers see them end), not whenever they are collected."""
-        self.decisions._del()
-        self.markers._del()
+        """Take both streams off the network now (subscribers see them end), not whenever they are collected.
+
+        mne-lsl (1.14) has no public close: a StreamOutlet is destroyed in __del__, which CPython runs as soon as
+        the last reference goes; these are the only ones (tests/test_live.py checks the streams are gone).
+        """
+        self.decisions = self.markers = None
 
 
 class JsonLines:

@@ -6,6 +6,12 @@ Timestamps are in the local LSL clock (`mne_lsl.lsl.local_clock`, a monotonic cl
 - a live stream: the stream's own timestamps, clock offset to the sender corrected (liblsl's clocksync);
 - a replayed recording: sample j is stamped t0 + (j + 1) / sfreq, t0 = local_clock() when the replay starts, so a
   sample's stamp is the moment it is released at real speed (with --fast it runs ahead of the clock).
+
+A live stream's stamps jitter (an amplifier app stamps its chunks as the OS schedules it): steps back of up to
+JUMP_S are taken as that jitter. Stamps going back further (a restarted source, old samples sent again) or
+another stream taking the name with another rate or channel count (an amplifier app restarted with other
+settings, which liblsl's recovery would reconnect to when only the rate changed) end a live source with a
+one-line error: `stream` and `record` alike.
 """
 from __future__ import annotations
 
@@ -23,10 +29,12 @@ from ..errors import UserInputError
 from ..recordings import open_recording, same_rate
 
 if TYPE_CHECKING:
-    from mne_lsl.lsl import StreamInlet
+    from mne_lsl.lsl import StreamInfo, StreamInlet
 
 READ_S = 10.0  # s of a replayed recording read from its file at once: little memory, few reads
 LSL_WAIT_S = 0.1  # longest blocking wait for the next sample before the silence check runs again
+JUMP_S = 0.1  # stamps this far off the nominal rate are an event (a pause, a restart), closer ones jitter
+CHANGE_CHECK_S = 1.0  # after this much silence, look for a stream that took the name with other settings
 LSL_CONFIGS = ("lsl_api.cfg", "~/lsl_api/lsl_api.cfg", "/etc/lsl_api/lsl_api.cfg")  # where liblsl looks
 
 
@@ -137,10 +145,57 @@ def pull(inlet: "StreamInlet", wait: float) -> tuple[np.ndarray, np.ndarray]:
     return np.vstack([np.asarray(first)[None], rest]), np.concatenate([[stamp], stamps])
 
 
+def going_back(latest: float, stamps: np.ndarray) -> tuple[int, float] | None:
+    """(where, by how many s) the stamps (n,) first go back more than JUMP_S before the latest stamp seen (latest:
+    -inf before the first chunk); None when they never do. Smaller steps back are jitter."""
+    seen = np.maximum.accumulate(np.concatenate([[latest], stamps[:-1]]))  # (n,) the latest stamp before each
+    back = np.flatnonzero(stamps < seen - JUMP_S)
+    return (int(back[0]), float(seen[back[0]] - stamps[back[0]])) if back.size else None
+
+
+def went_back(what: str, name: str, seconds: float, consequence: str) -> str:
+    return (f"{what} {name!r} sent samples stamped {seconds:.3f} s before the last ones (it restarted, or sent old "
+            f"samples again): {consequence}")
+
+
+class StreamWatch:
+    """The name, identity, rate and channel count of the stream an inlet reads, to tell when another stream took
+    its name with other settings (an amplifier app restarted with another rate or montage)."""
+
+    def __init__(self, inlet: "StreamInlet", name: str, what: str):
+        self.name, self.what, self.uid = name, what, inlet.get_sinfo().uid
+        self.sfreq, self.n_channels = inlet.sfreq, inlet.n_channels
+        self.looked = time.monotonic()
+
+    def lookup(self, wait: float) -> list["StreamInfo"]:
+        from mne_lsl.lsl import resolve_streams
+
+        return resolve_streams(timeout=wait, name=self.name, minimum=1)
+
+    def changed(self, found: list["StreamInfo"]) -> "StreamInfo | None":
+        return next((other for other in found if other.uid != self.uid and (
+            other.sfreq != self.sfreq or other.n_channels != self.n_channels)), None)
+
+    def changed_after_silence(self, silent_s: float) -> "StreamInfo | None":
+        """During a silence, once a CHANGE_CHECK_S: the stream that took the name with other settings, if any."""
+        now = time.monotonic()
+        if silent_s < CHANGE_CHECK_S or now - self.looked < CHANGE_CHECK_S:
+            return None
+        self.looked = now
+        return self.changed(self.lookup(0.2))
+
+    def change(self, other: "StreamInfo", consequence: str) -> str:
+        return (f"{self.what} {self.name!r} changed from {self.n_channels} channels at {self.sfreq:g} Hz to "
+                f"{other.n_channels} channels at {other.sfreq:g} Hz {consequence}")
+
+
 def lsl_chunks(name: str, config: EEGConfig, timeout: float = 5.0) -> Iterator[Chunk]:
     """Samples of the live LSL stream `name` as they arrive, in µV, with the stream's timestamps.
 
-    `timeout` bounds both the wait for the stream to answer and any silence after: then UserInputError.
+    `timeout` bounds both the wait for the stream to answer and any silence after: then UserInputError. liblsl
+    reconnects a lost stream by itself (same source_id and channel count); a silence of a second or more (which
+    any reconnection takes) is followed by a look for a stream that took the name with other settings, and
+    that, or stamps going back, ends the source with UserInputError after the samples before it.
     """
     inlet = find_stream(name, timeout, "stream", "check the name (an amplifier's LSL app, or "
                                                  "mne_lsl.player.PlayerLSL) and the network")
@@ -150,13 +205,28 @@ def lsl_chunks(name: str, config: EEGConfig, timeout: float = 5.0) -> Iterator[C
         picks = [info["ch_names"].index(c) for c in check_channels(info["ch_names"], config, source)]
         check_rate(info["sfreq"], config, source)
         to_uv = to_volts(info)[picks, None] * 1e6  # (C, 1)
+        watch, latest = StreamWatch(inlet, name, "LSL stream"), -np.inf
         heard = time.monotonic()
         while True:
             samples, stamps = pull(inlet, LSL_WAIT_S)
+            silent_s = time.monotonic() - heard
+            if len(stamps) and silent_s >= CHANGE_CHECK_S:  # liblsl reconnects after such silences only: to what?
+                changed = watch.changed(watch.lookup(0.2))
+            else:
+                changed = None if len(stamps) else watch.changed_after_silence(silent_s)
+            if changed is not None:
+                raise UserInputError(watch.change(changed, "while decoding: decoding stopped there (the model "
+                                                           "needs the stream it was trained on)"))
             if len(stamps):
                 heard = time.monotonic()
-                yield Chunk(samples.T[picks] * to_uv, stamps)
-            elif time.monotonic() - heard > timeout:
+                back = going_back(latest, stamps)
+                cut = back[0] if back else len(stamps)
+                if cut:
+                    latest = max(latest, float(stamps[:cut].max()))
+                    yield Chunk(samples[:cut].T[picks] * to_uv, stamps[:cut])
+                if back:
+                    raise UserInputError(went_back("LSL stream", name, back[1], "decoding stopped before them"))
+            elif silent_s > timeout:
                 raise UserInputError(f"LSL stream {name!r} sent no samples for {timeout:g} s: check the amplifier "
                                      f"(or raise --lsl-timeout)")
     finally:
