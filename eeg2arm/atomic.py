@@ -98,6 +98,20 @@ def new_temp_folder(target: Path, suffix: str = ".tmp") -> Path:
         raise UserInputError(f"{target} cannot be written ({e.strerror}): choose a writable folder") from None
 
 
+def check_writable(target: Path, flag: str) -> None:
+    """UserInputError unless `target`'s folder exists and takes a new file: checked before long work (training,
+    exporting), so it does not fail at the end. A real probe: os.access says yes to root even where nothing can be
+    written (/sys, read-only mounts)."""
+    if not target.parent.is_dir():
+        raise UserInputError(f"output folder does not exist: {target.parent}; create it or choose another {flag}")
+    try:
+        with tempfile.TemporaryFile(dir=target.parent):
+            pass
+    except OSError as e:
+        raise UserInputError(f"output folder {target.parent} is not writable ({e.strerror}): choose another "
+                             f"{flag}") from None
+
+
 def check_folder(target: Path) -> None:
     if not target.parent.is_dir():
         raise UserInputError(f"output folder does not exist: {target.parent}")

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from .augment import Augment, augment_batch
+from .atomic import check_writable
 from .checkpoint import load_model_from_checkpoint, save_checkpoint
 from .config import DATA_FIELDS, EEGConfig
 from .data import check_groups, check_labels, check_windows, split_indices
@@ -149,8 +150,7 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
     checkpoint's weights with a fresh optimizer (fine-tuning), optionally with `freeze`-named parts fixed and,
     with `restandardize`, the input standardization refitted to X (e.g. a new subject's own signal)."""
     save = Path(save)
-    if not save.parent.is_dir():
-        raise UserInputError(f"--save folder does not exist: {save.parent}")
+    check_writable(save, "--save")
     opts.check()
     if resume is not None and init is not None:
         raise UserInputError("give --resume (go on with a run) or --init (start a new run from weights), not both")

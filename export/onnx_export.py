@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator, Sequence
@@ -25,7 +24,7 @@ import onnx
 import torch
 from torch.export import Dim
 
-from eeg2arm.atomic import atomic_write
+from eeg2arm.atomic import atomic_write, check_writable
 from eeg2arm.checkpoint import load_model_from_checkpoint
 from eeg2arm.errors import UserInputError
 from eeg2arm.model import EEGModel
@@ -59,13 +58,7 @@ def check_output_path(out: Path, *inputs: str | Path | None) -> None:
     for path in inputs:
         if path is not None and out.resolve() == Path(path).resolve():
             raise UserInputError(f"--out {out} is also an input of this export ({path}): choose another file name")
-    if not out.parent.is_dir():
-        raise UserInputError(f"output folder does not exist: {out.parent}; create it or choose another --out")
-    try:  # a real probe: os.access says yes to root even where nothing can be written (/sys, read-only mounts)
-        with tempfile.TemporaryFile(dir=out.parent):
-            pass
-    except OSError as e:
-        raise UserInputError(f"output folder {out.parent} is not writable ({e.strerror}): choose another --out") from None
+    check_writable(out, "--out")
 
 
 def check_opset(opset: int | None) -> None:

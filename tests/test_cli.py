@@ -15,7 +15,7 @@ from eeg2arm.cli import cli
 from eeg2arm.config import EEGConfig
 from eeg2arm.infer import predict_logits
 
-from conftest import REPO
+from conftest import REPO, SHARED_DATA
 
 GUIDE = REPO.parent / "shared" / "seed" / "eeg2arm-guide.md"
 TRAIN_ARGS = ["--classes", "2", "--elec", "32", "--bands", "4", "--frame-embed", "64", "--workers", "0",
@@ -276,7 +276,14 @@ def test_train_rejects_missing_and_non_npy_files(tmp_path):
     assert_clean_error(run("train", "--x", fake, "--y", y, "--save", save, *TRAIN_ARGS),
                        "is not a readable .npy array", save)
     assert_clean_error(run("train", "--x", save_npy(tmp_path, "X.npy", X_OK), "--y", y, "--save",
-                           tmp_path / "missing" / "ckpt.pt", *TRAIN_ARGS), "--save folder does not exist")
+                           tmp_path / "missing" / "ckpt.pt", *TRAIN_ARGS), "output folder does not exist")
+    if Path("/proc").is_dir():  # a folder that takes no new file, even for root: refused before training starts
+        result = run("train", "--x", save_npy(tmp_path, "X.npy", X_OK), "--y", y, "--save", "/proc/ckpt.pt",
+                     *TRAIN_ARGS)
+        assert result.exit_code == 2 and "epoch" not in result.output
+        assert result.output.strip().splitlines()[-1].startswith("Error: output folder /proc is not writable")
+        kdd = SHARED_DATA / "raw" / "KDD_Example" / "KDD_Example_TRAIN-epo.fif"
+        assert_clean_error(run("prepare", kdd, "--out", "/proc/prepared"), "/proc/prepared cannot be written")
 
 
 class Evil:
