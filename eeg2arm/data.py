@@ -22,7 +22,9 @@ def load_npy(path: str | Path, what: str) -> np.ndarray:
     try:
         arr = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        raise UserInputError(f"{what} {path} is not a readable .npy array ({e}); re-save it with numpy.save") from None
+        detail = "it holds Python objects, which are never loaded" if "allow_pickle" in str(e) else str(e)[:200]
+        raise UserInputError(f"{what} {path} is not a readable .npy array ({detail}): re-save it with numpy.save "
+                             f"as a numeric array") from None
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
         raise UserInputError(f"{what} {path} must hold numbers, got dtype {getattr(arr, 'dtype', type(arr))}")
     return arr
@@ -142,7 +144,7 @@ def load_data_meta(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, TypeError, KeyError,
             IndexError) as e:
         raise UserInputError(f"meta file {path} is not a readable eeg2arm meta.json ({type(e).__name__}: {e}); "
-                             f"fix it or pass another --meta") from None
+                             f"give the meta.json that `eeg2arm prepare` wrote") from None
 
 
 def split_indices(y: np.ndarray, val_split: float, seed: int,

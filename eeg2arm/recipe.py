@@ -21,6 +21,9 @@ the model's channels take the montage's spelling; `input_channels` keep the reco
 """
 from __future__ import annotations
 
+import functools
+import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +35,7 @@ from .errors import UserInputError
 from .features import (DEFAULT_BANDS, Band, band_power_frames, check_bands, frame_geometry, slow_frames)
 
 FEATURE_KINDS = ("bandpower", "slow")
+log = logging.getLogger("eeg2arm")
 SLOW = "slow"  # the name of the slow feature along F
 FILTER_ORDER = 4
 CSD_UV_PER_CM2 = 1e-4  # MNE's surface Laplacian of µV is in µV/m²; µV/cm² keeps it near the µV of the EEG
@@ -79,13 +83,24 @@ def parse_reference(text: str) -> str:
     return spec if spec in REFERENCES else ",".join(reference_channels(text))
 
 
+@functools.lru_cache(maxsize=8)
+def standard_montage(montage: str) -> mne.channels.DigMontage:
+    """MNE's built-in montage `montage`; a deprecation MNE warns about is logged once, as one line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FutureWarning)
+        try:
+            found = mne.channels.make_standard_montage(montage)
+        except ValueError:
+            raise UserInputError(f"--montage {montage!r} is not one of MNE's built-in montages "
+                                 f"({', '.join(mne.channels.get_builtin_montages()[:6])}, ...)") from None
+    for warning in caught:
+        log.warning("--montage %s: %s", montage, str(warning.message).splitlines()[0][:200])
+    return found
+
+
 def montage_names(names: list[str], montage: str) -> dict[str, str]:
     """{recording's name: the montage's spelling}, matching ignoring case and dots ('Fcz.' -> 'FCz')."""
-    try:
-        known = mne.channels.make_standard_montage(montage).ch_names
-    except ValueError:
-        raise UserInputError(f"--montage {montage!r} is not one of MNE's built-in montages "
-                             f"({', '.join(mne.channels.get_builtin_montages()[:6])}, ...)") from None
+    known = standard_montage(montage).ch_names
     lookup = {n.lower(): n for n in known}
     rename = {n: lookup.get(n.strip(" .").lower()) for n in names}
     unknown = [n for n, std in rename.items() if std is None]
@@ -158,7 +173,7 @@ class Recipe:
         names = [rename[c] for c in self.input_channels]
         eye = mne.io.RawArray(np.eye(len(names)), mne.create_info(names, self.sfreq, "eeg"), verbose="error")
         if self.montage:
-            eye.set_montage(self.montage, match_case=False, verbose="error")
+            eye.set_montage(standard_montage(self.montage), match_case=False, verbose="error")
         try:
             if self.reference == "csd":
                 mapped = mne.preprocessing.compute_current_source_density(eye, verbose="error")

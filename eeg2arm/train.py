@@ -171,6 +171,10 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
             raise UserInputError(f"--resume checkpoint is already at epoch {meta['epoch']}; raise --epochs")
     X = check_windows(X, config, single_ok=False, training=True)
     y = check_labels(y, len(X), config.n_classes)
+    pooled = X.shape[-1] // config.cnn_time_pool  # decisions per window
+    if opts.frame_loss > pooled:
+        raise UserInputError(f"--frame-loss {opts.frame_loss} is more than the {pooled} pooled frames of a window "
+                             f"(T={X.shape[-1]}, --cnn-time-pool {config.cnn_time_pool}): use at most {pooled}")
     if groups is not None:
         groups = check_groups(groups, len(X))
     train_idx, val_idx = split_indices(y, opts.val_split, opts.seed, groups)

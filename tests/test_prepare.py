@@ -425,3 +425,18 @@ def test_a_reference_spec_is_recorded_in_one_spelling():
     from eeg2arm.recipe import parse_reference
 
     assert parse_reference(" C3.. , C4.., ") == "C3..,C4.." and parse_reference(" average ") == "average"
+
+
+def test_a_deprecated_montage_name_is_one_warning_line(raw_dir, tmp_path):
+    """MNE 1.13 deprecates standard_1005: the user reads one line saying so, not MNE's warnings with source lines."""
+    from eeg2arm.recipe import standard_montage
+
+    standard_montage.cache_clear()  # warned once per process: this test must be the first to ask for it
+    edf = raw_dir / "eegmmidb" / "S001" / "S001R04.edf"
+    result = CliRunner().invoke(cli, ["prepare", str(edf), "--out", str(tmp_path / "p"), "--event", "T1=left",
+                                      "--event", "T2=right", "--tmin", "0", "--tmax", "4", "--reference", "csd",
+                                      "--montage", "standard_1005", "--channels", "C3,Cz,C4"])
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.output.splitlines() if "standard_1005" in line]
+    assert len(warned) == 1 and warned[0].startswith("WARNING: --montage standard_1005: ")
+    assert "FutureWarning" not in result.output and np.load(tmp_path / "p" / "X.npy").shape == (15, 3, 4, 15)

@@ -73,6 +73,7 @@ def test_patience_stops_when_val_loss_stops_improving(tmp_path, data):
     (["--label-smoothing", "1"], "--label-smoothing must be in [0, 1)"),
     (["--frame-loss", "0"], "--frame-loss must be >= 1 and --patience >= 0"),
     (["--patience", "-1"], "--frame-loss must be >= 1 and --patience >= 0"),
+    (["--frame-loss", "100"], "--frame-loss 100 is more than the 7 pooled frames of a window"),
     (["--kernel-time", "0"], "config.kernel_time must be a positive integer"),
     (["--freeze", "stem"], "--freeze and --restandardize fine-tune a model: they need --init CKPT"),
     (["--restandardize"], "--freeze and --restandardize fine-tune a model: they need --init CKPT"),

@@ -59,7 +59,8 @@ from .common import ATOL, DEVICE, FILE, cli, log, user_errors
 @click.option("--frame-loss", type=int, default=1, show_default=True,
               help="Train the decisions of the last N pooled frames, not only the last one (1: the guide's)")
 @click.option("--patience", type=int, default=0, show_default=True,
-              help="Stop after N epochs without a better val loss (0: run all --epochs)")
+              help="Stop after N epochs without a better validation score (val loss, or val accuracy with "
+                   "--select accuracy; 0: run all --epochs)")
 @click.option("--init", "init_path", type=FILE, default=None,
               help="Fine-tune: start from this checkpoint's weights (same network, electrodes, classes), fresh "
                    "optimizer, e.g. a cross-subject model on a new subject's first trials")
@@ -92,13 +93,14 @@ def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed
                        kernel_time=kernel_time)
     X, y = load_npy(x_path, "X"), load_npy(y_path, "y")
     X = check_windows(X, config, single_ok=False, training=True)  # the guide's shape message comes before meta.json's
+    fix = "fix the flags" if meta_path else "fix the flags, or pass the data's own meta.json with --meta"
     meta_path = meta_path or meta_beside(x_path)
     if meta_path:  # class, channel and band names of the data, recorded in the checkpoint
         data_fields = load_data_meta(meta_path)
         try:
             config = dataclasses.replace(config, **data_fields)
         except UserInputError as e:
-            raise UserInputError(f"{meta_path} does not fit the flags ({e}): fix the flags or pass --meta") from None
+            raise UserInputError(f"{meta_path} does not fit the flags ({e}): {fix}") from None
     groups = load_npy(groups_path, "groups") if groups_path else None
     parts = tuple(p.strip() for p in freeze.split(",") if p.strip())
     run_training(X, y, config, save, opts, groups=groups, resume=resume, echo=click.echo, init=init_path,
