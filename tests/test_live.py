@@ -358,13 +358,11 @@ def test_frames_with_nan_samples_are_dropped_and_the_stream_goes_on(raw_dir, mmi
     assert summary.dropped == 2 and summary.decisions == (39 - 2) // config.cnn_time_pool
 
 
-def test_a_step_graph_left_from_another_export_is_refused_or_removed(trained, tmp_path):
+def test_a_step_graph_left_from_another_export_is_refused_or_removed(trained, exported, tmp_path):
     import shutil
 
-    first, second = tmp_path / "a" / "model.onnx", tmp_path / "b" / "model.onnx"
-    for out in (first, second):
-        out.parent.mkdir()
-        assert invoke("export", "--ckpt", trained[0], "--out", out, "--no-check").exit_code == 0
+    first, second = exported[0], tmp_path / "model.onnx"  # two exports of one checkpoint
+    assert invoke("export", "--ckpt", trained[0], "--out", second, "--no-check").exit_code == 0
     shutil.copyfile(first.with_name("model.step.onnx"), second.with_name("model.step.onnx"))  # same config, stale
     from eeg2arm.errors import UserInputError
     from export.step import step_beside
