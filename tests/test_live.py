@@ -133,8 +133,8 @@ def test_stream_from_a_live_lsl_stream(raw_dir, mmi_ckpt):
             received.append(next(chunks))
         chunks.close()
         got = np.concatenate([c.samples for c in received], axis=1)  # (64, n) µV
-        stamps = np.concatenate([c.stamps for c in received])  # the player's: one sample period apart
-        assert np.abs(np.diff(stamps) - 1 / 160).max() < 1e-6
+        stamps = np.concatenate([c.stamps for c in received])  # the player's: one sample period apart, to well
+        assert np.abs(np.diff(stamps) - 1 / 160).max() < 1e-3  # within it (clocksync's offset moves by µs)
         start = int(np.argmin(np.abs(signal - got[:, :1]).max(axis=0)))  # where in the file the stream was
         expected = np.take(signal, np.arange(start, start + got.shape[1]), axis=1, mode="wrap")  # it loops
         assert np.abs(got - expected).max() <= 1e-3 * np.abs(signal).max()  # float32 on the wire
@@ -432,7 +432,10 @@ def test_decisions_go_out_over_lsl_exactly_as_stream_prints_them(raw_dir, mmi_ck
     got = subscriber.decisions
     assert [stamp for _, stamp in got] == [d["time"] for d in lines]
     assert [list(sample) for sample, _ in got] == [d["probs"] + [d["decision"]] for d in lines]
-    assert np.allclose(np.diff([d["time"] for d in lines]), 0.5, atol=1e-6)  # the EEG's stamps, a frame apart
+    # the EEG's stamps, a frame apart: to well within a sample (6.25 ms), not to 1e-6, since the inlet's clocksync
+    # re-estimates the clock offset as it streams (a 6.7 µs step seen under load); the printing times would be
+    # spread by the 0.1 s chunks
+    assert np.allclose(np.diff([d["time"] for d in lines]), 0.5, atol=1e-3)
     changes = [d for i, d in enumerate(lines) if i == 0 or d["decision"] != lines[i - 1]["decision"]]
     assert len(changes) == switches == len(decision_lines(result.stderr)) >= 1
     assert subscriber.markers == [([d["label"]], d["time"]) for d in changes]
