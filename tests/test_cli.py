@@ -1,6 +1,7 @@
 """`eeg2arm train` / `eeg2arm infer` through click's CliRunner on the real eyes-open/closed band power."""
 import json
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -201,6 +202,27 @@ def test_compile_falls_back_with_a_warning(tmp_path, bandpower_dir, monkeypatch,
 def test_python_dash_m_runs_the_cli():
     out = subprocess.run([sys.executable, "-m", "eeg2arm", "--help"], capture_output=True, text=True, check=True)
     assert "train" in out.stdout and "infer" in out.stdout
+
+
+def test_ctrl_c_during_training_ends_with_one_line_and_whole_files(tmp_path, bandpower_dir):
+    """Ctrl-C used to end in click's bare "Aborted!", exit 1 (review U13): now one line, exit 130 as in a shell,
+    and the checkpoint written at the last epoch is whole."""
+    save = tmp_path / "ckpt.pt"
+    proc = subprocess.Popen([sys.executable, "-m", "eeg2arm", "train", "--x", bandpower_dir / "X.npy", "--y",
+                             bandpower_dir / "y.npy", "--save", save, "--epochs", "1000", *TRAIN_ARGS],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:  # each epoch's line
+            if line.startswith("epoch 2/"):
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "Error: interrupted (Ctrl-C): every file written is whole, none is half-written"
+    assert "Aborted!" not in err + out and [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+    assert load_model_from_checkpoint(save)[1]["epoch"] >= 1
 
 
 # --- bad input: one line, exit 2, nothing written ----------------------------------------------------------------

@@ -52,6 +52,7 @@ def podman_unusable() -> str | None:
     return None
 
 
+@pytest.mark.container  # 40 s of bentoml build: with the image test, in CI's second step (`pytest -m container`)
 def test_gpu_bento_build(bento_home):
     bento = build(bento_home, "bentofile.yaml")
     manifest = yaml.safe_load((bento / "bento.yaml").read_text())

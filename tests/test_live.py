@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -455,34 +456,44 @@ def test_the_example_controller_turns_decisions_into_velocity_commands(raw_dir, 
     player = PlayerLSL(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", chunk_size=16, name=eeg, source_id=eeg)
     controller = subprocess.Popen([sys.executable, str(REPO / "examples" / "arm_controller.py"), out, "2"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first: list[str] = []
+    printed: list[str] = []
 
-    def start_when_subscribed() -> None:
-        first.append(controller.stdout.readline())
-        player.start()
+    def read_commands() -> None:  # the player starts once the controller says it is subscribed
+        for number, line in enumerate(controller.stdout):
+            printed.append(line.rstrip("\n"))
+            if number == 0:
+                player.start()
 
-    starter = threading.Thread(target=start_when_subscribed, daemon=True)
-    starter.start()
+    reader = threading.Thread(target=read_commands, daemon=True)
+    reader.start()
     try:
         result = invoke("stream", "--lsl", eeg, "--ckpt", mmi_ckpt, "--out-lsl", out, "--out-jsonl", "-",
                         "--duration", 3, "--lsl-timeout", 60, "--enter", 0.5, "--exit", 0.5, "--min-frames", 1,
                         "--device", "cpu")
-        rest, errors = controller.communicate(timeout=60)
+        decided = len(result.stdout.splitlines())
+        deadline = time.monotonic() + 60  # 2 s after the last decision the arm stops; the controller keeps listening
+        while not (sum(c.startswith("t=") for c in printed) == decided and printed[-1].startswith("vx=+0.0000 m/s (")) \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert controller.poll() is None
+        controller.send_signal(signal.SIGINT)  # Ctrl-C ends it
+        _, errors = controller.communicate(timeout=30)
+        reader.join(timeout=10)
     finally:
         player.stop()
         controller.kill()
     assert result.exit_code == 0, result.output
     config = load_model_from_checkpoint(mmi_ckpt)[1]["config"]
-    assert first == [f"subscribed to {out}: classes {list(config.class_names)}\n"], errors
+    assert printed[0] == f"subscribed to {out}: classes {list(config.class_names)}", errors
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    commands = rest.splitlines()
-    assert commands[-1] == "vx=+0.0000 m/s (stopped: no decisions)"
+    assert printed[-2:] == ["vx=+0.0000 m/s (stopped: no decisions)", "vx=+0.0000 m/s (stopped: controller ended)"]
+    commands = [c for c in printed[1:-2] if c.startswith("t=")]  # (a stop may come before the first decision too)
     expected = []
     for d in lines:
         direction = -1 if "left" in d["label"] else 1 if "right" in d["label"] else 0
         vx = direction * 0.05 * (d["probs"][d["decision"]] if d["decision"] >= 0 else 0.0)
         expected.append(f"t={d['time']:.3f} vx={vx:+.4f} m/s ({d['label']})")
-    assert commands[:-1] == expected and any("vx=+0.0000" not in c for c in expected)
+    assert commands == expected and any("vx=+0.0000" not in c for c in expected)
 
 
 def test_closing_the_decision_outlets_takes_both_streams_off_the_network_at_once(mmi_ckpt):

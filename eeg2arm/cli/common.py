@@ -25,14 +25,23 @@ class CLIError(click.ClickException):
     exit_code = 2
 
 
+class Interrupted(click.ClickException):
+    """Ctrl-C in a command that does not end itself on it (stream and record do): one line, exit code 130 as a
+    shell's, instead of click's bare "Aborted!"."""
+
+    exit_code = 130
+
+
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn UserInputError raised by the library into a one-line CLI error with exit code 2."""
+    """Turn UserInputError raised by the library into a one-line CLI error with exit code 2, Ctrl-C into one line."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except UserInputError as e:
             raise CLIError(str(e)) from None
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted (Ctrl-C): every file written is whole, none is half-written") from None
     return wrapper
 
 
