@@ -23,6 +23,7 @@ from bentoml.validators import ContentType
 from pydantic import Field
 
 from eeg2arm.errors import UserInputError
+from eeg2arm.realtime.smoothing import Hysteresis
 from eeg2arm.realtime.streamer import Streamer
 
 from . import slow_clients
@@ -32,7 +33,7 @@ from .guard import BodyRule, Guard, OneLinePerClientError
 from .model_source import ENV_ONNX, check_model, resolve_onnx, store_model
 from .routes import routes_app
 from .settings import Settings
-from .streams import StreamNotFound, StreamTable, TooManyStreams, as_json, hysteresis
+from .streams import StreamNotFound, StreamTable, TooManyStreams, as_json
 from .windows import TooLarge, frames_from_json, windows_from_json, windows_from_npy
 
 with bentoml.importing():
@@ -131,7 +132,7 @@ class EEG2Arm:
         """Open a stream session: {"session": id, "frame_shape": [C, F], "pool": ..., "idle_timeout_s": ...}."""
         self._http_sessions_usable()
         with client_errors():
-            session = self.streams.open(hysteresis(enter, exit, min_frames))
+            session = self.streams.open(Hysteresis(enter, exit, min_frames))
         return {"session": session, **self.stream_info()}
 
     @bentoml.api(route="/stream/step")

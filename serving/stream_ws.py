@@ -20,8 +20,9 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from eeg2arm.errors import UserInputError
+from eeg2arm.realtime.smoothing import Hysteresis
 
-from .streams import StreamNotFound, TooManyStreams, as_json, hysteresis
+from .streams import StreamNotFound, TooManyStreams, as_json
 from .windows import TooLarge, frames_from_json, frames_from_npy
 
 IDLE_CLOSE = 4408  # application close codes are 4000-4999: "4" + HTTP's 408 Request Timeout
@@ -43,7 +44,7 @@ async def stream_ws(ws: WebSocket) -> None:
         return await refuse(ws, 404, NO_STEP_GRAPH)
     q = ws.query_params
     try:
-        smoothing = hysteresis(float(q.get("enter", 0.7)), float(q.get("exit", 0.5)), int(q.get("min_frames", 3)))
+        smoothing = Hysteresis(float(q.get("enter", 0.7)), float(q.get("exit", 0.5)), int(q.get("min_frames", 3)))
         session = service.streams.open(smoothing)
     except (ValueError, UserInputError) as e:  # UserInputError is a ValueError
         message = str(e) if isinstance(e, UserInputError) else "enter, exit and min_frames must be numbers"

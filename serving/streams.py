@@ -23,17 +23,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from eeg2arm.errors import UserInputError
 from eeg2arm.realtime.smoothing import Hysteresis
 from eeg2arm.realtime.streamer import StepResult, Streamer
-
-
-def hysteresis(enter: float, exit: float, min_frames: int) -> Hysteresis:
-    """A session's smoothing from a client's settings; UserInputError saying the valid ranges."""
-    try:
-        return Hysteresis(enter, exit, min_frames)
-    except ValueError as e:
-        raise UserInputError(f"{e}: choose 0 <= exit <= enter <= 1 and min_frames >= 1") from None
 
 
 def as_json(result: StepResult) -> dict[str, Any]:
