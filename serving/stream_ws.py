@@ -45,7 +45,7 @@ async def stream_ws(ws: WebSocket) -> None:
     q = ws.query_params
     try:
         smoothing = Hysteresis(float(q.get("enter", 0.7)), float(q.get("exit", 0.5)), int(q.get("min_frames", 3)))
-        session = service.streams.open(smoothing)
+        session = service.streams.open(smoothing, owned=True)  # ends with the connection, not by the table
     except (ValueError, UserInputError) as e:  # UserInputError is a ValueError
         message = str(e) if isinstance(e, UserInputError) else "enter, exit and min_frames must be numbers"
         return await refuse(ws, 400, message)
@@ -63,10 +63,7 @@ async def stream_ws(ws: WebSocket) -> None:
                 return await ws.close(IDLE_CLOSE, f"idle for {limits.stream_idle_s:g} s (EEG2ARM_STREAM_IDLE_S)")
             if message["type"] == "websocket.disconnect":
                 return
-            reply = await step(service, session, message)
-            await ws.send_text(json.dumps(reply))
-            if reply.get("status") == 404:  # the session expired under a stalled push
-                return await ws.close(IDLE_CLOSE, "session expired")
+            await ws.send_text(json.dumps(await step(service, session, message)))
     except (WebSocketDisconnect, OSError):  # the client went away while we answered: nothing left to tell it
         return
     finally:
