@@ -4,9 +4,10 @@ timeouts, and one error shape for every 4xx/5xx answer, whoever made it (BentoML
 Refusals happen here, before BentoML reads or parses a body: a POST must declare the content type of its route
 (415 otherwise: a browser's cross-site form or text/plain POST never reaches a route), its Content-Length (411)
 within the limit (413), send its whole body within `body_timeout_s` (408), and a JSON body may hold at most the
-values its route can use (counted as commas, 413), so a body of tiny numbers cannot fan out into millions of Python
-objects. Every error answer becomes {"error": "<message>"} (the Error schema of /docs.json), written as one log
-line, BentoML's traceback and access line for it dropped (OneLinePerClientError).
+numbers and lists its route can use, nested no deeper than its route's bodies (serving/json_scan.py: 413, 400), so
+a body of tiny numbers or empty lists cannot fan out into millions of Python objects. Every error answer becomes
+{"error": "<message>"} (the Error schema of /docs.json), written as one log line, BentoML's traceback and access
+line for it dropped (OneLinePerClientError).
 """
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-from .settings import MiB, Settings
+from eeg2arm.errors import UserInputError
+
+from .json_scan import JsonBound, check_json
+from .settings import OPEN_PATHS, MiB, Settings
+from .windows import TooLarge
 
 log = logging.getLogger("eeg2arm")
 
@@ -26,15 +31,13 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[dict, Receive, Send], Awaitable[None]]
 
-OPEN_PATHS = frozenset({"/livez", "/readyz"})  # health probes answer without the token
 MAX_MESSAGE = 500  # characters of an error message: never a copy of a large input
 
 
 @dataclass(frozen=True)
 class BodyRule:
     content_type: str  # the one media type the route takes
-    max_values: int | None = None  # JSON values (commas + 1) the route can use; None: not counted
-    limit: str = ""  # the setting behind max_values, for the message
+    json: JsonBound | None = None  # how much JSON the route can use; None: not JSON
 
 
 def error_body(status: int, message: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
@@ -157,10 +160,11 @@ class Guard:
             return None
         body = b"".join(chunks)
         rule = self.rules[scope["path"]]
-        if rule.max_values is not None and body.count(b",") + 1 > rule.max_values:
-            await send_error(send, 413, f"the JSON body holds more than the {rule.max_values} values that "
-                                        f"{scope['path']} takes per request ({rule.limit}): split it into smaller "
-                                        f"requests")
+        try:
+            if rule.json is not None:
+                check_json(body, rule.json, f"the JSON body of {scope['path']}")
+        except UserInputError as e:
+            await send_error(send, 413 if isinstance(e, TooLarge) else 400, str(e))
             return None
         return body
 

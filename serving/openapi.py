@@ -17,7 +17,7 @@ from typing import Any
 from eeg2arm.config import EEGConfig
 
 from . import stream_ws
-from .settings import Settings
+from .settings import OPEN_PATHS, Settings
 
 FLOAT32_MAX = 3.4e38
 ERROR = {"type": "object", "required": ["error"], "additionalProperties": False,
@@ -37,7 +37,6 @@ STATUS = {
 }
 BODY_ERRORS = (400, 403, 408, 411, 413, 415, 500)
 SESSION_ERRORS = (404, 409)
-OPEN_PATHS = ("/livez", "/readyz")
 
 
 def _errors(codes: tuple[int, ...]) -> dict[str, Any]:

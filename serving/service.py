@@ -30,6 +30,7 @@ from . import slow_clients
 from .batching import WindowBatcher
 from .errors import Conflict, PayloadTooLarge, TooManyRequests
 from .guard import BodyRule, Guard, OneLinePerClientError
+from .json_scan import JsonBound, frames_bound, windows_bound
 from .model_source import ENV_ONNX, check_model, resolve_onnx, store_model
 from .routes import routes_app
 from .settings import Settings
@@ -44,6 +45,7 @@ with bentoml.importing():
     from export.step import step_beside
 
 log = logging.getLogger("eeg2arm")
+JSON = "application/json"
 SETTINGS = Settings.from_env()
 ONNX_MODEL = store_model()
 # A model that cannot be served stops `bentoml serve` here, in its first process, with the reason; found in a
@@ -204,16 +206,11 @@ def client_errors() -> Iterator[None]:
         raise TooManyRequests(str(e)) from None
 
 
-def _json_rule(frames: int, limit: str) -> BodyRule:
-    values = frames * MODEL_CONFIG.n_electrodes * MODEL_CONFIG.n_bands + 16  # + the other fields
-    return BodyRule("application/json", values, limit)
-
-
 EEG2Arm.add_asgi_middleware(Guard, settings=SETTINGS, rules={
-    "/predict": _json_rule(SETTINGS.max_frames, "EEG2ARM_MAX_FRAMES"),
+    "/predict": BodyRule(JSON, windows_bound(SETTINGS, MODEL_CONFIG)),
     "/predict_npy": BodyRule("application/octet-stream"),
-    "/stream/open": BodyRule("application/json", 16, "a few settings"),
-    "/stream/step": _json_rule(SETTINGS.max_stream_frames, "EEG2ARM_MAX_STREAM_FRAMES"),
-    "/stream/close": BodyRule("application/json", 16, "one session id"),
+    "/stream/open": BodyRule(JSON, JsonBound(64, 64, "a few settings", "send only enter, exit and min_frames")),
+    "/stream/step": BodyRule(JSON, frames_bound(SETTINGS.max_stream_frames, MODEL_CONFIG, "send the frames in parts")),
+    "/stream/close": BodyRule(JSON, JsonBound(64, 64, "one session id", "send only the session id")),
 })
 slow_clients.install(SETTINGS.body_timeout_s)  # before the worker's uvicorn picks its protocol: see the module

@@ -5,17 +5,28 @@
 
 The request limits bound the work of any one request. The model's memory grows with the frames it sees (windows
 x T, about 11 KB per frame for the demo model) and its attention with T squared per window, so both are capped;
-a JSON body is refused from its Content-Length and its count of values before it is parsed, and a .npy body from
-its header before its array is allocated (docs/serving.md states the measured bound).
+a JSON body is refused from its Content-Length and its counts of numbers, lists and levels before it is parsed, and
+a .npy body from its header before its array is allocated (docs/serving.md states the measured bound).
 """
 from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from eeg2arm.errors import UserInputError
 
+if TYPE_CHECKING:
+    from eeg2arm.config import EEGConfig
+
 MiB = 2**20
+OPEN_PATHS = frozenset({"/livez", "/readyz"})  # the health probes: they answer without the token
+
+
+def json_values(frames: int, config: EEGConfig) -> int:
+    """The most values a JSON body or message of `frames` frames can use: frames x C x F numbers + its few other
+    fields (serving/json_scan.py bounds a body by it before parsing)."""
+    return frames * config.n_electrodes * config.n_bands + 16
 
 
 def env_number(name: str, default: float, kind: type = int) -> float:

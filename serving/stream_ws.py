@@ -22,6 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from eeg2arm.errors import UserInputError
 from eeg2arm.realtime.smoothing import Hysteresis
 
+from .json_scan import check_json, frames_bound
 from .streams import StreamNotFound, TooManyStreams, as_json
 from .windows import TooLarge, frames_from_json, frames_from_npy
 
@@ -93,14 +94,14 @@ async def step(service: Any, session: str, message: dict[str, Any]) -> dict[str,
 
 
 def _frames_field(text: str, config: Any, max_frames: int) -> Any:
-    """The `frames` of a text message, its size checked (as commas) before it is parsed."""
-    most = max_frames * config.n_electrodes * config.n_bands
-    if text.count(",") + 1 > most + 16:
-        raise TooLarge(f"the message holds more than the {most} values of {max_frames} frames "
-                       f"(EEG2ARM_MAX_STREAM_FRAMES): send them in parts; the stream is unchanged")
+    """The `frames` of a text message, its size and nesting checked (serving/json_scan.py) before it is parsed."""
+    try:
+        check_json(text.encode(), frames_bound(max_frames, config, "send the frames in parts"), "the message")
+    except UserInputError as e:
+        raise type(e)(f"{e}; the stream is unchanged") from None
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # malformed, or nested past the parser's recursion limit
         data = None
     if not isinstance(data, dict) or "frames" not in data:
         raise UserInputError('a text message must be JSON {"frames": ...} (or send the frames as numpy.save bytes '

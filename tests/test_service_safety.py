@@ -312,3 +312,60 @@ def _accepted(log) -> dict[str, int]:
     lines = log.read_text().splitlines()
     return {route: sum(f"method=POST,path={route}," in line and "status=200" in line for line in lines)
             for route in ("/predict", "/predict_npy")}
+
+
+def _worker(url: str) -> psutil.Process:
+    """The worker process of a one-worker server (the one that parses requests)."""
+    port = int(url.rsplit(":", 1)[1])
+    pids = {c.pid for c in psutil.net_connections("tcp") if c.laddr.port == port and c.status == "LISTEN"}
+    return next(p for p in map(psutil.Process, pids) if "--worker-id" in p.cmdline())
+
+
+def _peak_mb(proc: psutil.Process) -> float:
+    status = Path(f"/proc/{proc.pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
+
+
+NEST = "[" * 30 + "]" * 30
+NESTED = '{"x": [' + ",".join([NEST] * ((16 * 2**20 - 20) // (len(NEST) + 1))) + "]}"  # 16 MiB of empty lists
+
+
+def test_nested_json_is_refused_before_it_is_parsed(server, bandpower):
+    """A body of nested empty lists has few commas: parsed, 16 MiB of it took 7 s and 1.6 GB of the worker. Its
+    lists and its depth are counted from its bytes first (review U2); a deep body never reaches a parser (U6)."""
+    worker = _worker(server)
+    peak = _peak_mb(worker)
+    cases = [  # body, status, fragment
+        (NESTED, 413, "lists it can use (EEG2ARM_MAX_FRAMES)"),
+        ('{"x": ' + "[" * 5000 + "]" * 5000 + "}", 400, "nests deeper than 16 levels"),
+        ('{"a": "' + "]" * 60 + '", "x": ' + "[" * 50 + "]" * 50 + "}", 400, "nests deeper"),  # ] in a string
+        ('{"a": "\\"]]]]]]", "x": ' + "[" * 20 + "]" * 20 + "}", 400, "nests deeper"),  # and after an escaped quote
+    ]
+    for body, status, fragment in cases:
+        r = requests.post(f"{server}/predict", data=body.encode(), headers=JSON, timeout=60)
+        assert r.status_code == status and fragment in r.json()["error"], r.text[:300]
+    deep_step = '{"session": "' + "A" * 43 + '", "frames": ' + "[" * 40 + "]" * 40 + "}"
+    r = requests.post(f"{server}/stream/step", data=deep_step.encode(), headers=JSON, timeout=10)
+    assert r.status_code == 400 and "nests deeper than 16 levels" in r.json()["error"], r.text
+    assert _peak_mb(worker) - peak < 100
+    assert requests.post(f"{server}/predict", json={"x": bandpower[0][0].tolist()}, timeout=10).status_code == 200
+
+
+def test_nested_json_on_the_websocket_is_an_error_message_not_a_traceback(tight, bandpower):
+    url, log = tight
+    with connect(url.replace("http", "ws") + "/stream/ws", additional_headers=AUTH, compression=None, proxy=None,
+                 max_size=None) as ws:
+        ws.recv(timeout=10)
+        for message, status, fragment in [
+            ('{"frames": ' + "[" * 5000 + "]" * 5000 + "}", 413, "lists it can use (EEG2ARM_MAX_STREAM_FRAMES)"),
+            ('{"frames": ' + "[" * 40 + "]" * 40 + "}", 400, "nests deeper than 16 levels"),
+            ('{"frames": [' + ",".join([NEST] * 30) + "]}", 413, "lists it can use"),
+        ]:
+            ws.send(message)
+            answer = json.loads(ws.recv(timeout=10))
+            assert answer["status"] == status and fragment in answer["error"], answer
+            assert answer["error"].endswith("the stream is unchanged")
+        ws.send(npy_bytes(bandpower[0][0][..., :2]))  # (C, F, 2): the session goes on
+        assert len(json.loads(ws.recv(timeout=10))["results"]) == 1
+    time.sleep(0.5)
+    assert "Traceback" not in log.read_text()
