@@ -132,8 +132,9 @@ class Guard:
                          f"{'' if media else ' (none was sent)'}")
         length = headers.get(b"content-length")
         limit = f"{self.settings.max_body_bytes / MiB:g} MiB"
-        if length is None:
-            return 411, f"send a Content-Length header (bodies of up to {limit} are accepted)"
+        if length is None or b"transfer-encoding" in headers:  # a chunked body's size is known only once it is read
+            return 411, (f"send the body with a Content-Length header and no Transfer-Encoding (bodies of up to "
+                         f"{limit} are accepted)")
         if not length.isdigit():
             return 400, "invalid Content-Length header"
         if int(length) > self.settings.max_body_bytes:
@@ -142,8 +143,10 @@ class Guard:
         return None
 
     async def _read_body(self, scope: dict[str, Any], receive: Receive, send: Send) -> bytes | None:
-        """The whole body within the timeout, or None once an error was sent (or the client went away)."""
-        chunks = []
+        """The whole body within the timeout, or None once an error was sent (or the client went away). Its bytes
+        are counted as they arrive: more than its Content-Length is a 413 before any more is read."""
+        chunks, received = [], 0
+        declared = int(dict(scope["headers"])[b"content-length"])  # checked by _declared_body
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.body_timeout_s
         try:
@@ -152,6 +155,11 @@ class Guard:
                 if message["type"] == "http.disconnect":
                     return None
                 chunks.append(message.get("body", b""))
+                received += len(chunks[-1])
+                if received > declared:
+                    await send_error(send, 413, "the body is longer than its Content-Length",
+                                     extra=[(b"connection", b"close")])
+                    return None
                 if not message.get("more_body", False):
                     break
         except asyncio.TimeoutError:

@@ -29,7 +29,7 @@ STATUS = {
     404: "Not Found: no such stream session, or the model has no step graph",
     408: "Request Timeout: the body did not arrive within EEG2ARM_BODY_TIMEOUT_S",
     409: "Conflict: HTTP stream sessions need EEG2ARM_WORKERS=1 (use /stream/ws)",
-    411: "Length Required: no Content-Length",
+    411: "Length Required: no Content-Length, or a Transfer-Encoding",
     413: "Content Too Large: over a limit of this server (the message names it; GET /metadata lists them)",
     415: "Unsupported Media Type: the route takes another Content-Type",
     429: "Too Many Requests: all stream sessions are open",

@@ -369,3 +369,26 @@ def test_nested_json_on_the_websocket_is_an_error_message_not_a_traceback(tight,
         assert len(json.loads(ws.recv(timeout=10))["results"]) == 1
     time.sleep(0.5)
     assert "Traceback" not in log.read_text()
+
+
+def test_a_chunked_body_cannot_get_past_the_body_limit(server, bandpower):
+    """Content-Length and Transfer-Encoding: chunked together: the length passed the check while the chunked body
+    was read whole (300 MiB took the worker from 2.0 to 2.9 GB; review U1). Refused before a byte is read."""
+    worker = _worker(server)
+    peak = _peak_mb(worker)
+    chunk = b"%x\r\n%s\r\n" % (2**20, b"1" * 2**20)  # 1 MiB
+    with socket.create_connection(("127.0.0.1", int(server.rsplit(":", 1)[1]))) as s:
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk)
+        s.settimeout(10)
+        answer = b""
+        while not answer.endswith(b"}"):  # the headers, then the JSON body
+            answer += s.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 411") and b"no Transfer-Encoding" in answer, answer
+        try:
+            for _ in range(64):  # the rest of a 64 MiB body: the server reads none of it
+                s.sendall(chunk)
+        except OSError:  # the server closed the connection
+            pass
+    assert _peak_mb(worker) - peak < 30
+    assert requests.post(f"{server}/predict", json={"x": bandpower[0][0].tolist()}, timeout=10).status_code == 200
