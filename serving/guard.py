@@ -40,6 +40,12 @@ class BodyRule:
     json: JsonBound | None = None  # how much JSON the route can use; None: not JSON
 
 
+def loggable(text: str, limit: int = 80) -> str:
+    """`text` (a request's path, a message) cut to `limit` characters, its control and other unprintable characters
+    escaped (\\n, \\x1b, \\u2028): a request cannot write a line of its own into the log."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text[:limit])
+
+
 def error_body(status: int, message: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
     body = json.dumps({"error": message[:MAX_MESSAGE]}).encode()
     return [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())], body
@@ -217,7 +223,7 @@ class ErrorShape:
         headers, body = error_body(status, text)
         kept = [(k, v) for k, v in self.start.get("headers", []) if k.lower() not in (b"content-type",
                                                                                       b"content-length")]
-        log.info("%s %s -> %d: %s", self.scope["method"], self.scope["path"][:80], status, text[:200])
+        log.info("%s %s -> %d: %s", self.scope["method"], loggable(self.scope["path"]), status, loggable(text, 200))
         await self.send({**self.start, "headers": kept + headers})
         await self.send({"type": "http.response.body", "body": body})
 
@@ -225,7 +231,7 @@ class ErrorShape:
 async def deny_websocket(scope: dict[str, Any], send: Send, status: int, message: str) -> None:
     """Refuse a WebSocket handshake with an HTTP status and the error body where the server can (ASGI's denial
     response extension), else with close code 1008 (policy violation)."""
-    log.info("%d WebSocket %s: %s", status, scope["path"][:80], message[:200])
+    log.info("%d WebSocket %s: %s", status, loggable(scope["path"]), loggable(message, 200))
     if "websocket.http.response" not in scope.get("extensions", {}):
         return await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
     headers, body = error_body(status, message)

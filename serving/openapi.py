@@ -3,8 +3,9 @@
 BentoML describes `x` and `frames` as "any" value, and its error responses as objects with an `error` and a
 string `detail` for 400/404/500 only. This document gives the real contract: the shapes the model takes (C, F and
 the T and window limits of this server, float32-finite numbers), every status each route can answer with, all with
-one Error body {"error": "..."} (what serving/guard.py makes of every error), GET /metadata, the bearer token when
-one is set, and the WebSocket protocol in the description (OpenAPI 3.0 has no WebSocket operations).
+one Error body {"error": "..."} (what serving/front.py and serving/guard.py make of every error), GET
+/metadata, the bearer token when one is set, and the WebSocket protocol in the description (OpenAPI 3.0 has no
+WebSocket operations).
 
 What JSON Schema cannot say is in the descriptions: all windows of a request share one T, each request holds at
 most `max_frames` frames (windows x T), and a session's `exit` is at most its `enter`.
@@ -25,7 +26,8 @@ ERROR = {"type": "object", "required": ["error"], "additionalProperties": False,
 STATUS = {
     400: "Bad Request: the body does not fit the model (the message says what and how to fix it)",
     401: "Unauthorized: missing or wrong `Authorization: Bearer <token>` (EEG2ARM_API_TOKEN)",
-    403: "Forbidden: a cross-origin browser request",
+    403: "Forbidden: a cross-origin browser request, or a Host header this server does not answer to "
+         "(EEG2ARM_ALLOWED_HOSTS)",
     404: "Not Found: no such stream session, or the model has no step graph",
     408: "Request Timeout: the body did not arrive within EEG2ARM_BODY_TIMEOUT_S",
     409: "Conflict: HTTP stream sessions need EEG2ARM_WORKERS=1 (use /stream/ws)",

@@ -29,6 +29,7 @@ from eeg2arm.realtime.streamer import Streamer
 from . import slow_clients
 from .batching import WindowBatcher
 from .errors import Conflict, PayloadTooLarge, TooManyRequests
+from .front import FrontedService
 from .guard import BodyRule, Guard, OneLinePerClientError
 from .json_scan import JsonBound, frames_bound, windows_bound
 from .model_source import ENV_ONNX, check_model, resolve_onnx, store_model
@@ -62,7 +63,8 @@ SINGLE_WORKER = ("HTTP stream sessions live in one worker's memory and this serv
 
 
 @bentoml.service(name="eeg2arm", workers=SETTINGS.workers, traffic={"timeout": 60},
-                 http={"host": "127.0.0.1", "port": 3000})  # a wider bind is asked for: --host 0.0.0.0
+                 http={"host": "127.0.0.1", "port": 3000},  # a wider bind is asked for: --host 0.0.0.0
+                 service_class=FrontedService)  # serving/front.py before BentoML's own middleware
 @bentoml.asgi_app(routes_app, path="/")
 class EEG2Arm:
     """Band-power EEG windows in, class probabilities out."""

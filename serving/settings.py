@@ -55,6 +55,7 @@ class Settings:
     workers: int = 1  # server processes
     batching: bool = True  # concurrent /predict requests share model calls
     api_token: str | None = None  # when set, every route but the health probes needs Authorization: Bearer <token>
+    allowed_hosts: tuple[str, ...] = ()  # Host names answered besides IP addresses and localhost; "*": any
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -72,6 +73,8 @@ class Settings:
             workers=env_number("EEG2ARM_WORKERS", d.workers),
             batching=os.environ.get("EEG2ARM_BATCHING", "1") != "0",
             api_token=token or None,
+            allowed_hosts=tuple(name.strip().lower().rstrip(".") for name in
+                                os.environ.get("EEG2ARM_ALLOWED_HOSTS", "").split(",") if name.strip()),
         )
 
     def limits(self) -> dict[str, float]:

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from eeg2arm.realtime.smoothing import Hysteresis
 from eeg2arm.realtime.streamer import Streamer
 from export.step import OnnxStep, step_path
 from serving.client import RemoteStreamer
+from serving.front import NOT_FOUND, WRONG_HOST
 from serving.local_server import REPO, serve
 from serving.settings import Settings
 
@@ -37,7 +39,8 @@ NPY = {"Content-Type": "application/octet-stream"}
 POST_ROUTES = {"/predict": JSON, "/predict_npy": NPY, "/stream/open": JSON, "/stream/step": JSON,
                "/stream/close": JSON}
 TIGHT = {"EEG2ARM_WORKERS": "2", "EEG2ARM_MAX_T": "16", "EEG2ARM_MAX_WINDOWS": "4", "EEG2ARM_MAX_FRAMES": "64",
-         "EEG2ARM_MAX_STREAM_FRAMES": "8", "EEG2ARM_BODY_TIMEOUT_S": "1", "EEG2ARM_API_TOKEN": TOKEN}
+         "EEG2ARM_MAX_STREAM_FRAMES": "8", "EEG2ARM_BODY_TIMEOUT_S": "1", "EEG2ARM_API_TOKEN": TOKEN,
+         "EEG2ARM_ALLOWED_HOSTS": "arm.lab.example, eeg2arm"}
 
 
 def npy_bytes(X: np.ndarray) -> bytes:
@@ -236,14 +239,14 @@ def test_slow_clients_are_cut_off(tight):
     host, port = "127.0.0.1", int(url.rsplit(":", 1)[1])
     slow = [socket.create_connection((host, port)) for _ in range(100)]
     for s in slow:
-        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # headers never finished
     time.sleep(2.0)
     for s in slow:
         s.settimeout(5)
         assert s.recv(100) == b""  # closed by the server
         s.close()
     half = socket.create_connection((host, port))
-    half.sendall(f"POST /predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: "
+    half.sendall(f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: "
                  f"application/json\r\nContent-Length: 1000\r\n\r\n{{\"x\": [".encode())
     half.settimeout(5)
     t0 = time.perf_counter()
@@ -392,3 +395,69 @@ def test_a_chunked_body_cannot_get_past_the_body_limit(server, bandpower):
             pass
     assert _peak_mb(worker) - peak < 30
     assert requests.post(f"{server}/predict", json={"x": bandpower[0][0].tolist()}, timeout=10).status_code == 200
+
+
+def _handshake(url: str, path: str, host: str) -> bytes:
+    """The server's answer to a WebSocket handshake for `path` sent with this Host header (over a raw socket: a
+    client library sends the Host of its URL)."""
+    with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                  f"Authorization: Bearer {TOKEN}\r\n\r\n".encode())
+        s.settimeout(10)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not (answer.endswith(b"}") or answer.startswith(b"HTTP/1.1 101")):
+            answer += s.recv(4096)
+        return answer
+
+
+def test_a_foreign_host_is_refused_against_dns_rebinding(tight):
+    """A page of evil.example whose name resolves to 127.0.0.1 calls the server as its own origin: Host and Origin
+    agree, so only the Host itself can tell (review U4). IP addresses, localhost and EEG2ARM_ALLOWED_HOSTS pass."""
+    url, _ = tight
+    port = url.rsplit(":", 1)[1]
+    for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1.nip.io:{port}", f"EVIL.example.:{port}"):
+        headers = {**AUTH, "Host": host, "Origin": f"http://{host}"}
+        for r in (requests.get(f"{url}/metadata", headers=headers, timeout=10),
+                  requests.post(f"{url}/stream/open", json={}, headers=headers, timeout=10),
+                  requests.get(f"{url}/metadata/", headers=headers, timeout=10, allow_redirects=False)):
+            assert r.status_code == 403 and r.json() == {"error": WRONG_HOST}, (host, r.status_code, r.text)
+        assert _handshake(url, "/stream/ws", host).startswith(b"HTTP/1.1 403")
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", f"ARM.lab.example:{port}", "eeg2arm"):
+        r = requests.get(f"{url}/metadata", headers={**AUTH, "Host": host}, timeout=10)
+        assert r.status_code == 200, (host, r.text)
+    assert _handshake(url, "/stream/ws", f"arm.lab.example:{port}").startswith(b"HTTP/1.1 101")
+
+
+def test_unknown_paths_are_404_before_the_metrics_and_never_redirected(server):
+    """Every distinct path used to become a Prometheus label for good (5000 random paths: /metrics 55 KB -> 24 MB;
+    review U3), and /metadata/ a redirect to whatever Host the request named (U11)."""
+    metrics = requests.get(f"{server}/metrics", timeout=10).text.splitlines()
+    paths = [f"/{uuid.uuid4().hex}" for _ in range(300)] + ["/metadata/", "/docs.json/", "/static_content/x.css"]
+    with requests.Session() as http:
+        for path in paths:
+            r = http.get(server + path, timeout=10, allow_redirects=False)
+            assert r.status_code == 404 and r.json() == {"error": NOT_FOUND}, (path, r.status_code, r.text)
+    after = requests.get(f"{server}/metrics", timeout=10).text
+    assert len(after.splitlines()) == len(metrics) and not any(path in after for path in paths)
+    assert requests.get(f"{server}/static_content/index.css", timeout=10).status_code == 200  # the Swagger UI's
+    r = requests.get(f"{server}/stream/ws", timeout=10)  # the WebSocket route without the upgrade
+    assert r.status_code == 426 and "is a WebSocket" in r.json()["error"] and r.headers["upgrade"] == "websocket"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(server.replace("http", "ws") + "/stream/nope", proxy=None, legacy=True)
+    assert refused.value.response.status_code == 404
+    assert json.loads(refused.value.response.body) == {"error": NOT_FOUND}
+
+
+def test_a_request_cannot_write_its_own_log_line(tight):
+    """A path with a newline used to start a line of its own in the log (review U5)."""
+    url, log = tight
+    fake = "2026-12-01T11:00:00+0000 [ERROR] FAKE LINE"
+    for path in (f"/foo%0A{fake}", f"/metadata%0D%0A{fake}", f"/x%1B[31m%E2%80%A8{fake}"):
+        assert requests.get(url + path, headers=AUTH, timeout=10).status_code == 404
+    assert _handshake(url, f"/ws%0A{fake.replace(' ', '%20')}", "127.0.0.1").startswith(b"HTTP/1.1 404")
+    time.sleep(0.5)
+    lines = log.read_text().splitlines()
+    assert not any(line.startswith(fake) or "\x1b" in line for line in lines)
+    assert sum("\\n" + fake in line for line in lines) == 3  # /foo, /metadata (after its \\r), the WebSocket
+    assert sum("\\x1b[31m\\u2028" + fake in line for line in lines) == 1
