@@ -84,8 +84,7 @@ class Guard:
 
     def __init__(self, app: ASGIApp, settings: Settings, rules: dict[str, BodyRule]) -> None:
         self.app, self.settings, self.rules = app, settings, rules
-        token = settings.api_token
-        self.expected = f"Bearer {token}".encode() if token else None
+        self.token = settings.api_token.encode() if settings.api_token else None
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -110,10 +109,11 @@ class Guard:
         await self.app(scope, receive, send)
 
     def _authorized(self, scope: dict[str, Any]) -> tuple[int, str] | None:
-        if self.expected is None or scope["path"] in OPEN_PATHS:
+        if self.token is None or scope["path"] in OPEN_PATHS:
             return None
-        given = dict(scope["headers"]).get(b"authorization", b"")
-        if hmac.compare_digest(given, self.expected):
+        # RFC 7235: the scheme is case-insensitive ("bearer" is Bearer), then the credentials after its space(s)
+        scheme, _, credentials = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(credentials.lstrip(b" "), self.token):
             return None
         return 401, ("missing or wrong API token: send the header 'Authorization: Bearer <token>' with the token "
                      "the server was started with (EEG2ARM_API_TOKEN)")

@@ -79,6 +79,9 @@ def document(spec: dict[str, Any], config: EEGConfig, settings: Settings) -> dic
     for path, (name, fields) in bodies.items():
         schemas[name]["properties"].update(fields)
         spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"] = schemas[name]
+    spec["paths"]["/predict_npy"]["post"]["parameters"] = [{
+        "name": "return_logits", "in": "query", "required": False, "schema": {"type": "boolean", "default": False},
+        "description": "also return the logits (true or false; any other parameter or value is a 400)"}]
     spec["paths"]["/metadata"] = {"get": {
         "description": "The model's config and version, the input spec, the feature `recipe` (how raw EEG becomes "
                        "its frames), every request limit (`limits`), `workers`, "

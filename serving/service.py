@@ -2,9 +2,10 @@
 (/stream/ws, one session per connection) and over HTTP sessions (POST /stream/open, /stream/step, /stream/close;
 single worker). Run: `bentoml serve` (127.0.0.1:3000 unless --host/--port say otherwise).
 
-Every request passes serving/guard.py first (token, content type, body limits and timeouts, one error shape),
-is parsed and validated within the limits of serving/settings.py, and only then reaches the model: its windows go
-to the one ONNX Runtime session, batched with those of concurrent requests. Normalization and softmax are inside
+Every request passes serving/front.py (Host allow-list, unknown paths) and serving/guard.py (token, content type,
+body limits and timeouts, one error shape) first, is parsed and validated within the limits of
+serving/settings.py, and only then reaches the model: its windows go to the one ONNX Runtime session, batched
+with those of concurrent requests. Normalization and softmax are inside
 the exported graph: the service has no copy of them. Stream sessions run the exported step graph
 (model.step.onnx) one pooled frame at a time, each session with its own state (serving/streams.py).
 """
@@ -26,7 +27,7 @@ from eeg2arm.errors import UserInputError
 from eeg2arm.realtime.smoothing import Hysteresis
 from eeg2arm.realtime.streamer import Streamer
 
-from . import slow_clients
+from . import slow_clients, ws_close
 from .batching import WindowBatcher
 from .errors import Conflict, PayloadTooLarge, TooManyRequests
 from .front import FrontedService
@@ -35,8 +36,9 @@ from .json_scan import JsonBound, frames_bound, windows_bound
 from .model_source import ENV_ONNX, check_model, resolve_onnx, store_model
 from .routes import routes_app
 from .settings import Settings
+from .startup import one_line_errors, warn_if_exposed
 from .streams import StreamNotFound, StreamTable, TooManyStreams, as_json
-from .windows import TooLarge, frames_from_json, windows_from_json, windows_from_npy
+from .windows import TooLarge, frames_from_json, return_logits_query, windows_from_json, windows_from_npy
 
 with bentoml.importing():
     import onnxruntime
@@ -47,11 +49,13 @@ with bentoml.importing():
 
 log = logging.getLogger("eeg2arm")
 JSON = "application/json"
-SETTINGS = Settings.from_env()
-ONNX_MODEL = store_model()
-# A model that cannot be served stops `bentoml serve` here, in its first process, with the reason; found in a
-# worker's __init__ it would restart that worker forever.
-MODEL_CONFIG = check_model(resolve_onnx(ONNX_MODEL))
+with one_line_errors():  # a bad setting or model: one line `Error: ...`, exit 1, no traceback
+    SETTINGS = Settings.from_env()
+    warn_if_exposed(SETTINGS)
+    ONNX_MODEL = store_model()
+    # A model that cannot be served stops `bentoml serve` here, in its first process, with the reason; found in a
+    # worker's __init__ it would restart that worker forever.
+    MODEL_CONFIG = check_model(resolve_onnx(ONNX_MODEL))
 SESSION_ID = Field(min_length=43, max_length=43, pattern=r"^[A-Za-z0-9_-]+$",
                    description="the id /stream/open returned (the session's capability: keep it to yourself)")
 NO_STEP_GRAPH = ("this model was exported without a step graph (model.step.onnx: `eeg2arm export --no-stream`, or "
@@ -118,10 +122,11 @@ class EEG2Arm:
     async def predict_npy(
         self, body: Annotated[bytes, ContentType("application/octet-stream")], /, ctx: bentoml.Context
     ) -> dict[str, list]:
-        """Same as /predict for a body written by numpy.save (B, C, F, T) or (C, F, T); ?return_logits=true."""
+        """Same as /predict for a body written by numpy.save (B, C, F, T) or (C, F, T); ?return_logits=true|false."""
         with client_errors():
+            return_logits = return_logits_query(ctx.request.query_params.multi_items())
             X = windows_from_npy(body, self.config, SETTINGS)
-        return await self._predict(X, ctx.request.query_params.get("return_logits", "").lower() == "true")
+        return await self._predict(X, return_logits)
 
     @bentoml.api(route="/stream/open")
     async def stream_open(
@@ -216,3 +221,4 @@ EEG2Arm.add_asgi_middleware(Guard, settings=SETTINGS, rules={
     "/stream/close": BodyRule(JSON, JsonBound(64, 64, "one session id", "send only the session id")),
 })
 slow_clients.install(SETTINGS.body_timeout_s)  # before the worker's uvicorn picks its protocol: see the module
+ws_close.install(SETTINGS.max_body_bytes)  # the same for WebSockets: a too-large message gets its close frame

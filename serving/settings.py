@@ -1,6 +1,6 @@
 """The service's settings, each from an EEG2ARM_* environment variable read once at start-up (docs/serving.md).
 
-    settings = Settings.from_env()       # UserInputError naming the variable when one is not a positive number
+    settings = Settings.from_env()       # UserInputError naming the variable when one is not valid
     settings.limits()                    # what /metadata lists under "limits"
 
 The request limits bound the work of any one request. The model's memory grows with the frames it sees (windows
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 MiB = 2**20
 OPEN_PATHS = frozenset({"/livez", "/readyz"})  # the health probes: they answer without the token
+MIN_TOKEN = 16  # characters of EEG2ARM_API_TOKEN: `openssl rand -hex 32` gives 64
 
 
 def json_values(frames: int, config: EEGConfig) -> int:
@@ -42,6 +43,26 @@ def env_number(name: str, default: float, kind: type = int) -> float:
     return value
 
 
+def env_flag(name: str, default: bool) -> bool:
+    """0 or 1 from the environment variable `name`, or `default` when it is unset."""
+    text = os.environ.get(name, "")
+    if text not in ("", "0", "1"):
+        raise UserInputError(f"{name}={text[:40]!r} must be 0 or 1: set it like {name}={int(default)} or unset it "
+                             f"(docs/serving.md)")
+    return default if not text else text == "1"
+
+
+def env_token(name: str) -> str | None:
+    """The API token from the environment variable `name`, None when it is unset; UserInputError when it is set
+    but empty or short (an empty one used to mean no token at all, silently)."""
+    token = os.environ.get(name)
+    if token is not None and len(token) < MIN_TOKEN:
+        size = "empty" if not token else f"{len(token)} characters long"
+        raise UserInputError(f"{name} is set but {size}: use at least {MIN_TOKEN} random characters, e.g. "
+                             f"{name}=$(openssl rand -hex 32), or unset it to serve without a token")
+    return token
+
+
 @dataclass(frozen=True)
 class Settings:
     max_T: int = 512  # frames per window
@@ -60,7 +81,6 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         d = cls()
-        token = os.environ.get("EEG2ARM_API_TOKEN", "")
         return cls(
             max_T=env_number("EEG2ARM_MAX_T", d.max_T),
             max_windows=env_number("EEG2ARM_MAX_WINDOWS", d.max_windows),
@@ -71,8 +91,8 @@ class Settings:
             max_streams=env_number("EEG2ARM_MAX_STREAMS", d.max_streams),
             stream_idle_s=env_number("EEG2ARM_STREAM_IDLE_S", d.stream_idle_s, float),
             workers=env_number("EEG2ARM_WORKERS", d.workers),
-            batching=os.environ.get("EEG2ARM_BATCHING", "1") != "0",
-            api_token=token or None,
+            batching=env_flag("EEG2ARM_BATCHING", d.batching),
+            api_token=env_token("EEG2ARM_API_TOKEN"),
             allowed_hosts=tuple(name.strip().lower().rstrip(".") for name in
                                 os.environ.get("EEG2ARM_ALLOWED_HOSTS", "").split(",") if name.strip()),
         )

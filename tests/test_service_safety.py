@@ -118,6 +118,15 @@ def test_the_token_guards_every_route_but_the_health_probes(secure):
     assert refused.value.response.status_code == 401
 
 
+def test_the_bearer_scheme_is_case_insensitive(tight):
+    """RFC 7235: "bearer <token>" is the same credentials; it got 401 (review U16). The token itself is exact."""
+    url, _ = tight
+    for value in (f"bearer {TOKEN}", f"BEARER {TOKEN}", f"Bearer  {TOKEN}"):
+        assert requests.get(f"{url}/metadata", headers={"Authorization": value}, timeout=10).status_code == 200
+    for value in (f"Bearer {TOKEN.upper()}", f"Bearer{TOKEN}", f"Basic {TOKEN}", TOKEN, f"Bearer {TOKEN} x"):
+        assert requests.get(f"{url}/metadata", headers={"Authorization": value}, timeout=10).status_code == 401
+
+
 def _npy_header(shape: tuple) -> bytes:
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
