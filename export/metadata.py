@@ -54,6 +54,16 @@ def parse_metadata(props: Mapping[str, str], source: str | Path) -> tuple[EEGCon
     return config, meta
 
 
+def check_batch_graph(meta: Mapping[str, Any], source: str | Path) -> None:
+    """UserInputError when the metadata `meta` of `source` are a streaming step graph's (model.step.onnx, which
+    takes frames and state, not windows): the batch graph beside it is the model to predict or serve with."""
+    if meta.get("graph") == "step":
+        name = Path(str(source)).name
+        batch = name.removesuffix(".step.onnx") + ".onnx" if name.endswith(".step.onnx") else "model.onnx"
+        raise UserInputError(f"{source} is the streaming step graph of an export, which takes frames and state, "
+                             f"not windows: use the batch graph {batch} written beside it")
+
+
 def read_onnx_metadata(path: str | Path) -> tuple[EEGConfig, dict[str, Any]]:
     """Read an exported model's config (the same EEGConfig as in the checkpoint) and its other metadata."""
     path = Path(path)

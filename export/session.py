@@ -17,7 +17,7 @@ import onnxruntime as ort
 from eeg2arm.data import check_windows
 from eeg2arm.errors import UserInputError
 
-from .metadata import parse_metadata
+from .metadata import check_batch_graph, parse_metadata
 
 log = logging.getLogger("eeg2arm")
 
@@ -100,6 +100,7 @@ class OnnxPredictor(OnnxModel):
 
     def __init__(self, model: str | Path | bytes, device: str = "auto", intra_op_num_threads: int = 1):
         super().__init__(model, device, intra_op_num_threads)
+        check_batch_graph(self.meta, self.source)
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:

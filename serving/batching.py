@@ -27,6 +27,7 @@ class WindowBatcher:
         self.max_frames = max_frames
         self._queue: deque[tuple[np.ndarray, asyncio.Future]] = deque()
         self._busy = False
+        self._drainer: asyncio.Task | None = None  # held here: the event loop keeps only a weak reference to a task
 
     async def __call__(self, X: np.ndarray) -> np.ndarray:
         """Run X (B, C, F, T), sharing a model call with the requests waiting at the same time."""
@@ -34,7 +35,7 @@ class WindowBatcher:
         self._queue.append((X, future))
         if not self._busy:
             self._busy = True
-            asyncio.ensure_future(self._drain())
+            self._drainer = asyncio.ensure_future(self._drain())
         return await future
 
     async def _drain(self) -> None:

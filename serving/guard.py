@@ -4,9 +4,10 @@ timeouts, and one error shape for every 4xx/5xx answer, whoever made it (BentoML
 Refusals happen here, before BentoML reads or parses a body: a POST must declare the content type of its route
 (415 otherwise: a browser's cross-site form or text/plain POST never reaches a route), its Content-Length (411)
 within the limit (413), send its whole body within `body_timeout_s` (408), and a JSON body may hold at most the
-values its route can use (counted as commas, 413), so a body of tiny numbers cannot fan out into millions of Python
-objects. Every error answer becomes {"error": "<message>"} (the Error schema of /docs.json), written as one log
-line, BentoML's traceback and access line for it dropped (OneLinePerClientError).
+numbers and lists its route can use, nested no deeper than its route's bodies (serving/json_scan.py: 413, 400), so
+a body of tiny numbers or empty lists cannot fan out into millions of Python objects. Every error answer becomes
+{"error": "<message>"} (the Error schema of /docs.json), written as one log line, BentoML's traceback and access
+line for it dropped (OneLinePerClientError).
 """
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-from .settings import MiB, Settings
+from eeg2arm.errors import UserInputError
+
+from .json_scan import JsonBound, check_json
+from .settings import OPEN_PATHS, MiB, Settings
+from .windows import TooLarge
 
 log = logging.getLogger("eeg2arm")
 
@@ -26,15 +31,19 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[dict, Receive, Send], Awaitable[None]]
 
-OPEN_PATHS = frozenset({"/livez", "/readyz"})  # health probes answer without the token
 MAX_MESSAGE = 500  # characters of an error message: never a copy of a large input
 
 
 @dataclass(frozen=True)
 class BodyRule:
     content_type: str  # the one media type the route takes
-    max_values: int | None = None  # JSON values (commas + 1) the route can use; None: not counted
-    limit: str = ""  # the setting behind max_values, for the message
+    json: JsonBound | None = None  # how much JSON the route can use; None: not JSON
+
+
+def loggable(text: str, limit: int = 80) -> str:
+    """`text` (a request's path, a message) cut to `limit` characters, its control and other unprintable characters
+    escaped (\\n, \\x1b, \\u2028): a request cannot write a line of its own into the log."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text[:limit])
 
 
 def error_body(status: int, message: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
@@ -75,8 +84,7 @@ class Guard:
 
     def __init__(self, app: ASGIApp, settings: Settings, rules: dict[str, BodyRule]) -> None:
         self.app, self.settings, self.rules = app, settings, rules
-        token = settings.api_token
-        self.expected = f"Bearer {token}".encode() if token else None
+        self.token = settings.api_token.encode() if settings.api_token else None
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -101,10 +109,11 @@ class Guard:
         await self.app(scope, receive, send)
 
     def _authorized(self, scope: dict[str, Any]) -> tuple[int, str] | None:
-        if self.expected is None or scope["path"] in OPEN_PATHS:
+        if self.token is None or scope["path"] in OPEN_PATHS:
             return None
-        given = dict(scope["headers"]).get(b"authorization", b"")
-        if hmac.compare_digest(given, self.expected):
+        # RFC 7235: the scheme is case-insensitive ("bearer" is Bearer), then the credentials after its space(s)
+        scheme, _, credentials = dict(scope["headers"]).get(b"authorization", b"").partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(credentials.lstrip(b" "), self.token):
             return None
         return 401, ("missing or wrong API token: send the header 'Authorization: Bearer <token>' with the token "
                      "the server was started with (EEG2ARM_API_TOKEN)")
@@ -129,8 +138,9 @@ class Guard:
                          f"{'' if media else ' (none was sent)'}")
         length = headers.get(b"content-length")
         limit = f"{self.settings.max_body_bytes / MiB:g} MiB"
-        if length is None:
-            return 411, f"send a Content-Length header (bodies of up to {limit} are accepted)"
+        if length is None or b"transfer-encoding" in headers:  # a chunked body's size is known only once it is read
+            return 411, (f"send the body with a Content-Length header and no Transfer-Encoding (bodies of up to "
+                         f"{limit} are accepted)")
         if not length.isdigit():
             return 400, "invalid Content-Length header"
         if int(length) > self.settings.max_body_bytes:
@@ -139,8 +149,10 @@ class Guard:
         return None
 
     async def _read_body(self, scope: dict[str, Any], receive: Receive, send: Send) -> bytes | None:
-        """The whole body within the timeout, or None once an error was sent (or the client went away)."""
-        chunks = []
+        """The whole body within the timeout, or None once an error was sent (or the client went away). Its bytes
+        are counted as they arrive: more than its Content-Length is a 413 before any more is read."""
+        chunks, received = [], 0
+        declared = int(dict(scope["headers"])[b"content-length"])  # checked by _declared_body
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.body_timeout_s
         try:
@@ -149,6 +161,11 @@ class Guard:
                 if message["type"] == "http.disconnect":
                     return None
                 chunks.append(message.get("body", b""))
+                received += len(chunks[-1])
+                if received > declared:
+                    await send_error(send, 413, "the body is longer than its Content-Length",
+                                     extra=[(b"connection", b"close")])
+                    return None
                 if not message.get("more_body", False):
                     break
         except asyncio.TimeoutError:
@@ -157,10 +174,11 @@ class Guard:
             return None
         body = b"".join(chunks)
         rule = self.rules[scope["path"]]
-        if rule.max_values is not None and body.count(b",") + 1 > rule.max_values:
-            await send_error(send, 413, f"the JSON body holds more than the {rule.max_values} values that "
-                                        f"{scope['path']} takes per request ({rule.limit}): split it into smaller "
-                                        f"requests")
+        try:
+            if rule.json is not None:
+                check_json(body, rule.json, f"the JSON body of {scope['path']}")
+        except UserInputError as e:
+            await send_error(send, 413 if isinstance(e, TooLarge) else 400, str(e))
             return None
         return body
 
@@ -205,7 +223,7 @@ class ErrorShape:
         headers, body = error_body(status, text)
         kept = [(k, v) for k, v in self.start.get("headers", []) if k.lower() not in (b"content-type",
                                                                                       b"content-length")]
-        log.info("%s %s -> %d: %s", self.scope["method"], self.scope["path"][:80], status, text[:200])
+        log.info("%s %s -> %d: %s", self.scope["method"], loggable(self.scope["path"]), status, loggable(text, 200))
         await self.send({**self.start, "headers": kept + headers})
         await self.send({"type": "http.response.body", "body": body})
 
@@ -213,7 +231,7 @@ class ErrorShape:
 async def deny_websocket(scope: dict[str, Any], send: Send, status: int, message: str) -> None:
     """Refuse a WebSocket handshake with an HTTP status and the error body where the server can (ASGI's denial
     response extension), else with close code 1008 (policy violation)."""
-    log.info("%d WebSocket %s: %s", status, scope["path"][:80], message[:200])
+    log.info("%d WebSocket %s: %s", status, loggable(scope["path"]), loggable(message, 200))
     if "websocket.http.response" not in scope.get("extensions", {}):
         return await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
     headers, body = error_body(status, message)

@@ -72,16 +72,18 @@ def resolve_onnx(model: "bentoml.models.BentoModel | bentoml.Model | None") -> P
 
 def check_model(path: Path) -> EEGConfig:
     """Load the model as the service will, on CPU, and return its config; UserInputError with the reason when it
-    cannot be served (not ONNX, external data ONNX Runtime refuses, a step graph from another export, ...).
+    cannot be served (not ONNX, the step graph itself, external data ONNX Runtime refuses, a step graph from
+    another export, ...).
 
     The service calls this in its class body, so a bad model stops `bentoml serve` in its first process with that
     reason; found in a worker's __init__, it would restart the worker forever.
     """
-    from export.metadata import read_onnx_metadata
+    from export.metadata import check_batch_graph, read_onnx_metadata
     from export.session import make_session
     from export.step import step_beside
 
-    config, _ = read_onnx_metadata(path)
+    config, meta = read_onnx_metadata(path)
+    check_batch_graph(meta, path)
     check_external_data(path)
     make_session(path, "cpu")
     step_beside(path, "cpu")

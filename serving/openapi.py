@@ -3,8 +3,9 @@
 BentoML describes `x` and `frames` as "any" value, and its error responses as objects with an `error` and a
 string `detail` for 400/404/500 only. This document gives the real contract: the shapes the model takes (C, F and
 the T and window limits of this server, float32-finite numbers), every status each route can answer with, all with
-one Error body {"error": "..."} (what serving/guard.py makes of every error), GET /metadata, the bearer token when
-one is set, and the WebSocket protocol in the description (OpenAPI 3.0 has no WebSocket operations).
+one Error body {"error": "..."} (what serving/front.py and serving/guard.py make of every error), GET
+/metadata, the bearer token when one is set, and the WebSocket protocol in the description (OpenAPI 3.0 has no
+WebSocket operations).
 
 What JSON Schema cannot say is in the descriptions: all windows of a request share one T, each request holds at
 most `max_frames` frames (windows x T), and a session's `exit` is at most its `enter`.
@@ -17,7 +18,7 @@ from typing import Any
 from eeg2arm.config import EEGConfig
 
 from . import stream_ws
-from .settings import Settings
+from .settings import OPEN_PATHS, Settings
 
 FLOAT32_MAX = 3.4e38
 ERROR = {"type": "object", "required": ["error"], "additionalProperties": False,
@@ -25,11 +26,12 @@ ERROR = {"type": "object", "required": ["error"], "additionalProperties": False,
 STATUS = {
     400: "Bad Request: the body does not fit the model (the message says what and how to fix it)",
     401: "Unauthorized: missing or wrong `Authorization: Bearer <token>` (EEG2ARM_API_TOKEN)",
-    403: "Forbidden: a cross-origin browser request",
+    403: "Forbidden: a cross-origin browser request, or a Host header this server does not answer to "
+         "(EEG2ARM_ALLOWED_HOSTS)",
     404: "Not Found: no such stream session, or the model has no step graph",
     408: "Request Timeout: the body did not arrive within EEG2ARM_BODY_TIMEOUT_S",
     409: "Conflict: HTTP stream sessions need EEG2ARM_WORKERS=1 (use /stream/ws)",
-    411: "Length Required: no Content-Length",
+    411: "Length Required: no Content-Length, or a Transfer-Encoding",
     413: "Content Too Large: over a limit of this server (the message names it; GET /metadata lists them)",
     415: "Unsupported Media Type: the route takes another Content-Type",
     429: "Too Many Requests: all stream sessions are open",
@@ -37,7 +39,6 @@ STATUS = {
 }
 BODY_ERRORS = (400, 403, 408, 411, 413, 415, 500)
 SESSION_ERRORS = (404, 409)
-OPEN_PATHS = ("/livez", "/readyz")
 
 
 def _errors(codes: tuple[int, ...]) -> dict[str, Any]:
@@ -78,6 +79,9 @@ def document(spec: dict[str, Any], config: EEGConfig, settings: Settings) -> dic
     for path, (name, fields) in bodies.items():
         schemas[name]["properties"].update(fields)
         spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"] = schemas[name]
+    spec["paths"]["/predict_npy"]["post"]["parameters"] = [{
+        "name": "return_logits", "in": "query", "required": False, "schema": {"type": "boolean", "default": False},
+        "description": "also return the logits (true or false; any other parameter or value is a 400)"}]
     spec["paths"]["/metadata"] = {"get": {
         "description": "The model's config and version, the input spec, the feature `recipe` (how raw EEG becomes "
                        "its frames), every request limit (`limits`), `workers`, "

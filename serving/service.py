@@ -2,9 +2,10 @@
 (/stream/ws, one session per connection) and over HTTP sessions (POST /stream/open, /stream/step, /stream/close;
 single worker). Run: `bentoml serve` (127.0.0.1:3000 unless --host/--port say otherwise).
 
-Every request passes serving/guard.py first (token, content type, body limits and timeouts, one error shape),
-is parsed and validated within the limits of serving/settings.py, and only then reaches the model: its windows go
-to the one ONNX Runtime session, batched with those of concurrent requests. Normalization and softmax are inside
+Every request passes serving/front.py (Host allow-list, unknown paths) and serving/guard.py (token, content type,
+body limits and timeouts, one error shape) first, is parsed and validated within the limits of
+serving/settings.py, and only then reaches the model: its windows go to the one ONNX Runtime session, batched
+with those of concurrent requests. Normalization and softmax are inside
 the exported graph: the service has no copy of them. Stream sessions run the exported step graph
 (model.step.onnx) one pooled frame at a time, each session with its own state (serving/streams.py).
 """
@@ -23,17 +24,21 @@ from bentoml.validators import ContentType
 from pydantic import Field
 
 from eeg2arm.errors import UserInputError
+from eeg2arm.realtime.smoothing import Hysteresis
 from eeg2arm.realtime.streamer import Streamer
 
-from . import slow_clients
+from . import slow_clients, ws_close
 from .batching import WindowBatcher
 from .errors import Conflict, PayloadTooLarge, TooManyRequests
+from .front import FrontedService
 from .guard import BodyRule, Guard, OneLinePerClientError
+from .json_scan import JsonBound, frames_bound, windows_bound
 from .model_source import ENV_ONNX, check_model, resolve_onnx, store_model
 from .routes import routes_app
 from .settings import Settings
-from .streams import StreamNotFound, StreamTable, TooManyStreams, as_json, hysteresis
-from .windows import TooLarge, frames_from_json, windows_from_json, windows_from_npy
+from .startup import one_line_errors, warn_if_exposed
+from .streams import StreamNotFound, StreamTable, TooManyStreams, as_json
+from .windows import TooLarge, frames_from_json, return_logits_query, windows_from_json, windows_from_npy
 
 with bentoml.importing():
     import onnxruntime
@@ -43,11 +48,14 @@ with bentoml.importing():
     from export.step import step_beside
 
 log = logging.getLogger("eeg2arm")
-SETTINGS = Settings.from_env()
-ONNX_MODEL = store_model()
-# A model that cannot be served stops `bentoml serve` here, in its first process, with the reason; found in a
-# worker's __init__ it would restart that worker forever.
-MODEL_CONFIG = check_model(resolve_onnx(ONNX_MODEL))
+JSON = "application/json"
+with one_line_errors():  # a bad setting or model: one line `Error: ...`, exit 1, no traceback
+    SETTINGS = Settings.from_env()
+    warn_if_exposed(SETTINGS)
+    ONNX_MODEL = store_model()
+    # A model that cannot be served stops `bentoml serve` here, in its first process, with the reason; found in a
+    # worker's __init__ it would restart that worker forever.
+    MODEL_CONFIG = check_model(resolve_onnx(ONNX_MODEL))
 SESSION_ID = Field(min_length=43, max_length=43, pattern=r"^[A-Za-z0-9_-]+$",
                    description="the id /stream/open returned (the session's capability: keep it to yourself)")
 NO_STEP_GRAPH = ("this model was exported without a step graph (model.step.onnx: `eeg2arm export --no-stream`, or "
@@ -59,7 +67,8 @@ SINGLE_WORKER = ("HTTP stream sessions live in one worker's memory and this serv
 
 
 @bentoml.service(name="eeg2arm", workers=SETTINGS.workers, traffic={"timeout": 60},
-                 http={"host": "127.0.0.1", "port": 3000})  # a wider bind is asked for: --host 0.0.0.0
+                 http={"host": "127.0.0.1", "port": 3000},  # a wider bind is asked for: --host 0.0.0.0
+                 service_class=FrontedService)  # serving/front.py before BentoML's own middleware
 @bentoml.asgi_app(routes_app, path="/")
 class EEG2Arm:
     """Band-power EEG windows in, class probabilities out."""
@@ -113,10 +122,11 @@ class EEG2Arm:
     async def predict_npy(
         self, body: Annotated[bytes, ContentType("application/octet-stream")], /, ctx: bentoml.Context
     ) -> dict[str, list]:
-        """Same as /predict for a body written by numpy.save (B, C, F, T) or (C, F, T); ?return_logits=true."""
+        """Same as /predict for a body written by numpy.save (B, C, F, T) or (C, F, T); ?return_logits=true|false."""
         with client_errors():
+            return_logits = return_logits_query(ctx.request.query_params.multi_items())
             X = windows_from_npy(body, self.config, SETTINGS)
-        return await self._predict(X, ctx.request.query_params.get("return_logits", "").lower() == "true")
+        return await self._predict(X, return_logits)
 
     @bentoml.api(route="/stream/open")
     async def stream_open(
@@ -131,7 +141,7 @@ class EEG2Arm:
         """Open a stream session: {"session": id, "frame_shape": [C, F], "pool": ..., "idle_timeout_s": ...}."""
         self._http_sessions_usable()
         with client_errors():
-            session = self.streams.open(hysteresis(enter, exit, min_frames))
+            session = self.streams.open(Hysteresis(enter, exit, min_frames))
         return {"session": session, **self.stream_info()}
 
     @bentoml.api(route="/stream/step")
@@ -203,16 +213,12 @@ def client_errors() -> Iterator[None]:
         raise TooManyRequests(str(e)) from None
 
 
-def _json_rule(frames: int, limit: str) -> BodyRule:
-    values = frames * MODEL_CONFIG.n_electrodes * MODEL_CONFIG.n_bands + 16  # + the other fields
-    return BodyRule("application/json", values, limit)
-
-
 EEG2Arm.add_asgi_middleware(Guard, settings=SETTINGS, rules={
-    "/predict": _json_rule(SETTINGS.max_frames, "EEG2ARM_MAX_FRAMES"),
+    "/predict": BodyRule(JSON, windows_bound(SETTINGS, MODEL_CONFIG)),
     "/predict_npy": BodyRule("application/octet-stream"),
-    "/stream/open": BodyRule("application/json", 16, "a few settings"),
-    "/stream/step": _json_rule(SETTINGS.max_stream_frames, "EEG2ARM_MAX_STREAM_FRAMES"),
-    "/stream/close": BodyRule("application/json", 16, "one session id"),
+    "/stream/open": BodyRule(JSON, JsonBound(64, 64, "a few settings", "send only enter, exit and min_frames")),
+    "/stream/step": BodyRule(JSON, frames_bound(SETTINGS.max_stream_frames, MODEL_CONFIG, "send the frames in parts")),
+    "/stream/close": BodyRule(JSON, JsonBound(64, 64, "one session id", "send only the session id")),
 })
 slow_clients.install(SETTINGS.body_timeout_s)  # before the worker's uvicorn picks its protocol: see the module
+ws_close.install(SETTINGS.max_body_bytes)  # the same for WebSockets: a too-large message gets its close frame

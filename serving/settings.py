@@ -1,21 +1,33 @@
 """The service's settings, each from an EEG2ARM_* environment variable read once at start-up (docs/serving.md).
 
-    settings = Settings.from_env()       # UserInputError naming the variable when one is not a positive number
+    settings = Settings.from_env()       # UserInputError naming the variable when one is not valid
     settings.limits()                    # what /metadata lists under "limits"
 
 The request limits bound the work of any one request. The model's memory grows with the frames it sees (windows
 x T, about 11 KB per frame for the demo model) and its attention with T squared per window, so both are capped;
-a JSON body is refused from its Content-Length and its count of values before it is parsed, and a .npy body from
-its header before its array is allocated (docs/serving.md states the measured bound).
+a JSON body is refused from its Content-Length and its counts of numbers, lists and levels before it is parsed, and
+a .npy body from its header before its array is allocated (docs/serving.md states the measured bound).
 """
 from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from eeg2arm.errors import UserInputError
 
+if TYPE_CHECKING:
+    from eeg2arm.config import EEGConfig
+
 MiB = 2**20
+OPEN_PATHS = frozenset({"/livez", "/readyz"})  # the health probes: they answer without the token
+MIN_TOKEN = 16  # characters of EEG2ARM_API_TOKEN: `openssl rand -hex 32` gives 64
+
+
+def json_values(frames: int, config: EEGConfig) -> int:
+    """The most values a JSON body or message of `frames` frames can use: frames x C x F numbers + its few other
+    fields (serving/json_scan.py bounds a body by it before parsing)."""
+    return frames * config.n_electrodes * config.n_bands + 16
 
 
 def env_number(name: str, default: float, kind: type = int) -> float:
@@ -31,6 +43,26 @@ def env_number(name: str, default: float, kind: type = int) -> float:
     return value
 
 
+def env_flag(name: str, default: bool) -> bool:
+    """0 or 1 from the environment variable `name`, or `default` when it is unset."""
+    text = os.environ.get(name, "")
+    if text not in ("", "0", "1"):
+        raise UserInputError(f"{name}={text[:40]!r} must be 0 or 1: set it like {name}={int(default)} or unset it "
+                             f"(docs/serving.md)")
+    return default if not text else text == "1"
+
+
+def env_token(name: str) -> str | None:
+    """The API token from the environment variable `name`, None when it is unset; UserInputError when it is set
+    but empty or short (an empty one used to mean no token at all, silently)."""
+    token = os.environ.get(name)
+    if token is not None and len(token) < MIN_TOKEN:
+        size = "empty" if not token else f"{len(token)} characters long"
+        raise UserInputError(f"{name} is set but {size}: use at least {MIN_TOKEN} random characters, e.g. "
+                             f"{name}=$(openssl rand -hex 32), or unset it to serve without a token")
+    return token
+
+
 @dataclass(frozen=True)
 class Settings:
     max_T: int = 512  # frames per window
@@ -44,11 +76,11 @@ class Settings:
     workers: int = 1  # server processes
     batching: bool = True  # concurrent /predict requests share model calls
     api_token: str | None = None  # when set, every route but the health probes needs Authorization: Bearer <token>
+    allowed_hosts: tuple[str, ...] = ()  # Host names answered besides IP addresses and localhost; "*": any
 
     @classmethod
     def from_env(cls) -> Settings:
         d = cls()
-        token = os.environ.get("EEG2ARM_API_TOKEN", "")
         return cls(
             max_T=env_number("EEG2ARM_MAX_T", d.max_T),
             max_windows=env_number("EEG2ARM_MAX_WINDOWS", d.max_windows),
@@ -59,8 +91,10 @@ class Settings:
             max_streams=env_number("EEG2ARM_MAX_STREAMS", d.max_streams),
             stream_idle_s=env_number("EEG2ARM_STREAM_IDLE_S", d.stream_idle_s, float),
             workers=env_number("EEG2ARM_WORKERS", d.workers),
-            batching=os.environ.get("EEG2ARM_BATCHING", "1") != "0",
-            api_token=token or None,
+            batching=env_flag("EEG2ARM_BATCHING", d.batching),
+            api_token=env_token("EEG2ARM_API_TOKEN"),
+            allowed_hosts=tuple(name.strip().lower().rstrip(".") for name in
+                                os.environ.get("EEG2ARM_ALLOWED_HOSTS", "").split(",") if name.strip()),
         )
 
     def limits(self) -> dict[str, float]:

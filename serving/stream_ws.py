@@ -20,8 +20,10 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from eeg2arm.errors import UserInputError
+from eeg2arm.realtime.smoothing import Hysteresis
 
-from .streams import StreamNotFound, TooManyStreams, as_json, hysteresis
+from .json_scan import check_json, frames_bound
+from .streams import StreamNotFound, TooManyStreams, as_json
 from .windows import TooLarge, frames_from_json, frames_from_npy
 
 IDLE_CLOSE = 4408  # application close codes are 4000-4999: "4" + HTTP's 408 Request Timeout
@@ -43,8 +45,8 @@ async def stream_ws(ws: WebSocket) -> None:
         return await refuse(ws, 404, NO_STEP_GRAPH)
     q = ws.query_params
     try:
-        smoothing = hysteresis(float(q.get("enter", 0.7)), float(q.get("exit", 0.5)), int(q.get("min_frames", 3)))
-        session = service.streams.open(smoothing)
+        smoothing = Hysteresis(float(q.get("enter", 0.7)), float(q.get("exit", 0.5)), int(q.get("min_frames", 3)))
+        session = service.streams.open(smoothing, owned=True)  # ends with the connection, not by the table
     except (ValueError, UserInputError) as e:  # UserInputError is a ValueError
         message = str(e) if isinstance(e, UserInputError) else "enter, exit and min_frames must be numbers"
         return await refuse(ws, 400, message)
@@ -62,10 +64,7 @@ async def stream_ws(ws: WebSocket) -> None:
                 return await ws.close(IDLE_CLOSE, f"idle for {limits.stream_idle_s:g} s (EEG2ARM_STREAM_IDLE_S)")
             if message["type"] == "websocket.disconnect":
                 return
-            reply = await step(service, session, message)
-            await ws.send_text(json.dumps(reply))
-            if reply.get("status") == 404:  # the session expired under a stalled push
-                return await ws.close(IDLE_CLOSE, "session expired")
+            await ws.send_text(json.dumps(await step(service, session, message)))
     except (WebSocketDisconnect, OSError):  # the client went away while we answered: nothing left to tell it
         return
     finally:
@@ -95,14 +94,14 @@ async def step(service: Any, session: str, message: dict[str, Any]) -> dict[str,
 
 
 def _frames_field(text: str, config: Any, max_frames: int) -> Any:
-    """The `frames` of a text message, its size checked (as commas) before it is parsed."""
-    most = max_frames * config.n_electrodes * config.n_bands
-    if text.count(",") + 1 > most + 16:
-        raise TooLarge(f"the message holds more than the {most} values of {max_frames} frames "
-                       f"(EEG2ARM_MAX_STREAM_FRAMES): send them in parts; the stream is unchanged")
+    """The `frames` of a text message, its size and nesting checked (serving/json_scan.py) before it is parsed."""
+    try:
+        check_json(text.encode(), frames_bound(max_frames, config, "send the frames in parts"), "the message")
+    except UserInputError as e:
+        raise type(e)(f"{e}; the stream is unchanged") from None
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # malformed, or nested past the parser's recursion limit
         data = None
     if not isinstance(data, dict) or "frames" not in data:
         raise UserInputError('a text message must be JSON {"frames": ...} (or send the frames as numpy.save bytes '

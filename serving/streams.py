@@ -9,7 +9,8 @@ Every session has its own Streamer (buffer, model state, Hysteresis), so session
 The table is used from one asyncio event loop (the server worker's), so the dict needs no thread lock; a
 per-session asyncio.Lock serializes concurrent pushes to one session while the model steps run in a thread (a
 push of at most one group of frames, one step, runs at once: the thread hop would cost more than the step).
-Sessions idle for longer than `idle_timeout_s` are dropped lazily, on every open and lookup.
+Sessions idle for longer than `idle_timeout_s` are dropped lazily, on every open and lookup, except those owned by
+a connection (a WebSocket's): they end with it, and the connection has its own idle timeout.
 
 A session id is the capability to step and close that session: 256 random bits, never logged nor put in a message.
 """
@@ -23,17 +24,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from eeg2arm.errors import UserInputError
 from eeg2arm.realtime.smoothing import Hysteresis
 from eeg2arm.realtime.streamer import StepResult, Streamer
-
-
-def hysteresis(enter: float, exit: float, min_frames: int) -> Hysteresis:
-    """A session's smoothing from a client's settings; UserInputError saying the valid ranges."""
-    try:
-        return Hysteresis(enter, exit, min_frames)
-    except ValueError as e:
-        raise UserInputError(f"{e}: choose 0 <= exit <= enter <= 1 and min_frames >= 1") from None
 
 
 def as_json(result: StepResult) -> dict[str, Any]:
@@ -52,6 +44,7 @@ class TooManyStreams(RuntimeError):
 class Stream:
     streamer: Streamer
     last_used: float
+    owned: bool = False  # by a connection, which closes it: never expired by the table
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closed: bool = False
 
@@ -69,21 +62,24 @@ class StreamTable:
         return len(self._streams)
 
     def expire(self) -> int:
-        """Drop the sessions idle for longer than the timeout (not one whose push is running); return how many."""
+        """Drop the sessions idle for longer than the timeout (not one whose push is running, nor one a connection
+        owns); return how many."""
         deadline = self.clock() - self.idle_timeout_s
-        idle = [sid for sid, s in self._streams.items() if s.last_used < deadline and not s.lock.locked()]
+        idle = [sid for sid, s in self._streams.items()
+                if s.last_used < deadline and not s.lock.locked() and not s.owned]
         for sid in idle:
             self._streams.pop(sid).closed = True
         return len(idle)
 
-    def open(self, hysteresis: Hysteresis) -> str:
-        """A new session with its own Streamer; TooManyStreams when `max_streams` are open."""
+    def open(self, hysteresis: Hysteresis, owned: bool = False) -> str:
+        """A new session with its own Streamer; TooManyStreams when `max_streams` are open. `owned`: by a
+        connection that closes it when it ends (the table never expires it)."""
         self.expire()
         if len(self._streams) >= self.max_streams:
             raise TooManyStreams(f"all {self.max_streams} stream sessions of this server are open: close one "
                                  f"(POST /stream/close) or wait {self.idle_timeout_s:g} s for an idle one to expire")
         sid = secrets.token_urlsafe(32)
-        self._streams[sid] = Stream(self.make_streamer(hysteresis), self.clock())
+        self._streams[sid] = Stream(self.make_streamer(hysteresis), self.clock(), owned)
         return sid
 
     def get(self, sid: str) -> Stream:

@@ -20,6 +20,8 @@ from eeg2arm.errors import UserInputError
 from .settings import Settings
 
 NPY_MAGIC = b"\x93NUMPY"
+KINDS = {"b": "booleans", "U": "strings", "S": "bytes", "c": "complex numbers", "O": "mixed values (strings, nulls "
+         "or ragged lists)", "M": "dates", "m": "time spans", "V": "records"}
 
 
 class TooLarge(UserInputError):
@@ -29,6 +31,12 @@ class TooLarge(UserInputError):
 def _expects(config: EEGConfig) -> str:
     return (f"windows of shape (B, {config.n_electrodes}, {config.n_bands}, T) or one window "
             f"({config.n_electrodes}, {config.n_bands}, T) with T >= {config.min_frames}")
+
+
+def kind_of(dtype: np.dtype) -> str:
+    """What an array that is not numbers holds, in words: never its dtype's name, whose '<U15000000' would tell
+    the length of the input."""
+    return KINDS.get(dtype.kind, "values that are not numbers")
 
 
 def check_size(shape: tuple[int, ...], limits: Settings, what: str) -> None:
@@ -63,14 +71,14 @@ def _from_json(value: Any, name: str, expects: str) -> np.ndarray:
             from None
     # booleans become 0.0/1.0 in numpy, so look for them only where such values are
     if X.dtype.kind not in "iuf" or (X.ndim and ((X == 0) | (X == 1)).any() and _holds_bool(value)):
-        raise UserInputError(f"{name} must hold only numbers (got {'booleans' if X.dtype.kind in 'biuf' else X.dtype}"
-                             f" values); expected {expects}")
+        got = "booleans" if X.dtype.kind in "iuf" else kind_of(X.dtype)
+        raise UserInputError(f"{name} must hold only numbers (got {got}); expected {expects}")
     return X
 
 
 def _checked(X: np.ndarray, config: EEGConfig, limits: Settings, what: str) -> np.ndarray:
     if X.dtype.kind not in "iuf":
-        raise UserInputError(f"{what} must hold only numbers (got {X.dtype} values); the model expects "
+        raise UserInputError(f"{what} must hold only numbers (got {kind_of(X.dtype)}); the model expects "
                              f"{_expects(config)}")
     check_size(X.shape, limits, what)
     with np.errstate(over="ignore"):  # a value beyond float32's range becomes Inf, which check_windows reports
@@ -83,34 +91,45 @@ def windows_from_json(x: Any, config: EEGConfig, limits: Settings) -> np.ndarray
     return _checked(_from_json(x, "x", _expects(config)), config, limits, "x")
 
 
-def read_npy(body: bytes, check_shape, what: str) -> np.ndarray:
+def read_npy(body: bytes, check_shape, what: str, expects: str) -> np.ndarray:
     """The array in a body written by numpy.save (no pickles). `check_shape(shape)` runs on the header's shape
-    before the array is allocated; UserInputError when the body is not a consistent .npy file."""
+    before the array is allocated; UserInputError naming what is `expects`ed when the body is not a consistent .npy
+    file. numpy's own messages are never passed on: they quote the header, which the sender wrote."""
     if not body.startswith(NPY_MAGIC):
-        raise UserInputError(f"{what} is not a .npy file (it must start with the numpy.save header): send the bytes "
-                             f"written by numpy.save, e.g. curl -H 'Content-Type: application/octet-stream' "
-                             f"--data-binary @x.npy")
+        raise UserInputError(f"{what} is not a .npy file (it must start with the numpy.save header): send {expects} "
+                             f"as the bytes written by numpy.save, e.g. curl -H 'Content-Type: "
+                             f"application/octet-stream' --data-binary @x.npy")
+    unreadable = UserInputError(f"{what} could not be read as .npy (a header numpy.save does not write, or data that "
+                                f"do not fit its shape and dtype): send {expects}, saved with numpy.save")
     stream = io.BytesIO(body)
     try:  # the header first: np.load would allocate whatever shape it claims before reading a byte of data
         version = np.lib.format.read_magic(stream)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = read_header(stream)
         claimed, carried = math.prod(shape) * dtype.itemsize, len(body) - stream.tell()  # exact, however large
-        if not dtype.hasobject and claimed != carried:  # object arrays need pickles: np.load refuses them
-            says = f"{claimed} bytes" if claimed < 10**15 else "more than 10**15 bytes"
-            raise ValueError(f"its header's shape and dtype say {says} but it carries {carried}")
-    except (ValueError, OSError, EOFError) as e:
-        raise UserInputError(f"{what} could not be read as .npy ({e}); re-save it with numpy.save") from None
+    except Exception:  # numpy parses the sender's header text with tokenize and ast: ValueError, TokenError, ...
+        raise unreadable from None
+    if not dtype.hasobject and claimed != carried:  # object arrays need pickles: np.load refuses them
+        raise unreadable
     check_shape(shape)
     try:
         return np.load(io.BytesIO(body), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise UserInputError(f"{what} could not be read as .npy ({e}); re-save it with numpy.save") from None
+    except (ValueError, OSError, EOFError):
+        raise unreadable from None
+
+
+def return_logits_query(query: list[tuple[str, str]]) -> bool:
+    """/predict_npy's query, [(name, value)]: `return_logits=true` or `=false` at most once, as strict as the JSON
+    route's field; UserInputError for any other parameter or value (they used to be ignored silently)."""
+    if len(query) > 1 or any(name != "return_logits" or value not in ("true", "false") for name, value in query):
+        raise UserInputError("/predict_npy takes one optional query parameter, return_logits=true or "
+                             "return_logits=false")
+    return query == [("return_logits", "true")]
 
 
 def windows_from_npy(body: bytes, config: EEGConfig, limits: Settings) -> np.ndarray:
     """Windows from a request body holding one array saved with numpy.save."""
-    X = read_npy(body, lambda shape: check_size(shape, limits, "the .npy array"), "the body")
+    X = read_npy(body, lambda shape: check_size(shape, limits, "the .npy array"), "the body", _expects(config))
     return _checked(X, config, limits, "the .npy array")
 
 
@@ -129,7 +148,7 @@ def _checked_frames(X: np.ndarray, config: EEGConfig, max_frames: int) -> np.nda
     C, F = config.n_electrodes, config.n_bands
     expects = _frames_expected(config)
     if X.dtype.kind not in "iuf":
-        raise UserInputError(f"frames must hold only numbers (got {X.dtype} values); expected {expects}; "
+        raise UserInputError(f"frames must hold only numbers (got {kind_of(X.dtype)}); expected {expects}; "
                              f"the stream is unchanged")
     shape = X.shape
     if X.ndim == 2:
@@ -155,5 +174,6 @@ def frames_from_json(frames: Any, config: EEGConfig, max_frames: int) -> np.ndar
 
 def frames_from_npy(body: bytes, config: EEGConfig, max_frames: int) -> np.ndarray:
     """Stream frames from a binary message written by numpy.save: (C, F) or (C, F, n) -> float32 (C, F, n)."""
-    X = read_npy(body, lambda shape: _check_frames_size(tuple(shape), max_frames), "the message")
+    X = read_npy(body, lambda shape: _check_frames_size(tuple(shape), max_frames), "the message",
+                 _frames_expected(config))
     return _checked_frames(X, config, max_frames)

@@ -31,3 +31,31 @@ def test_concurrent_requests_are_batched_by_length_and_answered_in_order(exporte
     assert {T for *_, T in calls} == {15, 9, 4}  # one length per call (mixed lengths cannot concatenate)
     assert sum(B for B, *_ in calls) == sum(n for n, _ in sizes_and_lengths)  # every window ran exactly once
     assert max(B * T for B, _, _, T in calls) <= 75  # the bound on a call: windows x T
+
+
+def test_the_running_drain_task_is_held_by_the_batcher(bandpower):
+    """asyncio keeps only weak references to tasks: an unreferenced drain task may be garbage collected mid-way,
+    leaving the batcher busy forever and every later request waiting (review item 8)."""
+    import gc
+    import threading
+
+    release = threading.Event()
+
+    def run(X):  # a model call that waits until the test has looked
+        release.wait(10)
+        return X[:, 0, 0, :1]
+
+    batcher = WindowBatcher(run, max_frames=64)
+    X = np.ascontiguousarray(bandpower[0][:1, ..., :4])
+
+    async def main():
+        request = asyncio.ensure_future(batcher(X))
+        await asyncio.sleep(0.05)  # the drain task is now running the model call in a thread
+        drain = next(t for t in asyncio.all_tasks() if t.get_coro().__name__ == "_drain")
+        holders = [r for r in gc.get_referrers(drain) if r is batcher or r is vars(batcher)]
+        release.set()
+        return holders, await request
+
+    holders, answer = asyncio.run(main())
+    assert holders, "the drain task is referenced only weakly"
+    assert answer.shape == (1, 1)

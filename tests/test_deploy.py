@@ -37,6 +37,9 @@ def test_the_deployment_probes_the_service_and_takes_its_token_from_a_secret():
     env = {e["name"]: e for e in container["env"]}
     assert env["EEG2ARM_API_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "eeg2arm-token"
     assert env["BENTOML_HOST"]["value"] == "0.0.0.0"  # the image binds 127.0.0.1 unless told otherwise
+    service_name = load("service.yaml")["metadata"]["name"]
+    names = {rule["host"] for rule in load("ingress.yaml")["spec"]["rules"]} | {service_name}
+    assert names <= set(env["EEG2ARM_ALLOWED_HOSTS"]["value"].split(","))  # else their requests get 403 (Host)
     assert load("service.yaml")["spec"]["sessionAffinity"] == "ClientIP"
     assert load("hpa.yaml")["spec"]["scaleTargetRef"]["name"] == load("deployment.yaml")["metadata"]["name"]
     assert sorted(load("kustomization.yaml")["resources"]) == sorted(MANIFESTS)

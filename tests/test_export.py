@@ -136,6 +136,16 @@ def test_infer_needs_exactly_one_model(bandpower_dir, args):
     assert result.output.strip() == "Error: give exactly one of --ckpt (PyTorch checkpoint) or --onnx (exported model)"
 
 
+def test_infer_refuses_the_step_graph_in_one_line(exported, bandpower_dir):
+    """model.step.onnx takes frames and state: infer --onnx with it was a 42-line traceback (review U7)."""
+    step = exported[0].with_name("model.step.onnx")
+    result = CliRunner().invoke(cli, ["infer", "--onnx", str(step), "--x", str(bandpower_dir / "X.npy"),
+                                      "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (f"Error: {step} is the streaming step graph of an export, which takes frames "
+                                     f"and state, not windows: use the batch graph model.onnx written beside it")
+
+
 @pytest.mark.parametrize("shape,message", [
     ((2, 31, 4, 15), r"\(C=31, F=4\) do not match config \(C=32, F=4\)"),
     ((2, 32, 3, 15), r"\(C=32, F=3\) do not match config \(C=32, F=4\)"),

@@ -243,7 +243,7 @@ def test_stream_bad_input_one_line_exit_2(case, eyes_files, raw_dir, mmi_ckpt, t
         "wrong_montage": (["--raw", eyes_files["EC"], "--ckpt", mmi_ckpt], "lacks the model's channels"),
         "no_recipe": (["--raw", edf, "--ckpt", trained[0]], "does not record how its band power was made"),
         "no_lsl": (["--lsl", "no-such-stream", "--ckpt", mmi_ckpt, "--lsl-timeout", 0.5], "no LSL stream named"),
-        "bad_hysteresis": (["--raw", edf, "--ckpt", mmi_ckpt, "--enter", 0.3, "--exit", 0.6], "--enter/--exit"),
+        "bad_hysteresis": (["--raw", edf, "--ckpt", mmi_ckpt, "--enter", 0.3, "--exit", 0.6], "exit <= enter"),
         "no_server": (["--raw", edf, "--url", "http://127.0.0.1:9"], "cannot reach the eeg2arm server"),
         "onnx_missing": (["--raw", edf, "--onnx", "no-such.onnx"], "is not an ONNX file"),
         "onnx_is_ckpt": (["--raw", edf, "--onnx", mmi_ckpt], "is not an ONNX file"),

@@ -119,9 +119,10 @@ def test_hysteresis_ignores_single_frame_flicker():
 
 
 def test_hysteresis_rejects_bad_thresholds():
-    with pytest.raises(ValueError):
+    """UserInputError itself, so the CLI and the service need no wrapper to say what was wrong."""
+    with pytest.raises(UserInputError, match=r"0 <= exit <= enter <= 1, got enter=0.4, exit=0.6"):
         Hysteresis(enter=0.4, exit=0.6)
-    with pytest.raises(ValueError):
+    with pytest.raises(UserInputError, match="min_frames >= 1, got 0"):
         Hysteresis(min_frames=0)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch
 
 from eeg2arm.checkpoint import load_model_from_checkpoint
 from eeg2arm.errors import UserInputError
+from export.step import step_path
 from serving.local_server import serve
 from serving.settings import MiB, Settings, env_number
 
@@ -180,6 +182,53 @@ def test_bad_npy_bodies_are_400(server, bandpower):
     assert ok.status_code == 200 and len(ok.json()["pred"]) == 3
 
 
+def raw_npy(header: str) -> bytes:
+    """A .npy version 1.0 file whose header is this text, as a sender may write it."""
+    text = header.encode("latin-1")
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text
+
+
+HOSTILE_NPY = {  # header -> what numpy's message used to pass on to the client (review U10)
+    "{'descr': 'SECRET-PASSWORD-123', 'fortran_order': False, 'shape': (1,), }": "SECRET-PASSWORD-123",
+    "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }\nINJECT [ERROR] line": "INJECT",
+    "{'descr': '<f4', 'fortran_order': False, 'shape': (1+1,), }": "0x",  # "<ast.BinOp object at 0x7f...>"
+    "{'descr': b'SECRET-\\xff": "SECRET",  # numpy's tokenizer raised TokenError: a 500
+}
+
+
+def test_npy_errors_name_what_is_expected_and_echo_nothing(server, torch_model):
+    """numpy's header-parse messages quoted the sender's header (up to 500 characters, or a heap address); a
+    string array's dtype told the input's length ("got <U15000000 values")."""
+    config = torch_model[1]
+    expected = (f"the body could not be read as .npy (a header numpy.save does not write, or data that do not fit "
+                f"its shape and dtype): send windows of shape (B, {config.n_electrodes}, {config.n_bands}, T) or one "
+                f"window ({config.n_electrodes}, {config.n_bands}, T) with T >= {config.min_frames}, saved with "
+                f"numpy.save")
+    for header, secret in HOSTILE_NPY.items():
+        r = requests.post(f"{server}/predict_npy", data=raw_npy(header), headers=NPY, timeout=10)
+        assert r.status_code == 400 and r.json() == {"error": expected}, (header, r.status_code, r.text)
+        assert secret not in r.text
+    long_string = "s" * 123457
+    for r in (requests.post(f"{server}/predict_npy", data=npy_bytes(np.array([long_string])), headers=NPY, timeout=10),
+              requests.post(f"{server}/predict", json={"x": [[[long_string]]]}, timeout=10)):
+        assert r.status_code == 400 and "(got strings)" in r.json()["error"], r.text
+        assert "123457" not in r.text and "<U" not in r.text
+
+
+@pytest.mark.parametrize("query", ["return_logits=1", "return_logits=TRUE", "return_logits=yes", "return_logits=",
+                                   "logits=true", "return_logits=true&return_logits=false", "x=1"])
+def test_predict_npy_query_is_strict_like_the_json_route(server, bandpower, query):
+    """Anything but return_logits=true|false used to be ignored silently (review U15)."""
+    r = requests.post(f"{server}/predict_npy?{query}", data=npy_bytes(bandpower[0][:2]), headers=NPY, timeout=10)
+    assert r.status_code == 400, r.text
+    assert r.json() == {"error": "/predict_npy takes one optional query parameter, return_logits=true or "
+                                 "return_logits=false"}
+    for query, keys in (("", {"pred", "conf", "probs"}), ("?return_logits=false", {"pred", "conf", "probs"}),
+                        ("?return_logits=true", {"pred", "conf", "probs", "logits"})):
+        r = requests.post(f"{server}/predict_npy{query}", data=npy_bytes(bandpower[0][:2]), headers=NPY, timeout=10)
+        assert r.status_code == 200 and set(r.json()) == keys, (query, r.text)
+
+
 def test_body_limits(server, bandpower):
     too_big = b"0" * (LIMITS.max_body_bytes + 1)
     r = requests.post(f"{server}/predict", data=too_big, headers={"Content-Type": "application/json"}, timeout=30)
@@ -237,6 +286,56 @@ def test_service_settings_read_from_the_environment(monkeypatch):
         env_number("EEG2ARM_STREAM_IDLE_S", 60.0, float)
 
 
+@pytest.mark.parametrize("text", ["maybe", "true", "2", " 1"])
+def test_batching_is_0_or_1(monkeypatch, text):
+    """EEG2ARM_BATCHING=maybe used to mean on, silently (review U16)."""
+    monkeypatch.setenv("EEG2ARM_BATCHING", text)
+    with pytest.raises(UserInputError, match="EEG2ARM_BATCHING=.* must be 0 or 1"):
+        Settings.from_env()
+    for text, batching in (("0", False), ("1", True)):
+        monkeypatch.setenv("EEG2ARM_BATCHING", text)
+        assert Settings.from_env().batching is batching
+
+
+@pytest.mark.parametrize("token, size", [("", "empty"), ("a" * 15, "15 characters long")])
+def test_a_token_set_empty_or_short_is_refused(monkeypatch, token, size):
+    """EEG2ARM_API_TOKEN= used to mean no token at all, and any length was taken (review U8)."""
+    monkeypatch.setenv("EEG2ARM_API_TOKEN", token)
+    with pytest.raises(UserInputError, match=f"EEG2ARM_API_TOKEN is set but {size}: use at least 16 random"):
+        Settings.from_env()
+    monkeypatch.setenv("EEG2ARM_API_TOKEN", "a" * 16)
+    assert Settings.from_env().api_token == "a" * 16
+    monkeypatch.delenv("EEG2ARM_API_TOKEN")
+    assert Settings.from_env().api_token is None
+
+
+def test_a_bad_setting_stops_bentoml_serve_in_one_line(tmp_path):
+    """A bad EEG2ARM_* value ended `bentoml serve` with a 61-line traceback (review item 19)."""
+    log = tmp_path / "serve.log"
+    with pytest.raises(RuntimeError, match="exited with code 1"):
+        with serve({"EEG2ARM_BATCHING": "maybe", "EEG2ARM_ONNX": str(tmp_path / "model.onnx")}, log, timeout=60):
+            pass
+    assert_one_line_error(log, "EEG2ARM_BATCHING='maybe' must be 0 or 1")
+
+
+@pytest.mark.parametrize("args, env, warned", [
+    (("--host", "0.0.0.0"), {}, True),
+    ((), {"BENTOML_HOST": "::"}, True),
+    (("--host", "0.0.0.0"), {"EEG2ARM_API_TOKEN": "t" * 32}, False),
+    (("--host", "127.0.0.1"), {}, False),
+])
+def test_a_network_bind_without_a_token_is_one_warning(tmp_path, args, env, warned):
+    """--host 0.0.0.0 without a token started without a word (review U8). A missing model stops the server right
+    after the warning, before it binds anything: the test never listens on a network."""
+    log = tmp_path / "serve.log"
+    with pytest.raises(RuntimeError, match="exited with code 1"):
+        with serve({"EEG2ARM_ONNX": str(tmp_path / "model.onnx"), **env}, log, timeout=60, args=args):
+            pass
+    lines = log.read_text().strip().splitlines()
+    warnings = [line for line in lines if "without EEG2ARM_API_TOKEN: anyone who can reach this machine" in line]
+    assert len(warnings) == warned and lines[-1].startswith("Error: ") and len(lines) == 1 + warned, lines
+
+
 @pytest.mark.parametrize("content", [None, b"not an onnx file"])
 def test_a_bad_local_model_stops_the_server_with_its_reason(tmp_path, content):
     model = tmp_path / "model.onnx"
@@ -246,10 +345,17 @@ def test_a_bad_local_model_stops_the_server_with_its_reason(tmp_path, content):
     with pytest.raises(RuntimeError, match="exited with code"):  # at once, not a worker restarting forever
         with serve({"EEG2ARM_ONNX": str(model)}, log, timeout=60):
             pass
-    last = log.read_text().strip().splitlines()[-1]
-    assert last.endswith("is not a file: point it at a model exported with `eeg2arm export`, or unset it to serve "
-                         "eeg2arm:latest from the model store" if content is None
-                         else "is not a readable ONNX model (DecodeError); export it again"), last
+    assert_one_line_error(log, "is not a file: point it at a model exported with `eeg2arm export`, or unset it to "
+                               "serve eeg2arm:latest from the model store" if content is None
+                          else "is not a readable ONNX model (DecodeError); export it again")
+
+
+def assert_one_line_error(log: Path, reason: str) -> None:
+    """The server's output is one line `Error: ...` with the reason, no traceback (review item 19: it was 61 lines
+    ending in the reason)."""
+    lines = log.read_text().strip().splitlines()
+    assert lines[-1].startswith("Error: ") and reason in lines[-1], lines[-3:]
+    assert len(lines) == 1, lines[:5]
 
 
 def _external_data_outside(exported, folder: Path) -> Path:
@@ -275,8 +381,6 @@ def _step_graph_of_another_export(exported, folder: Path) -> Path:
     """model.onnx beside a step graph whose export_id is another export's."""
     import onnx
 
-    from export.step import step_path
-
     shutil.copyfile(exported, folder / "model.onnx")
     step = onnx.load(step_path(exported))
     for prop in step.metadata_props:
@@ -289,6 +393,9 @@ def _step_graph_of_another_export(exported, folder: Path) -> Path:
 @pytest.mark.parametrize("make, reason", [
     (_external_data_outside, "is outside the model's folder ('../weights.bin')"),
     (_step_graph_of_another_export, "comes from another export than"),
+    # the step graph as the model: it used to start, and answer every /predict with 500 (review U7)
+    (lambda exported, folder: step_path(exported), "is the streaming step graph of an export, which takes frames "
+                                                   "and state, not windows: use the batch graph model.onnx"),
 ])
 def test_a_model_that_cannot_be_served_stops_bentoml_serve_within_seconds(exported, tmp_path, make, reason):
     model = make(exported[0], tmp_path)
@@ -298,5 +405,4 @@ def test_a_model_that_cannot_be_served_stops_bentoml_serve_within_seconds(export
         with serve({"EEG2ARM_ONNX": str(model), "BENTOML_HOME": str(tmp_path / "empty")}, log, timeout=60):
             pass
     assert time.perf_counter() - t0 < 20  # seconds, not a worker restarting every ~10 s forever
-    last = log.read_text().strip().splitlines()[-1]
-    assert last.startswith("eeg2arm.errors.UserInputError: ") and reason in last, last
+    assert_one_line_error(log, reason)

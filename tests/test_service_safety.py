@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from eeg2arm.realtime.smoothing import Hysteresis
 from eeg2arm.realtime.streamer import Streamer
 from export.step import OnnxStep, step_path
 from serving.client import RemoteStreamer
+from serving.front import NOT_FOUND, WRONG_HOST
 from serving.local_server import REPO, serve
 from serving.settings import Settings
 
@@ -37,7 +39,8 @@ NPY = {"Content-Type": "application/octet-stream"}
 POST_ROUTES = {"/predict": JSON, "/predict_npy": NPY, "/stream/open": JSON, "/stream/step": JSON,
                "/stream/close": JSON}
 TIGHT = {"EEG2ARM_WORKERS": "2", "EEG2ARM_MAX_T": "16", "EEG2ARM_MAX_WINDOWS": "4", "EEG2ARM_MAX_FRAMES": "64",
-         "EEG2ARM_MAX_STREAM_FRAMES": "8", "EEG2ARM_BODY_TIMEOUT_S": "1", "EEG2ARM_API_TOKEN": TOKEN}
+         "EEG2ARM_MAX_STREAM_FRAMES": "8", "EEG2ARM_BODY_TIMEOUT_S": "1", "EEG2ARM_API_TOKEN": TOKEN,
+         "EEG2ARM_ALLOWED_HOSTS": "arm.lab.example, eeg2arm"}
 
 
 def npy_bytes(X: np.ndarray) -> bytes:
@@ -113,6 +116,15 @@ def test_the_token_guards_every_route_but_the_health_probes(secure):
     with pytest.raises(InvalidStatus) as refused:
         connect(url.replace("https", "wss") + "/stream/ws", ssl=_trusting(cert), proxy=None, legacy=True)
     assert refused.value.response.status_code == 401
+
+
+def test_the_bearer_scheme_is_case_insensitive(tight):
+    """RFC 7235: "bearer <token>" is the same credentials; it got 401 (review U16). The token itself is exact."""
+    url, _ = tight
+    for value in (f"bearer {TOKEN}", f"BEARER {TOKEN}", f"Bearer  {TOKEN}"):
+        assert requests.get(f"{url}/metadata", headers={"Authorization": value}, timeout=10).status_code == 200
+    for value in (f"Bearer {TOKEN.upper()}", f"Bearer{TOKEN}", f"Basic {TOKEN}", TOKEN, f"Bearer {TOKEN} x"):
+        assert requests.get(f"{url}/metadata", headers={"Authorization": value}, timeout=10).status_code == 401
 
 
 def _npy_header(shape: tuple) -> bytes:
@@ -236,14 +248,14 @@ def test_slow_clients_are_cut_off(tight):
     host, port = "127.0.0.1", int(url.rsplit(":", 1)[1])
     slow = [socket.create_connection((host, port)) for _ in range(100)]
     for s in slow:
-        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # headers never finished
     time.sleep(2.0)
     for s in slow:
         s.settimeout(5)
         assert s.recv(100) == b""  # closed by the server
         s.close()
     half = socket.create_connection((host, port))
-    half.sendall(f"POST /predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: "
+    half.sendall(f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: "
                  f"application/json\r\nContent-Length: 1000\r\n\r\n{{\"x\": [".encode())
     half.settimeout(5)
     t0 = time.perf_counter()
@@ -312,3 +324,149 @@ def _accepted(log) -> dict[str, int]:
     lines = log.read_text().splitlines()
     return {route: sum(f"method=POST,path={route}," in line and "status=200" in line for line in lines)
             for route in ("/predict", "/predict_npy")}
+
+
+def _worker(url: str) -> psutil.Process:
+    """The worker process of a one-worker server (the one that parses requests)."""
+    port = int(url.rsplit(":", 1)[1])
+    pids = {c.pid for c in psutil.net_connections("tcp") if c.laddr.port == port and c.status == "LISTEN"}
+    return next(p for p in map(psutil.Process, pids) if "--worker-id" in p.cmdline())
+
+
+def _peak_mb(proc: psutil.Process) -> float:
+    status = Path(f"/proc/{proc.pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
+
+
+NEST = "[" * 30 + "]" * 30
+NESTED = '{"x": [' + ",".join([NEST] * ((16 * 2**20 - 20) // (len(NEST) + 1))) + "]}"  # 16 MiB of empty lists
+
+
+def test_nested_json_is_refused_before_it_is_parsed(server, bandpower):
+    """A body of nested empty lists has few commas: parsed, 16 MiB of it took 7 s and 1.6 GB of the worker. Its
+    lists and its depth are counted from its bytes first (review U2); a deep body never reaches a parser (U6)."""
+    worker = _worker(server)
+    peak = _peak_mb(worker)
+    cases = [  # body, status, fragment
+        (NESTED, 413, "lists it can use (EEG2ARM_MAX_FRAMES)"),
+        ('{"x": ' + "[" * 5000 + "]" * 5000 + "}", 400, "nests deeper than 16 levels"),
+        ('{"a": "' + "]" * 60 + '", "x": ' + "[" * 50 + "]" * 50 + "}", 400, "nests deeper"),  # ] in a string
+        ('{"a": "\\"]]]]]]", "x": ' + "[" * 20 + "]" * 20 + "}", 400, "nests deeper"),  # and after an escaped quote
+    ]
+    for body, status, fragment in cases:
+        r = requests.post(f"{server}/predict", data=body.encode(), headers=JSON, timeout=60)
+        assert r.status_code == status and fragment in r.json()["error"], r.text[:300]
+    deep_step = '{"session": "' + "A" * 43 + '", "frames": ' + "[" * 40 + "]" * 40 + "}"
+    r = requests.post(f"{server}/stream/step", data=deep_step.encode(), headers=JSON, timeout=10)
+    assert r.status_code == 400 and "nests deeper than 16 levels" in r.json()["error"], r.text
+    assert _peak_mb(worker) - peak < 100
+    assert requests.post(f"{server}/predict", json={"x": bandpower[0][0].tolist()}, timeout=10).status_code == 200
+
+
+def test_nested_json_on_the_websocket_is_an_error_message_not_a_traceback(tight, bandpower):
+    url, log = tight
+    with connect(url.replace("http", "ws") + "/stream/ws", additional_headers=AUTH, compression=None, proxy=None,
+                 max_size=None) as ws:
+        ws.recv(timeout=10)
+        for message, status, fragment in [
+            ('{"frames": ' + "[" * 5000 + "]" * 5000 + "}", 413, "lists it can use (EEG2ARM_MAX_STREAM_FRAMES)"),
+            ('{"frames": ' + "[" * 40 + "]" * 40 + "}", 400, "nests deeper than 16 levels"),
+            ('{"frames": [' + ",".join([NEST] * 30) + "]}", 413, "lists it can use"),
+        ]:
+            ws.send(message)
+            answer = json.loads(ws.recv(timeout=10))
+            assert answer["status"] == status and fragment in answer["error"], answer
+            assert answer["error"].endswith("the stream is unchanged")
+        ws.send(npy_bytes(bandpower[0][0][..., :2]))  # (C, F, 2): the session goes on
+        assert len(json.loads(ws.recv(timeout=10))["results"]) == 1
+    time.sleep(0.5)
+    assert "Traceback" not in log.read_text()
+
+
+def test_a_chunked_body_cannot_get_past_the_body_limit(server, bandpower):
+    """Content-Length and Transfer-Encoding: chunked together: the length passed the check while the chunked body
+    was read whole (300 MiB took the worker from 2.0 to 2.9 GB; review U1). Refused before a byte is read."""
+    worker = _worker(server)
+    peak = _peak_mb(worker)
+    chunk = b"%x\r\n%s\r\n" % (2**20, b"1" * 2**20)  # 1 MiB
+    with socket.create_connection(("127.0.0.1", int(server.rsplit(":", 1)[1]))) as s:
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk)
+        s.settimeout(10)
+        answer = b""
+        while not answer.endswith(b"}"):  # the headers, then the JSON body
+            answer += s.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 411") and b"no Transfer-Encoding" in answer, answer
+        try:
+            for _ in range(64):  # the rest of a 64 MiB body: the server reads none of it
+                s.sendall(chunk)
+        except OSError:  # the server closed the connection
+            pass
+    assert _peak_mb(worker) - peak < 30
+    assert requests.post(f"{server}/predict", json={"x": bandpower[0][0].tolist()}, timeout=10).status_code == 200
+
+
+def _handshake(url: str, path: str, host: str) -> bytes:
+    """The server's answer to a WebSocket handshake for `path` sent with this Host header (over a raw socket: a
+    client library sends the Host of its URL)."""
+    with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                  f"Authorization: Bearer {TOKEN}\r\n\r\n".encode())
+        s.settimeout(10)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not (answer.endswith(b"}") or answer.startswith(b"HTTP/1.1 101")):
+            answer += s.recv(4096)
+        return answer
+
+
+def test_a_foreign_host_is_refused_against_dns_rebinding(tight):
+    """A page of evil.example whose name resolves to 127.0.0.1 calls the server as its own origin: Host and Origin
+    agree, so only the Host itself can tell (review U4). IP addresses, localhost and EEG2ARM_ALLOWED_HOSTS pass."""
+    url, _ = tight
+    port = url.rsplit(":", 1)[1]
+    for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1.nip.io:{port}", f"EVIL.example.:{port}"):
+        headers = {**AUTH, "Host": host, "Origin": f"http://{host}"}
+        for r in (requests.get(f"{url}/metadata", headers=headers, timeout=10),
+                  requests.post(f"{url}/stream/open", json={}, headers=headers, timeout=10),
+                  requests.get(f"{url}/metadata/", headers=headers, timeout=10, allow_redirects=False)):
+            assert r.status_code == 403 and r.json() == {"error": WRONG_HOST}, (host, r.status_code, r.text)
+        assert _handshake(url, "/stream/ws", host).startswith(b"HTTP/1.1 403")
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", f"ARM.lab.example:{port}", "eeg2arm"):
+        r = requests.get(f"{url}/metadata", headers={**AUTH, "Host": host}, timeout=10)
+        assert r.status_code == 200, (host, r.text)
+    assert _handshake(url, "/stream/ws", f"arm.lab.example:{port}").startswith(b"HTTP/1.1 101")
+
+
+def test_unknown_paths_are_404_before_the_metrics_and_never_redirected(server):
+    """Every distinct path used to become a Prometheus label for good (5000 random paths: /metrics 55 KB -> 24 MB;
+    review U3), and /metadata/ a redirect to whatever Host the request named (U11)."""
+    metrics = requests.get(f"{server}/metrics", timeout=10).text.splitlines()
+    paths = [f"/{uuid.uuid4().hex}" for _ in range(300)] + ["/metadata/", "/docs.json/", "/static_content/x.css"]
+    with requests.Session() as http:
+        for path in paths:
+            r = http.get(server + path, timeout=10, allow_redirects=False)
+            assert r.status_code == 404 and r.json() == {"error": NOT_FOUND}, (path, r.status_code, r.text)
+    after = requests.get(f"{server}/metrics", timeout=10).text
+    assert len(after.splitlines()) == len(metrics) and not any(path in after for path in paths)
+    assert requests.get(f"{server}/static_content/index.css", timeout=10).status_code == 200  # the Swagger UI's
+    r = requests.get(f"{server}/stream/ws", timeout=10)  # the WebSocket route without the upgrade
+    assert r.status_code == 426 and "is a WebSocket" in r.json()["error"] and r.headers["upgrade"] == "websocket"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(server.replace("http", "ws") + "/stream/nope", proxy=None, legacy=True)
+    assert refused.value.response.status_code == 404
+    assert json.loads(refused.value.response.body) == {"error": NOT_FOUND}
+
+
+def test_a_request_cannot_write_its_own_log_line(tight):
+    """A path with a newline used to start a line of its own in the log (review U5)."""
+    url, log = tight
+    fake = "2026-12-01T11:00:00+0000 [ERROR] FAKE LINE"
+    for path in (f"/foo%0A{fake}", f"/metadata%0D%0A{fake}", f"/x%1B[31m%E2%80%A8{fake}"):
+        assert requests.get(url + path, headers=AUTH, timeout=10).status_code == 404
+    assert _handshake(url, f"/ws%0A{fake.replace(' ', '%20')}", "127.0.0.1").startswith(b"HTTP/1.1 404")
+    time.sleep(0.5)
+    lines = log.read_text().splitlines()
+    assert not any(line.startswith(fake) or "\x1b" in line for line in lines)
+    assert sum("\\n" + fake in line for line in lines) == 3  # /foo, /metadata (after its \\r), the WebSocket
+    assert sum("\\x1b[31m\\u2028" + fake in line for line in lines) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
@@ -236,6 +237,12 @@ def npy(frames: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def raw_npy(header: str) -> bytes:
+    """A .npy version 1.0 file whose header is this text, as a sender may write it."""
+    text = header.encode("latin-1")
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text
+
+
 @pytest.mark.parametrize("chunk", [1, 7])
 def test_websocket_session_equals_pytorch_past_the_context_window(server, bandpower, torch_model, chunk):
     model, config = torch_model
@@ -269,6 +276,10 @@ def test_websocket_bad_messages_are_error_messages_and_the_session_goes_on(serve
         "not json": (400, 'JSON {"frames"'),
         json.dumps({"frames": [[True] * F] * C}): (400, "only numbers"),
         npy(np.zeros((C, F, MAX_STREAM_FRAMES + 1), np.float32)): (413, "EEG2ARM_MAX_STREAM_FRAMES"),
+        # numpy's message quoted the header (review U10): now a fixed one naming what is expected
+        raw_npy("{'descr': 'SECRET-PASSWORD-123', 'fortran_order': False, 'shape': (1,), }"):
+            (400, f"the message could not be read as .npy (a header numpy.save does not write, or data that do not "
+                  f"fit its shape and dtype): send one frame ({C}, {F}) or several frames ({C}, {F}, n)"),
     }
     results = []
     with connect(ws_url(server, **SMOOTHING), compression=None, proxy=None, max_size=None) as ws:
@@ -279,9 +290,27 @@ def test_websocket_bad_messages_are_error_messages_and_the_session_goes_on(serve
                     ws.send(message)
                     answer = json.loads(ws.recv(timeout=10))
                     assert answer["status"] == status and fragment in answer["error"], answer
+                    assert "SECRET" not in answer["error"]
             ws.send(npy(frames[..., t]))
             results += json.loads(ws.recv(timeout=10))["results"]
     check_against(results, reference(model, frames), SMOOTHING)
+
+
+def test_a_websocket_message_over_the_size_limit_gets_close_1009(server, bandpower):
+    """uvicorn answered a message over 16 MiB (EEG2ARM_MAX_BODY_MB) with a close frame and closed the socket while the
+    client was still sending: the reset mostly lost the close frame (review U12). Ten tries, each must see 1009."""
+    too_big = Settings().max_body_bytes + 1
+    for message in 5 * (b"\x93NUMPY" + bytes(too_big), '{"frames": [' + "0," * (too_big // 2) + "0]}"):
+        with connect(ws_url(server), compression=None, proxy=None, max_size=None) as ws:
+            ws.recv(timeout=10)
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.send(message)
+                ws.recv(timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009, closed.value
+    with connect(ws_url(server), compression=None, proxy=None) as ws:  # the server goes on
+        ws.recv(timeout=10)
+        ws.send(npy(frames_of(bandpower, 0, 2)))
+        assert "results" in json.loads(ws.recv(timeout=10))
 
 
 @pytest.mark.parametrize("query, status, fragment", [("enter=0.4&exit=0.5", 400, "exit <= enter"),

@@ -109,3 +109,18 @@ def test_bad_limits_are_refused(step):
         table(step, max_streams=0)
     with pytest.raises(ValueError, match="idle_timeout_s"):
         table(step, idle=0)
+
+
+def test_a_session_owned_by_a_connection_is_not_expired_by_the_table(step):
+    """A WebSocket's session ends with its connection, which has its own idle timeout: the table's clock (set at
+    the end of a push) must not drop it under a live connection whose next message comes just in time (review
+    item 10: a 404 and close 4408 on a live connection)."""
+    clock = Clock()
+    t = table(step, max_streams=2, clock=clock)
+    owned, http = t.open(Hysteresis(), owned=True), t.open(Hysteresis())
+    clock.now += 61
+    assert t.expire() == 1  # the HTTP session, idle for longer than the timeout
+    assert t.get(owned).streamer is not None
+    with pytest.raises(StreamNotFound):
+        t.get(http)
+    assert asyncio.run(t.close(owned)) == 0 and len(t) == 0  # the connection's end closes it

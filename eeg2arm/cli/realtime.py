@@ -48,10 +48,7 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
         raise UserInputError("give exactly one source: --raw FILE or --lsl NAME")
     if chunk <= 0 or (duration is not None and duration <= 0):
         raise UserInputError("--chunk and --duration must be positive numbers of seconds")
-    try:
-        hysteresis = Hysteresis(enter, exit_, min_frames)
-    except ValueError as e:
-        raise UserInputError(f"{e}: fix --enter/--exit/--min-frames") from None
+    hysteresis = Hysteresis(enter, exit_, min_frames)  # UserInputError naming enter/exit/min_frames
     echo = functools.partial(click.echo, err=out_jsonl == "-")  # stdout carries only JSON lines then
     with contextlib.ExitStack() as stack:
         decoder = open_decoder(ckpt, onnx_path, url, hysteresis, device)

@@ -1,7 +1,11 @@
-"""Hysteresis: per-frame probabilities -> a steady decision (numpy only, so ONNX-only clients can use it)."""
+"""Hysteresis: per-frame probabilities -> a steady decision (numpy only, so ONNX-only clients can use it).
+
+Bad settings raise UserInputError (the CLI's one line, the service's 400) saying the valid ranges."""
 from __future__ import annotations
 
 import numpy as np
+
+from ..errors import UserInputError
 
 
 class Hysteresis:
@@ -19,9 +23,10 @@ class Hysteresis:
 
     def __init__(self, enter: float = 0.7, exit: float = 0.5, min_frames: int = 3):
         if not 0.0 <= exit <= enter <= 1.0:
-            raise ValueError(f"need 0 <= exit <= enter <= 1, got enter={enter}, exit={exit}")
+            raise UserInputError(f"Hysteresis needs 0 <= exit <= enter <= 1, got enter={enter:g}, exit={exit:g}: "
+                                 f"give an exit probability at most the enter one")
         if min_frames < 1:
-            raise ValueError(f"min_frames must be >= 1, got {min_frames}")
+            raise UserInputError(f"Hysteresis needs min_frames >= 1, got {min_frames}: choose 1 or more frames")
         self.enter, self.exit, self.min_frames = enter, exit, min_frames
         self.reset()
 
