@@ -66,7 +66,17 @@ def resolve_onnx(model: "bentoml.models.BentoModel | bentoml.Model | None") -> P
             raise UserInputError(f"{ENV_ONNX}={path} is not a file: point it at a model exported with "
                                  f"`eeg2arm export`, or unset it to serve {MODEL_NAME}:latest from the model store")
         return path
-    stored = model if hasattr(model, "path_of") else model.resolve()
+    if hasattr(model, "path_of"):  # the stored model itself
+        return Path(model.path_of(ONNX_FILE))
+    import bentoml
+
+    try:
+        stored = model.resolve()
+    except bentoml.exceptions.BentoMLException:  # BentoML says only that it found no model, nor a cloud to ask
+        home = os.environ.get("BENTOML_HOME", "~/bentoml")
+        raise UserInputError(f"no model {MODEL_NAME} in the BentoML model store at {home}: put one there with "
+                             f"`eeg2arm export --ckpt CKPT --out model.onnx --bentoml` (make demo's store: "
+                             f"BENTOML_HOME=out/bentoml), or serve a file: {ENV_ONNX}=model.onnx bentoml serve") from None
     return Path(stored.path_of(ONNX_FILE))
 
 

@@ -318,6 +318,17 @@ def test_a_bad_setting_stops_bentoml_serve_in_one_line(tmp_path):
     assert_one_line_error(log, "EEG2ARM_BATCHING='maybe' must be 0 or 1")
 
 
+def test_an_empty_model_store_says_how_to_fill_it(tmp_path):
+    """`bentoml serve` with no model in the store said only that eeg2arm:latest could not be fetched from a
+    remote (review R2): it now names the store and the two ways to give it a model."""
+    log = tmp_path / "serve.log"
+    with pytest.raises(RuntimeError, match="exited with code 1"):
+        with serve({"BENTOML_HOME": str(tmp_path / "store"), "EEG2ARM_ONNX": ""}, log, timeout=60):
+            pass
+    assert_one_line_error(log, f"no model eeg2arm in the BentoML model store at {tmp_path / 'store'}: put one there "
+                               "with `eeg2arm export --ckpt CKPT --out model.onnx --bentoml`")
+
+
 @pytest.mark.parametrize("args, env, warned", [
     (("--host", "0.0.0.0"), {}, True),
     ((), {"BENTOML_HOST": "::"}, True),
