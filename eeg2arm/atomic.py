@@ -46,20 +46,20 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
     path = Path(path)
     check_folder(path)
     remove_stale_temps(path)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
-    except OSError as e:
-        raise UserInputError(f"{path} cannot be written ({e.strerror}): choose a writable folder") from None
-    os.close(fd)
-    try:
-        with terminate_raises():
+    with terminate_raises():  # from before the temp exists: a SIGTERM as it is made must not leave it behind
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
+        except OSError as e:
+            raise UserInputError(f"{path} cannot be written ({e.strerror}): choose a writable folder") from None
+        try:
+            os.close(fd)
             write(tmp)
             fsync(Path(tmp))  # on disk before the rename, so a crash leaves the old file or the new one
             os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a written file gets the usual permissions
             os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
 
 def atomic_folder(out: str | Path, write: Callable[[Path], Any]) -> None:
@@ -71,9 +71,9 @@ def atomic_folder(out: str | Path, write: Callable[[Path], Any]) -> None:
     out = Path(out)
     check_folder(out)
     remove_stale_temps(out)
-    tmp = new_temp_folder(out)
-    try:
-        with terminate_raises():
+    with terminate_raises():  # from before the temp exists, as in atomic_write
+        tmp = new_temp_folder(out)
+        try:
             write(tmp)
             for file in tmp.rglob("*"):
                 if file.is_file():
@@ -85,9 +85,9 @@ def atomic_folder(out: str | Path, write: Callable[[Path], Any]) -> None:
                 os.rename(tmp, out)
             except OSError as e:  # a non-empty folder appeared just now
                 raise UserInputError(f"{out} appeared while writing ({e.strerror}): choose a new name") from None
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
 
 
 def new_temp_folder(target: Path, suffix: str = ".tmp") -> Path:
