@@ -23,6 +23,10 @@ ONNX_FILE = "model.onnx"
 ENV_ONNX = "EEG2ARM_ONNX"
 
 
+def store_home() -> str:
+    return os.environ.get("BENTOML_HOME", "~/bentoml")
+
+
 def save_to_store(onnx_path: str | Path, config: EEGConfig, version: str) -> str:
     """Copy an exported ONNX file (and its step graph) into the BentoML model store as `eeg2arm`; return the tag.
 
@@ -39,8 +43,7 @@ def save_to_store(onnx_path: str | Path, config: EEGConfig, version: str) -> str
             if step.is_file():  # the streaming step graph, when the model can stream
                 shutil.copyfile(step, step_path(model.path_of(ONNX_FILE)))
     except (OSError, bentoml.exceptions.BentoMLException) as e:
-        home = os.environ.get("BENTOML_HOME", "~/bentoml")
-        raise UserInputError(f"cannot save to the BentoML model store at {home} ({type(e).__name__}: {e}): make it "
+        raise UserInputError(f"cannot save to the BentoML model store at {store_home()} ({type(e).__name__}: {e}): make it "
                              f"writable or set BENTOML_HOME") from None
     return str(model.tag)
 
@@ -68,16 +71,11 @@ def resolve_onnx(model: "bentoml.models.BentoModel | bentoml.Model | None") -> P
         return path
     if hasattr(model, "path_of"):  # the stored model itself
         return Path(model.path_of(ONNX_FILE))
-    import bentoml
-
-    try:
-        stored = model.resolve()
-    except bentoml.exceptions.BentoMLException:  # BentoML says only that it found no model, nor a cloud to ask
-        home = os.environ.get("BENTOML_HOME", "~/bentoml")
-        raise UserInputError(f"no model {MODEL_NAME} in the BentoML model store at {home}: put one there with "
-                             f"`eeg2arm export --ckpt CKPT --out model.onnx --bentoml` (make demo's store: "
-                             f"BENTOML_HOME=out/bentoml), or serve a file: {ENV_ONNX}=model.onnx bentoml serve") from None
-    return Path(stored.path_of(ONNX_FILE))
+    if model.stored is None:  # (resolve() would say only that it found no model, nor a cloud to fetch it from)
+        raise UserInputError(f"no model {MODEL_NAME} in the BentoML model store at {store_home()}: put one there "
+                             f"with `eeg2arm export --ckpt CKPT --out model.onnx --bentoml` (make demo's store: "
+                             f"BENTOML_HOME=out/bentoml), or serve a file: {ENV_ONNX}=model.onnx bentoml serve")
+    return Path(model.resolve().path_of(ONNX_FILE))
 
 
 def check_model(path: Path) -> EEGConfig:

@@ -11,6 +11,7 @@ a .npy body from its header before its array is allocated (docs/serving.md state
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -60,7 +61,21 @@ def env_token(name: str) -> str | None:
         size = "empty" if not token else f"{len(token)} characters long"
         raise UserInputError(f"{name} is set but {size}: use at least {MIN_TOKEN} random characters, e.g. "
                              f"{name}=$(openssl rand -hex 32), or unset it to serve without a token")
+    if token is not None and not re.fullmatch(r"[\x21-\x7e]+", token):  # a header value: no spaces, ASCII
+        raise UserInputError(f"{name} holds spaces or characters outside printable ASCII, so no request could send "
+                             f"it: use e.g. {name}=$(openssl rand -hex 32)")
     return token
+
+
+def env_hosts(name: str) -> tuple[str, ...]:
+    """Bare host names, comma-separated, from the environment variable `name` (lower case, no trailing dot), or
+    "*"; UserInputError for an entry with a scheme, a port or a wildcard, which would never match a Host header."""
+    names = tuple(n.strip().lower().rstrip(".") for n in os.environ.get(name, "").split(",") if n.strip())
+    for host in names:
+        if host != "*" and not re.fullmatch(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*", host):
+            raise UserInputError(f"{name}: {host[:60]!r} is not a bare host name: give names like eeg2arm.lab, "
+                                 f"without scheme, port or wildcard ('*' alone means any)")
+    return names
 
 
 @dataclass(frozen=True)
@@ -93,8 +108,7 @@ class Settings:
             workers=env_number("EEG2ARM_WORKERS", d.workers),
             batching=env_flag("EEG2ARM_BATCHING", d.batching),
             api_token=env_token("EEG2ARM_API_TOKEN"),
-            allowed_hosts=tuple(name.strip().lower().rstrip(".") for name in
-                                os.environ.get("EEG2ARM_ALLOWED_HOSTS", "").split(",") if name.strip()),
+            allowed_hosts=env_hosts("EEG2ARM_ALLOWED_HOSTS"),
         )
 
     def limits(self) -> dict[str, float]:

@@ -309,6 +309,25 @@ def test_a_token_set_empty_or_short_is_refused(monkeypatch, token, size):
     assert Settings.from_env().api_token is None
 
 
+@pytest.mark.parametrize("token", ["a" * 16 + "\n", "a" * 8 + " " + "a" * 8, "ä" * 16])
+def test_a_token_no_request_could_send_is_refused(monkeypatch, token):
+    """A trailing newline or a non-ASCII character made a token no Authorization header could match."""
+    monkeypatch.setenv("EEG2ARM_API_TOKEN", token)
+    with pytest.raises(UserInputError, match="EEG2ARM_API_TOKEN holds spaces or characters outside printable ASCII"):
+        Settings.from_env()
+
+
+@pytest.mark.parametrize("hosts", ["eeg2arm.lab:3000", "https://eeg2arm.lab", "*.example.com", "ok.lab, a b"])
+def test_an_allowed_host_that_could_never_match_is_refused(monkeypatch, hosts):
+    """A port, scheme or wildcard in EEG2ARM_ALLOWED_HOSTS was kept as typed and never matched a Host header, so
+    every request got 403."""
+    monkeypatch.setenv("EEG2ARM_ALLOWED_HOSTS", hosts)
+    with pytest.raises(UserInputError, match="EEG2ARM_ALLOWED_HOSTS: .* is not a bare host name"):
+        Settings.from_env()
+    monkeypatch.setenv("EEG2ARM_ALLOWED_HOSTS", "Eeg2arm.LAB., arm-1,*")
+    assert Settings.from_env().allowed_hosts == ("eeg2arm.lab", "arm-1", "*")
+
+
 def test_a_bad_setting_stops_bentoml_serve_in_one_line(tmp_path):
     """A bad EEG2ARM_* value ended `bentoml serve` with a 61-line traceback (review item 19)."""
     log = tmp_path / "serve.log"
