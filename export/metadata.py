@@ -18,6 +18,7 @@ from eeg2arm.errors import UserInputError
 
 PREFIX = "eeg2arm."
 CONFIG_KEY = PREFIX + "config"
+STEP_SUFFIX = ".step.onnx"  # model.onnx's streaming step graph is model.step.onnx beside it
 
 
 def set_metadata(proto: onnx.ModelProto, config: EEGConfig, **fields: Any) -> None:
@@ -59,7 +60,7 @@ def check_batch_graph(meta: Mapping[str, Any], source: str | Path) -> None:
     takes frames and state, not windows): the batch graph beside it is the model to predict or serve with."""
     if meta.get("graph") == "step":
         name = Path(str(source)).name
-        batch = name.removesuffix(".step.onnx") + ".onnx" if name.endswith(".step.onnx") else "model.onnx"
+        batch = name.removesuffix(STEP_SUFFIX) + ".onnx" if name.endswith(STEP_SUFFIX) else "model.onnx"
         raise UserInputError(f"{source} is the streaming step graph of an export, which takes frames and state, "
                              f"not windows: use the batch graph {batch} written beside it")
 

@@ -18,12 +18,11 @@ from eeg2arm.config import EEGConfig
 from eeg2arm.errors import UserInputError
 from eeg2arm.realtime.streamer import STATE_NAMES
 
-from .metadata import read_onnx_metadata
+from .metadata import STEP_SUFFIX, read_onnx_metadata
 from .session import OnnxModel
 
 STEP_INPUTS = ("frames", *STATE_NAMES)
 STEP_OUTPUTS = ("logits", "probs", *(f"next_{n}" for n in STATE_NAMES))
-STEP_SUFFIX = ".step.onnx"
 
 
 def step_path(onnx_path: str | Path) -> Path:

@@ -20,12 +20,18 @@ import numpy as np
 from eeg2arm.config import EEGConfig
 from eeg2arm.errors import UserInputError
 
-from .settings import Settings, json_values
+from .settings import Settings
 from .windows import TooLarge
 
 MAX_DEPTH = 16  # levels of nesting
 FIELDS = 16  # the lists, objects and values a body holds besides its windows or frames
 _NOT_MARKS = bytes(sorted(set(range(256)) - set(b'"[]{}')))
+
+
+def json_values(frames: int, config: EEGConfig) -> int:
+    """The most values a JSON body or message of `frames` frames can use: frames x C x F numbers + its few other
+    fields."""
+    return frames * config.n_electrodes * config.n_bands + FIELDS
 
 
 @dataclass(frozen=True)

@@ -13,22 +13,12 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
 from eeg2arm.errors import UserInputError
-
-if TYPE_CHECKING:
-    from eeg2arm.config import EEGConfig
 
 MiB = 2**20
 OPEN_PATHS = frozenset({"/livez", "/readyz"})  # the health probes: they answer without the token
 MIN_TOKEN = 16  # characters of EEG2ARM_API_TOKEN: `openssl rand -hex 32` gives 64
-
-
-def json_values(frames: int, config: EEGConfig) -> int:
-    """The most values a JSON body or message of `frames` frames can use: frames x C x F numbers + its few other
-    fields (serving/json_scan.py bounds a body by it before parsing)."""
-    return frames * config.n_electrodes * config.n_bands + 16
 
 
 def env_number(name: str, default: float, kind: type = int) -> float:

@@ -153,7 +153,8 @@ def open_decoder(ckpt: str | None, onnx: str | None, url: str | None, hysteresis
 
         return RemoteStreamer(url, hysteresis.enter, hysteresis.exit, hysteresis.min_frames)
     if onnx is not None:
-        from export.step import STEP_SUFFIX, OnnxStep, step_beside
+        from export.metadata import STEP_SUFFIX
+        from export.step import OnnxStep, step_beside
 
         if not Path(onnx).is_file() or Path(onnx).suffix != ".onnx":
             raise UserInputError(f"--onnx {onnx} is not an ONNX file: pass the model.onnx (or model.step.onnx) "
