@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable
 
 from eeg2arm.errors import UserInputError
 
+from .budget import BodyBudget
 from .json_scan import JsonBound, check_json
 from .settings import OPEN_PATHS, MiB, Settings
 from .windows import TooLarge
@@ -85,6 +86,7 @@ class Guard:
     def __init__(self, app: ASGIApp, settings: Settings, rules: dict[str, BodyRule]) -> None:
         self.app, self.settings, self.rules = app, settings, rules
         self.token = settings.api_token.encode() if settings.api_token else None
+        self.budget = BodyBudget(settings.max_inflight_bytes)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -102,11 +104,24 @@ class Guard:
             extra = [(b"www-authenticate", b"Bearer")] if refusal[0] == 401 else []
             return await send_error(send, *refusal, extra=extra)
         if scope["method"] == "POST" and scope["path"] in self.rules:
-            body = await self._read_body(scope, receive, send)
-            if body is None:
-                return
-            receive = _replay(body, receive)
+            return await self._within_budget(scope, receive, send)
         await self.app(scope, receive, send)
+
+    async def _within_budget(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        """Read the body and let the route work on it once its declared size fits in the worker's budget
+        (serving/budget.py), else 503."""
+        size, wait_s = int(dict(scope["headers"])[b"content-length"]), self.settings.body_timeout_s
+        if not await self.budget.acquire(size, wait_s):
+            return await send_error(send, 503, f"the server is busy: the bodies ahead of this one took its "
+                                               f"{self.budget.capacity / MiB:g} MiB (EEG2ARM_MAX_INFLIGHT_MB) for "
+                                               f"{wait_s:g} s; retry in a moment",
+                                    extra=[(b"retry-after", b"1"), (b"connection", b"close")])
+        try:
+            body = await self._read_body(scope, receive, send)
+            if body is not None:
+                await self.app(scope, _replay(body, receive), send)
+        finally:
+            self.budget.release(size)
 
     def _authorized(self, scope: dict[str, Any]) -> tuple[int, str] | None:
         if self.token is None or scope["path"] in OPEN_PATHS:

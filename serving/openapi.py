@@ -36,8 +36,10 @@ STATUS = {
     415: "Unsupported Media Type: the route takes another Content-Type",
     429: "Too Many Requests: all stream sessions are open",
     500: "Internal Server Error",
+    503: "Service Unavailable: the bodies ahead of this one fill the worker's EEG2ARM_MAX_INFLIGHT_MB for "
+         "EEG2ARM_BODY_TIMEOUT_S (Retry-After says when to retry)",
 }
-BODY_ERRORS = (400, 403, 408, 411, 413, 415, 500)
+BODY_ERRORS = (400, 403, 408, 411, 413, 415, 500, 503)
 SESSION_ERRORS = (404, 409)
 
 

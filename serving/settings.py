@@ -75,6 +75,7 @@ class Settings:
     max_frames: int = 4096  # windows x T per request
     max_stream_frames: int = 1024  # frames per stream step (HTTP request or WebSocket message)
     max_body_bytes: int = 16 * MiB  # one request body
+    max_inflight_bytes: int = 32 * MiB  # the bodies a worker works on at once (serving/budget.py)
     body_timeout_s: float = 10.0  # to send a whole request (headers and body), else 408 / connection closed
     max_streams: int = 64  # open stream sessions per worker
     stream_idle_s: float = 60.0  # a stream session idle this long is closed
@@ -86,12 +87,13 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         d = cls()
-        return cls(
+        settings = cls(
             max_T=env_number("EEG2ARM_MAX_T", d.max_T),
             max_windows=env_number("EEG2ARM_MAX_WINDOWS", d.max_windows),
             max_frames=env_number("EEG2ARM_MAX_FRAMES", d.max_frames),
             max_stream_frames=env_number("EEG2ARM_MAX_STREAM_FRAMES", d.max_stream_frames),
             max_body_bytes=int(env_number("EEG2ARM_MAX_BODY_MB", d.max_body_bytes / MiB, float) * MiB),
+            max_inflight_bytes=int(env_number("EEG2ARM_MAX_INFLIGHT_MB", d.max_inflight_bytes / MiB, float) * MiB),
             body_timeout_s=env_number("EEG2ARM_BODY_TIMEOUT_S", d.body_timeout_s, float),
             max_streams=env_number("EEG2ARM_MAX_STREAMS", d.max_streams),
             stream_idle_s=env_number("EEG2ARM_STREAM_IDLE_S", d.stream_idle_s, float),
@@ -100,9 +102,14 @@ class Settings:
             api_token=env_token("EEG2ARM_API_TOKEN"),
             allowed_hosts=env_hosts("EEG2ARM_ALLOWED_HOSTS"),
         )
+        if settings.max_inflight_bytes < settings.max_body_bytes:
+            raise UserInputError(f"EEG2ARM_MAX_INFLIGHT_MB ({settings.max_inflight_bytes / MiB:g}) is below "
+                                 f"EEG2ARM_MAX_BODY_MB ({settings.max_body_bytes / MiB:g}): a body of the largest "
+                                 f"size could never be worked on; raise the first or lower the second")
+        return settings
 
     def limits(self) -> dict[str, float]:
         """The per-request limits and timeouts, as /metadata lists them."""
-        names = ("max_T", "max_windows", "max_frames", "max_stream_frames", "max_body_bytes", "body_timeout_s",
-                 "max_streams", "stream_idle_s")
+        names = ("max_T", "max_windows", "max_frames", "max_stream_frames", "max_body_bytes", "max_inflight_bytes",
+                 "body_timeout_s", "max_streams", "stream_idle_s")
         return {k: v for k, v in asdict(self).items() if k in names}

@@ -309,6 +309,15 @@ def test_a_token_set_empty_or_short_is_refused(monkeypatch, token, size):
     assert Settings.from_env().api_token is None
 
 
+def test_a_budget_below_one_body_is_refused(monkeypatch):
+    monkeypatch.setenv("EEG2ARM_MAX_BODY_MB", "16")
+    monkeypatch.setenv("EEG2ARM_MAX_INFLIGHT_MB", "8")
+    with pytest.raises(UserInputError, match=r"EEG2ARM_MAX_INFLIGHT_MB \(8\) is below EEG2ARM_MAX_BODY_MB \(16\)"):
+        Settings.from_env()
+    monkeypatch.setenv("EEG2ARM_MAX_INFLIGHT_MB", "16")
+    assert Settings.from_env().max_inflight_bytes == 16 * 2**20
+
+
 @pytest.mark.parametrize("token", ["a" * 16 + "\n", "a" * 8 + " " + "a" * 8, "ä" * 16])
 def test_a_token_no_request_could_send_is_refused(monkeypatch, token):
     """A trailing newline or a non-ASCII character made a token no Authorization header could match."""

@@ -470,3 +470,65 @@ def test_a_request_cannot_write_its_own_log_line(tight):
     assert not any(line.startswith(fake) or "\x1b" in line for line in lines)
     assert sum("\\n" + fake in line for line in lines) == 3  # /foo, /metadata (after its \\r), the WebSocket
     assert sum("\\x1b[31m\\u2028" + fake in line for line in lines) == 1
+
+
+def _concurrent_peak_mb(url: str, body: bytes, clients: int) -> tuple[float, list[requests.Response]]:
+    """(the worker's peak memory growth in MB, the answers) for `clients` requests of `body` to /predict at once."""
+    worker = _worker(url)
+    assert requests.post(f"{url}/predict", data=body, headers=JSON, timeout=60).status_code == 200  # warm
+    peak = _peak_mb(worker)
+    with ThreadPoolExecutor(clients) as pool:
+        answers = list(pool.map(lambda _: requests.post(f"{url}/predict", data=body, headers=JSON, timeout=120),
+                                range(clients)))
+    return _peak_mb(worker) - peak, answers
+
+
+def test_concurrent_large_bodies_share_the_workers_budget(exported, tmp_path):
+    """The limits bound one request; 32 concurrent bodies of the largest size grew a worker by 1.27 GB (attack
+    re-run of issue 12). EEG2ARM_MAX_INFLIGHT_MB (default 32) now bounds the bodies a worker works on at once; the
+    same requests against a budget of 1 GiB (no bound, as before) in the same run."""
+    windows = np.random.default_rng(0).normal(size=(8, 32, 4, 512)).astype(np.float32)  # the largest default request
+    body = json.dumps({"x": windows.tolist()}).encode()  # ~10 MiB
+    growth = {}
+    for budget in ("32", "1024"):
+        env = {"EEG2ARM_ONNX": str(exported[0]), "BENTOML_HOME": str(tmp_path / "empty"),
+               "EEG2ARM_MAX_INFLIGHT_MB": budget}
+        with serve(env, tmp_path / f"serve-{budget}.log") as url:
+            growth[budget], answers = _concurrent_peak_mb(url, body, clients=24)
+            assert requests.get(f"{url}/metadata", timeout=10).json()["limits"]["max_inflight_bytes"] == \
+                int(budget) * 2**20
+        busy = [r for r in answers if r.status_code == 503]
+        assert all(r.status_code == 200 for r in answers if r not in busy) and len(busy) <= len(answers) // 2
+        assert all(r.headers["retry-after"] == "1" and "EEG2ARM_MAX_INFLIGHT_MB" in r.json()["error"] for r in busy)
+    print(f"worker peak growth, 24 concurrent ~10 MiB bodies: {growth}")
+    assert growth["32"] < growth["1024"] / 2, growth
+
+
+def _slow_sender(url: str) -> socket.socket:
+    """A client that declares a 2 MiB .npy body, sends its first bytes and then nothing more."""
+    slow = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+    slow.sendall(b"POST /predict_npy HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
+                 b"Content-Length: 2097152\r\n\r\n\x93NUMPY")
+    slow.settimeout(15)
+    return slow
+
+
+def test_slow_large_bodies_delay_only_large_bodies(exported, tmp_path, bandpower):
+    """Clients that send large bodies slowly hold the budget until their body timeout (3 s here): a large body
+    behind them waits, and gets 503 with Retry-After when they hold it longer than that; an ordinary request (under
+    1 MiB, uncounted) is answered at once meanwhile."""
+    env = {"EEG2ARM_ONNX": str(exported[0]), "BENTOML_HOME": str(tmp_path / "empty"), "EEG2ARM_MAX_BODY_MB": "2",
+           "EEG2ARM_MAX_INFLIGHT_MB": "2", "EEG2ARM_BODY_TIMEOUT_S": "3"}
+    large = npy_bytes(np.zeros((4, 32, 4, 512), np.float32))  # 1.0 MiB
+    with serve(env, tmp_path / "serve.log") as url, _slow_sender(url) as first:
+        time.sleep(0.3)
+        with _slow_sender(url) as second:  # waits for the first, then holds the budget for its own 3 s
+            time.sleep(0.3)
+            started = time.monotonic()
+            small = requests.post(f"{url}/predict", json={"x": bandpower[0][:2].tolist()}, timeout=10)
+            assert small.status_code == 200 and time.monotonic() - started < 1.5
+            busy = requests.post(f"{url}/predict_npy", data=large, headers=NPY, timeout=10)
+            assert busy.status_code == 503 and busy.headers["retry-after"] == "1", busy.text
+            assert "EEG2ARM_MAX_INFLIGHT_MB" in busy.json()["error"] and time.monotonic() - started >= 2.5
+            assert first.recv(4096).startswith(b"HTTP/1.1 408") and second.recv(4096).startswith(b"HTTP/1.1 408")
+        assert requests.post(f"{url}/predict_npy", data=large, headers=NPY, timeout=10).status_code == 200
