@@ -9,6 +9,11 @@ DATA=${DATA:-eeg2arm/sample}
 OUT=${OUT:-out}
 PORT=${PORT:-3000}
 EPOCHS=${EPOCHS:-15}
+port_free() {  # as bentoml serve binds it: another server's listener makes it busy, TIME_WAIT leftovers do not
+    python -c "import socket, sys; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', int(sys.argv[1])))" "$1" 2>/dev/null
+}
+port_free "$PORT" || { echo "Error: port $PORT is in use: run PORT=<a free port> make demo" >&2; exit 2; }
 mkdir -p "$OUT"
 export BENTOML_HOME=$PWD/$OUT/bentoml EEG2ARM_ONNX=  # the demo's own model store, served as eeg2arm:latest
 

@@ -323,6 +323,37 @@ def test_markers_before_the_first_eeg_sample_are_refused(r04, tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing written, not even the pieces' folder
 
 
+def test_a_marker_from_before_the_recording_in_its_middle_ends_it_and_keeps_it(r04, tmp_path):
+    """Mid-session, a cue program whose clock went back (or mne-lsl's looping player, which re-sends the file's
+    first cue stamped a file length early) sends a marker stamped before the first EEG sample: it used to throw the
+    whole session away; now what came before it is saved, markers and all, and the error says why."""
+    from mne_lsl.lsl import local_clock
+
+    name, out = unique("amp"), tmp_path / "session.fif"
+    cues = StreamOutlet(StreamInfo(unique("cues"), "Markers", 1, 0.0, "string", uuid.uuid4().hex))
+
+    def cues_then_one_from_the_past() -> None:
+        if cues.wait_for_consumers(timeout=30):
+            time.sleep(2.0)
+            cues.push_sample(["left"])
+            time.sleep(6.0)  # past the recording's first 5 s
+            cues.push_sample(["right"], timestamp=local_clock() - 60.0)
+
+    with playing(r04, name, annotations=False):
+        pusher = threading.Thread(target=cues_then_one_from_the_past)
+        pusher.start()
+        result = invoke("record", "--lsl", name, "--markers", cues.name, "--out", out, "--duration", 30)
+        pusher.join()
+    assert result.exit_code == 2, result.output
+    found = re.fullmatch(r"Error: a marker \('right'\) came stamped ([\d.]+) s before the first EEG sample, in the "
+                         r"middle of the recording \(the cue program's clock went back, or it sent old cues again\): "
+                         r"what came before it is saved", result.stderr.strip().splitlines()[-1])
+    assert found and 50 < float(found[1]) < 60, result.output
+    assert "ended by a marker stamped before the recording" in result.stdout
+    recording = mne.io.read_raw(out, verbose="error")
+    assert list(recording.annotations.description) == ["left"] and recording.times[-1] > 5.0
+
+
 @pytest.mark.parametrize("case", ["markers_never_appear", "eeg_never_appears", "out_exists", "out_folder_missing",
                                   "out_not_fif", "markers_is_eeg"])
 def test_record_bad_input_one_line_exit_2_nothing_written(case, r04, tmp_path):

@@ -21,9 +21,10 @@ from ..atomic import Terminated, interruptions_ignored, terminate_raises
 from ..errors import UserInputError
 from .recorder import Recorder, check_out, report_unfinished
 from .sources import StreamWatch, find_stream, going_back, pull, stream_info, to_volts, went_back
-from .timeline import Markers, Timeline, check_not_early, datetime_of
+from .timeline import Markers, Timeline, datetime_of, first_early
 
 WAIT_S = 0.05  # longest blocking wait for EEG, so markers and the clock are looked at often
+START_S = 5.0  # a marker from before the EEG that arrives in a recording this young: started in the wrong order
 
 
 @dataclass
@@ -157,7 +158,9 @@ class Session:
         if back:
             return "the EEG timestamps going back", went_back("EEG stream", self.name, back[1],
                                                                "the recording ends before them")
-        self.take_markers()
+        early = self.take_markers()
+        if early is not None:
+            return "a marker stamped before the recording", early
         if limit is not None and summary.samples >= limit:
             return f"--duration {limit / sfreq:g} s", None
         if now - self.heard > self.timeout:
@@ -166,7 +169,9 @@ class Session:
             return self.gone(wait=0.2)
         return None
 
-    def take_markers(self) -> None:
+    def take_markers(self) -> str | None:
+        """Take the markers that arrived; the error that ends the recording when one is stamped before its first
+        EEG sample (UserInputError, nothing written, when the recording has just begun: the cues came first)."""
         if self.markers.inlet is not None:
             try:
                 self.recorder.markers.extend(self.markers.pull())
@@ -174,9 +179,24 @@ class Session:
             except RuntimeError:  # the cue program stopped: the EEG may well go on (ended with Ctrl-C)
                 self.markers.inlet.close_stream()
                 self.markers.inlet = None
-        if self.first_stamp is not None and len(self.recorder.markers) > self.checked_markers:
-            check_not_early(self.recorder.markers[self.checked_markers:], self.first_stamp, self.summary.sfreq)
+        new = self.recorder.markers[self.checked_markers:]
+        if self.first_stamp is None or not new:
+            return None
+        early = first_early(new, self.first_stamp, self.summary.sfreq)
+        if early is None:
             self.checked_markers = len(self.recorder.markers)
+            return None
+        stamp, text, _ = new[early]
+        seconds = self.first_stamp - stamp
+        if self.summary.samples < START_S * self.summary.sfreq:
+            raise UserInputError(f"a marker ({text!r}) came {seconds:.3f} s before the first EEG sample: start the "
+                                 f"EEG stream before the cue program sends cues, then record again (nothing was "
+                                 f"written)")
+        del self.recorder.markers[self.checked_markers + early:]  # a lab's session is kept up to there
+        self.summary.received = len(self.recorder.markers)
+        return (f"a marker ({text!r}) came stamped {seconds:.3f} s before the first EEG sample, in the middle of the "
+                f"recording (the cue program's clock went back, or it sent old cues again): what came before it is "
+                f"saved")
 
     def gone(self, wait: float) -> tuple[str, str]:
         """Why the EEG stopped: another stream took its name with other settings, it left, or it fell silent."""

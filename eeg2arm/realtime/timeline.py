@@ -84,14 +84,11 @@ class Markers:
         return [(float(t), f"{v[0]:g}", 0.0) for v, t in zip(values, stamps)]
 
 
-def check_not_early(markers: list[tuple[float, str, float]], first_stamp: float, sfreq: float) -> None:
-    """No marker may precede the first EEG sample by more than one sample period (a marker stamped that close
-    before it still belongs to it)."""
-    stamp, text, _ = min(markers)
-    early = first_stamp - stamp
-    if early > 1.0 / sfreq:
-        raise UserInputError(f"a marker ({text!r}) came {early:.3f} s before the first EEG sample: start the EEG "
-                             f"stream before the cue program sends cues, then record again (nothing was written)")
+def first_early(markers: list[tuple[float, str, float]], first_stamp: float, sfreq: float) -> int | None:
+    """Where the first of `markers` (stamp, text, duration) stamped more than one sample period before the first
+    EEG sample is (a marker that close before it still belongs to it), or None."""
+    early = [i for i, (stamp, _, _) in enumerate(markers) if first_stamp - stamp > 1.0 / sfreq]
+    return early[0] if early else None
 
 
 def datetime_of(stamp: float) -> datetime:
