@@ -19,23 +19,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import requests
 
 from export.metadata import read_onnx_metadata
-from serving.local_server import serve
+from serving.local_server import peak_rss_kb, serve, worker_process
 from serving.settings import MiB, Settings
-
-
-def worker_of(url: str) -> psutil.Process:
-    port = int(url.rsplit(":", 1)[1])
-    pids = {c.pid for c in psutil.net_connections("tcp") if c.laddr.port == port and c.status == "LISTEN"}
-    return next(p for p in map(psutil.Process, pids) if "--worker-id" in p.cmdline())
-
-
-def peak_kb(proc: psutil.Process) -> int:
-    status = Path(f"/proc/{proc.pid}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
 
 
 def npy(X: np.ndarray) -> bytes:
@@ -71,13 +59,13 @@ def main() -> None:
             if route == "/stream/step":
                 session = requests.post(f"{url}/stream/open", json={}, timeout=10).json()["session"]
                 body = json.dumps({"session": session, "frames": stream.tolist()}).encode()
-            worker = worker_of(url)
+            worker = worker_process(url)
             before = worker.memory_info().rss // 1024
             t0 = time.perf_counter()
             r = requests.post(url + route, data=body, headers=headers, timeout=120)
             elapsed = time.perf_counter() - t0
             r.raise_for_status()
-            rows.append((name, len(body) / MiB, (peak_kb(worker) - before) / 1024, elapsed * 1e3))
+            rows.append((name, len(body) / MiB, (peak_rss_kb(worker.pid) - before) / 1024, elapsed * 1e3))
     print(f"# {time.strftime('%Y-%m-%d')} {platform.node()} {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; "
           f"model C={C} F={F} frame_embed={config.frame_embed}; limits max_T={s.max_T} max_windows={s.max_windows} "
           f"max_frames={s.max_frames} max_stream_frames={s.max_stream_frames}")

@@ -69,3 +69,18 @@ def serve(env: dict[str, str], log_path: Path, timeout: float = 90, args: tuple[
         yield url
     finally:
         stop(proc)
+
+
+def worker_process(url: str) -> "psutil.Process":
+    """The worker process of a one-worker server at `url` (the one that parses requests and runs the model)."""
+    import psutil  # a BentoML dependency
+
+    port = int(url.rsplit(":", 1)[1])
+    pids = {c.pid for c in psutil.net_connections("tcp") if c.laddr.port == port and c.status == "LISTEN"}
+    return next(p for p in map(psutil.Process, pids) if "--worker-id" in p.cmdline())
+
+
+def peak_rss_kb(pid: int) -> int:
+    """The peak resident memory of process `pid` so far (VmHWM), in KB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))

@@ -43,8 +43,8 @@ def save_to_store(onnx_path: str | Path, config: EEGConfig, version: str) -> str
             if step.is_file():  # the streaming step graph, when the model can stream
                 shutil.copyfile(step, step_path(model.path_of(ONNX_FILE)))
     except (OSError, bentoml.exceptions.BentoMLException) as e:
-        raise UserInputError(f"cannot save to the BentoML model store at {store_home()} ({type(e).__name__}: {e}): make it "
-                             f"writable or set BENTOML_HOME") from None
+        raise UserInputError(f"cannot save to the BentoML model store at {store_home()} ({type(e).__name__}: {e}): "
+                             f"make it writable or set BENTOML_HOME") from None
     return str(model.tag)
 
 

@@ -29,7 +29,7 @@ from eeg2arm.realtime.streamer import Streamer
 from export.step import OnnxStep, step_path
 from serving.client import RemoteStreamer
 from serving.front import NOT_FOUND, WRONG_HOST
-from serving.local_server import REPO, serve
+from serving.local_server import REPO, peak_rss_kb, serve, worker_process
 from serving.settings import Settings
 
 TOKEN = "s3cret-token-for-tests"
@@ -326,16 +326,8 @@ def _accepted(log) -> dict[str, int]:
             for route in ("/predict", "/predict_npy")}
 
 
-def _worker(url: str) -> psutil.Process:
-    """The worker process of a one-worker server (the one that parses requests)."""
-    port = int(url.rsplit(":", 1)[1])
-    pids = {c.pid for c in psutil.net_connections("tcp") if c.laddr.port == port and c.status == "LISTEN"}
-    return next(p for p in map(psutil.Process, pids) if "--worker-id" in p.cmdline())
-
-
 def _peak_mb(proc: psutil.Process) -> float:
-    status = Path(f"/proc/{proc.pid}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
+    return peak_rss_kb(proc.pid) / 1024
 
 
 NEST = "[" * 30 + "]" * 30
@@ -345,7 +337,7 @@ NESTED = '{"x": [' + ",".join([NEST] * ((16 * 2**20 - 20) // (len(NEST) + 1))) +
 def test_nested_json_is_refused_before_it_is_parsed(server, bandpower):
     """A body of nested empty lists has few commas: parsed, 16 MiB of it took 7 s and 1.6 GB of the worker. Its
     lists and its depth are counted from its bytes first (review U2); a deep body never reaches a parser (U6)."""
-    worker = _worker(server)
+    worker = worker_process(server)
     peak = _peak_mb(worker)
     cases = [  # body, status, fragment
         (NESTED, 413, "lists it can use (EEG2ARM_MAX_FRAMES)"),
@@ -386,7 +378,7 @@ def test_nested_json_on_the_websocket_is_an_error_message_not_a_traceback(tight,
 def test_a_chunked_body_cannot_get_past_the_body_limit(server, bandpower):
     """Content-Length and Transfer-Encoding: chunked together: the length passed the check while the chunked body
     was read whole (300 MiB took the worker from 2.0 to 2.9 GB; review U1). Refused before a byte is read."""
-    worker = _worker(server)
+    worker = worker_process(server)
     peak = _peak_mb(worker)
     chunk = b"%x\r\n%s\r\n" % (2**20, b"1" * 2**20)  # 1 MiB
     with socket.create_connection(("127.0.0.1", int(server.rsplit(":", 1)[1]))) as s:
@@ -474,7 +466,7 @@ def test_a_request_cannot_write_its_own_log_line(tight):
 
 def _concurrent_peak_mb(url: str, body: bytes, clients: int) -> tuple[float, list[requests.Response]]:
     """(the worker's peak memory growth in MB, the answers) for `clients` requests of `body` to /predict at once."""
-    worker = _worker(url)
+    worker = worker_process(url)
     assert requests.post(f"{url}/predict", data=body, headers=JSON, timeout=60).status_code == 200  # warm
     peak = _peak_mb(worker)
     with ThreadPoolExecutor(clients) as pool:

@@ -24,7 +24,8 @@ class Hysteresis:
     def __init__(self, enter: float = 0.7, exit: float = 0.5, min_frames: int = 3):
         if not 0.0 <= exit <= enter <= 1.0:
             raise UserInputError(f"Hysteresis needs 0 <= exit <= enter <= 1, got enter={enter:g}, exit={exit:g}: "
-                                 f"give an exit probability (--exit, or the exit field) at most the enter one (--enter)")
+                                 f"give an exit probability (--exit, or the exit field) at most the enter one "
+                                 f"(--enter)")
         if min_frames < 1:
             raise UserInputError(f"Hysteresis needs min_frames >= 1, got {min_frames}: choose 1 or more frames "
                                  f"(--min-frames, or the min_frames field)")
