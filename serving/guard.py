@@ -110,14 +110,15 @@ class Guard:
     async def _within_budget(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         """Read the body and let the route work on it once its declared size fits in the worker's budget
         (serving/budget.py), else 503."""
-        size, wait_s = int(dict(scope["headers"])[b"content-length"]), self.settings.body_timeout_s
+        size = int(dict(scope["headers"])[b"content-length"])  # checked by _declared_body
+        wait_s = self.settings.body_timeout_s
         if not await self.budget.acquire(size, wait_s):
             return await send_error(send, 503, f"the server is busy: the bodies ahead of this one took its "
                                                f"{self.budget.capacity / MiB:g} MiB (EEG2ARM_MAX_INFLIGHT_MB) for "
                                                f"{wait_s:g} s; retry in a moment",
                                     extra=[(b"retry-after", b"1"), (b"connection", b"close")])
         try:
-            body = await self._read_body(scope, receive, send)
+            body = await self._read_body(scope, receive, send, size)
             if body is not None:
                 await self.app(scope, _replay(body, receive), send)
         finally:
@@ -163,11 +164,10 @@ class Guard:
                          f"request (EEG2ARM_MAX_BODY_MB): split the batch into smaller requests")
         return None
 
-    async def _read_body(self, scope: dict[str, Any], receive: Receive, send: Send) -> bytes | None:
+    async def _read_body(self, scope: dict[str, Any], receive: Receive, send: Send, declared: int) -> bytes | None:
         """The whole body within the timeout, or None once an error was sent (or the client went away). Its bytes
-        are counted as they arrive: more than its Content-Length is a 413 before any more is read."""
+        are counted as they arrive: more than `declared` (its Content-Length) is a 413 before any more is read."""
         chunks, received = [], 0
-        declared = int(dict(scope["headers"])[b"content-length"])  # checked by _declared_body
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.body_timeout_s
         try:

@@ -87,8 +87,7 @@ class Markers:
 def first_early(markers: list[tuple[float, str, float]], first_stamp: float, sfreq: float) -> int | None:
     """Where the first of `markers` (stamp, text, duration) stamped more than one sample period before the first
     EEG sample is (a marker that close before it still belongs to it), or None."""
-    early = [i for i, (stamp, _, _) in enumerate(markers) if first_stamp - stamp > 1.0 / sfreq]
-    return early[0] if early else None
+    return next((i for i, (stamp, _, _) in enumerate(markers) if first_stamp - stamp > 1.0 / sfreq), None)
 
 
 def datetime_of(stamp: float) -> datetime:
