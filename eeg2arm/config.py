@@ -13,7 +13,8 @@ from typing import Any
 from .errors import UserInputError
 
 DATA_FIELDS = ("class_names", "channel_names", "band_names", "band_edges", "sfreq", "frame_window", "frame_step",
-               "features", "reference", "montage", "bandpass", "input_channels")
+               "features", "reference", "montage", "bandpass", "input_channels", "sensor_channels", "spatial",
+               "csp_filters", "align")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,12 @@ class EEGConfig:
     montage: str | None = None  # MNE built-in montage of the channel positions (csd) and names
     bandpass: tuple[float, float] | None = None  # Hz, causal band-pass before the features
     input_channels: tuple[str, ...] | None = None  # channels read from a recording or stream, if not channel_names
+    # Learned spatial maps (eeg2arm.spatial): with `spatial` ("csp:K") channel_names are the CSP components and
+    # sensor_channels the channels their filters csp_filters (bands, components, sensor channels) read.
+    sensor_channels: tuple[str, ...] | None = None
+    spatial: str | None = None
+    csp_filters: tuple[tuple[tuple[float, ...], ...], ...] | None = None
+    align: str | None = None  # "euclidean": each subject's signal is re-centred by its own covariance first
 
     def __post_init__(self) -> None:
         positive = ("n_classes", "n_electrodes", "n_bands", "cnn_time_pool", "frame_embed", "depth_multiplier",
@@ -66,7 +73,10 @@ class EEGConfig:
             raise UserInputError(f"frame_embed ({self.frame_embed}) must be divisible by n_heads ({self.n_heads})")
         if self.clip_length is not None and self.clip_length < self.cnn_time_pool:
             raise UserInputError(f"clip_length ({self.clip_length}) must be at least cnn_time_pool ({self.cnn_time_pool})")
-        for name in ("features", "input_channels"):
+        if self.csp_filters is not None:
+            object.__setattr__(self, "csp_filters", tuple(tuple(tuple(float(v) for v in row) for row in band)
+                                                          for band in self.csp_filters))
+        for name in ("features", "input_channels", "sensor_channels"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, tuple(str(n) for n in getattr(self, name)))
         if self.bandpass is not None:

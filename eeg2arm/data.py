@@ -132,6 +132,10 @@ def data_fields(meta: dict[str, Any]) -> dict[str, Any]:
         "montage": meta.get("montage"),
         "bandpass": meta.get("bandpass"),
         "input_channels": inputs if inputs != meta.get("channels") else None,
+        "sensor_channels": meta.get("sensor_channels"),
+        "spatial": meta.get("spatial"),
+        "csp_filters": meta.get("csp_filters"),
+        "align": meta.get("align"),
     }
     return {k: v for k, v in fields.items() if v is not None}
 

@@ -25,6 +25,7 @@ from .atomic import atomic_folder
 from .data import load_data_meta
 from .errors import UserInputError
 from .features import DEFAULT_BANDS, Band, frame_geometry
+from .fitting import fit_spatial, group_alignments
 from .recipe import Recipe
 from .recordings import (Recording, choose_channels, common_sfreq, open_recording, require_channels, same_rate,
                          subject_of)
@@ -33,7 +34,8 @@ from .trials import Span, class_mapping, cut_trials, event_names, trial_samples
 log = logging.getLogger("eeg2arm")
 
 FEATURES = {"bandpower": "log10(mean one-sided Hann periodogram PSD in band, uV^2/Hz)",
-            "slow": "mean of the low-passed signal over the frame, uV"}
+            "slow": "mean of the low-passed signal over the frame, uV",
+            "csp": "log10(mean square over the frame of each CSP component, band-passed to its band)"}
 GROUP_BY = ("recording", "subject")
 LIKE_KEYS = ("eeg2arm_version", "channels", "sfreq", "bands", "frame_window_s", "frame_step_s", "events",
              "classes", "tmin_s", "tmax_s", "epoch_s_for_continuous")
@@ -56,8 +58,11 @@ class PrepareOptions:
     montage: str | None = None
     bandpass: tuple[float, float] | None = None  # Hz
     group_by: str = "recording"
+    spatial: str | None = None  # "csp:K": filter-bank CSP fitted on the trials' labels (eeg2arm.spatial)
+    align: str | None = None  # "euclidean": each group's signal re-centred by its own covariance
     input_channels: tuple[str, ...] | None = None  # --like: the channels the recipe reads (channels are then fixed)
     sfreq: float | None = None  # --like: the rate the files must have (after --resample)
+    csp_filters: tuple | None = None  # --like: the fitted CSP filters (bands, components, channels)
 
     @property
     def span(self) -> Span:
@@ -141,8 +146,8 @@ def options_like(meta_path: str | Path, resample: float | None, group_by: str | 
         bands=recipe.bands, frame_window=recipe.frame_window, frame_step=recipe.frame_step,
         channels=recipe.channels, input_channels=recipe.input_channels, resample=resample,
         features=recipe.features, slow_cutoff=recipe.slow_cutoff, reference=recipe.reference,
-        montage=recipe.montage, bandpass=recipe.bandpass, sfreq=recipe.sfreq,
-        group_by=group_by or meta.get("group_by", "recording")))
+        montage=recipe.montage, bandpass=recipe.bandpass, sfreq=recipe.sfreq, spatial=recipe.spatial,
+        csp_filters=recipe.csp_filters, align=recipe.align, group_by=group_by or meta.get("group_by", "recording")))
 
 
 def recipe_for(recordings: dict[Path, Recording], opts: PrepareOptions) -> Recipe:
@@ -159,7 +164,8 @@ def recipe_for(recordings: dict[Path, Recording], opts: PrepareOptions) -> Recip
     return Recipe(sfreq=sfreq, input_channels=tuple(input_channels), channels=tuple(channels),
                   features=opts.features, bands=opts.bands, slow_cutoff=opts.slow_cutoff,
                   frame_window=opts.frame_window, frame_step=opts.frame_step, reference=opts.reference,
-                  montage=opts.montage, bandpass=opts.bandpass)
+                  montage=opts.montage, bandpass=opts.bandpass, spatial=opts.spatial, csp_filters=opts.csp_filters,
+                  align=opts.align)
 
 
 def trial_length(recordings: dict[Path, Recording], opts: PrepareOptions, recipe: Recipe) -> int:
@@ -196,17 +202,21 @@ def prepare(paths: Iterable[str | Path], out: str | Path, opts: PrepareOptions =
     n = trial_length(recordings, opts, recipe)
     subjects = {path: subject_of(path, inst) for path, inst in recordings.items()}
     group_names = sorted(set(subjects.values())) if opts.group_by == "subject" else [str(p) for p in paths]
+    group_of = {path: subjects[path] if opts.group_by == "subject" else str(path) for path in paths}
+    alignments = group_alignments(recordings, recipe, group_of) if recipe.align else {}
+    if recipe.spatial is not None and recipe.csp_filters is None:
+        recipe = fit_spatial(recordings, recipe, event_class, opts.span, alignments, group_of)
 
     X, y, groups, sources = [], [], [], []
     for path, inst in tqdm(recordings.items(), desc="prepare", unit="file",
                            disable=None if progress is None else not progress):
-        trials = cut_trials(path, inst, event_class, recipe, opts.span)
+        trials = cut_trials(path, inst, event_class, recipe, opts.span, alignments.get(group_of[path]))
         if not len(trials.labels):
             log.warning("%s: no trials for events %s", path, ", ".join(event_class))
             continue
         X.append(trials.features)
         y.append(trials.labels)
-        group = group_names.index(subjects[path] if opts.group_by == "subject" else str(path))
+        group = group_names.index(group_of[path])
         groups.append(np.full(len(trials.labels), group, dtype=np.int64))
         sources += [[str(path), round(float(t), 6)] for t in trials.onsets]
     if not y:
@@ -232,7 +242,9 @@ def prepare(paths: Iterable[str | Path], out: str | Path, opts: PrepareOptions =
         "groups": "index into group_names",
         "group_names": group_names,
         "trial_sources": sources,
-        "feature": [FEATURES[kind] for kind in recipe.features],
+        "feature": [FEATURES["csp" if recipe.spatial else kind] for kind in recipe.features],
     }
+    if alignments:  # each group's R^-1/2, e.g. for `stream --align-from` on the same subject
+        meta["alignment"] = {"method": recipe.align, "groups": {g: a.tolist() for g, a in alignments.items()}}
     write_folder(out, {"X": X_all, "y": np.concatenate(y), "groups": np.concatenate(groups)}, meta)
     return meta

@@ -14,6 +14,13 @@ Every recipe is, in this order (MNE does the signal processing):
 3. per-frame features stacked along F in the order of `features`: `bandpower` (features.band_power_frames of the
    band-passed signal, one per band) and `slow` (features.slow_frames of the low-passed signal, one).
 
+Two spatial maps are learned from the data (eeg2arm.spatial). With `align` (Euclidean alignment) each subject's or
+recording's re-centring matrix R^-1/2 joins step 1 (it is estimated from the output of steps 1-2, so it is given to
+the chain, not stored in the recipe). With `spatial` ("csp:K", filter-bank CSP) step 3 is replaced: for each band,
+its K filters `csp_filters[band]` (fitted by `prepare` on the training trials) project the signal, a causal
+Butterworth band-pass of that band follows, and the feature is log10 of the mean square per frame; the model's C
+"electrodes" are the components (csp1..), its F the bands: X (N, components, bands, T).
+
 `prepare` runs a continuous recording through 1-2 whole, from its first sample, before cutting trials; an epoch
 from its own first sample. `realtime.online.OnlineFeatures` runs the same `CausalChain` on a live stream.
 With --montage, channel names are matched to the montage ignoring case and dots (EEGMMIDB's `Fcz.` is `FCz`) and
@@ -32,11 +39,14 @@ import numpy as np
 from scipy.signal import sosfilt, sosfilt_zi
 
 from .errors import UserInputError
-from .features import (DEFAULT_BANDS, Band, band_power_frames, check_bands, frame_geometry, slow_frames)
+from .features import (DEFAULT_BANDS, LOG_FLOOR, Band, band_power_frames, check_bands, frame_geometry, frame_view,
+                       slow_frames)
+from .spatial import ALIGN_METHODS, component_names, components_per_band, parse_spatial
 
 FEATURE_KINDS = ("bandpower", "slow")
 log = logging.getLogger("eeg2arm")
 SLOW = "slow"  # the name of the slow feature along F
+BANK = "bank"  # the signal of a filter-bank CSP recipe: (..., bands, components or channels, n)
 FILTER_ORDER = 4
 CSD_UV_PER_CM2 = 1e-4  # MNE's surface Laplacian of µV is in µV/m²; µV/cm² keeps it near the µV of the EEG
 REFERENCES = ("none", "average", "csd")  # or a comma-separated list of reference channels
@@ -136,9 +146,26 @@ class Recipe:
     reference: str = "none"  # none | average | csd | CH[,CH...]
     montage: str | None = None  # MNE built-in montage: electrode positions (csd) and channel spelling
     bandpass: tuple[float, float] | None = None  # Hz, causal band-pass before every feature
+    spatial: str | None = None  # "csp:K": filter-bank CSP (eeg2arm.spatial), fitted on labelled trials
+    csp_filters: tuple[tuple[tuple[float, ...], ...], ...] | None = None  # (bands, components, channels); None: unfitted
+    align: str | None = None  # "euclidean": every subject's signal re-centred (the matrix is given to CausalChain)
 
     def __post_init__(self) -> None:
         frame_geometry(self.sfreq, self.frame_window, self.frame_step)
+        if self.spatial is not None:
+            object.__setattr__(self, "spatial", parse_spatial(self.spatial))
+            if self.features != ("bandpower",):
+                raise UserInputError("--spatial csp learns filters of band power: use it with --features bandpower")
+        if self.align is not None and self.align not in ALIGN_METHODS:
+            raise UserInputError(f"--align {self.align!r} must be one of {', '.join(ALIGN_METHODS)}")
+        if self.csp_filters is not None:
+            filters = np.asarray(self.csp_filters, dtype=float)
+            if (self.spatial is None or filters.ndim != 3 or filters.shape[0] != len(self.bands)
+                    or filters.shape[2] != len(self.channels) or not np.isfinite(filters).all()):
+                raise UserInputError(f"the recipe's csp_filters {filters.shape} do not fit its {len(self.bands)} bands "
+                                     f"and {len(self.channels)} channels: use the meta.json or model eeg2arm wrote")
+            object.__setattr__(self, "csp_filters", tuple(tuple(tuple(map(float, row)) for row in band)
+                                                          for band in filters))
         if "bandpower" in self.features:
             check_bands(self.bands, self.sfreq, self.frame_window, self.frame_step)
         if SLOW in self.features and SLOW in [b[0] for b in self.bands]:
@@ -153,6 +180,19 @@ class Recipe:
         return sum(len(self.bands) if kind == "bandpower" else 1 for kind in self.features)
 
     @property
+    def model_channels(self) -> tuple[str, ...]:
+        """The model's C 'electrodes': the channels, or a fitted CSP recipe's components."""
+        if self.spatial is None:
+            return self.channels
+        if self.csp_filters is None:
+            raise UserInputError(f"--spatial {self.spatial} is not fitted yet: its filters come from labelled trials")
+        return component_names(len(self.csp_filters[0]))
+
+    def bank_filters(self) -> list[np.ndarray]:
+        """One causal band-pass (second-order sections) per band of a CSP recipe."""
+        return [iir_sos(self.sfreq, lo, hi, f"band {name} edge") for name, lo, hi in self.bands]
+
+    @property
     def feature_bands(self) -> tuple[Band, ...]:
         """One (name, lo Hz, hi Hz) per F: the bands, and ('slow', 0, slow_cutoff) for the slow feature."""
         return tuple(b for kind in self.features
@@ -162,6 +202,8 @@ class Recipe:
         """(band-pass, slow low-pass) second-order sections; None where the recipe has no such filter."""
         bandpass = (iir_sos(self.sfreq, *self.bandpass, "--bandpass edge") if self.bandpass is not None else None)
         lowpass = iir_sos(self.sfreq, None, self.slow_cutoff, "--slow-cutoff") if SLOW in self.features else None
+        if self.spatial is not None:
+            self.bank_filters()  # checks the band edges against the rate
         return bandpass, lowpass
 
     def spatial_matrix(self) -> np.ndarray | None:
@@ -188,6 +230,9 @@ class Recipe:
 
     def frames(self, signals: dict[str, np.ndarray]) -> np.ndarray:
         """The features of CausalChain's signals (..., C, n) -> float32 (..., C, F, T)."""
+        if self.spatial is not None:  # bank (..., F, K, n): log mean square per frame of each band's components
+            power = (frame_view(signals[BANK], self.sfreq, self.frame_window, self.frame_step) ** 2).mean(axis=-1)
+            return np.moveaxis(np.log10(power + LOG_FLOOR), -3, -2).astype(np.float32)  # (..., K, F, T)
         parts = [band_power_frames(signals["bandpower"], self.sfreq, self.bands, self.frame_window, self.frame_step)
                  if kind == "bandpower" else
                  slow_frames(signals[SLOW], self.sfreq, self.frame_window, self.frame_step)
@@ -197,11 +242,13 @@ class Recipe:
     def to_meta(self) -> dict[str, Any]:
         """The recipe as `eeg2arm prepare` records it in meta.json, in JSON types; data.data_fields reads these keys
         back into EEGConfig's fields, and from_fields turns those into this recipe again."""
-        return {"sfreq": self.sfreq, "channels": list(self.channels), "input_channels": list(self.input_channels),
+        learned = {"sensor_channels": list(self.channels), "spatial": self.spatial,
+                   "csp_filters": [[list(row) for row in band] for band in self.csp_filters]} if self.spatial else {}
+        return {"sfreq": self.sfreq, "channels": list(self.model_channels), "input_channels": list(self.input_channels),
                 "features": list(self.features), "bands": [list(b) for b in self.feature_bands],
                 "reference": self.reference, "montage": self.montage,
                 "bandpass": list(self.bandpass) if self.bandpass else None, "frame_window_s": self.frame_window,
-                "frame_step_s": self.frame_step}
+                "frame_step_s": self.frame_step, **learned, "align": self.align}
 
     @classmethod
     def from_fields(cls, fields: dict[str, Any]) -> "Recipe":
@@ -221,33 +268,58 @@ class Recipe:
         if SLOW in features and not slow:
             raise UserInputError(f"the recipe lists the slow feature but no band named {SLOW!r} giving its cut-off: "
                                  f"use the meta.json or model that eeg2arm wrote, unedited")
-        channels = tuple(fields["channel_names"])
+        channels = tuple(fields.get("sensor_channels") or fields["channel_names"])
         extra = {"slow_cutoff": slow[0][2]} if slow else {}
+        if fields.get("spatial"):
+            if not fields.get("csp_filters") or not fields.get("sensor_channels"):
+                raise UserInputError("the recipe names --spatial but records no fitted filters: use the meta.json or "
+                                     "model that eeg2arm wrote, unedited")
+            extra.update(spatial=fields["spatial"], csp_filters=fields["csp_filters"])
         return cls(sfreq=float(fields["sfreq"]), input_channels=tuple(fields.get("input_channels") or channels),
                    channels=channels, features=features, bands=tuple(b for b in named if b not in slow),
                    frame_window=float(fields["frame_window"]), frame_step=float(fields["frame_step"]),
                    reference=fields.get("reference") or "none", montage=fields.get("montage"),
-                   bandpass=tuple(fields["bandpass"]) if fields.get("bandpass") else None, **extra)
+                   bandpass=tuple(fields["bandpass"]) if fields.get("bandpass") else None,
+                   align=fields.get("align"), **extra)
 
 
 class CausalChain:
     """The recipe's spatial map and causal filters over a signal that arrives in pieces (..., C_in, n) in µV.
 
     `push` returns {"bandpower": (..., C, n), "slow": (..., C, n)} (the signal each feature reads; slow only when the
-    recipe has it). Leading axes are independent signals (e.g. epochs), each with its own filter state. The cost of a
-    push is linear in its samples: the state is a few numbers per filter section and channel.
+    recipe has it), or for a CSP recipe {"bank": (..., F, K, n)}: each band's components, band-passed (an unfitted
+    recipe's bank holds each band's channels, K = C, the trials CSP is fitted on). Leading axes are independent
+    signals (e.g. epochs), each with its own filter state. The cost of a push is linear in its samples: the state is
+    a few numbers per filter section and channel. `align` is the subject's R^-1/2 (C, C) of an aligned recipe.
     """
 
-    def __init__(self, recipe: Recipe):
-        self.matrix = recipe.spatial_matrix()  # (C, C_in) or None
+    def __init__(self, recipe: Recipe, align: np.ndarray | None = None):
+        matrix = recipe.spatial_matrix()  # (C, C_in) or None
+        self.unaligned = recipe.align is not None and align is None
+        self.matrix = matrix if align is None else align if matrix is None else align @ matrix
         self.bandpass, self.lowpass = recipe.filters()
+        self.bank = recipe.bank_filters() if recipe.spatial is not None else None
+        self.projections = None if recipe.csp_filters is None else np.asarray(recipe.csp_filters)  # (F, K, C)
         self.state: dict[str, np.ndarray] = {}  # filter name -> zi (n_sections, ..., C, 2)
 
-    def push(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def front(self, x: np.ndarray) -> np.ndarray:
+        """The spatial map (with the alignment, if given) and the band-pass: (..., C_in, n) -> (..., C, n); what an
+        alignment is estimated from (with none given)."""
         if self.matrix is not None:
             x = self.matrix @ x  # (..., C, n)
         if self.bandpass is not None:
             x = self.filter("bandpass", self.bandpass, x)
+        return x
+
+    def push(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        if self.unaligned:
+            raise UserInputError("this recipe aligns each subject's signal (--align): give its alignment, estimated "
+                                 "from the subject's own signal")
+        x = self.front(x)
+        if self.bank is not None:
+            bands = [self.filter(f"band{f}", sos, x if self.projections is None else self.projections[f] @ x)
+                     for f, sos in enumerate(self.bank)]  # each (..., K, n)
+            return {BANK: np.stack(bands, axis=-3)}  # (..., F, K, n)
         signals = {"bandpower": x}
         if self.lowpass is not None:
             signals[SLOW] = self.filter(SLOW, self.lowpass, x)

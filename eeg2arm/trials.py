@@ -2,7 +2,8 @@
 
 Continuous recordings are cut around their annotations; epoched files give their stored epochs. The recipe
 (`eeg2arm.recipe`: reference, causal filters, features) runs over a continuous recording from its first sample
-before trials are cut, over an epoch from its own first sample.
+before trials are cut, over an epoch from its own first sample. `align` is the recording's subject alignment
+(R^-1/2, eeg2arm.spatial) when the recipe aligns; `recording_covariance` is what it is estimated from.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 from .errors import UserInputError
 from .recipe import CausalChain, Recipe
 from .recordings import Recording
+from .spatial import CovarianceSum
 
 log = logging.getLogger("eeg2arm")
 
@@ -48,7 +50,12 @@ class Trials:
 
     @classmethod
     def empty(cls, recipe: Recipe) -> "Trials":
-        return cls(np.empty((0, len(recipe.channels), recipe.n_features, 0)), np.empty(0, np.int64), np.empty(0))
+        return cls(np.empty((0, len(recipe.model_channels), recipe.n_features, 0)), np.empty(0, np.int64),
+                   np.empty(0))
+
+
+Signals = dict[str, np.ndarray]  # the recipe's signals of the trials {kind: (N, ..., n)} (eeg2arm.recipe.CausalChain)
+Cut = tuple[Signals | None, np.ndarray, np.ndarray]  # (signals, or None without trials; labels (N,); onsets (N,) s)
 
 
 def event_names(inst: Recording) -> set[str]:
@@ -89,46 +96,48 @@ def trial_samples(path: Path, inst: Recording, span: Span) -> int:
     return n
 
 
-def epochs_trials(path: Path, epochs: mne.BaseEpochs, event_class: dict[str, int], recipe: Recipe,
-                  span: Span) -> Trials:
+def epochs_signals(path: Path, epochs: mne.BaseEpochs, event_class: dict[str, int], recipe: Recipe, span: Span,
+                   align: np.ndarray | None = None) -> Cut:
     """The stored epochs whose event is mapped to a class, in file order, each through the recipe from its own first
     sample (then cropped to --tmin/--tmax if given)."""
     sfreq = epochs.info["sfreq"]
     code_class = {code: event_class[name] for name, code in epochs.event_id.items() if name in event_class}
     keep = np.flatnonzero(np.isin(epochs.events[:, 2], list(code_class)))
     if not keep.size:
-        return Trials.empty(recipe)
+        return None, np.empty(0, np.int64), np.empty(0)
     epochs = epochs[keep]
-    signals = CausalChain(recipe).push(epochs.get_data(picks=list(recipe.input_channels), units="uV",
+    signals = CausalChain(recipe, align).push(epochs.get_data(picks=list(recipe.input_channels), units="uV",
                                                        verbose="error"))  # {kind: (n, C, S)}
     if span.tmax is not None:
         tmin, n = span.samples(sfreq)
         start = round((tmin - epochs.tmin) * sfreq)
         signals = {kind: x[..., start:start + n] for kind, x in signals.items()}
     labels = np.array([code_class[c] for c in epochs.events[:, 2]], dtype=np.int64)
-    return Trials(recipe.frames(signals), labels, epochs.events[:, 0] / sfreq)
+    return signals, labels, epochs.events[:, 0] / sfreq
 
 
-def continuous_signals(raw: mne.io.BaseRaw, recipe: Recipe, starts: np.ndarray, n: int) -> dict[str, np.ndarray]:
-    """The recipe's signals {kind: (N, C, n)} of the trials [start, start + n) (samples from the recording's first),
+def continuous_signals(raw: mne.io.BaseRaw, recipe: Recipe, starts: np.ndarray, n: int,
+                       align: np.ndarray | None = None) -> Signals:
+    """The recipe's signals {kind: (N, ..., n)} of the trials [start, start + n) (samples from the recording's first),
     filtered causally from the recording's first sample. The recording goes through in BLOCK_S pieces, so memory
     holds the trials and one piece."""
-    chain, block = CausalChain(recipe), round(BLOCK_S * raw.info["sfreq"])
+    chain, block = CausalChain(recipe, align), round(BLOCK_S * raw.info["sfreq"])
     out: dict[str, np.ndarray] = {}
     for b0 in range(0, int(starts.max()) + n, block):
         b1 = min(b0 + block, int(starts.max()) + n)
         piece = chain.push(raw.get_data(picks=list(recipe.input_channels), start=b0, stop=b1, units="uV",
-                                        verbose="error"))  # {kind: (C, b1 - b0)}
+                                        verbose="error"))  # {kind: (..., b1 - b0)}
         for kind, x in piece.items():
-            trials = out.setdefault(kind, np.empty((len(starts), x.shape[0], n)))
+            trials = out.setdefault(kind, np.empty((len(starts), *x.shape[:-1], n)))
             for i, t0 in enumerate(starts):  # the part of trial i inside this piece
                 lo, hi = max(t0, b0), min(t0 + n, b1)
                 if lo < hi:
-                    trials[i, :, lo - t0:hi - t0] = x[:, lo - b0:hi - b0]
+                    trials[i, ..., lo - t0:hi - t0] = x[..., lo - b0:hi - b0]
     return out
 
 
-def raw_trials(path: Path, raw: mne.io.BaseRaw, event_class: dict[str, int], recipe: Recipe, span: Span) -> Trials:
+def raw_signals(path: Path, raw: mne.io.BaseRaw, event_class: dict[str, int], recipe: Recipe, span: Span,
+                align: np.ndarray | None = None) -> Cut:
     """Trials from annotations: [tmin, tmax) around each onset, or each annotation cut into `window` pieces."""
     sfreq = raw.info["sfreq"]
     codes = {name: i + 1 for i, name in enumerate(event_class)}
@@ -143,8 +152,9 @@ def raw_trials(path: Path, raw: mne.io.BaseRaw, event_class: dict[str, int], rec
         events = np.array([[start + k * n, 0, code] for (start, _, code), p in zip(events, pieces)
                            for k in range(p)], dtype=np.int64).reshape(-1, 3)
     present = {name: code for name, code in codes.items() if code in events[:, 2]}
+    none = None, np.empty(0, np.int64), np.empty(0)
     if not present:
-        return Trials.empty(recipe)
+        return none
     try:  # MNE decides which trials lie inside the data and off BAD annotations; tmax includes its sample
         epochs = mne.Epochs(raw, events, present, tmin=tmin, tmax=tmin + (n - 1) / sfreq, baseline=None,
                             picks=list(recipe.input_channels), preload=False, verbose="error").drop_bad(verbose="error")
@@ -155,15 +165,39 @@ def raw_trials(path: Path, raw: mne.io.BaseRaw, event_class: dict[str, int], rec
         log.warning("%s: %d of %d trials dropped (outside the data or overlapping BAD annotations)", path,
                     len(events) - len(epochs), len(events))
     if not len(epochs):
-        return Trials.empty(recipe)
+        return none
     starts = epochs.events[:, 0] - raw.first_samp + round(tmin * sfreq)  # samples from the recording's first
     code_class = {codes[name]: event_class[name] for name in present}
     labels = np.array([code_class[c] for c in epochs.events[:, 2]], dtype=np.int64)
     onsets = (epochs.events[:, 0] - raw.first_samp) / sfreq  # s from the first sample of the recording
-    return Trials(recipe.frames(continuous_signals(raw, recipe, starts, n)), labels, onsets)
+    return continuous_signals(raw, recipe, starts, n, align), labels, onsets
 
 
-def cut_trials(path: Path, inst: Recording, event_class: dict[str, int], recipe: Recipe, span: Span) -> Trials:
-    """The labelled trials of one file: its stored epochs, or trials cut from its annotations."""
-    cut = epochs_trials if isinstance(inst, mne.BaseEpochs) else raw_trials
-    return cut(path, inst, event_class, recipe, span)
+def trial_signals(path: Path, inst: Recording, event_class: dict[str, int], recipe: Recipe, span: Span,
+                  align: np.ndarray | None = None) -> Cut:
+    """The recipe's signals of the labelled trials of one file: its stored epochs, or trials cut from its
+    annotations (what CSP filters are fitted on)."""
+    cut = epochs_signals if isinstance(inst, mne.BaseEpochs) else raw_signals
+    return cut(path, inst, event_class, recipe, span, align)
+
+
+def cut_trials(path: Path, inst: Recording, event_class: dict[str, int], recipe: Recipe, span: Span,
+               align: np.ndarray | None = None) -> Trials:
+    """The labelled trials of one file as the recipe's features."""
+    signals, labels, onsets = trial_signals(path, inst, event_class, recipe, span, align)
+    return Trials.empty(recipe) if signals is None else Trials(recipe.frames(signals), labels, onsets)
+
+
+def recording_covariance(inst: Recording, recipe: Recipe) -> CovarianceSum:
+    """The spatial covariance of a whole file's signal after the recipe's spatial map and band-pass (every epoch
+    from its own first sample): what an alignment is estimated from."""
+    chain, picks = CausalChain(recipe), list(recipe.input_channels)
+    covariance = CovarianceSum(len(recipe.channels))
+    if isinstance(inst, mne.BaseEpochs):
+        covariance.add(chain.front(inst.get_data(picks=picks, units="uV", verbose="error")))  # (N, C, n)
+        return covariance
+    block = round(BLOCK_S * inst.info["sfreq"])
+    for b0 in range(0, inst.n_times, block):
+        covariance.add(chain.front(inst.get_data(picks=picks, start=b0, stop=min(b0 + block, inst.n_times),
+                                                 units="uV", verbose="error")))  # (C, <= block)
+    return covariance

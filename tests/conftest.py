@@ -19,7 +19,7 @@ def push_in_chunks(online, signal: np.ndarray, seed: int = 0) -> tuple[np.ndarra
     while i < signal.shape[1]:
         n = int(rng.integers(1, 200))
         out.append(online.push(signal[:, i:i + n]))
-        held = max(held, *(x.shape[1] for x in online.pending.values()))
+        held = max([held, *(x.shape[-1] for x in online.pending.values())])
         i += n
     return np.concatenate(out, axis=-1), held
 

@@ -10,7 +10,7 @@ from .common import FILE, cli, user_errors
 
 
 RECIPE_FLAGS = ("events", "tmin", "tmax", "window", "bands", "frame_window", "frame_step", "channels", "features",
-                "slow_cutoff", "reference", "montage", "bandpass")  # what `prepare --like` takes from meta.json
+                "slow_cutoff", "reference", "montage", "bandpass", "spatial", "align")  # what `prepare --like` takes from meta.json
 
 
 @cli.command()
@@ -43,6 +43,13 @@ RECIPE_FLAGS = ("events", "tmin", "tmax", "window", "bands", "frame_window", "fr
                    "for csd; channel names are matched ignoring case and dots (C3.. is C3) and written in its "
                    "spelling")
 @click.option("--bandpass", default=None, help="LO-HI: causal Butterworth band-pass (Hz) before the features")
+@click.option("--spatial", default=None,
+              help="csp:K: filter-bank CSP learned from the trials' labels: K spatial filters per band of --bands (K "
+                   "per class against the rest beyond two classes); X becomes (N, components, bands, T), the log "
+                   "power of each component in its band")
+@click.option("--align", type=click.Choice(["euclidean"]), default=None,
+              help="Re-centre each --group-by group's signal (subject or recording) by its own spatial covariance, "
+                   "R^-1/2 (Euclidean alignment; no labels needed); a new subject is aligned from its own signal")
 @click.option("--frame-window", type=float, default=0.5, show_default=True, help="Seconds per feature frame")
 @click.option("--frame-step", type=float, default=0.25, show_default=True, help="Seconds between frames")
 @click.option("--channels", default=None,
@@ -56,7 +63,7 @@ RECIPE_FLAGS = ("events", "tmin", "tmax", "window", "bands", "frame_window", "fr
 @click.pass_context
 @user_errors
 def prepare(ctx, raw, out, like, events, tmin, tmax, window, features, bands, slow_cutoff, reference, montage,
-            bandpass, frame_window, frame_step, channels, resample, group_by) -> None:
+            bandpass, spatial, align, frame_window, frame_step, channels, resample, group_by) -> None:
     """Read EEG files (EDF, BDF, GDF, FIF, BrainVision, EEGLAB, *-epo.fif) into features X.npy (N,C,F,T).
 
     Each trial goes through one recipe: re-reference (--reference), causal filters (--bandpass, and the low-pass
@@ -65,6 +72,7 @@ def prepare(ctx, raw, out, like, events, tmin, tmax, window, features, bands, sl
     from ..features import DEFAULT_BANDS, parse_bands
     from ..prepare import PrepareOptions, options_like, parse_event, prepare as run_prepare
     from ..recipe import parse_bandpass, parse_features, parse_reference
+    from ..spatial import parse_spatial
 
     if like is not None:
         given = [f"--{name.replace('_', '-')}" for name in RECIPE_FLAGS
@@ -82,7 +90,10 @@ def prepare(ctx, raw, out, like, events, tmin, tmax, window, features, bands, sl
             bands=parse_bands(bands) if bands is not None else DEFAULT_BANDS, frame_window=frame_window,
             frame_step=frame_step, resample=resample, channels=channels, features=parse_features(features),
             slow_cutoff=slow_cutoff, reference=parse_reference(reference), montage=montage,
-            bandpass=parse_bandpass(bandpass) if bandpass is not None else None, group_by=group_by or "recording")
+            bandpass=parse_bandpass(bandpass) if bandpass is not None else None, group_by=group_by or "recording",
+            spatial=parse_spatial(spatial) if spatial is not None else None, align=align)
     meta = run_prepare(raw, out, opts)
     counts = ", ".join(f"{name} {n}" for name, n in meta["class_counts"].items())
-    click.echo(f"wrote {out}: X {tuple(meta['shape'])} from {len(meta['source_files'])} file(s); {counts}")
+    learned = "".join([f"; {meta['spatial']} filters fitted" if meta.get("spatial") and like is None else "",
+                       f"; {len(meta['alignment']['groups'])} group(s) aligned" if "alignment" in meta else ""])
+    click.echo(f"wrote {out}: X {tuple(meta['shape'])} from {len(meta['source_files'])} file(s); {counts}{learned}")

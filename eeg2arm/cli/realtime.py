@@ -34,24 +34,31 @@ from .common import DEVICE, FILE, cli, user_errors
 @click.option("--out-jsonl", default=None,
               help="Write one JSON line per decided frame to this new file, or - for stdout (the other lines then "
                    "go to stderr)")
+@click.option("--align-from", type=FILE, default=None,
+              help="A model that aligns each subject (prepare --align): the subject's alignment from the meta.json "
+                   "of `prepare --like` on the subject's own recording")
+@click.option("--align-seconds", type=float, default=None,
+              help="A model that aligns each subject: estimate the alignment from the first this many seconds of "
+                   "the stream (no decisions before)  [default: 60]")
 @DEVICE
 @user_errors
 def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_timeout, enter, exit_, min_frames,
-           out_lsl, out_jsonl, device) -> None:
+           out_lsl, out_jsonl, align_from, align_seconds, device) -> None:
     """Decode raw EEG frame by frame: print each change of the smoothed decision, then a summary."""
-    from ..realtime.live import StreamSummary, open_decoder, run_stream
+    from ..realtime.live import StreamSummary, open_decoder, open_features, run_stream
     from ..realtime.outlet import open_sinks
     from ..realtime.smoothing import Hysteresis
     from ..realtime.sources import lsl_chunks, recording_chunks
 
     if (raw_path is None) == (lsl_name is None):
         raise UserInputError("give exactly one source: --raw FILE or --lsl NAME")
-    if chunk <= 0 or (duration is not None and duration <= 0):
-        raise UserInputError("--chunk and --duration must be positive numbers of seconds")
+    if chunk <= 0 or (duration is not None and duration <= 0) or (align_seconds is not None and align_seconds <= 0):
+        raise UserInputError("--chunk, --duration and --align-seconds must be positive numbers of seconds")
     hysteresis = Hysteresis(enter, exit_, min_frames)  # UserInputError naming enter/exit/min_frames
     echo = functools.partial(click.echo, err=out_jsonl == "-")  # stdout carries only JSON lines then
     with contextlib.ExitStack() as stack:
         decoder = open_decoder(ckpt, onnx_path, url, hysteresis, device)
+        online = open_features(decoder.config, align_from, align_seconds, echo)
         if url is not None:
             stack.callback(decoder.close)  # ends the server session
         source = f"LSL stream {lsl_name}" if lsl_name is not None else str(raw_path)
@@ -62,7 +69,7 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
         stack.callback(chunks.close)  # disconnects an LSL stream
         summary = StreamSummary()
         try:
-            run_stream(chunks, decoder, echo, duration, summary, sinks)
+            run_stream(chunks, decoder, echo, duration, summary, sinks, online)
         except UserInputError:  # e.g. a live stream that fell silent: what was decoded until then still counts
             if summary.frames:
                 echo(summary.line())

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..config import EEGConfig
 from ..errors import UserInputError
-from .online import OnlineFeatures
+from .online import OnlineFeatures, model_recipe
 from .smoothing import Hysteresis
 from .sources import Chunk
 from .streamer import StepResult, Streamer
@@ -96,24 +96,48 @@ def describe(result: StepResult, t: float, class_names: tuple[str, ...] | None) 
             f"conf={result.probs[result.decision]:.4f}")
 
 
+DEFAULT_ALIGN_S = 60.0  # s of a live stream a subject's alignment is estimated from, when none is given
+
+
+def open_features(config: EEGConfig, align_from: str | Path | None = None, align_seconds: float | None = None,
+                  echo: Callable[[str], None] = print) -> OnlineFeatures:
+    """The model's recipe online; a recipe that aligns each subject gets the subject's alignment from a meta.json
+    (`--align-from`) or estimates it from the stream's first `align_seconds` (default DEFAULT_ALIGN_S)."""
+    if config.align is None:
+        return OnlineFeatures.for_model(config, None, align_seconds)  # refuses alignment options
+    if align_from is not None:
+        if align_seconds is not None:
+            raise UserInputError("give --align-from (a stored alignment) or --align-seconds (estimate it), not both")
+        from ..fitting import load_alignment
+
+        recipe = model_recipe(config)
+        return OnlineFeatures(recipe, load_alignment(align_from, recipe))
+    seconds = align_seconds or DEFAULT_ALIGN_S
+    echo(f"aligning: the subject's alignment is estimated from the first {seconds:g} s of signal; decisions follow")
+    return OnlineFeatures.for_model(config, align_seconds=seconds)
+
+
 def run_stream(chunks: Iterable[Chunk], decoder: Decoder, echo: Callable[[str], None] = print,
                duration: float | None = None, summary: StreamSummary | None = None,
-               sinks: Iterable[Sink] = ()) -> StreamSummary:
+               sinks: Iterable[Sink] = (), online: OnlineFeatures | None = None) -> StreamSummary:
     """Feed raw chunks (C, n) in µV with their stamps until they end, `duration` s of signal have passed or
     Ctrl-C; send every decided frame to the sinks and echo each decision change. Frames computed from NaN/Inf
     samples are dropped and counted, the stream goes on.
 
-    `summary` is filled as the stream goes, so a caller still has the counts when a source fails midway.
+    `summary` is filled as the stream goes, so a caller still has the counts when a source fails midway. `online`
+    computes the features (default: the model's recipe, open_features).
     """
     config = decoder.config
-    online = OnlineFeatures.for_model(config)
+    online = online or OnlineFeatures.for_model(config)
     summary, decision = summary or StreamSummary(), Hysteresis.UNDECIDED
     clock, sinks = FrameStamps(online.w, online.s, config.sfreq), list(sinks)
     fed: deque[tuple[float, float]] = deque()  # (end time, end stamp) of frames given to the decoder, not yet decided
     try:
         for samples, stamps in chunks:
-            arrived = time.perf_counter()
+            arrived, aligning = time.perf_counter(), online.aligning
             frames = online.push(samples)  # (C, F, m)
+            if aligning and not online.aligning:
+                echo(f"aligned on the first {online.align_samples / config.sfreq:g} s of signal")
             ends, end_stamps = clock.push(stamps, frames.shape[-1])  # (m,), (m,)
             finite = np.isfinite(frames).all(axis=(0, 1))  # (m,)
             summary.frames += frames.shape[-1]

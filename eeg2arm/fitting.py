@@ -1,0 +1,68 @@
+"""The learned parts of a recipe, fitted on the recordings `eeg2arm prepare` reads (eeg2arm.spatial):
+
+* one Euclidean alignment per group (subject or recording, as --group-by says), from that group's own signal;
+* the filter-bank CSP filters, from the labelled training trials of every file (each aligned first).
+
+`prepare --like` fits only the alignments (of the new files' groups): the filters come with the recipe.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserInputError
+from .recipe import BANK, Recipe
+from .recordings import Recording
+from .spatial import components_per_band, fit_csp
+from .trials import Span, recording_covariance, trial_signals
+
+
+def group_alignments(recordings: dict[Path, Recording], recipe: Recipe,
+                     group_of: dict[Path, str]) -> dict[str, np.ndarray]:
+    """{group: R^-1/2 (C, C)} of each group's recordings taken together (all their samples)."""
+    covariances = {path: recording_covariance(inst, recipe) for path, inst in recordings.items()}
+    alignments = {}
+    for group in dict.fromkeys(group_of.values()):
+        first, *rest = [covariances[p] for p in recordings if group_of[p] == group]
+        alignments[group] = first.merged(rest).alignment(f"the signal of {group}")
+    return alignments
+
+
+def fit_spatial(recordings: dict[Path, Recording], recipe: Recipe, event_class: dict[str, int], span: Span,
+                alignments: dict[str, np.ndarray], group_of: dict[Path, str]) -> Recipe:
+    """The recipe with its CSP filters fitted on every file's labelled trials (band-passed per band, aligned)."""
+    banks, labels = [], []
+    for path, inst in recordings.items():
+        signals, y, _ = trial_signals(path, inst, event_class, recipe, span, alignments.get(group_of[path]))
+        if signals is not None:
+            banks.append(signals[BANK].astype(np.float32))  # (N, F, C, n): float32 halves the memory of the fit
+            labels.append(y)
+    if not labels:
+        raise UserInputError("--spatial csp learns its filters from labelled trials, and the files give none: check "
+                             "--event and --tmin/--tmax")
+    filters = fit_csp(np.concatenate(banks), np.concatenate(labels), components_per_band(recipe.spatial))
+    return dataclasses.replace(recipe, csp_filters=filters)
+
+
+def load_alignment(meta_path: str | Path, recipe: Recipe) -> np.ndarray:
+    """The one group's R^-1/2 recorded in a meta.json of `eeg2arm prepare` (e.g. `prepare NEW --like` on the
+    subject's own recording), checked against the recipe's channels."""
+    try:
+        meta = json.loads(Path(meta_path).read_text())
+        groups = meta["alignment"]["groups"]
+        channels = tuple(meta.get("sensor_channels") or meta["channels"])
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        raise UserInputError(f"--align-from {meta_path} records no alignment: give the meta.json that `eeg2arm "
+                             f"prepare --like` wrote for the subject's own recording") from None
+    if not isinstance(groups, dict) or len(groups) != 1:
+        names = ", ".join(list(groups)[:4]) if isinstance(groups, dict) else "?"
+        raise UserInputError(f"--align-from {meta_path} holds {len(groups)} alignments ({names} ...): prepare the "
+                             f"subject's own recording(s) --like the training data and give that meta.json")
+    matrix = np.asarray(next(iter(groups.values())), dtype=float)
+    if channels != recipe.channels or matrix.shape != (len(channels), len(channels)) or not np.isfinite(matrix).all():
+        raise UserInputError(f"--align-from {meta_path} was made for channels {', '.join(channels[:4])} ... , not "
+                             f"this model's recipe: prepare the subject's recording --like the model's training data")
+    return matrix

@@ -1,0 +1,109 @@
+"""Spatial maps learned from the data, as parts of a recipe (eeg2arm.recipe).
+
+* **Filter-bank CSP** (`--spatial csp:K`): for each band of the recipe, K spatial filters fitted with MNE's
+  `mne.decoding.CSP` (Ledoit-Wolf regularized covariances, components from both ends of the spectrum) on the
+  training trials' band-passed signal and labels; beyond two classes, K filters per class against the rest. The
+  model then sees, per frame, the log power of each component in its own band: X (N, C = components, F = bands, T).
+* **Euclidean alignment** (`--align euclidean`, He & Wu 2019): each subject's (or recording's) signal is
+  re-centred by R^-1/2, R the spatial covariance of its own band-passed signal, so that every subject's covariance
+  becomes the identity. No labels are needed, so a new subject is aligned from its own signal.
+
+Both are instantaneous linear maps, so they run inside the recipe's causal chain online exactly as offline.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from .errors import UserInputError
+
+SPATIAL_METHODS = ("csp",)
+ALIGN_METHODS = ("euclidean",)
+SHRINK = 1e-3  # R + SHRINK * mean eigenvalue: keeps R^-1/2 finite for a rank-deficient signal (a common average)
+
+
+def parse_spatial(text: str) -> str:
+    """'csp:4' -> 'csp:4' (validated): the method and K components per band (and per class beyond two)."""
+    method, _, k = text.strip().partition(":")
+    if method not in SPATIAL_METHODS or not k.isdigit() or int(k) < 1:
+        raise UserInputError(f"--spatial {text!r} must be csp:K with K >= 1 spatial filters per band, e.g. csp:4")
+    return f"{method}:{int(k)}"
+
+
+def components_per_band(spatial: str) -> int:
+    """K of 'csp:K'."""
+    return int(spatial.partition(":")[2])
+
+
+def parse_align(text: str) -> str:
+    if text not in ALIGN_METHODS:
+        raise UserInputError(f"--align {text!r} must be one of {', '.join(ALIGN_METHODS)}")
+    return text
+
+
+def component_names(n: int) -> tuple[str, ...]:
+    """The model's C 'electrodes' of a CSP recipe: csp1, csp2, ... (the same filters' index in every band)."""
+    return tuple(f"csp{i + 1}" for i in range(n))
+
+
+def fit_csp(bank: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
+    """Filter-bank CSP: bank (N, F, C, n) band-passed trials, y (N,) labels -> filters (F, K', C), K' = k for two
+    classes, k per class (one against the rest) beyond."""
+    from mne.decoding import CSP
+    from mne.utils import use_log_level
+
+    classes = np.unique(y)
+    if len(classes) < 2:
+        raise UserInputError("--spatial csp learns its filters from labelled trials of at least two classes, but the "
+                             "training trials hold one class: give --event for two or more classes, or prepare "
+                             "--like a recipe fitted before")
+    if k > bank.shape[2]:
+        raise UserInputError(f"--spatial csp:{k} asks for more filters than the {bank.shape[2]} channels: use at "
+                             f"most csp:{bank.shape[2]}")
+    targets = [y] if len(classes) == 2 else [(y == c).astype(int) for c in classes]  # one against the rest
+    filters = []
+    for f in range(bank.shape[1]):
+        X = bank[:, f].astype(np.float64)  # (N, C, n)
+        with use_log_level("error"):
+            filters.append(np.concatenate([
+                CSP(n_components=k, reg="ledoit_wolf", component_order="alternate").fit(X, target).filters_[:k]
+                for target in targets]))  # (K', C)
+    return np.stack(filters)
+
+
+class CovarianceSum:
+    """The spatial covariance of a signal that arrives in pieces (..., C, n): the sum of x x^T over the finite
+    samples and their count, so that pieces, epochs and recordings of one subject add up to one estimate."""
+
+    def __init__(self, n_channels: int):
+        self.total, self.count = np.zeros((n_channels, n_channels)), 0
+
+    def add(self, x: np.ndarray) -> None:
+        x = np.moveaxis(x, -2, 0).reshape(x.shape[-2], -1)  # (C, samples)
+        x = x[:, np.isfinite(x).all(axis=0)]  # an amplifier dropout (NaN) adds nothing
+        self.total += x @ x.T
+        self.count += x.shape[1]
+
+    def merged(self, others: Iterable["CovarianceSum"]) -> "CovarianceSum":
+        out = CovarianceSum(len(self.total))
+        for part in (self, *others):
+            out.total += part.total
+            out.count += part.count
+        return out
+
+    def alignment(self, what: str) -> np.ndarray:
+        """R^-1/2 (C, C) of the covariance R (symmetric: it re-centres without rotating the channels)."""
+        if self.count < len(self.total):
+            raise UserInputError(f"{what} has {self.count} usable samples, fewer than its {len(self.total)} channels: "
+                                 f"the alignment needs a longer signal")
+        if not np.trace(self.total) > 0:
+            raise UserInputError(f"{what} is flat (zero everywhere after the recipe's filters): nothing to align")
+        return inverse_sqrt(self.total / self.count)
+
+
+def inverse_sqrt(R: np.ndarray) -> np.ndarray:
+    """(R + SHRINK * mean eigenvalue * I)^-1/2 of a symmetric positive semi-definite R."""
+    values, vectors = np.linalg.eigh(R)
+    values = np.clip(values, 0.0, None) + SHRINK * values.mean()
+    return (vectors / np.sqrt(values)) @ vectors.T

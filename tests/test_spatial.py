@@ -1,0 +1,196 @@
+"""Learned spatial maps in a recipe: filter-bank CSP fitted by `prepare` on the trials' labels, and Euclidean
+alignment of each subject from its own signal; online exactly as offline, refused where they cannot apply."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mne
+import numpy as np
+import pytest
+import requests
+from click.testing import CliRunner
+
+from eeg2arm.cli import cli
+from eeg2arm.errors import UserInputError
+from eeg2arm.fitting import load_alignment
+from eeg2arm.realtime.online import OnlineFeatures, model_recipe
+from eeg2arm.recipe import CausalChain
+from eeg2arm.spatial import CovarianceSum
+from serving.local_server import serve
+
+from conftest import push_in_chunks
+from test_online import MONTAGE, config_of, prepare
+
+MOTOR = ["--channels", "FC3,FC1,C3,C1,Cz,C2,C4,CP3,CP4", "--montage", MONTAGE, "--bandpass", "8-30",
+         "--bands", "mu:8-13,beta:13-30"]
+CUES = ["--event", "T1=left", "--event", "T2=right", "--tmin", 0, "--tmax", 4]
+LEARNED = {"csp": ["--spatial", "csp:2"], "align": ["--align", "euclidean"],
+           "csp+align": ["--spatial", "csp:3", "--align", "euclidean"]}
+
+
+@pytest.fixture(scope="module")
+def raw_dir(bandpower_dir) -> Path:
+    return bandpower_dir.parent / "raw"
+
+
+def signal_of(path: Path, config) -> np.ndarray:
+    return mne.io.read_raw(path, verbose="error").get_data(picks=list(config.stream_channels), units="uV")
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_learned_recipes_online_equal_prepare(name, raw_dir, tmp_path):
+    """prepare fits the filters and the recording's alignment; a live pass over the recording with that alignment
+    gives every trial's frames (cues lie on the 0.1 s frame grid)."""
+    edf = raw_dir / "eegmmidb" / "S001" / "S001R04.edf"
+    X, meta = prepare([edf], tmp_path / "p", *CUES, "--frame-step", 0.1, *MOTOR, *LEARNED[name])
+    config = config_of(tmp_path / "p" / "meta.json")
+    if "csp" in name:
+        k = 3 if name == "csp+align" else 2
+        assert config.channel_names == tuple(f"csp{i + 1}" for i in range(k)) and config.band_names == ("mu", "beta")
+        assert np.asarray(config.csp_filters).shape == (2, k, 9) and len(config.sensor_channels) == 9
+    recipe = model_recipe(config)
+    align = load_alignment(tmp_path / "p" / "meta.json", recipe) if "align" in name else None
+    online = OnlineFeatures(recipe, align)
+    frames, held = push_in_chunks(online, signal_of(edf, config), seed=len(name))
+    starts = np.array([round(onset * config.sfreq) for _, onset in meta["trial_sources"]])
+    online_trials = np.stack([frames[..., s // 16: s // 16 + X.shape[-1]] for s in starts])
+    assert online_trials.shape == X.shape and np.isfinite(X).all() and X.std() > 0.05
+    assert np.abs(online_trials - X).max() <= 1e-4
+    assert held < online.w + 200
+
+
+def test_csp_beyond_two_classes_fits_each_class_against_the_rest(raw_dir, tmp_path):
+    X, meta = prepare([raw_dir / "eegmmidb" / "S001" / "S001R04.edf"], tmp_path / "p", "--event", "T0=rest",
+                      "--event", "T1=left", "--event", "T2=right", "--tmin", 0, "--tmax", 4, *MOTOR,
+                      "--spatial", "csp:2")
+    assert X.shape[1:3] == (6, 2) and meta["channels"] == [f"csp{i}" for i in range(1, 7)]
+    filters = np.asarray(meta["csp_filters"])  # (bands, 3 classes x 2, channels): each pair its own class
+    assert filters.shape == (2, 6, 9) and np.linalg.matrix_rank(filters[0]) == 6
+
+
+def test_the_stream_estimates_the_alignment_from_its_first_seconds_as_prepare_does(raw_dir, tmp_path):
+    """--align-seconds 60 online = `prepare --like` on the recording's first 60 s: the same alignment, so the same
+    frames, from the first sample on."""
+    edf = raw_dir / "eegmmidb" / "S001" / "S001R04.edf"
+    prepare([edf], tmp_path / "train", *CUES, "--frame-step", 0.1, *MOTOR, *LEARNED["csp+align"])
+    raw = mne.io.read_raw(edf, preload=True, verbose="error")
+    first = tmp_path / "first60_raw.fif"
+    raw.copy().crop(0, 60 - 1 / raw.info["sfreq"]).save(first, verbose="error")
+    X, meta = prepare([first], tmp_path / "first", "--like", tmp_path / "train" / "meta.json")
+    config = config_of(tmp_path / "train" / "meta.json")
+    recipe, signal = model_recipe(config), signal_of(edf, config)
+    estimated, _ = push_in_chunks(OnlineFeatures.for_model(config, align_seconds=60), signal)
+    stored, _ = push_in_chunks(OnlineFeatures(recipe, load_alignment(tmp_path / "first" / "meta.json", recipe)),
+                               signal, seed=1)
+    assert estimated.shape == stored.shape and np.abs(estimated - stored).max() <= 1e-4
+    starts = [round(onset * config.sfreq) for _, onset in meta["trial_sources"]]
+    assert len(starts) >= 6  # the left and right cues of the first minute
+    assert np.abs(np.stack([estimated[..., s // 16: s // 16 + X.shape[-1]] for s in starts]) - X).max() <= 1e-4
+
+
+def test_a_new_subject_is_aligned_from_its_own_signal(raw_dir, tmp_path):
+    """Trained on S001 and S002 (one alignment each), S003 prepared --like them gets its own: its aligned signal
+    has the identity as covariance (up to the shrinkage of its smallest eigenvalues), and S001's alignment would not give it that."""
+    files = [raw_dir / "eegmmidb" / s / f"{s}R04.edf" for s in ("S001", "S002")]
+    _, meta = prepare(files, tmp_path / "train", *CUES, *MOTOR, "--align", "euclidean", "--group-by", "subject")
+    assert sorted(meta["alignment"]["groups"]) == ["S001", "S002"]
+    new = raw_dir / "eegmmidb" / "S003" / "S003R04.edf"
+    _, like = prepare([new], tmp_path / "new", "--like", tmp_path / "train" / "meta.json")
+    assert list(like["alignment"]["groups"]) == ["S003"]
+    recipe = model_recipe(config_of(tmp_path / "train" / "meta.json"))
+    signal = signal_of(new, config_of(tmp_path / "train" / "meta.json"))
+
+    def covariance(align: np.ndarray) -> np.ndarray:
+        total = CovarianceSum(9)
+        total.add(CausalChain(recipe, align).front(signal))
+        return total.total / total.count
+
+    own = covariance(load_alignment(tmp_path / "new" / "meta.json", recipe))
+    assert np.abs(own - np.eye(9)).max() < 0.1
+    other = covariance(np.asarray(meta["alignment"]["groups"]["S001"]))
+    assert np.abs(other - np.eye(9)).max() > 0.5, np.abs(other - np.eye(9)).max()
+
+
+def run(*args) -> object:
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_a_supervised_recipe_without_labels_is_one_line_and_writes_nothing(raw_dir, tmp_path):
+    edf = raw_dir / "eegmmidb" / "S001" / "S001R04.edf"
+    result = run("prepare", edf, "--out", tmp_path / "p", "--event", "T1=left", "--tmin", 0, "--tmax", 4, *MOTOR,
+                 "--spatial", "csp:2")
+    assert result.exit_code == 2 and not (tmp_path / "p").exists()
+    assert result.output.startswith("Error: --spatial csp learns its filters from labelled trials of at least two "
+                                    "classes") and len(result.output.splitlines()) == 1
+    result = run("prepare", edf, "--out", tmp_path / "p", *CUES, *MOTOR, "--spatial", "csp:10")
+    assert result.exit_code == 2 and "more filters than the 9 channels" in result.output
+    result = run("prepare", edf, "--out", tmp_path / "p", *CUES, *MOTOR, "--spatial", "pca:2")
+    assert result.exit_code == 2 and "must be csp:K" in result.output
+    result = run("prepare", edf, "--out", tmp_path / "p", *CUES, "--features", "slow", "--spatial", "csp:2")
+    assert result.exit_code == 2 and "use it with --features bandpower" in result.output
+
+
+def test_what_cannot_match_is_refused(raw_dir, tmp_path):
+    files = [raw_dir / "eegmmidb" / s / f"{s}R04.edf" for s in ("S001", "S002")]
+    prepare(files, tmp_path / "train", *CUES, *MOTOR, *LEARNED["csp+align"])
+    meta = tmp_path / "train" / "meta.json"
+    result = run("prepare", files[0], "--out", tmp_path / "x", "--like", meta, "--spatial", "csp:2")
+    assert result.exit_code == 2 and "drop --spatial" in result.output
+    raw = mne.io.read_raw(files[0], preload=True, verbose="error").drop_channels(["C3.."])
+    lacking = tmp_path / "lacking_raw.fif"
+    raw.save(lacking, verbose="error")
+    result = run("prepare", lacking, "--out", tmp_path / "x", "--like", meta)
+    assert result.exit_code == 2 and "has no channel C3.." in result.output and not (tmp_path / "x").exists()
+    recipe = model_recipe(config_of(meta))
+    with pytest.raises(UserInputError, match="holds 2 alignments"):
+        load_alignment(meta, recipe)  # two recordings, two alignments: whose?
+    prepare([raw_dir / "eegmmidb" / "S001" / "S001R04.edf"], tmp_path / "other", *CUES, "--channels", "C3,C4",
+            "--montage", MONTAGE, "--align", "euclidean")
+    with pytest.raises(UserInputError, match="was made for channels C3, C4"):
+        load_alignment(tmp_path / "other" / "meta.json", recipe)
+    with pytest.raises(UserInputError, match="give the subject's alignment"):
+        OnlineFeatures(recipe)
+    with pytest.raises(UserInputError, match="does not align subjects"):
+        OnlineFeatures.for_model(config_of(tmp_path / "other" / "meta.json").__class__.from_dict(
+            {**config_of(tmp_path / "other" / "meta.json").to_dict(), "align": None}), align_seconds=10)
+
+
+def test_a_csp_aligned_model_streams_alike_in_torch_onnx_and_the_server(raw_dir, tmp_path):
+    """The filters travel meta.json -> config -> checkpoint -> ONNX metadata; the subject's alignment comes from
+    `prepare --like` on its recording (--align-from), and every backend decides alike."""
+    from eeg2arm.config import EEGConfig
+    from eeg2arm.train import TrainOptions, train
+    from export.metadata import read_onnx_metadata
+    from export.onnx_export import export_onnx
+
+    runs = sorted((raw_dir / "eegmmidb" / "S001").glob("*.edf"))
+    X, _ = prepare(runs[:2], tmp_path / "p", *CUES, *MOTOR, *LEARNED["csp+align"], "--group-by", "subject")
+    prepare(runs[2:], tmp_path / "new", "--like", tmp_path / "p" / "meta.json")
+    config = EEGConfig.from_dict({**config_of(tmp_path / "p" / "meta.json").to_dict(), "frame_embed": 32,
+                                  "n_heads": 2, "spatial_filters": 8})
+    ckpt = tmp_path / "ckpt.pt"
+    train(X, np.load(tmp_path / "p" / "y.npy"), config, ckpt, TrainOptions(epochs=1, batch=16, workers=0,
+                                                                            device="cpu"), echo=lambda s: None)
+    align = ["--align-from", tmp_path / "new" / "meta.json"]
+    torch_run = run("stream", "--raw", runs[2], "--ckpt", ckpt, "--fast", "--device", "cpu", *align)
+    assert torch_run.exit_code == 0, torch_run.output
+    decisions = [line for line in torch_run.output.splitlines() if line.startswith("[t=")]
+    assert decisions
+    export_onnx(ckpt, tmp_path / "model.onnx", x_path=tmp_path / "p" / "X.npy", echo=lambda s: None)
+    exported, _ = read_onnx_metadata(tmp_path / "model.onnx")
+    assert exported == config and exported.csp_filters == config.csp_filters and exported.align == "euclidean"
+    onnx_run = run("stream", "--raw", runs[2], "--onnx", tmp_path / "model.onnx", "--fast", "--device", "cpu", *align)
+    assert [line for line in onnx_run.output.splitlines() if line.startswith("[t=")] == decisions
+    with serve({"EEG2ARM_ONNX": str(tmp_path / "model.onnx")}, tmp_path / "serve.log") as url:
+        recipe = requests.get(f"{url}/metadata", timeout=10).json()["recipe"]
+        served = run("stream", "--raw", runs[2], "--url", url, "--fast", *align)
+    assert recipe["spatial"] == "csp:3" and recipe["align"] == "euclidean"
+    assert served.exit_code == 0, served.output
+    assert [line for line in served.output.splitlines() if line.startswith("[t=")] == decisions
+    estimated = run("stream", "--raw", runs[2], "--ckpt", ckpt, "--fast", "--device", "cpu", "--align-seconds", 30)
+    assert estimated.exit_code == 0, estimated.output
+    assert estimated.output.startswith("aligning: the subject's alignment is estimated from the first 30 s")
+    assert "aligned on the first 30 s of signal" in estimated.output
+    both = run("stream", "--raw", runs[2], "--ckpt", ckpt, "--fast", "--align-seconds", 30, *align)
+    assert both.exit_code == 2 and "not both" in both.output
