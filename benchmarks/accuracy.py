@@ -4,20 +4,20 @@ Every fold of every set splits the same raw trials for every method:
   * EEGModel:   `eeg2arm prepare` (the set's recipe in benchmarks/recipes.toml) on the training files ->
                 `eeg2arm train` -> `eeg2arm prepare --like TRAIN/meta.json` on the test files -> `eeg2arm evaluate`,
                 the commands themselves, run in this process; model selection only on train's own validation split;
-  * CSP + LDA:  mne.decoding.CSP (log-variance of up to 6 spatial filters, Ledoit-Wolf) + linear discriminant;
-  * TS + LR:    pyriemann covariances (with Xdawn prototypes for the slow-potential sets) -> tangent space ->
-                logistic regression;
-  * MiniRocket: aeon's MiniRocketClassifier on the raw trials (10,000 kernels, ridge);
-  * chance:     the training folds' majority class.
-CSP and TS see the trials band-passed (zero-phase) to the set's PEERS band. Folds: stratified 5-fold for the aeon
-sets, 40 s blocks for eyes_open_closed (one eyes-open and one eyes-closed block per test fold), leave one run out
-per subject for eegmmidb_within (mean over subjects), three subjects left out per fold for eegmmidb_cross. The
-eegmmidb_*_mu sets are the same folds with the motor-rhythm recipe; there every method sees only the recipe's
---channels (the sensorimotor rows), none of the frontal and temporal channels that carry the eye movements most.
+  * the field's methods (benchmarks/peers.py): CSP + LDA, FBCSP + LDA, TS + LR, EA + TS + LR (cross-subject rows),
+                EEGNet and ShallowFBCSPNet (braindecode), MiniRocket (aeon), chance.
+Folds: stratified 5-fold for the aeon sets, 40 s blocks for eyes_open_closed (one eyes-open and one eyes-closed block
+per test fold), leave one imagery run out per subject for eegmmidb_within (mean over subjects), three subjects left
+out per fold for eegmmidb_cross. The eegmmidb_*_mu sets are the motor rhythm: there every method sees only the
+recipe's --channels (the FC, C and CP rows), none of the frontal and temporal channels that carry the eye movements
+most. A row with `executed = true` also trains every method on the executed runs (eegmmidb_executed: R03, R07,
+R11) of its training subjects; testing stays on imagery. eegmmidb_new_subject_mu: the cross-subject motor-rhythm
+model of each fold, given the first CALIBRATION trials of a subject it never saw (aligned from that subject's own
+unlabelled signal), tested on the subject's other imagery trials; mean over the 12 subjects.
 
-    pip install -e '.[bench]'                      # the peers: pyriemann, aeon
-    .venv/bin/python benchmarks/accuracy.py        # the issue's six sets, every method (~12 min on 2 cores)
-    .venv/bin/python benchmarks/accuracy.py --all  # and the two motor-rhythm rows (about 9 min more)
+    pip install -e '.[bench]'                      # the peers: pyriemann, aeon, braindecode
+    .venv/bin/python benchmarks/accuracy.py        # every row; EEGNet and ShallowFBCSPNet on the motor-rhythm rows
+    .venv/bin/python benchmarks/accuracy.py --all  # and the deep peers on every row
     .venv/bin/python benchmarks/accuracy.py --sets KDD_Example SelfRegulationSCP1 --methods eegmodel chance
     .venv/bin/python benchmarks/accuracy.py --commands   # the shell commands of every recipe (docs/accuracy.md)
 """
@@ -28,6 +28,7 @@ import contextlib
 import io
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -38,10 +39,12 @@ from pathlib import Path
 import click
 import mne
 import numpy as np
-from sklearn.dummy import DummyClassifier
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from eeg2arm.cli import cli
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import DEEP, applies, peer_accuracy  # noqa: E402
 
 try:
     import tomllib
@@ -51,25 +54,17 @@ except ModuleNotFoundError:  # Python 3.10
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("EEG2ARM_SHARED", HERE.parents[1] / "shared"))
 RAW = SHARED / "data" / "raw"
+MOTOR_RHYTHM = ("eegmmidb_within_mu", "eegmmidb_cross_mu", "eegmmidb_new_subject_mu")
 SETS = ("eyes_open_closed", "SelfRegulationSCP1", "FingerMovements", "KDD_Example", "eegmmidb_within",
-        "eegmmidb_cross", "eegmmidb_within_mu", "eegmmidb_cross_mu")
-MOTOR_RHYTHM = ("eegmmidb_within_mu", "eegmmidb_cross_mu")  # extra rows, run with --all or by name
+        "eegmmidb_cross", *MOTOR_RHYTHM)
 SUBJECTS = tuple(f"S{i:03d}" for i in range(1, 13))
-RUNS = ("R04", "R08", "R12")
-METHODS = ("eegmodel", "csp", "ts", "minirocket", "chance")
-HEADERS = {"eegmodel": "EEGModel", "csp": "CSP + LDA", "ts": "TS + LR", "minirocket": "MiniRocket",
+RUNS = ("R04", "R08", "R12")  # imagery
+EXECUTED = ("R03", "R07", "R11")  # the same cues, the movement made (eegmmidb_executed)
+METHODS = ("eegmodel", "csp", "fbcsp", "ts", "ea_ts", "eegnet", "shallow", "minirocket", "chance")
+HEADERS = {"eegmodel": "EEGModel", "csp": "CSP + LDA", "fbcsp": "FBCSP + LDA", "ts": "TS + LR",
+           "ea_ts": "EA + TS + LR", "eegnet": "EEGNet", "shallow": "ShallowFBCSPNet", "minirocket": "MiniRocket",
            "chance": "chance"}
-# The peers' band-pass (Hz; None: the raw trial) and covariance kind: rhythms (power) or slow potentials (Xdawn).
-PEERS = {
-    "eyes_open_closed": ((1.0, 40.0), "rhythm"),
-    "SelfRegulationSCP1": ((None, 2.0), "slow"),
-    "FingerMovements": ((None, 4.0), "slow"),
-    "KDD_Example": ((1.0, 40.0), "rhythm"),
-    "eegmmidb_within": ((8.0, 30.0), "rhythm"),
-    "eegmmidb_cross": ((8.0, 30.0), "rhythm"),
-    "eegmmidb_within_mu": ((8.0, 30.0), "rhythm"),
-    "eegmmidb_cross_mu": ((8.0, 30.0), "rhythm"),
-}
+NEW_SUBJECT_PEERS = ("csp", "fbcsp", "ts", "ea_ts", "chance")  # one fit per new subject on ~800 trials: the fast ones
 
 
 @dataclass
@@ -83,6 +78,8 @@ class Fold:
     X_test: np.ndarray
     y_test: np.ndarray
     subject: str = ""  # eegmmidb_within(_mu): whose fold this is
+    g_train: np.ndarray | None = None  # eegmmidb: the subject of each trial (what EA aligns by)
+    g_test: np.ndarray | None = None
 
 
 def eeg2arm(*args: object) -> str:
@@ -161,6 +158,10 @@ def eyes_folds(classes: dict[str, int], tmp: Path) -> Iterator[Fold]:
         yield Fold(f_tr, f_te, X_tr, y_tr, X_te, y_te)
 
 
+def run_file(subject: str, run: str) -> Path:
+    return RAW / ("eegmmidb" if run in RUNS else "eegmmidb_executed") / subject / f"{subject}{run}.edf"
+
+
 def edf_trials(path: Path, classes: dict[str, int], tmin: float, tmax: float,
                channels: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The cue-locked trials [tmin, tmax) of one EEGMMIDB run, in µV: these channels (matched as prepare's --montage
@@ -177,37 +178,49 @@ def edf_trials(path: Path, classes: dict[str, int], tmin: float, tmax: float,
     return X, np.array([c for a0, c in picked if a0 + n <= data.shape[1]])
 
 
-def eegmmidb_folds(name: str, classes: dict[str, int], prepare_args: list[str], subjects: tuple[str, ...]
-                   ) -> Iterator[Fold]:
-    tmin, tmax = span(prepare_args)
-    runs = {(s, r): RAW / "eegmmidb" / s / f"{s}{r}.edf" for s in subjects for r in RUNS}
-    trials = {key: edf_trials(path, classes, tmin, tmax, kept_channels(prepare_args)) for key, path in runs.items()}
+class EegmmidbTrials:
+    """Every run's cue-locked trials of a row's subjects, read once: what folds are made of."""
 
-    def fold(train: list, test: list, subject: str = "") -> Fold:
-        return Fold([runs[k] for k in train], [runs[k] for k in test],
-                    np.concatenate([trials[k][0] for k in train]), np.concatenate([trials[k][1] for k in train]),
-                    np.concatenate([trials[k][0] for k in test]), np.concatenate([trials[k][1] for k in test]),
-                    subject)
+    def __init__(self, prepare_args: list[str], subjects: tuple[str, ...], executed: bool):
+        classes, (tmin, tmax) = event_classes(prepare_args), span(prepare_args)
+        self.runs = {(s, r): run_file(s, r) for s in subjects for r in RUNS + (EXECUTED if executed else ())}
+        self.trials = {key: edf_trials(path, classes, tmin, tmax, kept_channels(prepare_args))
+                       for key, path in self.runs.items()}
 
-    if within(name):  # one model per subject, trained on two runs, tested on the third
+    def fold(self, train: list, test: list, subject: str = "") -> Fold:
+        def side(keys: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            return (np.concatenate([self.trials[k][0] for k in keys]), np.concatenate([self.trials[k][1] for k in keys]),
+                    np.concatenate([[k[0]] * len(self.trials[k][1]) for k in keys]))
+        (X_tr, y_tr, g_tr), (X_te, y_te, g_te) = side(train), side(test)
+        return Fold([self.runs[k] for k in train], [self.runs[k] for k in test], X_tr, y_tr, X_te, y_te, subject,
+                    g_tr, g_te)
+
+
+def eegmmidb_folds(name: str, prepare_args: list[str], subjects: tuple[str, ...], executed: bool) -> Iterator[Fold]:
+    data = EegmmidbTrials(prepare_args, subjects, executed)
+    extra = EXECUTED if executed else ()
+    if within(name):  # one model per subject, trained on two imagery runs (and its executed runs), tested on the third
         for s in subjects:
             for r in RUNS:
-                yield fold([(s, q) for q in RUNS if q != r], [(s, r)], s)
+                yield data.fold([(s, q) for q in RUNS if q != r] + [(s, q) for q in extra], [(s, r)], s)
     else:  # one model across subjects, tested on subjects it never saw
         for tr, te in KFold(4).split(subjects):
-            yield fold([(subjects[i], r) for i in tr for r in RUNS], [(subjects[i], r) for i in te for r in RUNS])
+            yield data.fold([(subjects[i], r) for i in tr for r in RUNS + extra],
+                            [(subjects[i], r) for i in te for r in RUNS])
 
 
-def folds(name: str, prepare_args: list[str], tmp: Path, subjects: tuple[str, ...]) -> tuple[Iterator[Fold], str]:
+def folds(name: str, recipe: dict, tmp: Path, subjects: tuple[str, ...]) -> tuple[Iterator[Fold], str]:
+    prepare_args, executed = recipe["prepare"], recipe.get("executed", False)
     classes = event_classes(prepare_args)
+    plus = " (+ executed runs)" if executed else ""
     if name == "eyes_open_closed":
         return eyes_folds(classes, tmp), "40 s blocks, 5 folds"
     if within(name):
-        return eegmmidb_folds(name, classes, prepare_args, subjects), \
-            f"leave one run out, {len(subjects)} subjects"
+        return eegmmidb_folds(name, prepare_args, subjects, executed), \
+            f"leave one run out, {len(subjects)} subjects{plus}"
     if name.startswith("eegmmidb_cross"):
-        return eegmmidb_folds(name, classes, prepare_args, subjects), \
-            f"{len(subjects) // 4} subjects left out, 4 folds"
+        return eegmmidb_folds(name, prepare_args, subjects, executed), \
+            f"{len(subjects) // 4} subjects left out, 4 folds{plus}"
     return epochs_folds(name, classes, tmp), "stratified 5-fold"
 
 
@@ -231,41 +244,9 @@ def eegmodel_accuracy(fold: Fold, recipe: dict, tmp: Path) -> float:
     return float(re.search(r"\baccuracy=([0-9.]+)", report).group(1))
 
 
-def band_passed(X: np.ndarray, sfreq: float, band: tuple[float | None, float | None]) -> np.ndarray:
-    if band == (None, None):
-        return X
-    return mne.filter.filter_data(X, sfreq, band[0], band[1], method="iir", verbose="error")  # zero-phase
-
-
-def peer(method: str, n_channels: int, kind: str) -> object:
-    """A fresh scikit-learn pipeline of one of the field's methods."""
-    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
-    if method == "csp":
-        from mne.decoding import CSP
-        return make_pipeline(CSP(n_components=min(6, n_channels), reg="ledoit_wolf", log=True),
-                             LinearDiscriminantAnalysis())
-    if method == "ts":
-        from pyriemann.estimation import Covariances, XdawnCovariances
-        from pyriemann.tangentspace import TangentSpace
-        covariances = XdawnCovariances(nfilter=2, estimator="oas") if kind == "slow" else Covariances("oas")
-        return make_pipeline(covariances, TangentSpace(), LogisticRegression(max_iter=1000))
-    if method == "minirocket":
-        from aeon.classification.convolution_based import MiniRocketClassifier
-        return MiniRocketClassifier(random_state=0)
-    return DummyClassifier(strategy="most_frequent")
-
-
-def peer_accuracy(method: str, fold: Fold, sfreq: float, name: str) -> float:
-    band, kind = PEERS[name]
-    X_train, X_test = fold.X_train, fold.X_test
-    if method in ("csp", "ts"):
-        X_train, X_test = band_passed(X_train, sfreq, band), band_passed(X_test, sfreq, band)
-    model = peer(method, X_train.shape[1], kind)
-    model.fit(X_train.astype(np.float64), fold.y_train)
-    return float((model.predict(X_test.astype(np.float64)) == fold.y_test).mean())
+def fold_peer_accuracy(method: str, fold: Fold, sfreq: float, name: str) -> float:
+    return peer_accuracy(method, name, sfreq, fold.X_train, fold.y_train, fold.X_test, fold.y_test, fold.g_train,
+                         fold.g_test)
 
 
 def sfreq_of(fold: Fold) -> float:
@@ -275,13 +256,20 @@ def sfreq_of(fold: Fold) -> float:
     return mne.io.read_raw(path, preload=False, verbose="error").info["sfreq"]
 
 
+def row_methods(name: str, methods: tuple[str, ...], deep_everywhere: bool, groups: bool) -> tuple[str, ...]:
+    """The methods measured on a row: those that apply (peers.applies); the deep peers on the motor-rhythm rows
+    only, unless asked for everywhere (their training dominates the run time on 2 cores)."""
+    return tuple(m for m in methods if (m == "eegmodel" or applies(m, name, groups))
+                 and (m not in DEEP or deep_everywhere or name in MOTOR_RHYTHM))
+
+
 def run_set(name: str, recipe: dict, methods: tuple[str, ...], subjects: tuple[str, ...],
             log: Callable[[str], None]) -> tuple[str, dict[str, list[float]], int, float]:
     """(fold description, {method: scores}, trials, seconds); within-subject scores are per-subject means."""
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        splits, how = folds(name, recipe["prepare"], tmp, subjects)
+        splits, how = folds(name, recipe, tmp, subjects)
         per_fold: dict[str, list[tuple[str, float]]] = {m: [] for m in methods}
         n_trials = 0
         for k, fold in enumerate(splits):
@@ -289,7 +277,7 @@ def run_set(name: str, recipe: dict, methods: tuple[str, ...], subjects: tuple[s
             n_trials = max(n_trials, len(fold.y_train) + len(fold.y_test))
             for method in methods:
                 acc = (eegmodel_accuracy(fold, recipe, tmp) if method == "eegmodel"
-                       else peer_accuracy(method, fold, sfreq, name))
+                       else fold_peer_accuracy(method, fold, sfreq, name))
                 per_fold[method].append((fold.subject, acc))
             log(f"{name} fold {k + 1} {fold.subject}: " + ", ".join(f"{m} {per_fold[m][-1][1]:.3f}" for m in methods)
                 + f" ({time.perf_counter() - t0:.0f} s)")
@@ -301,9 +289,68 @@ def run_set(name: str, recipe: dict, methods: tuple[str, ...], subjects: tuple[s
         else:
             scores[method] = [a for _, a in rows]
     if name.startswith("eegmmidb_cross"):
-        n_trials = sum(len(edf_trials(RAW / "eegmmidb" / s / f"{s}{r}.edf", event_classes(recipe["prepare"]),
-                                      *span(recipe["prepare"]))[1]) for s in subjects for r in RUNS)
+        n_trials = sum(len(edf_trials(run_file(s, r), event_classes(recipe["prepare"]), *span(recipe["prepare"]))[1])
+                       for s in subjects for r in RUNS)
     return how, scores, n_trials, time.perf_counter() - t0
+
+
+def new_subject_set(recipe: dict, base: dict, methods: tuple[str, ...], subjects: tuple[str, ...],
+                    log: Callable[[str], None]) -> tuple[str, dict[str, list[float]], int, float]:
+    """Each fold's cross-subject model (the `base` row's recipe) on each subject it never saw: `prepare --like` its
+    imagery runs (aligned from its own signal), `train --init` on its first `calibration` trials, `evaluate` on the
+    rest. The peers train on the fold's subjects and those calibration trials, pooled."""
+    t0, n_cal, executed = time.perf_counter(), recipe["calibration"], base.get("executed", False)
+    data = EegmmidbTrials(base["prepare"], subjects, executed)
+    scores: dict[str, list[float]] = {m: [] for m in methods}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        for tr, te in KFold(4).split(subjects):
+            train_keys = [(subjects[i], r) for i in tr for r in RUNS + (EXECUTED if executed else ())]
+            if "eegmodel" in methods:
+                shutil.rmtree(tmp / "cross", ignore_errors=True)
+                eeg2arm("prepare", *[data.runs[k] for k in train_keys], "--out", tmp / "cross", *base["prepare"])
+                groups = ["--groups", tmp / "cross" / "groups.npy"] if base["groups"] else []
+                eeg2arm("train", "--x", tmp / "cross" / "X.npy", "--y", tmp / "cross" / "y.npy", "--save",
+                        tmp / "cross.pt", *groups, *base["train"])
+            for i in te:
+                fold = data.fold(train_keys, [(subjects[i], r) for r in RUNS], subjects[i])
+                for method in methods:
+                    scores[method].append(new_subject_eegmodel(fold, recipe, n_cal, tmp) if method == "eegmodel"
+                                          else peer_accuracy(method, "eegmmidb_new_subject_mu", sfreq_of(fold),
+                                                             *calibrated(fold, n_cal)))
+                log(f"eegmmidb_new_subject_mu {fold.subject}: " + ", ".join(f"{m} {scores[m][-1]:.3f}"
+                                                                            for m in methods)
+                    + f" ({time.perf_counter() - t0:.0f} s)")
+    n_trials = sum(len(data.trials[(s, r)][1]) for s in subjects for r in RUNS)
+    return (f"{len(subjects) // 4} subjects left out, 4 folds; {n_cal} calibration trials", scores, n_trials,
+            time.perf_counter() - t0)
+
+
+def calibrated(fold: Fold, n_cal: int) -> tuple:
+    """The peers' sides of a new subject: the fold's training trials and its first n_cal trials | the rest."""
+    return (np.concatenate([fold.X_train, fold.X_test[:n_cal]]), np.concatenate([fold.y_train, fold.y_test[:n_cal]]),
+            fold.X_test[n_cal:], fold.y_test[n_cal:], np.concatenate([fold.g_train, fold.g_test[:n_cal]]),
+            fold.g_test[n_cal:])
+
+
+def new_subject_eegmodel(fold: Fold, recipe: dict, n_cal: int, tmp: Path) -> float:
+    """`prepare --like` the new subject's runs, `train --init` on the first n_cal trials, evaluate the rest."""
+    for sub in ("new", "cal", "rest"):
+        shutil.rmtree(tmp / sub, ignore_errors=True)
+    eeg2arm("prepare", *fold.test_files, "--out", tmp / "new", "--like", tmp / "cross" / "meta.json")
+    X, y = np.load(tmp / "new" / "X.npy"), np.load(tmp / "new" / "y.npy")
+    if not np.array_equal(y, fold.y_test):
+        raise SystemExit(f"prepare's labels of {fold.subject} differ from the peers' trials")
+    for sub, part in (("cal", slice(None, n_cal)), ("rest", slice(n_cal, None))):
+        (tmp / sub).mkdir()
+        np.save(tmp / sub / "X.npy", X[part])
+        np.save(tmp / sub / "y.npy", y[part])
+        shutil.copy(tmp / "new" / "meta.json", tmp / sub / "meta.json")
+    eeg2arm("train", "--x", tmp / "cal" / "X.npy", "--y", tmp / "cal" / "y.npy", "--save", tmp / "new.pt",
+            "--init", tmp / "cross.pt", *recipe["finetune"])
+    report = eeg2arm("evaluate", "--ckpt", tmp / "new.pt", "--x", tmp / "rest" / "X.npy", "--y",
+                     tmp / "rest" / "y.npy", "--device", "cpu")
+    return float(re.search(r"\baccuracy=([0-9.]+)", report).group(1))
 
 
 EXAMPLES = {  # (training inputs, test inputs) of the printed commands, relative to ../shared/data/raw
@@ -319,14 +366,25 @@ EXAMPLES = {  # (training inputs, test inputs) of the printed commands, relative
 EXAMPLES["eegmmidb_within_mu"], EXAMPLES["eegmmidb_cross_mu"] = EXAMPLES["eegmmidb_within"], EXAMPLES["eegmmidb_cross"]
 
 
-def commands(name: str, recipe: dict) -> list[str]:
-    """The shell commands that make and score EEGModel with a recipe (what eegmodel_accuracy runs per fold)."""
-    train_files, test_files = EXAMPLES[name]
+def commands(name: str, recipe: dict, recipes: dict) -> list[str]:
+    """The shell commands that make and score EEGModel with a recipe (what the benchmark runs per fold)."""
     raw = "../shared/data/raw/"
+    if name == "eegmmidb_new_subject_mu":
+        base, n = recipe["cross"], recipe["calibration"]
+        return [f"# the model of {base} (its commands), then for a subject it never saw, e.g. S010:",
+                f"eeg2arm prepare {raw}eegmmidb/S010/S010R{{04,08,12}}.edf --out S010 --like {base}/meta.json",
+                f"# cal/ = the first {n} trials of S010 (X.npy, y.npy and its meta.json), rest/ = the others",
+                f"eeg2arm train --x cal/X.npy --y cal/y.npy --save S010.pt --init {base}.pt "
+                f"{' '.join(recipe['finetune'])}",
+                "eeg2arm evaluate --ckpt S010.pt --x rest/X.npy --y rest/y.npy"]
+    train_files, test_files = EXAMPLES[name]
+    executed = recipe.get("executed", False)
     if name.startswith("eegmmidb_cross"):  # brace expansion keeps the 27 files readable
         train_in, test_in = raw + "eegmmidb/S00{1..9}/*R{04,08,12}.edf", raw + "eegmmidb/S01{0..2}/*R{04,08,12}.edf"
+        train_in += f" {raw}eegmmidb_executed/S00{{1..9}}/*R{{03,07,11}}.edf" if executed else ""
     else:
         train_in = " ".join(raw + f for f in train_files)
+        train_in += f" {raw}eegmmidb_executed/S001/S001R{{03,07,11}}.edf" if executed else ""
         test_in = " ".join(f if f.startswith("NEW") else raw + f for f in test_files)
     groups = f" --groups {name}/groups.npy" if recipe["groups"] else ""
     return [f"eeg2arm prepare {train_in} --out {name} {' '.join(recipe['prepare'])}",
@@ -335,10 +393,14 @@ def commands(name: str, recipe: dict) -> list[str]:
             f"eeg2arm evaluate --ckpt {name}.pt --x {name}_test/X.npy --y {name}_test/y.npy"]
 
 
+def cell(scores: list[float] | None) -> str:
+    return "–" if not scores else f"{np.mean(scores):.3f} ± {np.std(scores):.3f}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sets", nargs="+", default=[s for s in SETS if s not in MOTOR_RHYTHM], choices=SETS)
-    p.add_argument("--all", action="store_true", help="every set, the motor-rhythm rows included")
+    p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
+    p.add_argument("--all", action="store_true", help="the deep peers (EEGNet, ShallowFBCSPNet) on every row too")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--subjects", type=int, default=len(SUBJECTS), choices=range(4, 13),
                    help="eegmmidb: the first N subjects (4 to 12)")
@@ -346,22 +408,29 @@ def main() -> None:
     p.add_argument("--commands", action="store_true", help="print each recipe's shell commands and exit")
     args = p.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")  # per-epoch bars, once per fold, would drown the table
-    sets = list(SETS) if args.all else args.sets
     mne.set_log_level("ERROR")
     recipes = tomllib.loads(args.recipes.read_text())
     if args.commands:
-        for name in sets:
-            print(f"# {name}\n" + "\n".join(commands(name, recipes[name])) + "\n")
+        for name in args.sets:
+            print(f"# {name}\n" + "\n".join(commands(name, recipes[name], recipes)) + "\n")
         return
     methods = tuple(m for m in METHODS if m in args.methods)
     subjects = SUBJECTS[:args.subjects]
     rows, t_all = [], time.perf_counter()
-    for name in sets:
-        how, scores, n, seconds = run_set(name, recipes[name], methods, subjects,
-                                          lambda line: print(line, file=sys.stderr, flush=True))
-        cells = " | ".join(f"{np.mean(scores[m]):.3f} ± {np.std(scores[m]):.3f}" for m in methods)
-        rows.append(f"| {name} | {n} | {how} | {cells} | {seconds:.0f} s |")
-        print(rows[-1], file=sys.stderr, flush=True)
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    for name in args.sets:
+        if name == "eegmmidb_new_subject_mu":
+            measured = tuple(m for m in methods if m == "eegmodel" or m in NEW_SUBJECT_PEERS)
+            base = recipes[recipes[name]["cross"]]
+            how, scores, n, seconds = new_subject_set(recipes[name], base, measured, subjects, log)
+        else:
+            measured = row_methods(name, methods, args.all, name.startswith("eegmmidb_cross"))
+            how, scores, n, seconds = run_set(name, recipes[name], measured, subjects, log)
+        rows.append(f"| {name} | {n} | {how} | {' | '.join(cell(scores.get(m)) for m in methods)} | {seconds:.0f} s |")
+        log(rows[-1])
     print(f"| set | trials | folds | {' | '.join(HEADERS[m] for m in methods)} | time |")
     print("|---|---|---|" + "---|" * len(methods) + "---|")
     print("\n".join(rows))

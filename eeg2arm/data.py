@@ -151,9 +151,10 @@ def load_data_meta(path: str | Path) -> dict[str, Any]:
                              f"give the meta.json that `eeg2arm prepare` wrote") from None
 
 
-def split_indices(y: np.ndarray, val_split: float, seed: int,
-                  groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Train/val indices: stratified random split, or by group (no group on both sides) when groups are given."""
+def split_indices(y: np.ndarray, val_split: float, seed: int, groups: np.ndarray | None = None,
+                  last: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Train/val indices: stratified random split, by group (no group on both sides) when groups are given, or with
+    `last` the last trials in file order (time order within a recording) validate, as later sessions would."""
     n = len(y)
     if not 0.0 < val_split < 1.0:
         raise UserInputError(f"--val-split must be between 0 and 1 (exclusive), got {val_split}")
@@ -162,6 +163,10 @@ def split_indices(y: np.ndarray, val_split: float, seed: int,
         raise UserInputError(f"too few samples ({n}) for --val-split {val_split}: need at least one sample on each "
                              f"side; add data or change --val-split")
     idx = np.arange(n)
+    if last:
+        if groups is not None:
+            raise UserInputError("--val-last validates on the last trials, --groups on whole groups: give one")
+        return idx[:n - n_val], idx[n - n_val:]
     if groups is not None:
         n_groups = len(np.unique(groups))
         if n_groups < 2:

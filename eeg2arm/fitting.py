@@ -16,23 +16,23 @@ import numpy as np
 from .errors import UserInputError
 from .recipe import BANK, Recipe
 from .recordings import Recording
-from .spatial import components_per_band, fit_csp
-from .trials import Span, recording_covariance, trial_signals
+from .spatial import Alignment, components_per_band, fit_csp
+from .trials import Span, recording_moments, trial_signals
 
 
 def group_alignments(recordings: dict[Path, Recording], recipe: Recipe,
-                     group_of: dict[Path, str]) -> dict[str, np.ndarray]:
-    """{group: R^-1/2 (C, C)} of each group's recordings taken together (all their samples)."""
-    covariances = {path: recording_covariance(inst, recipe) for path, inst in recordings.items()}
+                     group_of: dict[Path, str]) -> dict[str, Alignment]:
+    """{group: its alignment} from each group's recordings taken together (all their samples)."""
+    moments = {path: recording_moments(inst, recipe) for path, inst in recordings.items()}
     alignments = {}
     for group in dict.fromkeys(group_of.values()):
-        first, *rest = [covariances[p] for p in recordings if group_of[p] == group]
-        alignments[group] = first.merged(rest).alignment(f"the signal of {group}")
+        first, *rest = [moments[p] for p in recordings if group_of[p] == group]
+        alignments[group] = first.merged(rest).alignment(recipe.align, f"the signal of {group}")
     return alignments
 
 
 def fit_spatial(recordings: dict[Path, Recording], recipe: Recipe, event_class: dict[str, int], span: Span,
-                alignments: dict[str, np.ndarray], group_of: dict[Path, str]) -> Recipe:
+                alignments: dict[str, Alignment], group_of: dict[Path, str]) -> Recipe:
     """The recipe with its CSP filters fitted on every file's labelled trials (band-passed per band, aligned)."""
     banks, labels = [], []
     for path, inst in recordings.items():
@@ -47,12 +47,12 @@ def fit_spatial(recordings: dict[Path, Recording], recipe: Recipe, event_class: 
     return dataclasses.replace(recipe, csp_filters=filters)
 
 
-def load_alignment(meta_path: str | Path, recipe: Recipe) -> np.ndarray:
-    """The one group's R^-1/2 recorded in a meta.json of `eeg2arm prepare` (e.g. `prepare NEW --like` on the
-    subject's own recording), checked against the recipe's channels."""
+def load_alignment(meta_path: str | Path, recipe: Recipe) -> Alignment:
+    """The one group's alignment recorded in a meta.json of `eeg2arm prepare` (e.g. `prepare NEW --like` on the
+    subject's own recording), checked against the recipe's channels and method."""
     try:
         meta = json.loads(Path(meta_path).read_text())
-        groups = meta["alignment"]["groups"]
+        method, groups = meta["alignment"]["method"], meta["alignment"]["groups"]
         channels = tuple(meta.get("sensor_channels") or meta["channels"])
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
         raise UserInputError(f"--align-from {meta_path} records no alignment: give the meta.json that `eeg2arm "
@@ -61,8 +61,11 @@ def load_alignment(meta_path: str | Path, recipe: Recipe) -> np.ndarray:
         names = ", ".join(list(groups)[:4]) if isinstance(groups, dict) else "?"
         raise UserInputError(f"--align-from {meta_path} holds {len(groups)} alignments ({names} ...): prepare the "
                              f"subject's own recording(s) --like the training data and give that meta.json")
-    matrix = np.asarray(next(iter(groups.values())), dtype=float)
-    if channels != recipe.channels or matrix.shape != (len(channels), len(channels)) or not np.isfinite(matrix).all():
-        raise UserInputError(f"--align-from {meta_path} was made for channels {', '.join(channels[:4])} ... , not "
-                             f"this model's recipe: prepare the subject's recording --like the model's training data")
-    return matrix
+    if channels != recipe.channels or method != recipe.align:
+        raise UserInputError(f"--align-from {meta_path} was made for channels {', '.join(channels[:4])} ... "
+                             f"({method}), not this model's recipe: prepare the subject's recording --like the "
+                             f"model's training data")
+    try:
+        return Alignment.from_json(method, next(iter(groups.values())), len(channels))
+    except ValueError as e:
+        raise UserInputError(f"--align-from {meta_path}: {e}: use the meta.json eeg2arm wrote, unedited") from None

@@ -59,7 +59,7 @@ class PrepareOptions:
     bandpass: tuple[float, float] | None = None  # Hz
     group_by: str = "recording"
     spatial: str | None = None  # "csp:K": filter-bank CSP fitted on the trials' labels (eeg2arm.spatial)
-    align: str | None = None  # "euclidean": each group's signal re-centred by its own covariance
+    align: str | None = None  # "euclidean" | "mean": each group's signal re-centred by its own moments
     input_channels: tuple[str, ...] | None = None  # --like: the channels the recipe reads (channels are then fixed)
     sfreq: float | None = None  # --like: the rate the files must have (after --resample)
     csp_filters: tuple | None = None  # --like: the fitted CSP filters (bands, components, channels)
@@ -245,6 +245,6 @@ def prepare(paths: Iterable[str | Path], out: str | Path, opts: PrepareOptions =
         "feature": [FEATURES["csp" if recipe.spatial else kind] for kind in recipe.features],
     }
     if alignments:  # each group's R^-1/2, e.g. for `stream --align-from` on the same subject
-        meta["alignment"] = {"method": recipe.align, "groups": {g: a.tolist() for g, a in alignments.items()}}
+        meta["alignment"] = {"method": recipe.align, "groups": {g: a.to_json() for g, a in alignments.items()}}
     write_folder(out, {"X": X_all, "y": np.concatenate(y), "groups": np.concatenate(groups)}, meta)
     return meta

@@ -14,9 +14,9 @@ Every recipe is, in this order (MNE does the signal processing):
 3. per-frame features stacked along F in the order of `features`: `bandpower` (features.band_power_frames of the
    band-passed signal, one per band) and `slow` (features.slow_frames of the low-passed signal, one).
 
-Two spatial maps are learned from the data (eeg2arm.spatial). With `align` (Euclidean alignment) each subject's or
-recording's re-centring matrix R^-1/2 joins step 1 (it is estimated from the output of steps 1-2, so it is given to
-the chain, not stored in the recipe). With `spatial` ("csp:K", filter-bank CSP) step 3 is replaced: for each band,
+Two spatial maps are learned from the data (eeg2arm.spatial). With `align` each subject's or recording's
+re-centring (Euclidean: R^-1/2, joined to step 1; mean: the channels' means, subtracted after step 2's band-pass) is
+estimated from the output of steps 1-2 of its own signal, so it is given to the chain, not stored in the recipe. With `spatial` ("csp:K", filter-bank CSP) step 3 is replaced: for each band,
 its K filters `csp_filters[band]` (fitted by `prepare` on the training trials) project the signal, a causal
 Butterworth band-pass of that band follows, and the feature is log10 of the mean square per frame; the model's C
 "electrodes" are the components (csp1..), its F the bands: X (N, components, bands, T).
@@ -41,7 +41,7 @@ from scipy.signal import sosfilt, sosfilt_zi
 from .errors import UserInputError
 from .features import (DEFAULT_BANDS, LOG_FLOOR, Band, band_power_frames, check_bands, frame_geometry, frame_view,
                        slow_frames)
-from .spatial import ALIGN_METHODS, component_names, components_per_band, parse_spatial
+from .spatial import ALIGN_METHODS, Alignment, component_names, components_per_band, parse_spatial
 
 FEATURE_KINDS = ("bandpower", "slow")
 log = logging.getLogger("eeg2arm")
@@ -148,7 +148,7 @@ class Recipe:
     bandpass: tuple[float, float] | None = None  # Hz, causal band-pass before every feature
     spatial: str | None = None  # "csp:K": filter-bank CSP (eeg2arm.spatial), fitted on labelled trials
     csp_filters: tuple[tuple[tuple[float, ...], ...], ...] | None = None  # (bands, components, channels); None: unfitted
-    align: str | None = None  # "euclidean": every subject's signal re-centred (the matrix is given to CausalChain)
+    align: str | None = None  # "euclidean" | "mean": every subject's signal re-centred (given to CausalChain)
 
     def __post_init__(self) -> None:
         frame_geometry(self.sfreq, self.frame_window, self.frame_step)
@@ -290,13 +290,15 @@ class CausalChain:
     recipe has it), or for a CSP recipe {"bank": (..., F, K, n)}: each band's components, band-passed (an unfitted
     recipe's bank holds each band's channels, K = C, the trials CSP is fitted on). Leading axes are independent
     signals (e.g. epochs), each with its own filter state. The cost of a push is linear in its samples: the state is
-    a few numbers per filter section and channel. `align` is the subject's R^-1/2 (C, C) of an aligned recipe.
+    a few numbers per filter section and channel. `align` is the subject's re-centring of an aligned recipe.
     """
 
-    def __init__(self, recipe: Recipe, align: np.ndarray | None = None):
+    def __init__(self, recipe: Recipe, align: Alignment | None = None):
         matrix = recipe.spatial_matrix()  # (C, C_in) or None
         self.unaligned = recipe.align is not None and align is None
-        self.matrix = matrix if align is None else align if matrix is None else align @ matrix
+        rotation = None if align is None else align.matrix  # (C, C) or None
+        self.matrix = matrix if rotation is None else rotation if matrix is None else rotation @ matrix
+        self.offset = None if align is None or align.offset is None else align.offset[:, None]  # (C, 1)
         self.bandpass, self.lowpass = recipe.filters()
         self.bank = recipe.bank_filters() if recipe.spatial is not None else None
         self.projections = None if recipe.csp_filters is None else np.asarray(recipe.csp_filters)  # (F, K, C)
@@ -309,7 +311,7 @@ class CausalChain:
             x = self.matrix @ x  # (..., C, n)
         if self.bandpass is not None:
             x = self.filter("bandpass", self.bandpass, x)
-        return x
+        return x if self.offset is None else x - self.offset
 
     def push(self, x: np.ndarray) -> dict[str, np.ndarray]:
         if self.unaligned:

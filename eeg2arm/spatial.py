@@ -4,22 +4,26 @@
   `mne.decoding.CSP` (Ledoit-Wolf regularized covariances, components from both ends of the spectrum) on the
   training trials' band-passed signal and labels; beyond two classes, K filters per class against the rest. The
   model then sees, per frame, the log power of each component in its own band: X (N, C = components, F = bands, T).
-* **Euclidean alignment** (`--align euclidean`, He & Wu 2019): each subject's (or recording's) signal is
-  re-centred by R^-1/2, R the spatial covariance of its own band-passed signal, so that every subject's covariance
-  becomes the identity. No labels are needed, so a new subject is aligned from its own signal.
+* **Alignment** of each subject (or recording) from its own signal, no labels needed, so a new subject is aligned
+  from its own signal: `--align euclidean` (He & Wu 2019) re-centres the signal by R^-1/2, R the spatial covariance
+  of its own band-passed signal, so that every subject's covariance becomes the identity; `--align mean` subtracts
+  each channel's mean, the first moment: electrode offsets and the slow drift between sessions, which the absolute
+  level of slow potentials carries (docs/accuracy.md, FingerMovements).
 
-Both are instantaneous linear maps, so they run inside the recipe's causal chain online exactly as offline.
+All are instantaneous affine maps, so they run inside the recipe's causal chain online exactly as offline.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .errors import UserInputError
 
 SPATIAL_METHODS = ("csp",)
-ALIGN_METHODS = ("euclidean",)
+ALIGN_METHODS = ("euclidean", "mean")
 SHRINK = 1e-3  # R + SHRINK * mean eigenvalue: keeps R^-1/2 finite for a rank-deficient signal (a common average)
 
 
@@ -72,34 +76,58 @@ def fit_csp(bank: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
     return np.stack(filters)
 
 
-class CovarianceSum:
-    """The spatial covariance of a signal that arrives in pieces (..., C, n): the sum of x x^T over the finite
-    samples and their count, so that pieces, epochs and recordings of one subject add up to one estimate."""
+@dataclass(frozen=True)
+class Alignment:
+    """One subject's re-centring, applied after the recipe's spatial map and band-pass: x -> matrix @ x - offset."""
+
+    matrix: np.ndarray | None = None  # (C, C): R^-1/2 (euclidean)
+    offset: np.ndarray | None = None  # (C,): the channels' means (mean)
+
+    def to_json(self) -> Any:
+        return self.matrix.tolist() if self.matrix is not None else self.offset.tolist()
+
+    @classmethod
+    def from_json(cls, method: str, value: Any, n_channels: int) -> "Alignment":
+        """The stored form of `method`'s alignment of n_channels channels; ValueError when it does not fit."""
+        array = np.asarray(value, dtype=float)
+        shape = (n_channels, n_channels) if method == "euclidean" else (n_channels,)
+        if method not in ALIGN_METHODS or array.shape != shape or not np.isfinite(array).all():
+            raise ValueError(f"not a {method} alignment of {n_channels} channels")
+        return cls(matrix=array) if method == "euclidean" else cls(offset=array)
+
+
+class SignalMoments:
+    """The mean and spatial covariance of a signal that arrives in pieces (..., C, n): sums of x and x x^T over the
+    finite samples and their count, so that pieces, epochs and recordings of one subject add up to one estimate."""
 
     def __init__(self, n_channels: int):
-        self.total, self.count = np.zeros((n_channels, n_channels)), 0
+        self.sum, self.total, self.count = np.zeros(n_channels), np.zeros((n_channels, n_channels)), 0
 
     def add(self, x: np.ndarray) -> None:
         x = np.moveaxis(x, -2, 0).reshape(x.shape[-2], -1)  # (C, samples)
         x = x[:, np.isfinite(x).all(axis=0)]  # an amplifier dropout (NaN) adds nothing
+        self.sum += x.sum(axis=1)
         self.total += x @ x.T
         self.count += x.shape[1]
 
-    def merged(self, others: Iterable["CovarianceSum"]) -> "CovarianceSum":
-        out = CovarianceSum(len(self.total))
+    def merged(self, others: Iterable["SignalMoments"]) -> "SignalMoments":
+        out = SignalMoments(len(self.sum))
         for part in (self, *others):
+            out.sum += part.sum
             out.total += part.total
             out.count += part.count
         return out
 
-    def alignment(self, what: str) -> np.ndarray:
-        """R^-1/2 (C, C) of the covariance R (symmetric: it re-centres without rotating the channels)."""
-        if self.count < len(self.total):
-            raise UserInputError(f"{what} has {self.count} usable samples, fewer than its {len(self.total)} channels: "
+    def alignment(self, method: str, what: str) -> Alignment:
+        """The subject's re-centring by `method` (ALIGN_METHODS) from these moments."""
+        if self.count < len(self.sum):
+            raise UserInputError(f"{what} has {self.count} usable samples, fewer than its {len(self.sum)} channels: "
                                  f"the alignment needs a longer signal")
+        if method == "mean":
+            return Alignment(offset=self.sum / self.count)
         if not np.trace(self.total) > 0:
             raise UserInputError(f"{what} is flat (zero everywhere after the recipe's filters): nothing to align")
-        return inverse_sqrt(self.total / self.count)
+        return Alignment(matrix=inverse_sqrt(self.total / self.count))
 
 
 def inverse_sqrt(R: np.ndarray) -> np.ndarray:

@@ -51,6 +51,7 @@ class TrainOptions:
     patience: int = 0  # stop after this many epochs without a better validation (by `select`; 0: run every epoch)
     schedule: str = "plateau"  # plateau: halve the lr after 3 epochs without a better val loss; cosine: to 0
     select: str = "loss"  # the epoch kept: lowest val loss, or highest val accuracy (ties: lower val loss)
+    val_last: bool = False  # validate on the last val_split of the trials in file order (time order), not at random
 
     def check(self) -> None:
         """Raise UserInputError for values the loop cannot use, naming the flag."""
@@ -177,7 +178,7 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
                              f"(T={X.shape[-1]}, --cnn-time-pool {config.cnn_time_pool}): use at most {pooled}")
     if groups is not None:
         groups = check_groups(groups, len(X))
-    train_idx, val_idx = split_indices(y, opts.val_split, opts.seed, groups)
+    train_idx, val_idx = split_indices(y, opts.val_split, opts.seed, groups, opts.val_last)
     example_input_shape = (1, *X.shape[1:])
     if init is not None:
         model = load_init(init, config, device, freeze)

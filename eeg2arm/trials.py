@@ -17,7 +17,7 @@ import numpy as np
 from .errors import UserInputError
 from .recipe import CausalChain, Recipe
 from .recordings import Recording
-from .spatial import CovarianceSum
+from .spatial import Alignment, SignalMoments
 
 log = logging.getLogger("eeg2arm")
 
@@ -97,7 +97,7 @@ def trial_samples(path: Path, inst: Recording, span: Span) -> int:
 
 
 def epochs_signals(path: Path, epochs: mne.BaseEpochs, event_class: dict[str, int], recipe: Recipe, span: Span,
-                   align: np.ndarray | None = None) -> Cut:
+                   align: Alignment | None = None) -> Cut:
     """The stored epochs whose event is mapped to a class, in file order, each through the recipe from its own first
     sample (then cropped to --tmin/--tmax if given)."""
     sfreq = epochs.info["sfreq"]
@@ -117,7 +117,7 @@ def epochs_signals(path: Path, epochs: mne.BaseEpochs, event_class: dict[str, in
 
 
 def continuous_signals(raw: mne.io.BaseRaw, recipe: Recipe, starts: np.ndarray, n: int,
-                       align: np.ndarray | None = None) -> Signals:
+                       align: Alignment | None = None) -> Signals:
     """The recipe's signals {kind: (N, ..., n)} of the trials [start, start + n) (samples from the recording's first),
     filtered causally from the recording's first sample. The recording goes through in BLOCK_S pieces, so memory
     holds the trials and one piece."""
@@ -137,7 +137,7 @@ def continuous_signals(raw: mne.io.BaseRaw, recipe: Recipe, starts: np.ndarray, 
 
 
 def raw_signals(path: Path, raw: mne.io.BaseRaw, event_class: dict[str, int], recipe: Recipe, span: Span,
-                align: np.ndarray | None = None) -> Cut:
+                align: Alignment | None = None) -> Cut:
     """Trials from annotations: [tmin, tmax) around each onset, or each annotation cut into `window` pieces."""
     sfreq = raw.info["sfreq"]
     codes = {name: i + 1 for i, name in enumerate(event_class)}
@@ -174,7 +174,7 @@ def raw_signals(path: Path, raw: mne.io.BaseRaw, event_class: dict[str, int], re
 
 
 def trial_signals(path: Path, inst: Recording, event_class: dict[str, int], recipe: Recipe, span: Span,
-                  align: np.ndarray | None = None) -> Cut:
+                  align: Alignment | None = None) -> Cut:
     """The recipe's signals of the labelled trials of one file: its stored epochs, or trials cut from its
     annotations (what CSP filters are fitted on)."""
     cut = epochs_signals if isinstance(inst, mne.BaseEpochs) else raw_signals
@@ -182,17 +182,17 @@ def trial_signals(path: Path, inst: Recording, event_class: dict[str, int], reci
 
 
 def cut_trials(path: Path, inst: Recording, event_class: dict[str, int], recipe: Recipe, span: Span,
-               align: np.ndarray | None = None) -> Trials:
+               align: Alignment | None = None) -> Trials:
     """The labelled trials of one file as the recipe's features."""
     signals, labels, onsets = trial_signals(path, inst, event_class, recipe, span, align)
     return Trials.empty(recipe) if signals is None else Trials(recipe.frames(signals), labels, onsets)
 
 
-def recording_covariance(inst: Recording, recipe: Recipe) -> CovarianceSum:
-    """The spatial covariance of a whole file's signal after the recipe's spatial map and band-pass (every epoch
-    from its own first sample): what an alignment is estimated from."""
+def recording_moments(inst: Recording, recipe: Recipe) -> SignalMoments:
+    """The mean and spatial covariance of a whole file's signal after the recipe's spatial map and band-pass (every
+    epoch from its own first sample): what an alignment is estimated from."""
     chain, picks = CausalChain(recipe), list(recipe.input_channels)
-    covariance = CovarianceSum(len(recipe.channels))
+    covariance = SignalMoments(len(recipe.channels))
     if isinstance(inst, mne.BaseEpochs):
         covariance.add(chain.front(inst.get_data(picks=picks, units="uV", verbose="error")))  # (N, C, n)
         return covariance

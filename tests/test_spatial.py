@@ -16,7 +16,7 @@ from eeg2arm.errors import UserInputError
 from eeg2arm.fitting import load_alignment
 from eeg2arm.realtime.online import OnlineFeatures, model_recipe
 from eeg2arm.recipe import CausalChain
-from eeg2arm.spatial import CovarianceSum
+from eeg2arm.spatial import Alignment, SignalMoments
 from serving.local_server import serve
 
 from conftest import push_in_chunks
@@ -101,14 +101,14 @@ def test_a_new_subject_is_aligned_from_its_own_signal(raw_dir, tmp_path):
     recipe = model_recipe(config_of(tmp_path / "train" / "meta.json"))
     signal = signal_of(new, config_of(tmp_path / "train" / "meta.json"))
 
-    def covariance(align: np.ndarray) -> np.ndarray:
-        total = CovarianceSum(9)
-        total.add(CausalChain(recipe, align).front(signal))
-        return total.total / total.count
+    def covariance(align: Alignment) -> np.ndarray:
+        moments = SignalMoments(9)
+        moments.add(CausalChain(recipe, align).front(signal))
+        return moments.total / moments.count
 
     own = covariance(load_alignment(tmp_path / "new" / "meta.json", recipe))
     assert np.abs(own - np.eye(9)).max() < 0.1
-    other = covariance(np.asarray(meta["alignment"]["groups"]["S001"]))
+    other = covariance(Alignment(matrix=np.asarray(meta["alignment"]["groups"]["S001"])))
     assert np.abs(other - np.eye(9)).max() > 0.5, np.abs(other - np.eye(9)).max()
 
 
@@ -194,3 +194,27 @@ def test_a_csp_aligned_model_streams_alike_in_torch_onnx_and_the_server(raw_dir,
     assert "aligned on the first 30 s of signal" in estimated.output
     both = run("stream", "--raw", runs[2], "--ckpt", ckpt, "--fast", "--align-seconds", 30, *align)
     assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_mean_alignment_takes_the_electrode_offsets_out_of_slow_potentials(raw_dir, tmp_path):
+    """FingerMovements' absolute slow levels differ by tens of µV between electrodes (offsets that drift over a
+    session); --align mean subtracts each channel's mean over the recording (MNE's average reference of every
+    epoch's samples), the same online for every epoch."""
+    epo = raw_dir / "FingerMovements" / "FingerMovements_TRAIN-epo.fif"
+    slow = ["--event", "left", "--event", "right", "--reference", "average", "--features", "slow",
+            "--frame-window", "0.05", "--frame-step", "0.05"]
+    raw_X, _ = prepare([epo], tmp_path / "raw", *slow)
+    X, meta = prepare([epo], tmp_path / "mean", *slow, "--align", "mean")
+    config = config_of(tmp_path / "mean" / "meta.json")
+    recipe = model_recipe(config)
+    epochs = mne.read_epochs(epo, verbose="error")
+    means = epochs.copy().set_eeg_reference("average", verbose="error").get_data(units="uV").mean(axis=(0, 2))
+    offsets = np.asarray(meta["alignment"]["groups"][str(epo)])
+    assert meta["alignment"]["method"] == "mean" and np.abs(offsets - means).max() < 1e-3
+    assert np.abs(offsets).max() > 20  # µV: electrode offsets
+    assert np.abs(raw_X - X - offsets[None, :, None, None]).max() < 1e-3  # a low-pass passes a constant as it is
+    data = epochs.get_data(picks=list(config.stream_channels), units="uV")
+    for i in (0, 200):
+        frames, _ = push_in_chunks(OnlineFeatures(recipe, load_alignment(tmp_path / "mean" / "meta.json", recipe)),
+                                   data[i], seed=i)
+        assert np.abs(frames - X[i]).max() <= 1e-4

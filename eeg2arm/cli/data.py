@@ -47,9 +47,10 @@ RECIPE_FLAGS = ("events", "tmin", "tmax", "window", "bands", "frame_window", "fr
               help="csp:K: filter-bank CSP learned from the trials' labels: K spatial filters per band of --bands (K "
                    "per class against the rest beyond two classes); X becomes (N, components, bands, T), the log "
                    "power of each component in its band")
-@click.option("--align", type=click.Choice(["euclidean"]), default=None,
-              help="Re-centre each --group-by group's signal (subject or recording) by its own spatial covariance, "
-                   "R^-1/2 (Euclidean alignment; no labels needed); a new subject is aligned from its own signal")
+@click.option("--align", type=click.Choice(["euclidean", "mean"]), default=None,
+              help="Re-centre each --group-by group's signal (subject or recording) from its own signal, no labels "
+                   "needed: euclidean (by R^-1/2, R its spatial covariance) or mean (less each channel's mean: "
+                   "electrode offsets and drift, for slow potentials); a new subject is aligned from its own signal")
 @click.option("--frame-window", type=float, default=0.5, show_default=True, help="Seconds per feature frame")
 @click.option("--frame-step", type=float, default=0.25, show_default=True, help="Seconds between frames")
 @click.option("--channels", default=None,

@@ -46,6 +46,9 @@ from .common import ATOL, DEVICE, FILE, cli, log, user_errors
                    "(steadier when the validation split is small)")
 @click.option("--select", type=click.Choice(["loss", "accuracy"]), default="loss", show_default=True,
               help="The epoch kept: lowest val loss, or highest val accuracy (ties: lower val loss)")
+@click.option("--val-last", is_flag=True, default=False,
+              help="Validate on the last --val-split of the trials in file order (a recording's latest), not a random "
+                   "split: shows whether the model holds up on later trials (drift)")
 @click.option("--crop", type=float, default=0.0, show_default=True,
               help="Small data: train on random windows of at least this fraction of T frames (0: off)")
 @click.option("--noise", type=float, default=0.0, show_default=True,
@@ -71,8 +74,8 @@ from .common import ATOL, DEVICE, FILE, cli, log, user_errors
 @user_errors
 def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed, drop, batch, epochs, lr, wd,
           val_split, seed, workers, normalize, compile_, resume, context, device, groups_path, meta_path,
-          kernel_time, schedule, select, crop, noise, channel_drop, mixup, label_smoothing, frame_loss, patience,
-          init_path, freeze, restandardize) -> None:
+          kernel_time, schedule, select, val_last, crop, noise, channel_drop, mixup, label_smoothing, frame_loss,
+          patience, init_path, freeze, restandardize) -> None:
     """Train EEGModel on X.npy / y.npy and save the best checkpoint by validation loss (or --select accuracy)."""
     import dataclasses
 
@@ -85,6 +88,7 @@ def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed
         raise UserInputError(f"--val-split must be between 0 and 1 (exclusive), got {val_split}")
     opts = TrainOptions(batch=batch, epochs=epochs, lr=lr, wd=wd, val_split=val_split, seed=seed,
                         workers=workers, compile=compile_, device=device, schedule=schedule, select=select,
+                        val_last=val_last,
                         augment=Augment(crop=crop, noise=noise, channel_drop=channel_drop, mixup=mixup),
                         label_smoothing=label_smoothing, frame_loss=frame_loss, patience=patience)
     opts.check()  # bad training values are reported before the data are read

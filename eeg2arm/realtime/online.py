@@ -7,7 +7,7 @@ from ..config import EEGConfig
 from ..errors import UserInputError
 from ..features import frame_geometry, n_frames
 from ..recipe import CausalChain, Recipe
-from ..spatial import CovarianceSum
+from ..spatial import Alignment, SignalMoments
 
 
 def model_recipe(config: EEGConfig) -> Recipe:
@@ -33,7 +33,7 @@ class OnlineFeatures:
     through the chain from the first one (no frames come out before).
     """
 
-    def __init__(self, recipe: Recipe, align: np.ndarray | None = None, align_samples: int | None = None):
+    def __init__(self, recipe: Recipe, align: Alignment | None = None, align_samples: int | None = None):
         if recipe.align is not None and align is None and not align_samples:
             raise UserInputError("this model aligns each subject's signal (--align): give the subject's alignment "
                                  "(--align-from) or a time to estimate it from the stream (--align-seconds)")
@@ -48,7 +48,7 @@ class OnlineFeatures:
         self.skip = 0  # samples still to come before the next frame starts (only when the step exceeds the frame)
 
     @classmethod
-    def for_model(cls, config: EEGConfig, align: np.ndarray | None = None,
+    def for_model(cls, config: EEGConfig, align: Alignment | None = None,
                   align_seconds: float | None = None) -> "OnlineFeatures":
         """The model's recipe (model_recipe), aligned by `align` or on the first `align_seconds` of signal."""
         recipe = model_recipe(config)
@@ -70,9 +70,9 @@ class OnlineFeatures:
             if sum(x.shape[1] for x in self.held) < self.align_samples:
                 return self.frames_of({})
             samples, self.held = np.concatenate(self.held, axis=1), []
-            covariance = CovarianceSum(len(self.recipe.channels))
-            covariance.add(CausalChain(self.recipe).front(samples[:, :self.align_samples]))
-            self.chain = CausalChain(self.recipe, covariance.alignment("the stream's first samples"))
+            moments = SignalMoments(len(self.recipe.channels))
+            moments.add(CausalChain(self.recipe).front(samples[:, :self.align_samples]))
+            self.chain = CausalChain(self.recipe, moments.alignment(self.recipe.align, "the stream's first samples"))
         return self.frames_of(self.chain.push(samples))  # every sample goes through the filters
 
     def frames_of(self, signals: dict[str, np.ndarray]) -> np.ndarray:
