@@ -22,17 +22,31 @@ class Amp(threading.Thread):
     as the OS schedules it); from sample `odd_from` on the stamps are `shift` s earlier (a restarted source), or
     with `shift` None nothing more is sent while the stream stays on the network. `cue` = (a numeric marker
     outlet, a sample j, a code): once 1.5 s is sent, the code is sent stamped with sample j's true stamp.
+
+    As amplifier apps send it: with `microvolts` the samples go out as float32 µV and the stream declares channel
+    names and types but no units (OpenBCI's GUI and others); `signal` (C, n) in volts replaces the recording's
+    (electrodes zeroed or set to NaN); the samples in `lost` (a slice) are never sent (lost in transit: the stamps
+    of the next ones jump).
     """
 
     def __init__(self, raw: mne.io.BaseRaw, name: str, odd_from: int | None = None, shift: float | None = 0.0,
                  jitter: float = 0.0, cue: tuple[StreamOutlet, int, float] | None = None,
-                 source_id: str | None = None):
+                 source_id: str | None = None, microvolts: bool = False, signal: np.ndarray | None = None,
+                 lost: slice | None = None):
         super().__init__(daemon=True)
         self.sfreq = raw.info["sfreq"]
-        self.info = StreamInfo(name, "eeg", len(raw.ch_names), self.sfreq, "float64", source_id or uuid.uuid4().hex)
-        self.info.set_channel_info(raw.info)
+        self.info = StreamInfo(name, "eeg", len(raw.ch_names), self.sfreq, "float32" if microvolts else "float64",
+                               source_id or uuid.uuid4().hex)
+        if microvolts:
+            self.info.set_channel_names(raw.ch_names)
+            self.info.set_channel_types(["eeg"] * len(raw.ch_names))
+        else:
+            self.info.set_channel_info(raw.info)
         self.outlet: StreamOutlet | None = None  # on the network from entering the `with` block to leaving it
-        self.signal = raw.get_data()  # (C, n)
+        self.signal = (raw.get_data() if signal is None else signal) * (1e6 if microvolts else 1.0)  # (C, n)
+        self.sending = np.ones(self.signal.shape[1], bool)  # (n,) which samples go out
+        if lost is not None:
+            self.sending[lost] = False
         self.odd_from = self.signal.shape[1] if odd_from is None else odd_from
         self.shift, self.jitter, self.cue, self.stop = shift, jitter, cue, threading.Event()
         self.sent = 0  # samples pushed so far
@@ -57,13 +71,15 @@ class Amp(threading.Thread):
         start, i, n = local_clock(), 0, self.signal.shape[1]
         while not self.stop.is_set() and i < n:
             j = np.arange(i, min(i + CHUNK, n))
+            j = j[self.sending[j]]
             odd = j >= self.odd_from
             if self.shift is None:  # silent from odd_from on
                 j, odd = j[~odd], odd[~odd]
             stamps = start + (j + 1) / self.sfreq - np.where(odd, self.shift or 0.0, 0.0)
             if len(j):
                 stamps += self.rng.uniform(-self.jitter, self.jitter)
-                self.outlet.push_chunk(np.ascontiguousarray(self.signal[:, j].T), timestamp=stamps)  # (n, C)
+                chunk = np.ascontiguousarray(self.signal[:, j].T, dtype=self.info.dtype)  # (n, C)
+                self.outlet.push_chunk(chunk, timestamp=stamps)
                 self.sent += len(j)
             i += CHUNK
             if self.cue is not None and i // CHUNK == round(1.5 * self.sfreq) // CHUNK:

@@ -9,6 +9,10 @@ import click
 from ..errors import UserInputError
 from .common import DEVICE, FILE, cli, user_errors
 
+UNITS = click.option("--units", type=click.Choice(["auto", "uV", "mV", "V"]), default="auto", show_default=True,
+                     help="The live stream's units: auto takes the declared ones, or judges undeclared ones from the "
+                          "amplitude of the first second (one info line says which)")
+
 
 @cli.command()
 @click.option("--raw", "raw_path", type=FILE, default=None,
@@ -23,6 +27,7 @@ from .common import DEVICE, FILE, cli, user_errors
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds of signal")
 @click.option("--lsl-timeout", type=float, default=5.0, show_default=True,
               help="Seconds to wait for the LSL stream to answer, and to wait for samples before giving up")
+@UNITS
 @click.option("--enter", type=float, default=0.7, show_default=True, help="Hysteresis: probability to enter a class")
 @click.option("--exit", "exit_", type=float, default=0.5, show_default=True,
               help="Hysteresis: probability below which the decision is released")
@@ -42,8 +47,8 @@ from .common import DEVICE, FILE, cli, user_errors
                    "the stream (no decisions before)  [default: 60]")
 @DEVICE
 @user_errors
-def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_timeout, enter, exit_, min_frames,
-           out_lsl, out_jsonl, align_from, align_seconds, device) -> None:
+def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_timeout, units, enter, exit_,
+           min_frames, out_lsl, out_jsonl, align_from, align_seconds, device) -> None:
     """Decode raw EEG frame by frame: print each change of the smoothed decision, then a summary."""
     from ..realtime.live import StreamSummary, open_decoder, open_features, run_stream
     from ..realtime.outlet import open_sinks
@@ -65,7 +70,7 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
         # before the source connects, so that a controller can subscribe before the first decision
         sinks = open_sinks(stack, out_lsl, out_jsonl, decoder.config, source, hysteresis)
         chunks = (recording_chunks(raw_path, decoder.config, chunk, realtime=not fast) if raw_path is not None
-                  else lsl_chunks(lsl_name, decoder.config, lsl_timeout))
+                  else lsl_chunks(lsl_name, decoder.config, lsl_timeout, units))
         stack.callback(chunks.close)  # disconnects an LSL stream
         summary = StreamSummary()
         try:
@@ -92,8 +97,9 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds of signal [default: Ctrl-C]")
 @click.option("--lsl-timeout", type=float, default=5.0, show_default=True,
               help="Seconds to wait for each stream to answer; a silence this long ends the recording")
+@UNITS
 @user_errors
-def record(lsl_name, markers_name, out, duration, lsl_timeout) -> None:
+def record(lsl_name, markers_name, out, duration, lsl_timeout, units) -> None:
     """Record a live EEG stream with its cue markers into one FIF file, the markers as annotations."""
     import sys
 
@@ -102,4 +108,4 @@ def record(lsl_name, markers_name, out, duration, lsl_timeout) -> None:
     if (duration is not None and not duration > 0) or not lsl_timeout > 0:
         raise UserInputError("--duration and --lsl-timeout must be positive numbers of seconds")
     progress = ProgressLine(lambda text: click.echo(text, err=True, nl=False), sys.stderr.isatty())
-    run_record(lsl_name, markers_name, out, duration, lsl_timeout, echo=click.echo, progress=progress)
+    run_record(lsl_name, markers_name, out, duration, lsl_timeout, echo=click.echo, progress=progress, units=units)

@@ -20,7 +20,7 @@ import numpy as np
 from ..atomic import Terminated, interruptions_ignored, terminate_raises
 from ..errors import UserInputError
 from .recorder import Recorder, check_out, report_unfinished
-from .sources import StreamWatch, find_stream, going_back, pull, stream_info, to_volts, went_back
+from .sources import StreamWatch, find_stream, going_back, pull, stream_info, stream_units, went_back
 from .timeline import Markers, Timeline, datetime_of, first_early
 
 WAIT_S = 0.05  # longest blocking wait for EEG, so markers and the clock are looked at often
@@ -71,7 +71,7 @@ class ProgressLine:
             self.write("\n")
 
 
-def open_eeg(name: str, timeout: float) -> tuple:
+def open_eeg(name: str, timeout: float, units: str) -> tuple:
     # not recovered by liblsl: a recording must not go on from another stream that shares the source_id
     inlet = find_stream(name, timeout, "EEG stream", "check --lsl (an amplifier's LSL app, or "
                                                      "mne_lsl.player.PlayerLSL) and the network", recover=False)
@@ -83,7 +83,7 @@ def open_eeg(name: str, timeout: float) -> tuple:
     except BaseException:
         inlet.close_stream()
         raise
-    scale = to_volts(info)[None, :]  # (1, C): the stream's units -> SI, as FIF stores them
+    scale = stream_units(inlet, info, units, f"LSL stream {name!r}")  # the stream's units -> SI, as FIF stores them
     with info._unlock():
         for ch in info["chs"]:
             ch["unit_mul"] = 0
@@ -94,10 +94,10 @@ def open_eeg(name: str, timeout: float) -> tuple:
 class Session:
     """A recording in progress: the two inlets, the pieces on disk, the timeline and the counts."""
 
-    def __init__(self, eeg_name: str, markers_name: str, out: Path, timeout: float):
+    def __init__(self, eeg_name: str, markers_name: str, out: Path, timeout: float, units: str = "auto"):
         self.name, self.timeout = eeg_name, timeout
         with contextlib.ExitStack() as opened:  # a failure past the first inlet closes what was opened
-            self.eeg, info, self.scale, fmt = open_eeg(eeg_name, timeout)
+            self.eeg, info, self.units, fmt = open_eeg(eeg_name, timeout, units)
             opened.callback(self.eeg.close_stream)
             hint = "start the cue program (its LSL outlet) before recording, or check --markers"
             markers = find_stream(markers_name, timeout, "marker stream", hint, recover=False)
@@ -130,6 +130,7 @@ class Session:
             summary.ended_by = stop.signame
         finally:
             self.close()
+            self.write(*self.units.flush())  # a recording shorter than the units' judging time
             if progress is not None:
                 progress.end()
         return failure
@@ -143,31 +144,38 @@ class Session:
             return self.gone(wait=min(self.timeout, 2.0))
         now = time.monotonic()
         if limit is not None:
-            samples, stamps = samples[:limit - summary.samples], stamps[:limit - summary.samples]
+            room = limit - summary.samples - self.units.pending
+            samples, stamps = samples[:room], stamps[:room]
         back = going_back(self.timeline.last[1], stamps)  # smaller steps back are jitter, evened out by the timeline
         cut = back[0] if back else len(stamps)
         if cut:
-            if self.first_stamp is None:
-                self.first_stamp = float(stamps[0])
-                with self.info._unlock():
-                    self.info["meas_date"] = datetime_of(self.first_stamp)
             self.heard = now
-            self.timeline.add(summary.samples, stamps[:cut])
-            self.recorder.add((samples[:cut] * self.scale).T)
-            summary.samples += cut
+            self.write(*self.units.push(samples[:cut], stamps[:cut]))
         if back:
             return "the EEG timestamps going back", went_back("EEG stream", self.name, back[1],
                                                                "the recording ends before them")
         early = self.take_markers()
         if early is not None:
             return "a marker stamped before the recording", early
-        if limit is not None and summary.samples >= limit:
+        if limit is not None and summary.samples + self.units.pending >= limit:
             return f"--duration {limit / sfreq:g} s", None
         if now - self.heard > self.timeout:
             return self.gone(wait=0.5)
         if self.watch.changed_after_silence(now - self.heard) is not None:  # an amplifier app restarted otherwise
             return self.gone(wait=0.2)
         return None
+
+    def write(self, volts: np.ndarray, stamps: np.ndarray) -> None:
+        """Samples (n, C) in volts and their stamps (n,) onto the timeline and into the recording."""
+        if not len(stamps):
+            return
+        if self.first_stamp is None:
+            self.first_stamp = float(stamps[0])
+            with self.info._unlock():
+                self.info["meas_date"] = datetime_of(self.first_stamp)
+        self.timeline.add(self.summary.samples, stamps)
+        self.recorder.add(volts.T)
+        self.summary.samples += len(stamps)
 
     def take_markers(self) -> str | None:
         """Take the markers that arrived; the error that ends the recording when one is stamped before its first
@@ -220,7 +228,8 @@ class Session:
 
 
 def record(eeg_name: str, markers_name: str, out: str | Path, duration: float | None = None, timeout: float = 5.0,
-           echo: Callable[[str], None] = print, progress: ProgressLine | None = None) -> RecordSummary:
+           echo: Callable[[str], None] = print, progress: ProgressLine | None = None,
+           units: str = "auto") -> RecordSummary:
     """Record until --duration, Ctrl-C, SIGTERM/SIGHUP, silence or a change of the EEG stream; save and echo the
     summary. When the stream failed (silence, a change) that error is raised after the summary: what came before
     is saved."""
@@ -228,7 +237,7 @@ def record(eeg_name: str, markers_name: str, out: str | Path, duration: float | 
     check_out(out)
     report_unfinished(out.parent)
     with terminate_raises():  # SIGTERM and SIGHUP raise Terminated: Session.run ends on it as on Ctrl-C
-        session = Session(eeg_name, markers_name, out, timeout)
+        session = Session(eeg_name, markers_name, out, timeout, units)
         try:
             failure = session.run(duration, progress)
             if session.summary.samples == 0:

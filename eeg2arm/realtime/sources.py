@@ -27,6 +27,7 @@ import numpy as np
 from ..config import EEGConfig
 from ..errors import UserInputError
 from ..recordings import open_recording, same_rate
+from .units import StreamUnits
 
 if TYPE_CHECKING:
     from mne_lsl.lsl import StreamInfo, StreamInlet
@@ -133,6 +134,17 @@ def to_volts(info: mne.Info) -> np.ndarray:
     return 10.0 ** np.array([ch["unit_mul"] for ch in info["chs"]], dtype=float)
 
 
+def declared_volts(inlet: "StreamInlet", info: mne.Info) -> np.ndarray | None:
+    """(C,) volts per unit as the stream's description declares them; None when a channel declares no unit (then
+    liblsl's reading, volts, is a guess: eeg2arm.realtime.units judges them)."""
+    units = inlet.get_sinfo(timeout=5.0).get_channel_units()
+    return to_volts(info) if units and all(units) else None
+
+
+def stream_units(inlet: "StreamInlet", info: mne.Info, units: str, source: str) -> StreamUnits:
+    return StreamUnits(units, declared_volts(inlet, info), info["sfreq"], source)
+
+
 def pull(inlet: "StreamInlet", wait: float) -> tuple[np.ndarray, np.ndarray]:
     """Everything the inlet holds, (n, C) and (n,), waiting up to `wait` s for the first sample (n may be 0).
 
@@ -189,8 +201,9 @@ class StreamWatch:
                 f"{other.n_channels} channels at {other.sfreq:g} Hz {consequence}")
 
 
-def lsl_chunks(name: str, config: EEGConfig, timeout: float = 5.0) -> Iterator[Chunk]:
-    """Samples of the live LSL stream `name` as they arrive, in µV, with the stream's timestamps.
+def lsl_chunks(name: str, config: EEGConfig, timeout: float = 5.0, units: str = "auto") -> Iterator[Chunk]:
+    """Samples of the live LSL stream `name` as they arrive, in µV, with the stream's timestamps; `units` as the
+    stream sends them (auto: declared, else judged from the first second, eeg2arm.realtime.units).
 
     `timeout` bounds both the wait for the stream to answer and any silence after: then UserInputError. liblsl
     reconnects a lost stream by itself (same source_id and channel count); a silence of a second or more (which
@@ -204,7 +217,7 @@ def lsl_chunks(name: str, config: EEGConfig, timeout: float = 5.0) -> Iterator[C
         source = f"LSL stream {name!r}"
         picks = [info["ch_names"].index(c) for c in check_channels(info["ch_names"], config, source)]
         check_rate(info["sfreq"], config, source)
-        to_uv = to_volts(info)[picks, None] * 1e6  # (C, 1)
+        scaler = stream_units(inlet, info, units, source)
         watch, latest = StreamWatch(inlet, name, "LSL stream"), -np.inf
         heard = time.monotonic()
         while True:
@@ -223,7 +236,9 @@ def lsl_chunks(name: str, config: EEGConfig, timeout: float = 5.0) -> Iterator[C
                 cut = back[0] if back else len(stamps)
                 if cut:
                     latest = max(latest, float(stamps[:cut].max()))
-                    yield Chunk(samples[:cut].T[picks] * to_uv, stamps[:cut])
+                    volts, ready = scaler.push(samples[:cut], stamps[:cut])  # (m, C), (m,)
+                    if len(ready):
+                        yield Chunk(volts.T[picks] * 1e6, ready)
                 if back:
                     raise UserInputError(went_back("LSL stream", name, back[1], "decoding stopped before them"))
             elif silent_s > timeout:
