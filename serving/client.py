@@ -98,6 +98,10 @@ class RemoteStreamer:
             raise UserInputError(f"server answered {answer.get('status', 400)} to /stream/ws: {answer['error']}")
         return [StepResult(r["frame"], np.asarray(r["probs"]), r["pred"], r["decision"]) for r in answer["results"]]
 
+    def reset(self) -> None:
+        """Start again from a clean state (after a gap in the signal): the next push opens a new session."""
+        self.close()
+
     def close(self) -> None:
         """End the session: closing the connection closes it on the server."""
         if self.ws is not None:

@@ -30,7 +30,7 @@ from conftest import push_in_chunks
 
 REPO = Path(__file__).resolve().parents[1]
 
-SUMMARY = re.compile(r"^frames=(\d+) decisions=(\d+) switches=(\d+) dropped=0 latency_ms p50=[\d.]+ p99=[\d.]+$",
+SUMMARY = re.compile(r"^feature_frames=(\d+) decisions=(\d+) switches=(\d+) gaps=0 latency_ms p50=[\d.]+ p99=[\d.]+$",
                      re.M)
 
 
@@ -255,8 +255,7 @@ def test_stream_bad_input_one_line_exit_2(case, eyes_files, raw_dir, mmi_ckpt, t
         "garbage": (["--raw", unplayable["garbage"], "--ckpt", mmi_ckpt], "cannot read"),
         "epochs": (["--raw", unplayable["epochs"], "--ckpt", mmi_ckpt], "holds epochs, not a continuous recording"),
         "too_short": (["--raw", unplayable["too_short"], "--ckpt", mmi_ckpt, "--out-jsonl", tmp_path / "d.jsonl"],
-                      "it gave 0 frames of 0.5 s (0 with NaN/Inf samples) and the model decides on every 2: give a "
-                      "longer recording"),
+                      "it gave 0 frames of 0.5 s and the model decides on every 2: give a longer recording"),
     }[case]
     (tmp_path / "old.jsonl").write_text("an earlier run\n")
     result = invoke("stream", *args, "--fast")
@@ -344,7 +343,7 @@ def test_streaming_a_whole_recording_equals_forward_seq(raw_dir, mmi_ckpt):
     assert np.abs(got - expected).max() <= 1e-5
 
 
-def test_frames_with_nan_samples_are_dropped_and_the_stream_goes_on(raw_dir, mmi_ckpt):
+def test_a_nan_sample_costs_no_frame_its_channel_is_replaced_and_named(raw_dir, mmi_ckpt):
     from eeg2arm.realtime.live import run_stream
     from eeg2arm.realtime.streamer import Streamer
 
@@ -352,11 +351,16 @@ def test_frames_with_nan_samples_are_dropped_and_the_stream_goes_on(raw_dir, mmi
     config = meta["config"]
     signal = mne.io.read_raw(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", verbose="error").get_data(
         picks=list(config.channel_names), units="uV")[:, :1600]  # 10 s
-    signal[5, 800] = np.nan  # one dropout sample: the frames covering it (window 80 samples, step 40) are lost
+    signal[5, 800] = np.nan  # one dropout sample: replaced at once, its channel bad while it is in the window
     chunks = (Chunk(signal[:, i:i + 16], np.arange(i, min(i + 16, 1600)) / 160) for i in range(0, 1600, 16))
-    summary = run_stream(chunks, Streamer.from_model(model), echo=lambda s: None)
-    assert summary.frames == n_frames(1600, config.sfreq, config.frame_window, config.frame_step) == 39
-    assert summary.dropped == 2 and summary.decisions == (39 - 2) // config.cnn_time_pool
+    printed: list[str] = []
+    summary = run_stream(chunks, Streamer.from_model(model), echo=printed.append)
+    assert summary.feature_frames == n_frames(1600, config.sfreq, config.frame_window, config.frame_step) == 39
+    assert summary.decisions == 39 // config.cnn_time_pool
+    name = config.channel_names[5]
+    assert summary.bad.samples[name] == 160 and summary.bad.reasons[name] == {"NaN"}  # one window, judged 4 times
+    assert f"[t=5.25s] bad channels: {name} (NaN) (replaced from the others)" in printed
+    assert "[t=6.25s] bad channels: none" in printed
 
 
 def test_a_step_graph_left_from_another_export_is_refused_or_removed(trained, exported, tmp_path):

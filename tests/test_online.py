@@ -137,7 +137,7 @@ def test_stream_decodes_a_recording_with_a_referenced_recipe_alike_in_torch_onnx
                                       "--device", "cpu"])
     assert result.exit_code == 0, result.output
     n_times = mne.io.read_raw(files[0], verbose="error").n_times
-    assert f"frames={1 + (n_times - 80) // 40} " in result.output  # 0.5 s frames every 0.25 s at 160 Hz
+    assert f"feature_frames={1 + (n_times - 80) // 40} " in result.output  # 0.5 s frames every 0.25 s at 160 Hz
     export_onnx(ckpt, tmp_path / "model.onnx", x_path=tmp_path / "p" / "X.npy", echo=lambda s: None)
     exported, _ = read_onnx_metadata(tmp_path / "model.onnx")  # what the service reads and shows at /metadata
     assert exported.to_dict()["reference"] == "csd" and exported.features == ("slow", "bandpower")

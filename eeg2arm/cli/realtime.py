@@ -76,14 +76,14 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
         try:
             run_stream(chunks, decoder, echo, duration, summary, sinks, online)
         except UserInputError:  # e.g. a live stream that fell silent: what was decoded until then still counts
-            if summary.frames:
+            if summary.feature_frames:
                 echo(summary.line())
             raise
     if not summary.decisions and not summary.interrupted:  # e.g. a recording shorter than one pooled frame
         config = decoder.config
-        raise UserInputError(f"no decision from {source}: it gave {summary.frames} frames of {config.frame_window:g} "
-                             f"s ({summary.dropped} with NaN/Inf samples) and the model decides on every "
-                             f"{config.cnn_time_pool}: give a longer recording or --duration")
+        raise UserInputError(f"no decision from {source}: it gave {summary.feature_frames} frames of "
+                             f"{config.frame_window:g} s and the model decides on every {config.cnn_time_pool}: give "
+                             f"a longer recording or --duration")
     echo(summary.line())
 
 

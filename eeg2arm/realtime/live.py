@@ -1,9 +1,11 @@
-"""`eeg2arm stream`: raw EEG chunks -> online band power -> a streaming decoder -> decisions, with latency.
+"""`eeg2arm stream`: raw EEG chunks -> gaps bridged -> bad electrodes replaced -> online features -> a streaming
+decoder -> decisions, with latency.
 
-The decoder is anything with `config` and `push(frames (C, F, n)) -> list[StepResult]`: a Streamer over a
-checkpoint (TorchStep) or an ONNX step graph (OnnxStep), or serving.client.RemoteStreamer for a running server.
+The decoder is anything with `config`, `push(frames (C, F, n)) -> list[StepResult]` and `reset()`: a Streamer over
+a checkpoint (TorchStep) or an ONNX step graph (OnnxStep), or serving.client.RemoteStreamer for a running server.
 Every decided frame goes to the sinks (outlet.py: an LSL outlet, JSON lines) with the LSL timestamp of the last
-EEG sample it needs; each change of the smoothed decision is echoed as one line.
+EEG sample it needs, the channels bad at that sample and whether a gap restarted the decoder just before it; each
+change of the smoothed decision, of the bad channels and each gap is echoed as one line.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ import numpy as np
 
 from ..config import EEGConfig
 from ..errors import UserInputError
+from .gaps import GapBridge
+from .health import BadTime, ElectrodeRepair
 from .online import OnlineFeatures, model_recipe
 from .smoothing import Hysteresis
 from .sources import Chunk
@@ -29,20 +33,25 @@ class Decoder(Protocol):
 
     def push(self, frames: np.ndarray) -> list[StepResult]: ...
 
+    def reset(self) -> None: ...
+
 
 @dataclass
 class StreamSummary:
-    frames: int = 0  # band-power frames computed
-    decisions: int = 0  # pooled frames decided (one StepResult each)
+    feature_frames: int = 0  # feature frames computed (frame_step apart)
+    decisions: int = 0  # pooled frames decided (one StepResult each: the `frame` of each decision line)
     switches: int = 0  # changes of the smoothed decision (undecided counts as a state)
-    dropped: int = 0  # frames left out because their samples held NaN/Inf (an amplifier dropout)
+    gaps: int = 0  # gaps too long to bridge: the filters and the decoder started again after each
     latencies_ms: list[float] = field(default_factory=list)  # chunk in -> its decisions out
     interrupted: bool = False  # stopped by Ctrl-C
+    bad: BadTime = field(default_factory=BadTime)  # how long each channel was bad
+    sfreq: float = 1.0
 
     def line(self) -> str:
         p50, p99 = (np.percentile(self.latencies_ms, [50, 99]) if self.latencies_ms else (float("nan"),) * 2)
-        return (f"frames={self.frames} decisions={self.decisions} switches={self.switches} "
-                f"dropped={self.dropped} latency_ms p50={p50:.2f} p99={p99:.2f}")
+        bad = f"; {self.bad.line(self.sfreq)}" if self.bad.samples else ""
+        return (f"feature_frames={self.feature_frames} decisions={self.decisions} switches={self.switches} "
+                f"gaps={self.gaps} latency_ms p50={p50:.2f} p99={p99:.2f}{bad}")
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,9 @@ class Decided:
     t: float  # s into the stream at which the frame is complete (the end of its last sample)
     stamp: float  # LSL timestamp (local clock) of that last sample: what the decision is based on
     label: str  # class name of result.decision, "undecided" for Hysteresis.UNDECIDED
+    bad_channels: tuple[str, ...] = ()  # the channels replaced at that sample (eeg2arm.realtime.health)
+    bad_changed: bool = False  # they differ from the previous decided frame's
+    gap: bool = False  # the first decision after a gap that restarted the filters and the decoder
 
 
 class Sink(Protocol):
@@ -66,7 +78,7 @@ def label_of(decision: int, class_names: tuple[str, ...] | None) -> str:
 
 
 class FrameStamps:
-    """Where each feature frame ends: its stream time and the LSL timestamp of its last sample.
+    """Where each feature frame ends: one past its last sample (counted from the first) and that sample's stamp.
 
     Frame k covers samples [k*s, k*s + w) from the first sample, as the online features frame the stream (w, s:
     their frame length and step in samples); only the stamps of samples a later frame can still end on are kept.
@@ -77,14 +89,20 @@ class FrameStamps:
         self.stamps, self.first, self.frames = np.zeros(0), 0, 0  # stamps of samples first, first + 1, ...
 
     def push(self, stamps: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-        """The stamps (n,) of a chunk whose samples completed m frames -> their end times (m,), end stamps (m,)."""
+        """The stamps (n,) of a chunk whose samples completed m frames -> their ends (m,) in samples, end stamps
+        (m,)."""
         self.stamps = np.concatenate([self.stamps, stamps])
         ends = np.arange(self.frames, self.frames + m) * self.s + self.w  # (m,) one past each frame's last sample
         out = self.stamps[ends - 1 - self.first]
         self.frames += m
         drop = min(self.frames * self.s - self.first, len(self.stamps))  # the next frame starts at frames * s
         self.stamps, self.first = self.stamps[drop:], self.first + drop
-        return ends / self.sfreq, out
+        return ends, out
+
+
+def bad_line(t: float, bad: dict[str, str]) -> str:
+    listed = ", ".join(f"{name} ({why})" for name, why in bad.items())
+    return f"[t={t:.2f}s] bad channels: {listed or 'none'}" + (" (replaced from the others)" if bad else "")
 
 
 def describe(result: StepResult, t: float, class_names: tuple[str, ...] | None) -> str:
@@ -117,48 +135,94 @@ def open_features(config: EEGConfig, align_from: str | Path | None = None, align
     return OnlineFeatures.for_model(config, align_seconds=seconds)
 
 
+class StreamRun:
+    """One `eeg2arm stream` pass: the stages, their state, and what a gap restarts (see run_stream)."""
+
+    def __init__(self, decoder: Decoder, online: OnlineFeatures, echo: Callable[[str], None], sinks: list[Sink],
+                 summary: StreamSummary):
+        self.decoder, self.online, self.echo, self.sinks, self.summary = decoder, online, echo, sinks, summary
+        self.config = config = decoder.config
+        self.bridge = GapBridge(config.sfreq)
+        self.repair = ElectrodeRepair(online.recipe.input_channels, config.sfreq, online.recipe.montage)
+        summary.bad, summary.sfreq = self.repair.time, config.sfreq
+        self.lost_s = 0.0  # s of signal lost in gaps, so that t stays the stream's time
+        self.restart_at = 0  # the repair's sample count where the features (and clock) last started
+        self.clock = FrameStamps(online.w, online.s, config.sfreq)
+        self.fed: deque[tuple[int, float]] = deque()  # (end sample, end stamp) of frames given, not yet decided
+        self.decision, self.bad, self.after_gap = Hysteresis.UNDECIDED, (), False
+
+    def seconds(self, sample: int) -> float:
+        return sample / self.config.sfreq + self.lost_s
+
+    def restart(self, gap: float) -> None:
+        """After a gap too long to bridge: the filters, the features' clock and the decoder start again."""
+        self.lost_s += gap
+        self.summary.gaps += 1
+        self.online, self.restart_at = self.online.restarted(), self.repair.seen
+        self.clock, self.fed = FrameStamps(self.online.w, self.online.s, self.config.sfreq), deque()
+        self.decoder.reset()
+        self.repair.reset()
+        self.decision, self.after_gap = Hysteresis.UNDECIDED, True
+        self.echo(f"[t={self.seconds(self.restart_at):.2f}s] gap: {gap:.2f} s of signal lost: the filters and the "
+                  f"decoder start again")
+
+    def push(self, piece: Chunk) -> list[StepResult]:
+        if piece.gap:
+            self.restart(piece.gap)
+        known = len(self.repair.changes)
+        samples = self.repair.push(piece.samples)  # (C_in, n) finite, bad channels replaced
+        for at, bad in self.repair.changes[known:]:
+            self.echo(bad_line(self.seconds(at), bad))
+        aligning = self.online.aligning
+        frames = self.online.push(samples)  # (C, F, m)
+        if aligning and not self.online.aligning:
+            self.echo(f"aligned on the first {self.online.align_samples / self.config.sfreq:g} s of signal")
+        ends, end_stamps = self.clock.push(piece.stamps, frames.shape[-1])  # (m,), (m,)
+        self.summary.feature_frames += frames.shape[-1]
+        self.fed.extend(zip(ends.tolist(), end_stamps.tolist()))
+        results = self.decoder.push(frames) if frames.shape[-1] else []
+        for result in results:
+            for _ in range(self.config.cnn_time_pool):  # a pooled frame ends where its last input frame ends
+                end, stamp = self.fed.popleft()
+            self.send(result, self.restart_at + end, stamp)
+        return results
+
+    def send(self, result: StepResult, end: int, stamp: float) -> None:
+        """One decided frame (its last sample `end` - 1 from the stream's first) to the sinks, a line on a change."""
+        t, bad = self.seconds(end), tuple(self.repair.bad_at(end - 1))
+        self.summary.decisions += 1
+        changed = result.decision != self.decision
+        decided = Decided(result, t, float(stamp), label_of(result.decision, self.config.class_names), bad,
+                          bad != self.bad, self.after_gap)
+        self.bad, self.after_gap = bad, False
+        for sink in self.sinks:
+            sink.send(decided, changed)
+        if changed:
+            self.summary.switches += 1
+            self.decision = result.decision
+            self.echo(describe(result, t, self.config.class_names))
+
+
 def run_stream(chunks: Iterable[Chunk], decoder: Decoder, echo: Callable[[str], None] = print,
                duration: float | None = None, summary: StreamSummary | None = None,
                sinks: Iterable[Sink] = (), online: OnlineFeatures | None = None) -> StreamSummary:
     """Feed raw chunks (C, n) in µV with their stamps until they end, `duration` s of signal have passed or
-    Ctrl-C; send every decided frame to the sinks and echo each decision change. Frames computed from NaN/Inf
-    samples are dropped and counted, the stream goes on.
+    Ctrl-C; send every decided frame to the sinks and echo each decision change.
 
-    `summary` is filled as the stream goes, so a caller still has the counts when a source fails midway. `online`
-    computes the features (default: the model's recipe, open_features).
+    Before the features, short gaps are bridged and longer ones restart the decoder (eeg2arm.realtime.gaps), and
+    bad electrodes are replaced (eeg2arm.realtime.health), so that every frame is decided. `summary` is filled as
+    the stream goes, so a caller still has the counts when a source fails midway. `online` computes the features
+    (default: the model's recipe, open_features).
     """
-    config = decoder.config
-    online = online or OnlineFeatures.for_model(config)
-    summary, decision = summary or StreamSummary(), Hysteresis.UNDECIDED
-    clock, sinks = FrameStamps(online.w, online.s, config.sfreq), list(sinks)
-    fed: deque[tuple[float, float]] = deque()  # (end time, end stamp) of frames given to the decoder, not yet decided
+    summary = summary or StreamSummary()
+    run = StreamRun(decoder, online or OnlineFeatures.for_model(decoder.config), echo, list(sinks), summary)
     try:
-        for samples, stamps in chunks:
-            arrived, aligning = time.perf_counter(), online.aligning
-            frames = online.push(samples)  # (C, F, m)
-            if aligning and not online.aligning:
-                echo(f"aligned on the first {online.align_samples / config.sfreq:g} s of signal")
-            ends, end_stamps = clock.push(stamps, frames.shape[-1])  # (m,), (m,)
-            finite = np.isfinite(frames).all(axis=(0, 1))  # (m,)
-            summary.frames += frames.shape[-1]
-            summary.dropped += int((~finite).sum())
-            fed.extend(zip(ends[finite], end_stamps[finite]))
-            results = decoder.push(frames[..., finite]) if finite.any() else []
-            for result in results:
-                for _ in range(config.cnn_time_pool):  # a pooled frame ends where its last input frame ends
-                    t, stamp = fed.popleft()
-                summary.decisions += 1
-                changed = result.decision != decision
-                decided = Decided(result, float(t), float(stamp), label_of(result.decision, config.class_names))
-                for sink in sinks:
-                    sink.send(decided, changed)
-                if changed:
-                    summary.switches += 1
-                    decision = result.decision
-                    echo(describe(result, t, config.class_names))
-            if results:
+        for chunk in chunks:
+            arrived = time.perf_counter()
+            decided = [result for piece in run.bridge.push(chunk) for result in run.push(piece)]
+            if decided:
                 summary.latencies_ms.append((time.perf_counter() - arrived) * 1e3)
-            if duration is not None and summary.frames * config.frame_step >= duration:
+            if duration is not None and summary.feature_frames * decoder.config.frame_step >= duration:
                 break
     except KeyboardInterrupt:  # the way a live stream is stopped: still print the summary
         summary.interrupted = True

@@ -39,7 +39,7 @@ class OnlineFeatures:
                                  "(--align-from) or a time to estimate it from the stream (--align-seconds)")
         if recipe.align is None and (align is not None or align_samples):
             raise UserInputError("this model's recipe does not align subjects: drop --align-from/--align-seconds")
-        self.recipe = recipe
+        self.recipe, self.alignment = recipe, align
         self.chain = CausalChain(recipe, align) if recipe.align is None or align is not None else None
         self.align_samples = align_samples or 0
         self.held: list[np.ndarray] = []  # (C_in, n) pieces while the alignment is being estimated
@@ -54,6 +54,11 @@ class OnlineFeatures:
         recipe = model_recipe(config)
         samples = round(align_seconds * recipe.sfreq) if align_seconds else None
         return cls(recipe, align, samples)
+
+    def restarted(self) -> "OnlineFeatures":
+        """The same recipe and subject alignment from a clean state (after a gap); still estimating the alignment
+        if it was."""
+        return OnlineFeatures(self.recipe, self.alignment, None if self.alignment is not None else self.align_samples)
 
     @property
     def aligning(self) -> bool:
@@ -72,7 +77,8 @@ class OnlineFeatures:
             samples, self.held = np.concatenate(self.held, axis=1), []
             moments = SignalMoments(len(self.recipe.channels))
             moments.add(CausalChain(self.recipe).front(samples[:, :self.align_samples]))
-            self.chain = CausalChain(self.recipe, moments.alignment(self.recipe.align, "the stream's first samples"))
+            self.alignment = moments.alignment(self.recipe.align, "the stream's first samples")
+            self.chain = CausalChain(self.recipe, self.alignment)
         return self.frames_of(self.chain.push(samples))  # every sample goes through the filters
 
     def frames_of(self, signals: dict[str, np.ndarray]) -> np.ndarray:

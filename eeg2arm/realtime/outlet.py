@@ -7,12 +7,13 @@ LSL decision stream NAME (type "Decisions", irregular rate, float64), one sample
     timestamp                      LSL timestamp of the last EEG sample the frame needs (the decoder's local clock)
     description        <classes><class>NAME</class>...</classes> and <eeg2arm> (source, hysteresis settings)
 
-LSL marker stream NAME-markers (type "Markers", one string channel, irregular): the decision's class name, or
-"undecided" when it is released, each time it changes, with the timestamp of the frame that changed it.
+LSL marker stream NAME-markers (type "Markers", one string channel, irregular), each with the timestamp of the frame
+it comes with: the decision's class name, or "undecided" when it is released, each time it changes; "bad: C3, Fp1"
+(or "bad: none") when the replaced channels change; "gap" on the first frame after a gap restarted the decoder.
 
 A subscriber's latency is its local_clock() at arrival minus the timestamp (plus its inlet's time_correction()
 when it runs on another machine). JSON lines carry the same per frame: {"time": LSL timestamp, "t": s into the
-stream, "frame", "probs", "decision", "label"}.
+stream, "frame" (the decision's index), "probs", "decision", "label", "bad_channels": [names], "gap": bool}.
 """
 from __future__ import annotations
 
@@ -67,6 +68,10 @@ class LSLDecisions:
     def send(self, decided: Decided, changed: bool) -> None:
         r = decided.result
         self.decisions.push_sample(np.append(r.probs.astype(np.float64), r.decision), timestamp=decided.stamp)
+        if decided.gap:
+            self.markers.push_sample(["gap"], timestamp=decided.stamp)
+        if decided.bad_changed:
+            self.markers.push_sample([f"bad: {', '.join(decided.bad_channels) or 'none'}"], timestamp=decided.stamp)
         if changed:
             self.markers.push_sample([decided.label], timestamp=decided.stamp)
 
@@ -110,7 +115,8 @@ class JsonLines:
         self.file = self.file or self._open()
         r = decided.result
         line = {"time": decided.stamp, "t": round(decided.t, 6), "frame": r.frame, "probs": r.probs.tolist(),
-                "decision": r.decision, "label": decided.label}
+                "decision": r.decision, "label": decided.label, "bad_channels": list(decided.bad_channels),
+                "gap": decided.gap}
         self.file.write(json.dumps(line) + "\n")
         self.file.flush()
 

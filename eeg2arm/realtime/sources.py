@@ -42,6 +42,7 @@ LSL_CONFIGS = ("lsl_api.cfg", "~/lsl_api/lsl_api.cfg", "/etc/lsl_api/lsl_api.cfg
 class Chunk(NamedTuple):
     samples: np.ndarray  # (C, n) µV
     stamps: np.ndarray  # (n,) LSL timestamps (local clock) of the samples
+    gap: float = 0.0  # s of signal lost just before these samples, too long to bridge (eeg2arm.realtime.gaps)
 
 
 def quiet_liblsl() -> None:
