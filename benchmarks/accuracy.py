@@ -232,7 +232,7 @@ def eegmodel_accuracy(fold: Fold, recipe: dict, tmp: Path) -> float:
                 f.unlink()
             (tmp / sub).rmdir()
     eeg2arm("prepare", *fold.train_files, "--out", tmp / "train", *recipe["prepare"])
-    groups = ["--groups", tmp / "train" / "groups.npy"] if recipe["groups"] else []
+    groups = ["--groups", tmp / "train" / "groups.npy"] if recipe["groups"] else ["--no-groups"]
     eeg2arm("train", "--x", tmp / "train" / "X.npy", "--y", tmp / "train" / "y.npy", "--save", tmp / "model.pt",
             *groups, *recipe["train"])
     eeg2arm("prepare", *fold.test_files, "--out", tmp / "test", "--like", tmp / "train" / "meta.json")
@@ -309,7 +309,7 @@ def new_subject_set(recipe: dict, base: dict, methods: tuple[str, ...], subjects
             if "eegmodel" in methods:
                 shutil.rmtree(tmp / "cross", ignore_errors=True)
                 eeg2arm("prepare", *[data.runs[k] for k in train_keys], "--out", tmp / "cross", *base["prepare"])
-                groups = ["--groups", tmp / "cross" / "groups.npy"] if base["groups"] else []
+                groups = ["--groups", tmp / "cross" / "groups.npy"] if base["groups"] else ["--no-groups"]
                 eeg2arm("train", "--x", tmp / "cross" / "X.npy", "--y", tmp / "cross" / "y.npy", "--save",
                         tmp / "cross.pt", *groups, *base["train"])
             for i in te:
@@ -386,7 +386,7 @@ def commands(name: str, recipe: dict, recipes: dict) -> list[str]:
         train_in = " ".join(raw + f for f in train_files)
         train_in += f" {raw}eegmmidb_executed/S001/S001R{{03,07,11}}.edf" if executed else ""
         test_in = " ".join(f if f.startswith("NEW") else raw + f for f in test_files)
-    groups = f" --groups {name}/groups.npy" if recipe["groups"] else ""
+    groups = f" --groups {name}/groups.npy" if recipe["groups"] else " --no-groups"
     return [f"eeg2arm prepare {train_in} --out {name} {' '.join(recipe['prepare'])}",
             f"eeg2arm train --x {name}/X.npy --y {name}/y.npy --save {name}.pt{groups} {' '.join(recipe['train'])}",
             f"eeg2arm prepare {test_in} --out {name}_test --like {name}/meta.json",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from .config import EEGConfig
 from .errors import UserInputError
+
+log = logging.getLogger("eeg2arm")
 
 
 def load_npy(path: str | Path, what: str) -> np.ndarray:
@@ -176,7 +179,11 @@ def split_indices(y: np.ndarray, val_split: float, seed: int, groups: np.ndarray
                                  f"--val-split or add groups")
         splitter = GroupShuffleSplit(n_splits=1, test_size=val_split, random_state=seed)
         train_idx, val_idx = next(splitter.split(idx, y, groups))
-        return train_idx, val_idx
+        classes = set(np.unique(y))
+        if set(y[train_idx]) == classes and set(y[val_idx]) == classes:
+            return train_idx, val_idx
+        log.warning("a split by group cannot keep every class on both sides (%d groups): split by window instead",
+                    n_groups)
     counts = np.bincount(y)
     stratify = y if counts[counts > 0].min() >= 2 and n_val >= len(counts[counts > 0]) else None
     train_idx, val_idx = train_test_split(idx, test_size=n_val, random_state=seed, stratify=stratify)

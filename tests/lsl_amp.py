@@ -25,28 +25,28 @@ class Amp(threading.Thread):
 
     As amplifier apps send it: with `microvolts` the samples go out as float32 µV and the stream declares channel
     names and types but no units (OpenBCI's GUI and others); `signal` (C, n) in volts replaces the recording's
-    (electrodes zeroed or set to NaN); the samples in `lost` (a slice) are never sent (lost in transit: the stamps
-    of the next ones jump).
+    (electrodes zeroed or set to NaN), `names` the channel names it declares; the samples in `lost` (slices) are never sent (lost in transit: the stamps of
+    the next ones jump).
     """
 
     def __init__(self, raw: mne.io.BaseRaw, name: str, odd_from: int | None = None, shift: float | None = 0.0,
                  jitter: float = 0.0, cue: tuple[StreamOutlet, int, float] | None = None,
                  source_id: str | None = None, microvolts: bool = False, signal: np.ndarray | None = None,
-                 lost: slice | None = None):
+                 lost: tuple[slice, ...] = (), names: list[str] | None = None):
         super().__init__(daemon=True)
         self.sfreq = raw.info["sfreq"]
         self.info = StreamInfo(name, "eeg", len(raw.ch_names), self.sfreq, "float32" if microvolts else "float64",
                                source_id or uuid.uuid4().hex)
         if microvolts:
-            self.info.set_channel_names(raw.ch_names)
+            self.info.set_channel_names(names or raw.ch_names)
             self.info.set_channel_types(["eeg"] * len(raw.ch_names))
         else:
             self.info.set_channel_info(raw.info)
         self.outlet: StreamOutlet | None = None  # on the network from entering the `with` block to leaving it
         self.signal = (raw.get_data() if signal is None else signal) * (1e6 if microvolts else 1.0)  # (C, n)
         self.sending = np.ones(self.signal.shape[1], bool)  # (n,) which samples go out
-        if lost is not None:
-            self.sending[lost] = False
+        for part in lost:
+            self.sending[part] = False
         self.odd_from = self.signal.shape[1] if odd_from is None else odd_from
         self.shift, self.jitter, self.cue, self.stop = shift, jitter, cue, threading.Event()
         self.sent = 0  # samples pushed so far

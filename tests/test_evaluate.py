@@ -65,6 +65,44 @@ def test_grouped_split_keeps_groups_apart(mmi, grouped_ckpt):
     assert not set(groups[val]) & set(groups[train])
 
 
+def test_the_groups_beside_x_keep_the_validation_split_honest_by_default(mmi, grouped_ckpt, tmp_path):
+    """Without --groups, train takes the groups.npy beside X.npy (as evaluate does): the same split as --groups;
+    --no-groups and --val-last split by trial; both --groups and --no-groups is refused."""
+    by_default = invoke(*train_args(mmi, tmp_path / "d.pt"))
+    assert by_default.exit_code == 0, by_default.output
+    assert f"INFO: validation split by group (recording or subject): {mmi / 'groups.npy'}" in by_default.output
+    val = read_checkpoint(tmp_path / "d.pt")["metrics"]["val_indices"]
+    assert val == read_checkpoint(grouped_ckpt)["metrics"]["val_indices"]
+    groups = np.load(mmi / "groups.npy")
+    mixed = invoke(*train_args(mmi, tmp_path / "n.pt"), "--no-groups")
+    assert mixed.exit_code == 0 and "validation split by group" not in mixed.output
+    val = np.array(read_checkpoint(tmp_path / "n.pt")["metrics"]["val_indices"])
+    assert set(groups[val]) & set(np.delete(groups, val))  # runs on both sides
+    last = invoke(*train_args(mmi, tmp_path / "l.pt"), "--val-last")
+    assert last.exit_code == 0, last.output
+    assert read_checkpoint(tmp_path / "l.pt")["metrics"]["val_indices"] == list(range(len(groups) - 9, len(groups)))
+    one_line_error(invoke(*train_args(mmi, tmp_path / "x.pt"), "--groups", mmi / "groups.npy", "--no-groups"))
+
+
+def test_a_grouped_split_that_cannot_keep_every_class_falls_back_with_one_warning(bandpower_dir, tmp_path):
+    """The embedded eyes sample has one recording per class: a split by recording would validate on one class."""
+    from eeg2arm.sample import SAMPLE_DIR
+
+    data = tmp_path / "eyes"
+    shutil.copytree(SAMPLE_DIR, data)
+    np.save(data / "groups.npy", np.load(data / "y.npy").astype(np.int64))  # group = recording = class
+    result = invoke("train", "--x", data / "X.npy", "--y", data / "y.npy", "--save", tmp_path / "e.pt", "--classes",
+                    2, "--elec", 32, "--bands", 4, "--epochs", 1, "--frame-embed", 32, "--workers", 0,
+                    "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("WARNING: a split by group")]
+    assert warnings == ["WARNING: a split by group cannot keep every class on both sides (2 groups): split by "
+                        "window instead"]
+    y = np.load(data / "y.npy")
+    val = read_checkpoint(tmp_path / "e.pt")["metrics"]["val_indices"]
+    assert set(y[val]) == {0, 1}
+
+
 def test_checkpoint_records_the_data_meta(mmi, grouped_ckpt):
     meta = json.loads((mmi / "meta.json").read_text())
     config = read_checkpoint(grouped_ckpt)["config"]

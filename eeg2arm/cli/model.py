@@ -36,7 +36,10 @@ from .common import ATOL, DEVICE, FILE, cli, log, user_errors
                    "such a model cannot stream)")
 @DEVICE
 @click.option("--groups", "groups_path", type=FILE, default=None,
-              help="groups.npy (N,): split train/val by group (recording or subject) instead of by window")
+              help="groups.npy (N,): split train/val by group (recording or subject), so that no group is on both "
+                   "sides  [default: the groups.npy beside --x, if any]")
+@click.option("--no-groups", is_flag=True, default=False,
+              help="Split train/val by window even when a groups.npy lies beside --x (the guide's stratified split)")
 @click.option("--meta", "meta_path", type=FILE, default=None,
               help="meta.json of the data (class, channel, band names; default: the one beside X.npy, if any)")
 @click.option("--kernel-time", type=int, default=3, show_default=True,
@@ -73,7 +76,7 @@ from .common import ATOL, DEVICE, FILE, cli, log, user_errors
               help="With --init: refit the input standardization to this data (the new subject's own signal)")
 @user_errors
 def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed, drop, batch, epochs, lr, wd,
-          val_split, seed, workers, normalize, compile_, resume, context, device, groups_path, meta_path,
+          val_split, seed, workers, normalize, compile_, resume, context, device, groups_path, no_groups, meta_path,
           kernel_time, schedule, select, val_last, crop, noise, channel_drop, mixup, label_smoothing, frame_loss,
           patience, init_path, freeze, restandardize) -> None:
     """Train EEGModel on X.npy / y.npy and save the best checkpoint by validation loss (or --select accuracy)."""
@@ -105,11 +108,32 @@ def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed
             config = dataclasses.replace(config, **data_fields)
         except UserInputError as e:
             raise UserInputError(f"{meta_path} does not fit the flags ({e}): {fix}") from None
-    groups = load_npy(groups_path, "groups") if groups_path else None
+    groups = training_groups(x_path, groups_path, no_groups, val_last)
     parts = tuple(p.strip() for p in freeze.split(",") if p.strip())
     run_training(X, y, config, save, opts, groups=groups, resume=resume, echo=click.echo, init=init_path,
                  freeze=parts, restandardize=restandardize)
 
+
+
+def training_groups(x_path: Path, groups_path: Path | None, no_groups: bool, val_last: bool) -> "np.ndarray | None":
+    """The groups the validation split keeps apart: --groups, else the groups.npy beside --x when it holds two or
+    more (as evaluate takes it), unless --no-groups or --val-last (which validates on the last trials instead)."""
+    import numpy as np
+
+    from ..data import load_npy
+
+    if groups_path is not None:
+        if no_groups:
+            raise UserInputError("give --groups (split by group) or --no-groups (split by window), not both")
+        return load_npy(groups_path, "groups")
+    beside = Path(x_path).parent / "groups.npy"
+    if no_groups or val_last or not beside.is_file():
+        return None
+    groups = load_npy(beside, "groups")
+    if groups.ndim != 1 or len(np.unique(groups)) < 2:  # one recording or subject: nothing to keep apart
+        return None
+    log.info("validation split by group (recording or subject): %s (--no-groups splits by window)", beside)
+    return groups
 
 
 @cli.command()

@@ -39,6 +39,10 @@ UNITS = click.option("--units", type=click.Choice(["auto", "uV", "mV", "V"]), de
 @click.option("--out-jsonl", default=None,
               help="Write one JSON line per decided frame to this new file, or - for stdout (the other lines then "
                    "go to stderr)")
+@click.option("--rename", "renames", multiple=True,
+              help="OLD=NEW: the source's channel OLD is the model's NEW (another amplifier's spelling); repeat it")
+@click.option("--rename-file", type=FILE, default=None,
+              help="Channel renames from a file: a JSON object {\"OLD\": \"NEW\"} or lines 'OLD NEW'")
 @click.option("--align-from", type=FILE, default=None,
               help="A model that aligns each subject (prepare --align): the subject's alignment from the meta.json "
                    "of `prepare --like` on the subject's own recording")
@@ -48,9 +52,10 @@ UNITS = click.option("--units", type=click.Choice(["auto", "uV", "mV", "V"]), de
 @DEVICE
 @user_errors
 def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_timeout, units, enter, exit_,
-           min_frames, out_lsl, out_jsonl, align_from, align_seconds, device) -> None:
+           min_frames, out_lsl, out_jsonl, renames, rename_file, align_from, align_seconds, device) -> None:
     """Decode raw EEG frame by frame: print each change of the smoothed decision, then a summary."""
     from ..realtime.live import StreamSummary, open_decoder, open_features, run_stream
+    from ..realtime.names import parse_renames
     from ..realtime.outlet import open_sinks
     from ..realtime.smoothing import Hysteresis
     from ..realtime.sources import lsl_chunks, recording_chunks
@@ -60,6 +65,7 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
     if chunk <= 0 or (duration is not None and duration <= 0) or (align_seconds is not None and align_seconds <= 0):
         raise UserInputError("--chunk, --duration and --align-seconds must be positive numbers of seconds")
     hysteresis = Hysteresis(enter, exit_, min_frames)  # UserInputError naming enter/exit/min_frames
+    renames = parse_renames(renames, rename_file)
     echo = functools.partial(click.echo, err=out_jsonl == "-")  # stdout carries only JSON lines then
     with contextlib.ExitStack() as stack:
         decoder = open_decoder(ckpt, onnx_path, url, hysteresis, device)
@@ -69,8 +75,8 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
         source = f"LSL stream {lsl_name}" if lsl_name is not None else str(raw_path)
         # before the source connects, so that a controller can subscribe before the first decision
         sinks = open_sinks(stack, out_lsl, out_jsonl, decoder.config, source, hysteresis)
-        chunks = (recording_chunks(raw_path, decoder.config, chunk, realtime=not fast) if raw_path is not None
-                  else lsl_chunks(lsl_name, decoder.config, lsl_timeout, units))
+        chunks = (recording_chunks(raw_path, decoder.config, chunk, not fast, renames) if raw_path is not None
+                  else lsl_chunks(lsl_name, decoder.config, lsl_timeout, units, renames))
         stack.callback(chunks.close)  # disconnects an LSL stream
         summary = StreamSummary()
         try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import mne
@@ -103,15 +104,12 @@ class BadTime:
         return "bad channels: " + ", ".join(parts)
 
 
-class ElectrodeRepair:
-    """Raw samples (C, n) in µV in, the same with bad channels replaced out; the verdicts as they change.
+class ChannelWatch:
+    """The verdicts over a raw stream (C, n) in µV as it comes (module docstring): `bad` is the current {channel
+    name: why}; `changes` lists (sample index from the stream's start, bad) at every change; `time` sums them up."""
 
-    `bad` is the current {channel name: why}; `changes` lists (sample index from the stream's start, bad) at every
-    change, for the caller to report and to tell which channels were bad at a given sample (`bad_at`).
-    """
-
-    def __init__(self, names: tuple[str, ...], sfreq: float, montage: str | None = None):
-        self.names, self.sfreq, self.recipe_montage = tuple(names), sfreq, montage
+    def __init__(self, names: tuple[str, ...], sfreq: float):
+        self.names = tuple(names)
         self.window, self.hop = round(WINDOW_S * sfreq), round(HOP_S * sfreq)
         self.recent = np.zeros((len(names), 0))  # the last `window` samples as they came (NaN kept)
         self.seen = 0  # samples since the stream's first
@@ -119,13 +117,12 @@ class ElectrodeRepair:
         self.changes: list[tuple[int, dict[str, str]]] = [(0, {})]
         self.time = BadTime()
 
-    def push(self, samples: np.ndarray) -> np.ndarray:
-        """samples (C, n) µV -> repaired (C, n): every sample finite, bad channels interpolated."""
-        out, start = np.empty_like(samples, dtype=float), 0
+    def segments(self, samples: np.ndarray) -> Iterator[tuple[np.ndarray, dict[str, str]]]:
+        """The samples (C, n) in stretches, each with the verdict in force over it; verdicts fall between them."""
+        start = 0
         while start < samples.shape[1]:
-            until_verdict = self.hop - self.seen % self.hop
-            part = samples[:, start:start + until_verdict]
-            out[:, start:start + part.shape[1]] = self.repaired(part)
+            part = samples[:, start:start + self.hop - self.seen % self.hop]
+            yield part, self.bad
             self.recent = np.concatenate([self.recent, part], axis=1)[:, -self.window:]
             self.seen += part.shape[1]
             start += part.shape[1]
@@ -133,27 +130,6 @@ class ElectrodeRepair:
                 self.time.samples[name] += part.shape[1]
             if self.seen % self.hop == 0 and self.recent.shape[1] == self.window:
                 self.judge()
-        return out
-
-    def repaired(self, part: np.ndarray) -> np.ndarray:
-        """One stretch under one verdict; a channel not finite at a sample is replaced at that sample too."""
-        current = frozenset(self.names.index(n) for n in self.bad)
-        finite = np.isfinite(part)  # (C, n)
-        if finite.all() and not current:
-            return part
-        clean = np.where(finite, part, 0.0)
-        out = np.empty_like(clean)
-        masks = ~finite.T  # (n, C)
-        for mask in np.unique(masks, axis=0):  # a few distinct patterns: usually one
-            at = (masks == mask).all(axis=1)
-            bad = current | frozenset(np.flatnonzero(mask).tolist())
-            out[:, at] = repair_matrix(self.names, bad, self.montage) @ clean[:, at]
-        return out
-
-    @functools.cached_property
-    def montage(self) -> str | None:
-        """Looked up at the first repair: a clean stream never needs positions."""
-        return positions_for(self.names, self.recipe_montage)
 
     def judge(self) -> None:
         bad = {self.names[c]: why for c, why in sorted(verdicts(self.recent).items())}
@@ -170,3 +146,35 @@ class ElectrodeRepair:
     def reset(self) -> None:
         """After a gap: the window starts again (the verdicts stand until the next one)."""
         self.recent = self.recent[:, :0]
+
+
+class ElectrodeRepair(ChannelWatch):
+    """Raw samples (C, n) in µV in, the same with bad channels replaced out (module docstring)."""
+
+    def __init__(self, names: tuple[str, ...], sfreq: float, montage: str | None = None):
+        super().__init__(names, sfreq)
+        self.recipe_montage = montage
+
+    @functools.cached_property
+    def montage(self) -> str | None:
+        """Looked up at the first repair: a clean stream never needs positions."""
+        return positions_for(self.names, self.recipe_montage)
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """samples (C, n) µV -> repaired (C, n): every sample finite, bad channels interpolated."""
+        return np.concatenate([self.repaired(part, bad) for part, bad in self.segments(samples)], axis=1)
+
+    def repaired(self, part: np.ndarray, bad: dict[str, str]) -> np.ndarray:
+        """One stretch under one verdict; a channel not finite at a sample is replaced at that sample too."""
+        current = frozenset(self.names.index(n) for n in bad)
+        finite = np.isfinite(part)  # (C, n)
+        if finite.all() and not current:
+            return part
+        clean = np.where(finite, part, 0.0)
+        out = np.empty_like(clean)
+        masks = ~finite.T  # (n, C)
+        for mask in np.unique(masks, axis=0):  # a few distinct patterns: usually one
+            at = (masks == mask).all(axis=1)
+            out[:, at] = repair_matrix(self.names, current | frozenset(np.flatnonzero(mask).tolist()),
+                                       self.montage) @ clean[:, at]
+        return out

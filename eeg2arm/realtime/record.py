@@ -15,10 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mne
 import numpy as np
 
 from ..atomic import Terminated, interruptions_ignored, terminate_raises
 from ..errors import UserInputError
+from .health import ChannelWatch
 from .recorder import Recorder, check_out, report_unfinished
 from .sources import StreamWatch, find_stream, going_back, pull, stream_info, stream_units, went_back
 from .timeline import Markers, Timeline, datetime_of, first_early
@@ -38,19 +40,22 @@ class RecordSummary:
     left_out: int = 0  # markers stamped after the last EEG sample
     ended_by: str = ""
     parts: list[str] = field(default_factory=list)  # the files written: out's name, then its split parts
+    watch: ChannelWatch | None = None  # the electrodes' health (eeg2arm.realtime.health), as `stream` judges it
 
     def progress(self, elapsed: float) -> str:
+        bad = ",".join(f"{name}({why})" for name, why in self.watch.bad.items()) if self.watch else ""
         return (f"recording {int(elapsed // 60)}:{elapsed % 60:04.1f}  samples={self.samples} "
-                f"markers={self.received}")
+                f"markers={self.received}  bad={bad or 'none'}")
 
     def line(self) -> str:
         counts = ", ".join(f"{k} {n}" for k, n in sorted(self.markers.items()))
         late = f"; {self.left_out} marker(s) after the last sample left out" if self.left_out else ""
         split = f" (split in {len(self.parts)} files, keep them together: {', '.join(self.parts)})" \
             if len(self.parts) > 1 else ""
+        bad = f"; {self.watch.time.line(self.sfreq)}" if self.watch and self.watch.time.samples else ""
         return (f"wrote {self.out}{split}: {self.n_channels} channels at {self.sfreq:g} Hz, "
                 f"{self.samples / self.sfreq:.2f} s ({self.samples} samples), {sum(self.markers.values())} markers "
-                f"({counts or 'none'}){late}; ended by {self.ended_by}")
+                f"({counts or 'none'}){late}{bad}; ended by {self.ended_by}")
 
 
 class ProgressLine:
@@ -107,7 +112,10 @@ class Session:
             self.recorder = Recorder(out, info, fmt)
             opened.pop_all()
         self.info = info
-        self.summary = RecordSummary(out, len(info["ch_names"]), info["sfreq"])
+        self.eeg_picks = mne.pick_types(info, eeg=True)  # the electrodes whose health is watched
+        self.summary = RecordSummary(out, len(info["ch_names"]), info["sfreq"],
+                                     watch=ChannelWatch(tuple(np.array(info["ch_names"])[self.eeg_picks]),
+                                                        info["sfreq"]))
         self.timeline = Timeline(info["sfreq"])
         self.first_stamp: float | None = None
         self.checked_markers = 0  # markers already found to come after the first EEG sample
@@ -176,6 +184,8 @@ class Session:
         self.timeline.add(self.summary.samples, stamps)
         self.recorder.add(volts.T)
         self.summary.samples += len(stamps)
+        for _ in self.summary.watch.segments(volts.T[self.eeg_picks] * 1e6):  # µV, as `stream` judges them
+            pass
 
     def take_markers(self) -> str | None:
         """Take the markers that arrived; the error that ends the recording when one is stamped before its first

@@ -27,6 +27,7 @@ import numpy as np
 from ..config import EEGConfig
 from ..errors import UserInputError
 from ..recordings import open_recording, same_rate
+from .names import pick_channels
 from .units import StreamUnits
 
 if TYPE_CHECKING:
@@ -52,14 +53,6 @@ def quiet_liblsl() -> None:
         os.environ["LSLAPICFG"] = str(Path(__file__).with_name("lsl_api.cfg"))
 
 
-def check_channels(available: list[str], config: EEGConfig, source: str) -> list[str]:
-    missing = [c for c in config.stream_channels if c not in available]
-    if missing:
-        raise UserInputError(f"{source} lacks the model's channels {missing[:5]}{' ...' if len(missing) > 5 else ''}"
-                             f": stream the montage the model was trained on")
-    return list(config.stream_channels)
-
-
 def check_rate(sfreq: float, config: EEGConfig, source: str) -> None:
     if not same_rate(sfreq, config.sfreq):
         raise UserInputError(f"{source} runs at {sfreq:g} Hz but the model's band power was made at "
@@ -67,10 +60,10 @@ def check_rate(sfreq: float, config: EEGConfig, source: str) -> None:
                              f"with MNE's raw.resample) or train on data prepared at {sfreq:g} Hz")
 
 
-def recording_chunks(path: str | Path, config: EEGConfig, chunk_s: float = 0.0625,
-                     realtime: bool = True) -> Iterator[Chunk]:
+def recording_chunks(path: str | Path, config: EEGConfig, chunk_s: float = 0.0625, realtime: bool = True,
+                     renames: dict[str, str] | None = None) -> Iterator[Chunk]:
     """Replay a continuous recording (any file `eeg2arm prepare` reads) in chunks of chunk_s seconds, read from the
-    file READ_S seconds at a time.
+    file READ_S seconds at a time; its channels picked by the model's names after `renames` (eeg2arm.realtime.names).
 
     With `realtime` each chunk is released when its last sample would have been recorded.
     """
@@ -80,7 +73,7 @@ def recording_chunks(path: str | Path, config: EEGConfig, chunk_s: float = 0.062
     if isinstance(raw, mne.BaseEpochs):
         raise UserInputError(f"{path} holds epochs, not a continuous recording: replay the recording they were cut "
                              f"from")
-    picks = check_channels(raw.ch_names, config, str(path))
+    picks = [raw.ch_names[i] for i in pick_channels(raw.ch_names, config.stream_channels, str(path), renames)]
     check_rate(raw.info["sfreq"], config, str(path))
     n, sfreq = max(1, round(chunk_s * config.sfreq)), config.sfreq
     block = n * max(1, round(READ_S * sfreq / n))  # whole chunks per read
@@ -202,7 +195,8 @@ class StreamWatch:
                 f"{other.n_channels} channels at {other.sfreq:g} Hz {consequence}")
 
 
-def lsl_chunks(name: str, config: EEGConfig, timeout: float = 5.0, units: str = "auto") -> Iterator[Chunk]:
+def lsl_chunks(name: str, config: EEGConfig, timeout: float = 5.0, units: str = "auto",
+               renames: dict[str, str] | None = None) -> Iterator[Chunk]:
     """Samples of the live LSL stream `name` as they arrive, in µV, with the stream's timestamps; `units` as the
     stream sends them (auto: declared, else judged from the first second, eeg2arm.realtime.units).
 
@@ -216,7 +210,7 @@ def lsl_chunks(name: str, config: EEGConfig, timeout: float = 5.0, units: str = 
     try:
         info = stream_info(inlet)
         source = f"LSL stream {name!r}"
-        picks = [info["ch_names"].index(c) for c in check_channels(info["ch_names"], config, source)]
+        picks = pick_channels(info["ch_names"], config.stream_channels, source, renames)
         check_rate(info["sfreq"], config, source)
         scaler = stream_units(inlet, info, units, source)
         watch, latest = StreamWatch(inlet, name, "LSL stream"), -np.inf

@@ -1,0 +1,55 @@
+"""A source's channels matched to the model's by name, after the user's renames (`--rename OLD=NEW`,
+`--rename-file`): another amplifier spells them otherwise (`C3..`, `EEG C3`) or does not name them at all."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import UserInputError
+
+
+def parse_renames(pairs: tuple[str, ...] = (), path: Path | None = None) -> dict[str, str]:
+    """{source's name: the model's name} from OLD=NEW pairs and a file (JSON object, or OLD NEW per line)."""
+    renames: dict[str, str] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserInputError(f"--rename-file {path} cannot be read ({type(e).__name__})") from None
+        try:
+            loaded = json.loads(text)
+        except json.JSONDecodeError:
+            loaded = dict(line.split(None, 1) for line in text.splitlines() if len(line.split(None, 1)) == 2)
+        if not isinstance(loaded, dict) or not loaded:
+            raise UserInputError(f"--rename-file {path} maps no channel: give a JSON object {{\"OLD\": \"NEW\"}} or "
+                                 f"lines 'OLD NEW'")
+        renames.update({str(k).strip(): str(v).strip() for k, v in loaded.items()})
+    for pair in pairs:
+        old, sep, new = pair.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise UserInputError(f"--rename {pair!r} must be OLD=NEW (the source's name = the model's), e.g. C3..=C3")
+        renames[old.strip()] = new.strip()
+    return renames
+
+
+def pick_channels(available: list[str], wanted: tuple[str, ...], source: str,
+                  renames: dict[str, str] | None = None) -> list[int]:
+    """Indices into `available` of the `wanted` channels, in their order, after `renames`; a one-line error naming
+    the missing ones and how to map them."""
+    renamed = [(renames or {}).get(name, name) for name in available]
+    missing = [c for c in wanted if c not in renamed]
+    if not missing:
+        return [renamed.index(c) for c in wanted]
+    def loose(name: str) -> str:  # what spellings of one electrode share: C3.., c3, EEG C3
+        return name.strip(" .").lower().removeprefix("eeg").strip(" -_")
+
+    spelled = {loose(name): name for name in renamed}
+    guesses = {c: spelled[loose(c)] for c in missing if loose(c) in spelled}
+    listed = f"{', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}"
+    if guesses:
+        fix = "map them with " + " ".join(f"--rename {old}={new}" for new, old in list(guesses.items())[:4]) + \
+            (" ..." if len(guesses) > 4 else "") + " (or a --rename-file of OLD NEW lines)"
+    else:
+        fix = (f"its channels are {', '.join(available[:6])}{' ...' if len(available) > 6 else ''}: map them with "
+               f"--rename OLD=NEW or a --rename-file of OLD NEW lines, or stream the montage the model was trained on")
+    raise UserInputError(f"{source} lacks the model's channels {listed}: {fix}")
