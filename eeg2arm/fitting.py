@@ -1,9 +1,10 @@
 """The learned parts of a recipe, fitted on the recordings `eeg2arm prepare` reads (eeg2arm.spatial):
 
-* one Euclidean alignment per group (subject or recording, as --group-by says), from that group's own signal;
+* one alignment per recording, from that recording's own signal (as `stream` aligns a session from its first
+  seconds);
 * the filter-bank CSP filters, from the labelled training trials of every file (each aligned first).
 
-`prepare --like` fits only the alignments (of the new files' groups): the filters come with the recipe.
+`prepare --like` fits only the alignments (of the new recordings): the filters come with the recipe.
 """
 from __future__ import annotations
 
@@ -20,23 +21,18 @@ from .spatial import Alignment, components_per_band, fit_csp
 from .trials import Span, recording_moments, trial_signals
 
 
-def group_alignments(recordings: dict[Path, Recording], recipe: Recipe,
-                     group_of: dict[Path, str]) -> dict[str, Alignment]:
-    """{group: its alignment} from each group's recordings taken together (all their samples)."""
-    moments = {path: recording_moments(inst, recipe) for path, inst in recordings.items()}
-    alignments = {}
-    for group in dict.fromkeys(group_of.values()):
-        first, *rest = [moments[p] for p in recordings if group_of[p] == group]
-        alignments[group] = first.merged(rest).alignment(recipe.align, f"the signal of {group}")
-    return alignments
+def recording_alignments(recordings: dict[Path, Recording], recipe: Recipe) -> dict[Path, Alignment]:
+    """{recording: its alignment} from all its samples."""
+    return {path: recording_moments(inst, recipe).alignment(recipe.align, f"the signal of {path}")
+            for path, inst in recordings.items()}
 
 
 def fit_spatial(recordings: dict[Path, Recording], recipe: Recipe, event_class: dict[str, int], span: Span,
-                alignments: dict[str, Alignment], group_of: dict[Path, str]) -> Recipe:
+                alignments: dict[Path, Alignment]) -> Recipe:
     """The recipe with its CSP filters fitted on every file's labelled trials (band-passed per band, aligned)."""
     banks, labels = [], []
     for path, inst in recordings.items():
-        signals, y, _ = trial_signals(path, inst, event_class, recipe, span, alignments.get(group_of[path]))
+        signals, y, _ = trial_signals(path, inst, event_class, recipe, span, alignments.get(path))
         if signals is not None:
             banks.append(signals[BANK].astype(np.float32))  # (N, F, C, n): float32 halves the memory of the fit
             labels.append(y)
@@ -48,19 +44,19 @@ def fit_spatial(recordings: dict[Path, Recording], recipe: Recipe, event_class: 
 
 
 def load_alignment(meta_path: str | Path, recipe: Recipe) -> Alignment:
-    """The one group's alignment recorded in a meta.json of `eeg2arm prepare` (e.g. `prepare NEW --like` on the
+    """The one recording's alignment recorded in a meta.json of `eeg2arm prepare` (e.g. `prepare NEW --like` on the
     subject's own recording), checked against the recipe's channels and method."""
     try:
         meta = json.loads(Path(meta_path).read_text())
-        method, groups = meta["alignment"]["method"], meta["alignment"]["groups"]
+        method, groups = meta["alignment"]["method"], meta["alignment"]["recordings"]
         channels = tuple(meta.get("sensor_channels") or meta["channels"])
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
         raise UserInputError(f"--align-from {meta_path} records no alignment: give the meta.json that `eeg2arm "
                              f"prepare --like` wrote for the subject's own recording") from None
     if not isinstance(groups, dict) or len(groups) != 1:
         names = ", ".join(list(groups)[:4]) if isinstance(groups, dict) else "?"
-        raise UserInputError(f"--align-from {meta_path} holds {len(groups)} alignments ({names} ...): prepare the "
-                             f"subject's own recording(s) --like the training data and give that meta.json")
+        raise UserInputError(f"--align-from {meta_path} holds {len(groups)} alignments ({names} ...): prepare one "
+                             f"recording of the subject --like the training data and give that meta.json")
     if channels != recipe.channels or method != recipe.align:
         raise UserInputError(f"--align-from {meta_path} was made for channels {', '.join(channels[:4])} ... "
                              f"({method}), not this model's recipe: prepare the subject's recording --like the "

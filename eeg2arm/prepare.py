@@ -25,7 +25,7 @@ from .atomic import atomic_folder
 from .data import load_data_meta
 from .errors import UserInputError
 from .features import DEFAULT_BANDS, Band, frame_geometry
-from .fitting import fit_spatial, group_alignments
+from .fitting import fit_spatial, recording_alignments
 from .recipe import Recipe
 from .recordings import (Recording, choose_channels, common_sfreq, open_recording, require_channels, same_rate,
                          subject_of)
@@ -59,7 +59,7 @@ class PrepareOptions:
     bandpass: tuple[float, float] | None = None  # Hz
     group_by: str = "recording"
     spatial: str | None = None  # "csp:K": filter-bank CSP fitted on the trials' labels (eeg2arm.spatial)
-    align: str | None = None  # "euclidean" | "mean": each group's signal re-centred by its own moments
+    align: str | None = None  # "euclidean" | "mean": each recording's signal re-centred by its own moments
     input_channels: tuple[str, ...] | None = None  # --like: the channels the recipe reads (channels are then fixed)
     sfreq: float | None = None  # --like: the rate the files must have (after --resample)
     csp_filters: tuple | None = None  # --like: the fitted CSP filters (bands, components, channels)
@@ -203,14 +203,14 @@ def prepare(paths: Iterable[str | Path], out: str | Path, opts: PrepareOptions =
     subjects = {path: subject_of(path, inst) for path, inst in recordings.items()}
     group_names = sorted(set(subjects.values())) if opts.group_by == "subject" else [str(p) for p in paths]
     group_of = {path: subjects[path] if opts.group_by == "subject" else str(path) for path in paths}
-    alignments = group_alignments(recordings, recipe, group_of) if recipe.align else {}
+    alignments = recording_alignments(recordings, recipe) if recipe.align else {}
     if recipe.spatial is not None and recipe.csp_filters is None:
-        recipe = fit_spatial(recordings, recipe, event_class, opts.span, alignments, group_of)
+        recipe = fit_spatial(recordings, recipe, event_class, opts.span, alignments)
 
     X, y, groups, sources = [], [], [], []
     for path, inst in tqdm(recordings.items(), desc="prepare", unit="file",
                            disable=None if progress is None else not progress):
-        trials = cut_trials(path, inst, event_class, recipe, opts.span, alignments.get(group_of[path]))
+        trials = cut_trials(path, inst, event_class, recipe, opts.span, alignments.get(path))
         if not len(trials.labels):
             log.warning("%s: no trials for events %s", path, ", ".join(event_class))
             continue
@@ -244,7 +244,7 @@ def prepare(paths: Iterable[str | Path], out: str | Path, opts: PrepareOptions =
         "trial_sources": sources,
         "feature": [FEATURES["csp" if recipe.spatial else kind] for kind in recipe.features],
     }
-    if alignments:  # each group's R^-1/2, e.g. for `stream --align-from` on the same subject
-        meta["alignment"] = {"method": recipe.align, "groups": {g: a.to_json() for g, a in alignments.items()}}
+    if alignments:  # each recording's, e.g. for `stream --align-from` on the same subject
+        meta["alignment"] = {"method": recipe.align, "recordings": {str(p): a.to_json() for p, a in alignments.items()}}
     write_folder(out, {"X": X_all, "y": np.concatenate(y), "groups": np.concatenate(groups)}, meta)
     return meta

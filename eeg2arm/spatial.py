@@ -4,8 +4,8 @@
   `mne.decoding.CSP` (Ledoit-Wolf regularized covariances, components from both ends of the spectrum) on the
   training trials' band-passed signal and labels; beyond two classes, K filters per class against the rest. The
   model then sees, per frame, the log power of each component in its own band: X (N, C = components, F = bands, T).
-* **Alignment** of each subject (or recording) from its own signal, no labels needed, so a new subject is aligned
-  from its own signal: `--align euclidean` (He & Wu 2019) re-centres the signal by R^-1/2, R the spatial covariance
+* **Alignment** of each recording (a session of a subject) from its own signal, no labels needed, so a new subject
+  is aligned from its own signal and a live stream from its first seconds: `--align euclidean` (He & Wu 2019) re-centres the signal by R^-1/2, R the spatial covariance
   of its own band-passed signal, so that every subject's covariance becomes the identity; `--align mean` subtracts
   each channel's mean, the first moment: electrode offsets and the slow drift between sessions, which the absolute
   level of slow potentials carries (docs/accuracy.md, FingerMovements).

@@ -90,14 +90,14 @@ def test_the_stream_estimates_the_alignment_from_its_first_seconds_as_prepare_do
 
 
 def test_a_new_subject_is_aligned_from_its_own_signal(raw_dir, tmp_path):
-    """Trained on S001 and S002 (one alignment each), S003 prepared --like them gets its own: its aligned signal
-    has the identity as covariance (up to the shrinkage of its smallest eigenvalues), and S001's alignment would not give it that."""
+    """Trained on S001 and S002 (an alignment per recording), S003 prepared --like them gets its own: its aligned
+    signal has the identity as covariance (up to the shrinkage of its smallest eigenvalues); S001's would not."""
     files = [raw_dir / "eegmmidb" / s / f"{s}R04.edf" for s in ("S001", "S002")]
-    _, meta = prepare(files, tmp_path / "train", *CUES, *MOTOR, "--align", "euclidean", "--group-by", "subject")
-    assert sorted(meta["alignment"]["groups"]) == ["S001", "S002"]
+    _, meta = prepare(files, tmp_path / "train", *CUES, *MOTOR, "--align", "euclidean")
+    assert sorted(meta["alignment"]["recordings"]) == [str(f) for f in files]
     new = raw_dir / "eegmmidb" / "S003" / "S003R04.edf"
     _, like = prepare([new], tmp_path / "new", "--like", tmp_path / "train" / "meta.json")
-    assert list(like["alignment"]["groups"]) == ["S003"]
+    assert list(like["alignment"]["recordings"]) == [str(new)]
     recipe = model_recipe(config_of(tmp_path / "train" / "meta.json"))
     signal = signal_of(new, config_of(tmp_path / "train" / "meta.json"))
 
@@ -108,7 +108,7 @@ def test_a_new_subject_is_aligned_from_its_own_signal(raw_dir, tmp_path):
 
     own = covariance(load_alignment(tmp_path / "new" / "meta.json", recipe))
     assert np.abs(own - np.eye(9)).max() < 0.1
-    other = covariance(Alignment(matrix=np.asarray(meta["alignment"]["groups"]["S001"])))
+    other = covariance(Alignment(matrix=np.asarray(meta["alignment"]["recordings"][str(files[0])])))
     assert np.abs(other - np.eye(9)).max() > 0.5, np.abs(other - np.eye(9)).max()
 
 
@@ -144,7 +144,7 @@ def test_what_cannot_match_is_refused(raw_dir, tmp_path):
     assert result.exit_code == 2 and "has no channel C3.." in result.output and not (tmp_path / "x").exists()
     recipe = model_recipe(config_of(meta))
     with pytest.raises(UserInputError, match="holds 2 alignments"):
-        load_alignment(meta, recipe)  # two recordings, two alignments: whose?
+        load_alignment(meta, recipe)  # two recordings, two alignments: which one?
     prepare([raw_dir / "eegmmidb" / "S001" / "S001R04.edf"], tmp_path / "other", *CUES, "--channels", "C3,C4",
             "--montage", MONTAGE, "--align", "euclidean")
     with pytest.raises(UserInputError, match="was made for channels C3, C4"):
@@ -209,7 +209,7 @@ def test_mean_alignment_takes_the_electrode_offsets_out_of_slow_potentials(raw_d
     recipe = model_recipe(config)
     epochs = mne.read_epochs(epo, verbose="error")
     means = epochs.copy().set_eeg_reference("average", verbose="error").get_data(units="uV").mean(axis=(0, 2))
-    offsets = np.asarray(meta["alignment"]["groups"][str(epo)])
+    offsets = np.asarray(meta["alignment"]["recordings"][str(epo)])
     assert meta["alignment"]["method"] == "mean" and np.abs(offsets - means).max() < 1e-3
     assert np.abs(offsets).max() > 20  # µV: electrode offsets
     assert np.abs(raw_X - X - offsets[None, :, None, None]).max() < 1e-3  # a low-pass passes a constant as it is

@@ -48,9 +48,10 @@ RECIPE_FLAGS = ("events", "tmin", "tmax", "window", "bands", "frame_window", "fr
                    "per class against the rest beyond two classes); X becomes (N, components, bands, T), the log "
                    "power of each component in its band")
 @click.option("--align", type=click.Choice(["euclidean", "mean"]), default=None,
-              help="Re-centre each --group-by group's signal (subject or recording) from its own signal, no labels "
-                   "needed: euclidean (by R^-1/2, R its spatial covariance) or mean (less each channel's mean: "
-                   "electrode offsets and drift, for slow potentials); a new subject is aligned from its own signal")
+              help="Re-centre each recording's signal from its own samples, no labels needed: euclidean (by "
+                   "R^-1/2, R its spatial covariance) or mean (less each channel's mean: electrode offsets and drift, "
+                   "for slow potentials); a new subject is aligned from its own signal, a live stream from its first "
+                   "seconds")
 @click.option("--frame-window", type=float, default=0.5, show_default=True, help="Seconds per feature frame")
 @click.option("--frame-step", type=float, default=0.25, show_default=True, help="Seconds between frames")
 @click.option("--channels", default=None,
@@ -96,5 +97,5 @@ def prepare(ctx, raw, out, like, events, tmin, tmax, window, features, bands, sl
     meta = run_prepare(raw, out, opts)
     counts = ", ".join(f"{name} {n}" for name, n in meta["class_counts"].items())
     learned = "".join([f"; {meta['spatial']} filters fitted" if meta.get("spatial") and like is None else "",
-                       f"; {len(meta['alignment']['groups'])} group(s) aligned" if "alignment" in meta else ""])
+                       f"; {len(meta['alignment']['recordings'])} recording(s) aligned" if "alignment" in meta else ""])
     click.echo(f"wrote {out}: X {tuple(meta['shape'])} from {len(meta['source_files'])} file(s); {counts}{learned}")
