@@ -18,12 +18,17 @@ from accuracy import tomllib  # noqa: E402
 RECIPES = tomllib.loads((REPO / "benchmarks" / "recipes.toml").read_text())
 SETS = ("eyes_open_closed", "SelfRegulationSCP1", "FingerMovements", "KDD_Example", "eegmmidb_within",
         "eegmmidb_cross", "eegmmidb_within_mu", "eegmmidb_cross_mu")
+NEW_SUBJECT = "eegmmidb_new_subject_mu"
+MOTOR = {"FC5", "FC3", "FC1", "FCz", "FC2", "FC4", "FC6", "C5", "C3", "C1", "Cz", "C2", "C4", "C6", "CP5", "CP3", "CP1",
+         "CPz", "CP2", "CP4", "CP6"}  # the FC, C and CP rows
 
 
 def test_every_set_has_a_recipe_of_the_agreed_shape():
-    assert set(RECIPES) == set(SETS)
-    for name, recipe in RECIPES.items():
-        assert set(recipe) - {"finetune"} == {"prepare", "train", "groups"}, name
+    assert set(RECIPES) == {*SETS, NEW_SUBJECT}
+    for name in SETS:
+        recipe = RECIPES[name]
+        assert set(recipe) - {"finetune", "executed"} == {"prepare", "train", "groups"}, name
+        assert isinstance(recipe.get("executed", False), bool), name
         assert isinstance(recipe["groups"], bool), name
         assert all(isinstance(a, str) for key in ("prepare", "train") for a in recipe[key]), name
         # the inputs are the benchmark's: the recipe holds everything else
@@ -31,7 +36,19 @@ def test_every_set_has_a_recipe_of_the_agreed_shape():
         assert not {"--x", "--y", "--save", "--groups", "--init", "--resume"} & set(recipe["train"]), name
     for cross in ("eegmmidb_cross", "eegmmidb_cross_mu"):
         assert RECIPES[cross]["groups"] and "--group-by" in RECIPES[cross]["prepare"]
-    assert accuracy.SETS == SETS  # the benchmark runs every recipe
+    assert RECIPES[NEW_SUBJECT]["cross"] in SETS and RECIPES[NEW_SUBJECT]["calibration"] == 10
+    assert accuracy.SETS == (*SETS, NEW_SUBJECT)  # the benchmark runs every recipe
+
+
+@pytest.mark.parametrize("name", ["eegmmidb_within_mu", "eegmmidb_cross_mu"])
+def test_the_motor_rhythm_recipes_read_no_eye_channel_and_nothing_below_8_hz(name):
+    """No channel outside the FC, C and CP rows (and no reference that would mix others in), every filter and band
+    at 8 Hz or above: the eyes stay out."""
+    params = accuracy.prepare_params(RECIPES[name]["prepare"])
+    assert set(params["channels"].split(",")) == MOTOR and params["reference"] == "none"
+    assert float(params["bandpass"].split("-")[0]) >= 8
+    assert all(float(band.split(":")[1].split("-")[0]) >= 8 for band in params["bands"].split(","))
+    assert params["features"] == "bandpower" and params["spatial"].startswith("csp:")
 
 
 def test_the_motor_rhythm_peers_see_only_the_recipes_channels():
@@ -47,6 +64,14 @@ def parsed(command: str, args: list[str]) -> dict:
     """Parse args as click would for `eeg2arm COMMAND` without running it: unknown flags and bad values raise."""
     with cli.commands[command].make_context(command, args, resilient_parsing=False) as ctx:
         return ctx.params
+
+
+def test_the_new_subject_recipe_fine_tunes_the_cross_subject_model(tmp_path):
+    required = ["--x", str(tmp_path / "X.npy"), "--y", str(tmp_path / "y.npy"), "--save", str(tmp_path / "m.pt"),
+                "--init", str(tmp_path / "c.pt")]
+    params = parsed("train", required + RECIPES[NEW_SUBJECT]["finetune"])
+    cross = parsed("train", required + RECIPES[RECIPES[NEW_SUBJECT]["cross"]]["train"])
+    assert all(params[k] == cross[k] for k in ("elec", "bands", "cnn_time_pool", "frame_embed", "classes"))
 
 
 @pytest.mark.parametrize("name", SETS)
@@ -75,10 +100,21 @@ def test_the_benchmark_runs_a_recipe_end_to_end_on_one_fold(tmp_path):
     """prepare -> train -> prepare --like -> evaluate on a KDD_Example fold, as benchmarks/accuracy.py does (one
     epoch): the test trials it scores are the peers' trials, label for label."""
     recipe = {**RECIPES["KDD_Example"], "train": RECIPES["KDD_Example"]["train"] + ["--epochs", "1"]}
-    fold = next(accuracy.folds("KDD_Example", recipe["prepare"], tmp_path, accuracy.SUBJECTS)[0])
+    fold = next(accuracy.folds("KDD_Example", recipe, tmp_path, accuracy.SUBJECTS)[0])
     assert len(fold.y_train) == 32 and len(fold.y_test) == 8 and fold.X_test.shape == (8, 4, 100)
     scored = accuracy.eegmodel_accuracy(fold, recipe, tmp_path)
     model, _ = load_model_from_checkpoint(tmp_path / "model.pt", "cpu")
     predicted = predict_logits(model, np.load(tmp_path / "test" / "X.npy")).argmax(-1)
     assert scored == pytest.approx((predicted == fold.y_test).mean(), abs=1e-4)  # evaluate's accuracy, recomputed
     assert (tmp_path / "test" / "meta.json").is_file() and (tmp_path / "model.pt").is_file()
+
+
+def test_an_executed_row_trains_on_the_executed_runs_and_tests_on_imagery_only():
+    """eegmmidb_within_mu: S001's fold 1 trains on imagery runs 8 and 12 and executed runs 3, 7, 11."""
+    recipe = RECIPES["eegmmidb_within_mu"]
+    assert recipe["executed"]
+    fold = next(accuracy.eegmmidb_folds("eegmmidb_within_mu", recipe["prepare"], ("S001",), True))
+    assert [f.name for f in fold.train_files] == ["S001R08.edf", "S001R12.edf", "S001R03.edf", "S001R07.edf",
+                                                 "S001R11.edf"]
+    assert [f.name for f in fold.test_files] == ["S001R04.edf"] and "eegmmidb_executed" in str(fold.train_files[2])
+    assert len(fold.y_train) == len(fold.g_train) == 75 and fold.X_train.shape[1:] == (21, 640)
