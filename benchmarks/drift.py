@@ -1,0 +1,90 @@
+"""FingerMovements: why a model that cross-validates at 0.59 calls later trials one class, and what fixes it.
+
+The recipe reads the absolute level of the slow potentials (the mean of the < 4 Hz signal per 50 ms frame, common
+average reference). Two measurements on the shared TRAIN file (316 trials in recording order):
+
+1. drift: per channel, the left/right difference of the mean level against its linear drift over the session;
+2. later trials: trained on the first part of the session (the recipe's commands), tested on the rest, with and
+   without `prepare --align mean` (each recording's channel means taken out, estimated from its own signal), over
+   three cuts and three seeds: accuracy and the share of trials called "right".
+
+    .venv/bin/python benchmarks/drift.py      # ~4 min on 2 cores
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import mne
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from accuracy import RAW, eeg2arm, tomllib  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+CUTS = (0.6, 0.7, 0.8)
+SEEDS = (1337, 1, 2)
+
+
+def drift_table(X: np.ndarray, y: np.ndarray, channels: list[str]) -> list[str]:
+    """The channels with the largest class difference: difference, sd, and drift over the session, in µV."""
+    level = X[:, :, 0, :].mean(axis=-1)  # (N, C): each trial's mean slow level
+    t = np.arange(len(y))
+    drift = np.array([np.polyfit(t, level[:, c], 1)[0] * len(y) for c in range(level.shape[1])])
+    diff = level[y == 1].mean(axis=0) - level[y == 0].mean(axis=0)
+    lines = ["| channel | right - left | sd over trials | drift over the 316 trials |", "|---|---|---|---|"]
+    for c in np.argsort(-np.abs(diff / level.std(axis=0)))[:6]:
+        lines.append(f"| {channels[c]} | {diff[c]:+.2f} | {level[:, c].std():.2f} | {drift[c]:+.2f} |")
+    return lines
+
+
+def later_trials(tmp: Path, recipe: dict, epochs: mne.BaseEpochs, cut: float, seed: int, align: bool) -> tuple:
+    """(accuracy, share called right) on the trials after `cut` of a model of the trials before it."""
+    n = round(cut * len(epochs))
+    for part, idx in (("early", slice(0, n)), ("late", slice(n, None))):
+        epochs[idx].save(tmp / f"{part}-epo.fif", overwrite=True, verbose="error")
+    for sub in ("train", "test"):
+        if (tmp / sub).exists():
+            for f in (tmp / sub).iterdir():
+                f.unlink()
+            (tmp / sub).rmdir()
+    eeg2arm("prepare", tmp / "early-epo.fif", "--out", tmp / "train", *recipe["prepare"],
+            *(["--align", "mean"] if align else []))
+    eeg2arm("train", "--x", tmp / "train" / "X.npy", "--y", tmp / "train" / "y.npy", "--save", tmp / "m.pt",
+            "--no-groups", "--seed", str(seed), *recipe["train"])
+    eeg2arm("prepare", tmp / "late-epo.fif", "--out", tmp / "test", "--like", tmp / "train" / "meta.json")
+    out = eeg2arm("infer", "--ckpt", tmp / "m.pt", "--x", tmp / "test" / "X.npy", "--device", "cpu")
+    pred = np.array([int(m) for m in re.findall(r"pred=(\d+)", out)])
+    y = np.load(tmp / "test" / "y.npy")
+    return float((pred == y).mean()), float(pred.mean())
+
+
+def main() -> None:
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    mne.set_log_level("ERROR")
+    recipe = tomllib.loads((HERE / "recipes.toml").read_text())["FingerMovements"]
+    t0 = time.perf_counter()
+    epochs = mne.read_epochs(RAW / "FingerMovements" / "FingerMovements_TRAIN-epo.fif", preload=True)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        eeg2arm("prepare", RAW / "FingerMovements" / "FingerMovements_TRAIN-epo.fif", "--out", tmp / "all",
+                *recipe["prepare"])
+        print("\n".join(drift_table(np.load(tmp / "all" / "X.npy"), np.load(tmp / "all" / "y.npy"),
+                                    epochs.ch_names)))
+        print("\n| recipe | cut (train on the first) | accuracy on the later trials | share called right |")
+        print("|---|---|---|---|")
+        for align in (False, True):
+            for cut in CUTS:
+                scores = np.array([later_trials(tmp, recipe, epochs, cut, seed, align) for seed in SEEDS])
+                print(f"| {'+ --align mean' if align else 'as it was'} | {cut:.0%} | "
+                      f"{scores[:, 0].mean():.3f} ± {scores[:, 0].std():.3f} | {scores[:, 1].mean():.2f} |",
+                      flush=True)
+    print(f"total {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
