@@ -52,8 +52,13 @@ def open_recording(path: Path, resample: float | None) -> Recording:
     cut = [line for line in logged.getvalue().splitlines() if any(sign in line for sign in TRUNCATED)]
     if cut:
         raise UserInputError(f"{path} is truncated (MNE: {cut[0][:150]}): give the complete recording")
-    if resample is not None and not same_rate(inst.info["sfreq"], resample):
-        inst.load_data(verbose="error").resample(resample, verbose="error")
+    return resampled(inst, resample)
+
+
+def resampled(inst: Recording, rate: float | None) -> Recording:
+    """The recording at `rate` Hz (MNE's resample, in place), or as it is when rate is None or its own."""
+    if rate is not None and not same_rate(inst.info["sfreq"], rate):
+        inst.load_data(verbose="error").resample(rate, verbose="error")
     return inst
 
 
