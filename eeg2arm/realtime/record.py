@@ -220,10 +220,11 @@ class Session:
 
 
 def record(eeg_name: str, markers_name: str, out: str | Path, duration: float | None = None, timeout: float = 5.0,
-           echo: Callable[[str], None] = print, progress: ProgressLine | None = None) -> RecordSummary:
-    """Record until --duration, Ctrl-C, SIGTERM/SIGHUP, silence or a change of the EEG stream; save and echo the
-    summary. When the stream failed (silence, a change) that error is raised after the summary: what came before
-    is saved."""
+           echo: Callable[[str], None] = print, progress: ProgressLine | None = None,
+           saved: Callable[[RecordSummary], None] | None = None) -> RecordSummary:
+    """Record until --duration, Ctrl-C, SIGTERM/SIGHUP, silence or a change of the EEG stream; save, call `saved`
+    (e.g. the BIDS writer, record_bids.py) and echo the summary. When the stream failed (silence, a change) that
+    error is raised after the summary: what came before is saved."""
     out = Path(out)
     check_out(out)
     report_unfinished(out.parent)
@@ -238,6 +239,8 @@ def record(eeg_name: str, markers_name: str, out: str | Path, duration: float | 
                 session.recorder.finish(session.timeline, session.summary)
         finally:
             session.recorder.discard()  # already gone after finish; here after any failure
+    if saved is not None:
+        saved(session.summary)
     echo(session.summary.line())
     if failure:
         raise UserInputError(failure)
