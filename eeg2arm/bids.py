@@ -70,7 +70,7 @@ def bids_path_of(path: Path):  # -> mne_bids.BIDSPath | None
 
     try:
         found = get_bids_path_from_fname(path, check=False, verbose="error")
-    except (ValueError, RuntimeError):
+    except (KeyError, ValueError, RuntimeError):  # a name like BIDS but not BIDS (sub-01_..._eeg_0-200s_raw.fif)
         return None
     if found.root is None or not (Path(found.root) / "dataset_description.json").is_file():
         return None

@@ -80,3 +80,16 @@ def test_bad_recipe_is_one_line_exit_2(case, eyes_files, tmp_path):
     assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1
     assert ("eyes-alpha, slow-potentials" in result.output) if case == "unknown name" else "--recipe" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_row_may_name_a_recipe_among_its_prepare_arguments():
+    """What benchmarks/accuracy.py reads a row's events, span and channels from: --recipe filled in, the row's own
+    flags over it."""
+    from eeg2arm.cli.data import recipe_params
+
+    row = recipe_params(["--recipe", "motor-imagery", "--group-by", "subject", "--tmax", "3"])
+    named = recipe_params(list(named_recipes()["motor-imagery"].prepare))
+    assert row["events"] == ("T1=left_fist", "T2=right_fist") and row["channels"] == named["channels"]
+    assert row["group_by"] == "subject" and row["tmax"] == 3.0 and row["tmin"] == 0.0
+    assert {k: v for k, v in row.items() if k not in ("recipe_name", "group_by", "tmax")} == \
+        {k: v for k, v in named.items() if k not in ("recipe_name", "group_by", "tmax")}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -95,20 +95,17 @@ def given(ctx: click.Context) -> set[str]:
 def options_of(ctx: click.Context) -> PrepareOptions:
     """The options a parsed `prepare` command line says: --like's recipe, or the recipe flags over --recipe's."""
     from ..features import DEFAULT_BANDS, parse_bands
-    from ..named_recipes import named_recipe
     from ..prepare import PrepareOptions, options_like, parse_event
     from ..recipe import parse_bandpass, parse_features, parse_reference
     from ..spatial import parse_spatial
 
-    p, flags = ctx.params, given(ctx)
+    p = ctx.params
     if p["like"] is not None:
-        clash = [f"--{name.replace('_', '-')}" for name in (*RECIPE_FLAGS, "recipe_name") if name in flags]
+        clash = [f"--{name.replace('_', '-')}" for name in (*RECIPE_FLAGS, "recipe_name") if name in given(ctx)]
         if clash:
             raise UserInputError(f"--like takes the recipe from {p['like']}: drop {', '.join(clash)}")
         return options_like(p["like"], p["resample"], p["group_by"])
-    if p["recipe_name"] is not None:
-        named = command_context("prepare", ["IN", "--out", "OUT", *named_recipe(p["recipe_name"]).prepare])
-        p = {**p, **{name: named.params[name] for name in given(named) - flags}}  # the flags given here win
+    p = with_named_recipe(ctx)
     channels = p["channels"]
     if channels is not None:
         channels = tuple(c.strip() for c in channels.split(",") if c.strip())
@@ -123,6 +120,22 @@ def options_of(ctx: click.Context) -> PrepareOptions:
         bandpass=parse_bandpass(p["bandpass"]) if p["bandpass"] is not None else None,
         group_by=p["group_by"] or "recording", spatial=parse_spatial(p["spatial"]) if p["spatial"] is not None else None,
         align=p["align"])
+
+
+def with_named_recipe(ctx: click.Context) -> dict[str, Any]:
+    """A parsed `prepare` command line's parameters, --recipe's arguments filling those not given on it."""
+    from ..named_recipes import named_recipe
+
+    if ctx.params["recipe_name"] is None:
+        return ctx.params
+    named = command_context("prepare", ["IN", "--out", "OUT", *named_recipe(ctx.params["recipe_name"]).prepare])
+    return {**ctx.params, **{name: named.params[name] for name in given(named) - given(ctx)}}
+
+
+def recipe_params(args: Sequence[str]) -> dict[str, Any]:
+    """`eeg2arm prepare`'s parameters for a recipe's prepare arguments, a --recipe among them filled in: what the
+    benchmarks read a row's events, span and channels from."""
+    return with_named_recipe(command_context("prepare", ["IN", "--out", "OUT", *args]))
 
 
 def prepare_options(args: Sequence[str]) -> PrepareOptions:
