@@ -9,6 +9,9 @@ data (`prepare --like`: an aligned recipe aligns them from their own signal, tak
 Trials come as an `mne.Epochs` (its events name the classes through the recipe's --event, and its --tmin/--tmax cut
 each epoch, as `prepare` cuts an -epo.fif file) or as an array (n_trials, n_channels, n_samples) with `sfreq` and
 `ch_names`, each trial taken whole, in volts as MNE gives it (`units="uV"` for MOABB's arrays, which are in µV).
+A list of recordings (mne.io.Raw or Epochs, e.g. opened files) is taken as `prepare` takes its files: the recipe's
+filters run over each from its first sample, its trials are cut by the recipe, and predict gives one answer per
+trial cut (so such X is for fit / predict / score, not for scikit-learn's splitters, which split X itself).
 """
 from __future__ import annotations
 
@@ -73,26 +76,35 @@ class Decoder(ClassifierMixin, BaseEstimator):
                 self.train_options = {**self.train_options, name: value}
         return self
 
-    def fit(self, X: mne.BaseEpochs | np.ndarray, y: np.ndarray | None = None,
-            groups: np.ndarray | None = None) -> Decoder:
+    def fit(self, X: mne.BaseEpochs | np.ndarray | list[Recording], y: np.ndarray | None = None,
+            groups: np.ndarray | list | None = None) -> Decoder:
         """Prepare the trials by the recipe and train EEGModel on them (its own validation split picks the epoch).
 
-        y: one label per trial (any values; classes_ is their sorted set), or None for an Epochs, whose events give
-        the classes through the recipe's --event. groups: one subject or recording per trial, each aligned from its
-        own signal by an aligned recipe, and split by in validation when the recipe says groups = true.
+        y: one label per trial (any values; classes_ is their sorted set), or None for an Epochs or recordings,
+        whose events give the classes through the recipe's --event. groups: one subject or recording per trial (per
+        recording for a list of recordings), each aligned from its own signal by an aligned recipe, and split by in
+        validation when the recipe says groups = true.
         """
         from .train import settings_from_flags, train
 
-        if y is None and not isinstance(X, mne.BaseEpochs):
-            raise ValueError("fit needs the labels y of an array X (only an mne.Epochs names its classes)")
         prepare_args, train_args, by_group = recipe_lists(self.recipe)
         opts = prepare_options(prepare_args)
-        epochs, classes = self._epochs(X, y)
-        if classes is not None:  # the labels given replace the recipe's --event classes
-            opts = dataclasses.replace(opts, events=tuple((str(c), str(c)) for c in classes))
-        if not isinstance(X, mne.BaseEpochs):
-            opts = dataclasses.replace(opts, tmin=None, tmax=None)  # an array's trials are taken whole
-        prepared = prepare_trials(epochs, opts, groups)
+        classes = None
+        if is_recordings(X):
+            if y is not None:
+                raise ValueError("recordings are labelled by their annotations or events through the recipe's "
+                                 "--event: give y=None")
+            recordings, group_of = recordings_of(X, groups, opts.resample)
+            prepared = prepare_recordings(recordings, opts, group_of)
+        else:
+            if y is None and not isinstance(X, mne.BaseEpochs):
+                raise ValueError("fit needs the labels y of an array X (only an mne.Epochs names its classes)")
+            epochs, classes = self._epochs(X, y)
+            if classes is not None:  # the labels given replace the recipe's --event classes
+                opts = dataclasses.replace(opts, events=tuple((str(c), str(c)) for c in classes))
+            if not isinstance(X, mne.BaseEpochs):
+                opts = dataclasses.replace(opts, tmin=None, tmax=None)  # an array's trials are taken whole
+            prepared = prepare_trials(epochs, opts, groups)
         self.classes_ = np.asarray(prepared.meta["classes"] if classes is None else classes)
         C, F = prepared.X.shape[1:3]
         config, train_opts, extra = settings_from_flags(train_flags(train_args, self.train_options,
@@ -111,20 +123,26 @@ class Decoder(ClassifierMixin, BaseEstimator):
         self.windows_ = prepared.X[:PARITY_WINDOWS]  # (<= 64, C, F, T): real windows for export's parity check
         return self
 
-    def predict_proba(self, X: mne.BaseEpochs | np.ndarray) -> np.ndarray:
-        """(n_trials, n_classes) probabilities, columns in classes_ order; every trial of X, in its order."""
+    def predict_proba(self, X: mne.BaseEpochs | np.ndarray | list[Recording]) -> np.ndarray:
+        """(n_trials, n_classes) probabilities, columns in classes_ order; every trial of X, in its order (of a list
+        of recordings: the trials the recipe cuts, recording by recording)."""
         from .infer import predict_logits, softmax
 
         check_is_fitted(self)
-        epochs, _ = self._epochs(X, None)
-        names = tuple(epochs.event_id) if isinstance(X, mne.BaseEpochs) else (TRIAL,)
-        opts = dataclasses.replace(self.like_, events=tuple((name, TRIAL) for name in names))
-        if not isinstance(X, mne.BaseEpochs):
-            opts = dataclasses.replace(opts, tmin=None, tmax=None)
-        features = check_windows(prepare_trials(epochs, opts, None).X, self.model_.config)  # (N, C, F, T)
+        if is_recordings(X):  # the trials the recipe cuts, all the recordings one group
+            recordings, _ = recordings_of(X, None, self.like_.resample)
+            prepared = prepare_recordings(recordings, self.like_, {path: "new" for path in recordings})
+        else:
+            epochs, _ = self._epochs(X, None)
+            names = tuple(epochs.event_id) if isinstance(X, mne.BaseEpochs) else (TRIAL,)
+            opts = dataclasses.replace(self.like_, events=tuple((name, TRIAL) for name in names))
+            if not isinstance(X, mne.BaseEpochs):
+                opts = dataclasses.replace(opts, tmin=None, tmax=None)
+            prepared = prepare_trials(epochs, opts, None)
+        features = check_windows(prepared.X, self.model_.config)  # (N, C, F, T)
         return softmax(predict_logits(self.model_, features))
 
-    def predict(self, X: mne.BaseEpochs | np.ndarray) -> np.ndarray:
+    def predict(self, X: mne.BaseEpochs | np.ndarray | list[Recording]) -> np.ndarray:
         probs = self.predict_proba(X)  # (N, K)
         return self.classes_[probs.argmax(axis=1)]
 
@@ -190,6 +208,21 @@ class Decoder(ClassifierMixin, BaseEstimator):
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "model_")
+
+
+def is_recordings(X: Any) -> bool:
+    return isinstance(X, (list, tuple)) and len(X) > 0 and all(isinstance(r, (mne.io.BaseRaw, mne.BaseEpochs))
+                                                               for r in X)
+
+
+def recordings_of(X: list[Recording], groups: Any, resample: float | None) -> tuple[dict[Path, Recording],
+                                                                                    dict[Path, str]]:
+    """({name: recording} in X's order, {name: group}): one group per recording, or `groups` (one per recording)."""
+    paths = [Path(f"recording {i}") for i in range(len(X))]
+    names = [path.name for path in paths] if groups is None else [str(g) for g in groups]
+    if len(names) != len(X):
+        raise ValueError(f"groups has {len(names)} entries: give one group per recording ({len(X)})")
+    return {path: resampled(inst, resample) for path, inst in zip(paths, X)}, dict(zip(paths, names))
 
 
 def recipe_lists(recipe: str | dict[str, Any]) -> tuple[list[str], list[str], bool]:

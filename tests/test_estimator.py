@@ -79,6 +79,29 @@ def test_fit_on_epochs_is_the_clis_prepare_and_train(kdd, kdd_file, tmp_path):
     assert list(decoder.classes_) == ["rest", "task"]
 
 
+def test_fit_on_recordings_is_prepare_and_train_of_the_files(bandpower_dir, tmp_path):
+    """A list of opened recordings is taken as `prepare` takes its files (the recipe's filters over each from its
+    first sample, its trials cut by the recipe): the checkpoint of the CLI's prepare + train, one prediction per
+    trial cut."""
+    files = sorted((bandpower_dir.parent / "raw" / "eyes_open_closed").glob("*_raw.fif"))
+    recipe = {"prepare": [*named_recipes()["eyes-alpha"].prepare, "--bandpass", "1-40"], "train": KDD["train"]}
+    assert invoke("prepare", *files, "--out", tmp_path / "eyes", *recipe["prepare"]).exit_code == 0
+    result = invoke("train", "--x", tmp_path / "eyes" / "X.npy", "--y", tmp_path / "eyes" / "y.npy", "--save",
+                    tmp_path / "cli.pt", "--classes", 2, "--elec", 32, "--bands", 4, *recipe["train"])
+    assert result.exit_code == 0, result.output
+    recordings = [mne.io.read_raw(f, verbose="error") for f in files]
+    decoder = Decoder(recipe).fit(recordings)
+    decoder.save(tmp_path / "decoder.pt")
+    ours, theirs = (torch.load(tmp_path / name, weights_only=True) for name in ("decoder.pt", "cli.pt"))
+    assert ours["config"] == theirs["config"] and ours["config"]["bandpass"] == [1.0, 40.0]
+    assert all(torch.equal(ours["model_state"][k], theirs["model_state"][k]) for k in ours["model_state"])
+    y = np.load(tmp_path / "eyes" / "y.npy")
+    assert list(decoder.classes_) == ["eyes_open", "eyes_closed"]
+    assert decoder.predict(recordings).shape == (100,) and 0 <= decoder.score(recordings, decoder.classes_[y]) <= 1
+    with pytest.raises(ValueError, match="give y=None"):
+        Decoder(recipe).fit(recordings, y)
+
+
 def test_arrays_in_volts_or_microvolts_and_epochs_are_the_same_trials(fitted, kdd, kdd_arrays):
     X, y = kdd_arrays
     probs = fitted.predict_proba(X)
