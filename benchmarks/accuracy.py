@@ -1,9 +1,9 @@
 """Cross-validated accuracy on the shared raw EEG: EEGModel (its recipes) against the field's methods and chance.
 
 Every fold of every set splits the same raw trials for every method:
-  * EEGModel:   `eeg2arm prepare` (the set's recipe in benchmarks/recipes.toml) on the training files ->
-                `eeg2arm train` -> `eeg2arm prepare --like TRAIN/meta.json` on the test files -> `eeg2arm evaluate`,
-                the commands themselves, run in this process; model selection only on train's own validation split;
+  * EEGModel:   eeg2arm.Decoder with the set's recipe in benchmarks/recipes.toml, fitted on the training files
+                (opened as `eeg2arm prepare` opens them) and scored on the test files, prepared like the training
+                data (`prepare --like`): what `--commands` prints; model selection only on train's own validation split;
   * the field's methods (benchmarks/peers.py): CSP + LDA, FBCSP + LDA, TS + LR, EA + TS + LR (cross-subject rows),
                 EEGNet and ShallowFBCSPNet (braindecode), MiniRocket (aeon), chance.
 Folds: stratified 5-fold for the aeon sets, 40 s blocks for eyes_open_closed (one eyes-open and one eyes-closed block
@@ -41,7 +41,10 @@ import mne
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold
 
+from eeg2arm import Decoder
 from eeg2arm.cli import cli
+from eeg2arm.cli.data import recipe_params
+from eeg2arm.recordings import open_recording, subject_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import DEEP, applies, peer_accuracy  # noqa: E402
@@ -94,9 +97,8 @@ def eeg2arm(*args: object) -> str:
 
 
 def prepare_params(prepare_args: list[str]) -> dict:
-    """The recipe's prepare arguments as `eeg2arm prepare` itself parses them (its click parameters)."""
-    return cli.commands["prepare"].make_context("prepare", ["IN", "--out", "OUT", *prepare_args],
-                                                resilient_parsing=True).params
+    """The recipe's prepare arguments as `eeg2arm prepare` itself parses them (a --recipe NAME filled in)."""
+    return recipe_params(prepare_args)
 
 
 def event_classes(prepare_args: list[str]) -> dict[str, int]:
@@ -224,24 +226,26 @@ def folds(name: str, recipe: dict, tmp: Path, subjects: tuple[str, ...]) -> tupl
     return epochs_folds(name, classes, tmp), "stratified 5-fold"
 
 
-def eegmodel_accuracy(fold: Fold, recipe: dict, tmp: Path) -> float:
-    """prepare -> train -> prepare --like -> evaluate, the recipe's commands, on one fold's files."""
-    for sub in ("train", "test"):
-        if (tmp / sub).exists():
-            for f in (tmp / sub).iterdir():
-                f.unlink()
-            (tmp / sub).rmdir()
-    eeg2arm("prepare", *fold.train_files, "--out", tmp / "train", *recipe["prepare"])
-    groups = ["--groups", tmp / "train" / "groups.npy"] if recipe["groups"] else ["--no-groups"]
-    eeg2arm("train", "--x", tmp / "train" / "X.npy", "--y", tmp / "train" / "y.npy", "--save", tmp / "model.pt",
-            *groups, *recipe["train"])
-    eeg2arm("prepare", *fold.test_files, "--out", tmp / "test", "--like", tmp / "train" / "meta.json")
-    y_test = np.load(tmp / "test" / "y.npy")
-    if not np.array_equal(y_test, fold.y_test):  # the peers must score the very same trials
-        raise SystemExit(f"prepare's test labels differ from the peers' trials ({len(y_test)} vs {len(fold.y_test)})")
-    report = eeg2arm("evaluate", "--ckpt", tmp / "model.pt", "--x", tmp / "test" / "X.npy",
-                     "--y", tmp / "test" / "y.npy", "--device", "cpu")
-    return float(re.search(r"\baccuracy=([0-9.]+)", report).group(1))
+def eegmodel_accuracy(fold: Fold, recipe: dict) -> float:
+    """The recipe's Decoder fitted on one fold's training files and scored on its test files, as `prepare` ->
+    `train` -> `prepare --like` -> `evaluate` would (files in sorted order, grouped as --group-by says)."""
+    by_subject = prepare_params(recipe["prepare"])["group_by"] == "subject"
+    decoder = Decoder({"prepare": recipe["prepare"], "train": recipe["train"], "groups": recipe["groups"]})
+    train = opened(fold.train_files)
+    decoder.fit(list(train.values()), groups=[group for _, group in train] if by_subject else None)
+    test: dict[str, list] = {}  # the test recordings by the group `prepare --like` aligns together
+    for (path, subject), recording in opened(fold.test_files).items():
+        test.setdefault(subject if by_subject else str(path), []).append(recording)
+    predicted = np.concatenate([decoder.predict(recordings) for recordings in test.values()])
+    if len(predicted) != len(fold.y_test):  # the peers must score the very same trials
+        raise SystemExit(f"the recipe cuts {len(predicted)} test trials, the peers {len(fold.y_test)}")
+    return float(np.mean(predicted == decoder.classes_[fold.y_test]))
+
+
+def opened(files: list[Path]) -> dict[tuple[Path, str], mne.io.BaseRaw | mne.BaseEpochs]:
+    """{(file, its subject): the file opened as `prepare` opens it}, in `prepare`'s (sorted) order."""
+    recordings = {path: open_recording(path, None) for path in sorted(files, key=str)}
+    return {(path, subject_of(path, inst)): inst for path, inst in recordings.items()}
 
 
 def fold_peer_accuracy(method: str, fold: Fold, sfreq: float, name: str) -> float:
@@ -276,7 +280,7 @@ def run_set(name: str, recipe: dict, methods: tuple[str, ...], subjects: tuple[s
             sfreq = sfreq_of(fold)
             n_trials = max(n_trials, len(fold.y_train) + len(fold.y_test))
             for method in methods:
-                acc = (eegmodel_accuracy(fold, recipe, tmp) if method == "eegmodel"
+                acc = (eegmodel_accuracy(fold, recipe) if method == "eegmodel"
                        else fold_peer_accuracy(method, fold, sfreq, name))
                 per_fold[method].append((fold.subject, acc))
             log(f"{name} fold {k + 1} {fold.subject}: " + ", ".join(f"{m} {per_fold[m][-1][1]:.3f}" for m in methods)

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .atomic import atomic_folder
-from .data import load_data_meta
+from .data import data_fields, load_data_meta
 from .errors import UserInputError
 from .features import DEFAULT_BANDS, Band, frame_geometry
 from .fitting import fit_spatial, recording_alignments
@@ -130,15 +130,20 @@ def write_folder(out: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any])
 
 def options_like(meta_path: str | Path, resample: float | None, group_by: str | None) -> PrepareOptions:
     """The options of the prepare run that wrote `meta_path` (its recipe, channels, events and span)."""
-    fields = load_data_meta(meta_path)
-    meta = json.loads(Path(meta_path).read_text())
+    load_data_meta(meta_path)  # a readable meta.json, or one clear error
+    return options_from_meta(json.loads(Path(meta_path).read_text()), resample, group_by, f"--like {meta_path}")
+
+
+def options_from_meta(meta: dict[str, Any], resample: float | None, group_by: str | None,
+                      what: str = "the recipe") -> PrepareOptions:
+    """The options of the prepare run that made `meta` (meta.json's dict): its recipe, channels, events and span."""
     missing = [k for k in LIKE_KEYS if k not in meta]
     if missing:
-        raise UserInputError(f"--like {meta_path} lacks {', '.join(missing[:3])}: give the meta.json that "
-                             f"`eeg2arm prepare` wrote beside the training X.npy")
-    recipe = Recipe.from_fields(fields)
+        raise UserInputError(f"{what} lacks {', '.join(missing[:3])}: give the meta.json that `eeg2arm prepare` "
+                             f"wrote beside the training X.npy")
+    recipe = Recipe.from_fields(data_fields(meta))
     if resample is not None and not same_rate(resample, recipe.sfreq):
-        raise UserInputError(f"--resample {resample:g} differs from the {recipe.sfreq:g} Hz of the --like recipe: "
+        raise UserInputError(f"--resample {resample:g} differs from the {recipe.sfreq:g} Hz of {what}: "
                              f"pass --resample {recipe.sfreq:g}")
     events = tuple((str(name), str(cls)) for name, cls in meta["events"].items())
     return checked_options(PrepareOptions(
@@ -183,6 +188,17 @@ def trial_length(recordings: dict[Path, Recording], opts: PrepareOptions, recipe
     return n
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """Labelled trials through one recipe: X (N, C, F, T) float32, y (N,) int64, groups (N,) int64 (indices into
+    meta["group_names"]) and meta.json's content, less the source files."""
+
+    X: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray
+    meta: dict[str, Any]
+
+
 def prepare(paths: Iterable[str | Path], out: str | Path, opts: PrepareOptions = PrepareOptions(),
             progress: bool | None = None) -> dict[str, Any]:
     """Read EEG files (in sorted path order), cut labelled trials, compute the recipe's features and write `out`/.
@@ -197,12 +213,29 @@ def prepare(paths: Iterable[str | Path], out: str | Path, opts: PrepareOptions =
         raise UserInputError("no input files: give one or more EEG files to prepare")
     opts = checked_options(opts)
     recordings = {path: open_recording(path, opts.resample) for path in paths}
+    prepared = prepare_recordings(recordings, opts, progress=progress)
+    sources = [{"path": str(p), "sha256": sha256(p), "subject": subject_of(p, inst)} for p, inst in recordings.items()]
+    meta = {"eeg2arm_version": version("eeg2arm"), "source_files": sources} | prepared.meta
+    write_folder(out, {"X": prepared.X, "y": prepared.y, "groups": prepared.groups}, meta)
+    return meta
+
+
+def prepare_recordings(recordings: dict[Path, Recording], opts: PrepareOptions, group_of: dict[Path, str] | None = None,
+                       progress: bool | None = False) -> Prepared:
+    """Cut the labelled trials of opened recordings (MNE Raw or Epochs, in the dict's order) and compute the recipe's
+    features: what `eeg2arm prepare` does between reading its files and writing them, and what eeg2arm.Decoder does
+    with trials in memory. `group_of` names each recording's group (subject or recording; default: opts.group_by);
+    learned parts (alignments, CSP filters) are fitted here unless opts carry them (--like)."""
+    opts = checked_options(opts)
     recipe = recipe_for(recordings, opts)
     classes, event_class = class_mapping(opts.events, set().union(*map(event_names, recordings.values())))
     n = trial_length(recordings, opts, recipe)
-    subjects = {path: subject_of(path, inst) for path, inst in recordings.items()}
-    group_names = sorted(set(subjects.values())) if opts.group_by == "subject" else [str(p) for p in paths]
-    group_of = {path: subjects[path] if opts.group_by == "subject" else str(path) for path in paths}
+    if group_of is None:
+        group_of = {path: subject_of(path, inst) if opts.group_by == "subject" else str(path)
+                    for path, inst in recordings.items()}
+    group_names = list(dict.fromkeys(group_of.values()))
+    if opts.group_by == "subject":
+        group_names.sort()
     alignments = recording_alignments(recordings, recipe) if recipe.align else {}
     if recipe.spatial is not None and recipe.csp_filters is None:
         recipe = fit_spatial(recordings, recipe, event_class, opts.span, alignments)
@@ -216,8 +249,7 @@ def prepare(paths: Iterable[str | Path], out: str | Path, opts: PrepareOptions =
             continue
         X.append(trials.features)
         y.append(trials.labels)
-        group = group_names.index(group_of[path])
-        groups.append(np.full(len(trials.labels), group, dtype=np.int64))
+        groups.append(np.full(len(trials.labels), group_names.index(group_of[path]), dtype=np.int64))
         sources += [[str(path), round(float(t), 6)] for t in trials.onsets]
     if not y:
         hint = "use --tmin/--tmax for events shorter than --window" if opts.tmax is None else "check --tmin/--tmax"
@@ -228,7 +260,6 @@ def prepare(paths: Iterable[str | Path], out: str | Path, opts: PrepareOptions =
     X_all = np.concatenate(X)  # (N, C, F, T)
     meta = {
         "eeg2arm_version": version("eeg2arm"),
-        "source_files": [{"path": str(p), "sha256": sha256(p), "subject": subjects[p]} for p in paths],
         "shape": list(X_all.shape),
         **recipe.to_meta(),
         "trial_samples": n,
@@ -246,5 +277,4 @@ def prepare(paths: Iterable[str | Path], out: str | Path, opts: PrepareOptions =
     }
     if alignments:  # each recording's, e.g. for `stream --align-from` on the same subject
         meta["alignment"] = {"method": recipe.align, "recordings": {str(p): a.to_json() for p, a in alignments.items()}}
-    write_folder(out, {"X": X_all, "y": np.concatenate(y), "groups": np.concatenate(groups)}, meta)
-    return meta
+    return Prepared(X_all, np.concatenate(y), np.concatenate(groups), meta)

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import mne
 
+from .bids import bids_path_of, read_bids
 from .errors import UserInputError
 from .recipe import montage_names, reference_channels
 
 EPOCHS_SUFFIXES = ("-epo.fif", "_epo.fif", "-epo.fif.gz", "_epo.fif.gz")
-READABLE = "EDF, BDF, GDF, FIF, BrainVision .vhdr, EEGLAB .set, or MNE epochs *-epo.fif"
+READABLE = "EDF, BDF, GDF, FIF, BrainVision .vhdr, EEGLAB .set, MNE epochs *-epo.fif, or a recording in a BIDS tree"
 TRUNCATED = ("does not match the file size", "Invalid tag with only")  # MNE's warnings: EDF/BDF/GDF, FIF cut short
 log = logging.getLogger("eeg2arm")
 
@@ -43,8 +44,12 @@ def open_recording(path: Path, resample: float | None) -> Recording:
         # MNE's warnings go to a log kept to spot a file cut short (MNE reads what is there and only warns)
         with warnings.catch_warnings(), mne.utils.catch_logging(verbose="warning") as logged:
             warnings.simplefilter("ignore")
-            inst = (mne.read_epochs(path, preload=False, verbose="warning") if is_epochs_file(path)
-                    else mne.io.read_raw(path, preload=False, verbose="warning"))
+            if is_epochs_file(path):
+                inst = mne.read_epochs(path, preload=False, verbose="warning")
+            elif bids_path_of(path) is not None:  # its events and subject are in the tree's tables
+                inst = read_bids(path)
+            else:
+                inst = mne.io.read_raw(path, preload=False, verbose="warning")
     except Exception as e:  # noqa: BLE001 - MNE's readers raise many types (even AssertionError) on foreign files
         detail = (str(e).strip().splitlines() or [""])[0][:200]
         raise UserInputError(f"cannot read {path} ({type(e).__name__}{': ' + detail if detail else ''}): give a "
@@ -52,8 +57,13 @@ def open_recording(path: Path, resample: float | None) -> Recording:
     cut = [line for line in logged.getvalue().splitlines() if any(sign in line for sign in TRUNCATED)]
     if cut:
         raise UserInputError(f"{path} is truncated (MNE: {cut[0][:150]}): give the complete recording")
-    if resample is not None and not same_rate(inst.info["sfreq"], resample):
-        inst.load_data(verbose="error").resample(resample, verbose="error")
+    return resampled(inst, resample)
+
+
+def resampled(inst: Recording, rate: float | None) -> Recording:
+    """The recording at `rate` Hz (MNE's resample, in place), or as it is when rate is None or its own."""
+    if rate is not None and not same_rate(inst.info["sfreq"], rate):
+        inst.load_data(verbose="error").resample(rate, verbose="error")
     return inst
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -72,6 +73,28 @@ class TrainOptions:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types, recorded in the checkpoint's metrics as train_options."""
         return dataclasses.asdict(self)
+
+
+def settings_from_flags(flags: Mapping[str, Any]) -> tuple[EEGConfig, TrainOptions, dict[str, Any]]:
+    """What `eeg2arm train`'s flags (by click's parameter names) say besides the data and where it goes: the
+    network's config (the data's names not yet in it), the loop's options, and train()'s other keyword arguments
+    (resume, init, freeze, restandardize). UserInputError for values the run cannot use."""
+    f = flags
+    if not 0.0 < f["val_split"] < 1.0:
+        raise UserInputError(f"--val-split must be between 0 and 1 (exclusive), got {f['val_split']}")
+    opts = TrainOptions(batch=f["batch"], epochs=f["epochs"], lr=f["lr"], wd=f["wd"], val_split=f["val_split"],
+                        seed=f["seed"], workers=f["workers"], compile=f["compile_"], device=f["device"],
+                        schedule=f["schedule"], select=f["select"], val_last=f["val_last"],
+                        augment=Augment(crop=f["crop"], noise=f["noise"], channel_drop=f["channel_drop"],
+                                        mixup=f["mixup"]),
+                        label_smoothing=f["label_smoothing"], frame_loss=f["frame_loss"], patience=f["patience"])
+    opts.check()
+    config = EEGConfig(n_classes=f["classes"], n_electrodes=f["elec"], n_bands=f["bands"],
+                       cnn_time_pool=f["cnn_time_pool"], frame_embed=f["frame_embed"], dropout=f["drop"],
+                       normalize=f["normalize"], context=f["context"] or None, kernel_time=f["kernel_time"])
+    freeze = tuple(p.strip() for p in f["freeze"].split(",") if p.strip())
+    return config, opts, {"resume": f["resume"], "init": f["init_path"], "freeze": freeze,
+                          "restandardize": f["restandardize"]}
 
 
 def maybe_compile(model: nn.Module, example: torch.Tensor) -> nn.Module:

@@ -97,16 +97,20 @@ def test_a_misspelt_flag_would_be_caught(tmp_path):
 
 
 def test_the_benchmark_runs_a_recipe_end_to_end_on_one_fold(tmp_path):
-    """prepare -> train -> prepare --like -> evaluate on a KDD_Example fold, as benchmarks/accuracy.py does (one
-    epoch): the test trials it scores are the peers' trials, label for label."""
+    """benchmarks/accuracy.py's Decoder on a KDD_Example fold (one epoch) scores what prepare -> train -> prepare
+    --like -> evaluate score, on the peers' trials, label for label."""
     recipe = {**RECIPES["KDD_Example"], "train": RECIPES["KDD_Example"]["train"] + ["--epochs", "1"]}
     fold = next(accuracy.folds("KDD_Example", recipe, tmp_path, accuracy.SUBJECTS)[0])
     assert len(fold.y_train) == 32 and len(fold.y_test) == 8 and fold.X_test.shape == (8, 4, 100)
-    scored = accuracy.eegmodel_accuracy(fold, recipe, tmp_path)
+    scored = accuracy.eegmodel_accuracy(fold, recipe)
+    accuracy.eeg2arm("prepare", *fold.train_files, "--out", tmp_path / "train", *recipe["prepare"])
+    accuracy.eeg2arm("train", "--x", tmp_path / "train" / "X.npy", "--y", tmp_path / "train" / "y.npy", "--save",
+                     tmp_path / "model.pt", *recipe["train"])
+    accuracy.eeg2arm("prepare", *fold.test_files, "--out", tmp_path / "test", "--like", tmp_path / "train" / "meta.json")
+    assert np.array_equal(np.load(tmp_path / "test" / "y.npy"), fold.y_test)  # the peers' trials
     model, _ = load_model_from_checkpoint(tmp_path / "model.pt", "cpu")
     predicted = predict_logits(model, np.load(tmp_path / "test" / "X.npy")).argmax(-1)
-    assert scored == pytest.approx((predicted == fold.y_test).mean(), abs=1e-4)  # evaluate's accuracy, recomputed
-    assert (tmp_path / "test" / "meta.json").is_file() and (tmp_path / "model.pt").is_file()
+    assert scored == pytest.approx((predicted == fold.y_test).mean())
 
 
 def test_an_executed_row_trains_on_the_executed_runs_and_tests_on_imagery_only():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,14 @@ def cli() -> None:
         log.addHandler(EchoHandler())
         log.setLevel(logging.INFO)
 
+
+def command_context(name: str, args: Sequence[object]) -> click.Context:
+    """`eeg2arm NAME ARGS` parsed by the command's own parameters (nothing run): a recipe's argument list read the way
+    the shell would have it read; UserInputError naming a bad flag or value."""
+    try:
+        return cli.commands[name].make_context(name, [str(a) for a in args])
+    except click.ClickException as e:
+        raise UserInputError(f"{name} {' '.join(map(str, args))}: {e.format_message()}") from None
 
 
 def main() -> None:

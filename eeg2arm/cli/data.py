@@ -1,12 +1,17 @@
-"""`eeg2arm prepare`: EEG recordings in, feature arrays out."""
+"""`eeg2arm prepare`: EEG recordings in, feature arrays out; `eeg2arm recipes`: the named recipes."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import UserInputError
-from .common import FILE, cli, user_errors
+from .common import FILE, cli, command_context, user_errors
+
+if TYPE_CHECKING:
+    from ..prepare import PrepareOptions
 
 
 RECIPE_FLAGS = ("events", "tmin", "tmax", "window", "bands", "frame_window", "frame_step", "channels", "features",
@@ -20,6 +25,9 @@ RECIPE_FLAGS = ("events", "tmin", "tmax", "window", "bands", "frame_window", "fr
 @click.option("--like", "like", type=FILE, default=None,
               help="meta.json of earlier prepared data: apply its recipe (channels, reference, features, frames, "
                    "events, span) to these files; only --resample and --group-by may be given with it")
+@click.option("--recipe", "recipe_name", default=None,
+              help="A named recipe (`eeg2arm recipes` lists them): its arguments are this run's defaults, and the "
+                   "flags given here override them (e.g. --event with the names of your cues)")
 @click.option("--event", "events", multiple=True,
               help="NAME or NAME=CLASS (annotation or epochs event name); repeat it, its order is the label order "
                    "[default: every annotation name, sorted]")
@@ -64,38 +72,84 @@ RECIPE_FLAGS = ("events", "tmin", "tmax", "window", "bands", "frame_window", "fr
                    "name)  [default: recording, or the --like data's]")
 @click.pass_context
 @user_errors
-def prepare(ctx, raw, out, like, events, tmin, tmax, window, features, bands, slow_cutoff, reference, montage,
-            bandpass, spatial, align, frame_window, frame_step, channels, resample, group_by) -> None:
-    """Read EEG files (EDF, BDF, GDF, FIF, BrainVision, EEGLAB, *-epo.fif) into features X.npy (N,C,F,T).
+def prepare(ctx, raw, out, **_) -> None:
+    """Read EEG files (EDF, BDF, GDF, FIF, BrainVision, EEGLAB, *-epo.fif, BIDS) into features X.npy (N,C,F,T).
 
     Each trial goes through one recipe: re-reference (--reference), causal filters (--bandpass, and the low-pass
     of slow), then per-frame features (--features). meta.json records it; `prepare --like` and `stream` reuse it.
     """
+    from ..prepare import prepare as run_prepare
+
+    opts = options_of(ctx)
+    meta = run_prepare(raw, out, opts)
+    counts = ", ".join(f"{name} {n}" for name, n in meta["class_counts"].items())
+    learned = "".join([f"; {meta['spatial']} filters fitted" if meta.get("spatial") and opts.csp_filters is None
+                       else "", f"; {len(meta['alignment']['recordings'])} recording(s) aligned" if "alignment" in meta
+                       else ""])
+    click.echo(f"wrote {out}: X {tuple(meta['shape'])} from {len(meta['source_files'])} file(s); {counts}{learned}")
+
+
+def given(ctx: click.Context) -> set[str]:
+    """The parameters given on the command line (not left at their defaults)."""
+    return {name for name in ctx.params if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+
+
+def options_of(ctx: click.Context) -> PrepareOptions:
+    """The options a parsed `prepare` command line says: --like's recipe, or the recipe flags over --recipe's."""
     from ..features import DEFAULT_BANDS, parse_bands
-    from ..prepare import PrepareOptions, options_like, parse_event, prepare as run_prepare
+    from ..prepare import PrepareOptions, options_like, parse_event
     from ..recipe import parse_bandpass, parse_features, parse_reference
     from ..spatial import parse_spatial
 
-    if like is not None:
-        given = [f"--{name.replace('_', '-')}" for name in RECIPE_FLAGS
-                 if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
-        if given:
-            raise UserInputError(f"--like takes the recipe from {like}: drop {', '.join(given)}")
-        opts = options_like(like, resample, group_by)
-    else:
-        if channels is not None:
-            channels = tuple(c.strip() for c in channels.split(",") if c.strip())
-            if not channels:
-                raise UserInputError("--channels names no channel: give a comma-separated list such as Oz,O1,O2")
-        opts = PrepareOptions(
-            events=tuple(parse_event(e) for e in events), tmin=tmin, tmax=tmax, window=window,
-            bands=parse_bands(bands) if bands is not None else DEFAULT_BANDS, frame_window=frame_window,
-            frame_step=frame_step, resample=resample, channels=channels, features=parse_features(features),
-            slow_cutoff=slow_cutoff, reference=parse_reference(reference), montage=montage,
-            bandpass=parse_bandpass(bandpass) if bandpass is not None else None, group_by=group_by or "recording",
-            spatial=parse_spatial(spatial) if spatial is not None else None, align=align)
-    meta = run_prepare(raw, out, opts)
-    counts = ", ".join(f"{name} {n}" for name, n in meta["class_counts"].items())
-    learned = "".join([f"; {meta['spatial']} filters fitted" if meta.get("spatial") and like is None else "",
-                       f"; {len(meta['alignment']['recordings'])} recording(s) aligned" if "alignment" in meta else ""])
-    click.echo(f"wrote {out}: X {tuple(meta['shape'])} from {len(meta['source_files'])} file(s); {counts}{learned}")
+    p = ctx.params
+    if p["like"] is not None:
+        clash = [f"--{name.replace('_', '-')}" for name in (*RECIPE_FLAGS, "recipe_name") if name in given(ctx)]
+        if clash:
+            raise UserInputError(f"--like takes the recipe from {p['like']}: drop {', '.join(clash)}")
+        return options_like(p["like"], p["resample"], p["group_by"])
+    p = with_named_recipe(ctx)
+    channels = p["channels"]
+    if channels is not None:
+        channels = tuple(c.strip() for c in channels.split(",") if c.strip())
+        if not channels:
+            raise UserInputError("--channels names no channel: give a comma-separated list such as Oz,O1,O2")
+    return PrepareOptions(
+        events=tuple(parse_event(e) for e in p["events"]), tmin=p["tmin"], tmax=p["tmax"], window=p["window"],
+        bands=parse_bands(p["bands"]) if p["bands"] is not None else DEFAULT_BANDS,
+        frame_window=p["frame_window"], frame_step=p["frame_step"], resample=p["resample"], channels=channels,
+        features=parse_features(p["features"]), slow_cutoff=p["slow_cutoff"],
+        reference=parse_reference(p["reference"]), montage=p["montage"],
+        bandpass=parse_bandpass(p["bandpass"]) if p["bandpass"] is not None else None,
+        group_by=p["group_by"] or "recording", spatial=parse_spatial(p["spatial"]) if p["spatial"] is not None else None,
+        align=p["align"])
+
+
+def with_named_recipe(ctx: click.Context) -> dict[str, Any]:
+    """A parsed `prepare` command line's parameters, --recipe's arguments filling those not given on it."""
+    from ..named_recipes import named_recipe
+
+    if ctx.params["recipe_name"] is None:
+        return ctx.params
+    named = command_context("prepare", ["IN", "--out", "OUT", *named_recipe(ctx.params["recipe_name"]).prepare])
+    return {**ctx.params, **{name: named.params[name] for name in given(named) - given(ctx)}}
+
+
+def recipe_params(args: Sequence[str]) -> dict[str, Any]:
+    """`eeg2arm prepare`'s parameters for a recipe's prepare arguments, a --recipe among them filled in: what the
+    benchmarks read a row's events, span and channels from."""
+    return with_named_recipe(command_context("prepare", ["IN", "--out", "OUT", *args]))
+
+
+def prepare_options(args: Sequence[str]) -> PrepareOptions:
+    """The options of a recipe's prepare arguments (`eeg2arm prepare`'s, less the files and --out), parsed by the
+    command's own parameters: what eeg2arm.Decoder and the benchmarks read recipes with."""
+    return options_of(command_context("prepare", ["IN", "--out", "OUT", *args]))
+
+
+@cli.command()
+def recipes() -> None:
+    """List the named recipes (`prepare --recipe NAME`, `eeg2arm.Decoder(recipe=NAME)`): signal, task, channels."""
+    from ..named_recipes import named_recipes
+
+    for recipe in named_recipes().values():
+        click.echo(recipe.line())

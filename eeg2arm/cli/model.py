@@ -75,29 +75,14 @@ from .common import ATOL, DEVICE, FILE, cli, log, user_errors
 @click.option("--restandardize", is_flag=True, default=False,
               help="With --init: refit the input standardization to this data (the new subject's own signal)")
 @user_errors
-def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed, drop, batch, epochs, lr, wd,
-          val_split, seed, workers, normalize, compile_, resume, context, device, groups_path, no_groups, meta_path,
-          kernel_time, schedule, select, val_last, crop, noise, channel_drop, mixup, label_smoothing, frame_loss,
-          patience, init_path, freeze, restandardize) -> None:
+def train(x_path, y_path, save, groups_path, no_groups, meta_path, val_last, **_) -> None:
     """Train EEGModel on X.npy / y.npy and save the best checkpoint by validation loss (or --select accuracy)."""
     import dataclasses
 
-    from ..augment import Augment
-    from ..config import EEGConfig
     from ..data import check_windows, load_data_meta, load_npy, meta_beside
-    from ..train import TrainOptions, train as run_training
+    from ..train import settings_from_flags, train as run_training
 
-    if not 0.0 < val_split < 1.0:
-        raise UserInputError(f"--val-split must be between 0 and 1 (exclusive), got {val_split}")
-    opts = TrainOptions(batch=batch, epochs=epochs, lr=lr, wd=wd, val_split=val_split, seed=seed,
-                        workers=workers, compile=compile_, device=device, schedule=schedule, select=select,
-                        val_last=val_last,
-                        augment=Augment(crop=crop, noise=noise, channel_drop=channel_drop, mixup=mixup),
-                        label_smoothing=label_smoothing, frame_loss=frame_loss, patience=patience)
-    opts.check()  # bad training values are reported before the data are read
-    config = EEGConfig(n_classes=classes, n_electrodes=elec, n_bands=bands, cnn_time_pool=cnn_time_pool,
-                       frame_embed=frame_embed, dropout=drop, normalize=normalize, context=context or None,
-                       kernel_time=kernel_time)
+    config, opts, extra = settings_from_flags(click.get_current_context().params)  # bad values before the data
     X, y = load_npy(x_path, "X"), load_npy(y_path, "y")
     X = check_windows(X, config, single_ok=False, training=True)  # the guide's shape message comes before meta.json's
     fix = "fix the flags" if meta_path else "fix the flags, or pass the data's own meta.json with --meta"
@@ -109,9 +94,7 @@ def train(x_path, y_path, save, classes, elec, bands, cnn_time_pool, frame_embed
         except UserInputError as e:
             raise UserInputError(f"{meta_path} does not fit the flags ({e}): {fix}") from None
     groups = training_groups(x_path, groups_path, no_groups, val_last)
-    parts = tuple(p.strip() for p in freeze.split(",") if p.strip())
-    run_training(X, y, config, save, opts, groups=groups, resume=resume, echo=click.echo, init=init_path,
-                 freeze=parts, restandardize=restandardize)
+    run_training(X, y, config, save, opts, groups=groups, echo=click.echo, **extra)
 
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from pathlib import Path
 
 import click
 
@@ -99,19 +100,34 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
 @click.option("--markers", "markers_name", required=True,
               help="The cue program's LSL marker stream (string markers, numeric codes or mne-lsl's one-hot "
                    "annotations): its markers become annotations")
-@click.option("--out", type=FILE, required=True, help="New FIF file to write, e.g. session.fif (never written over)")
+@click.option("--out", type=FILE, default=None,
+              help="New FIF file to write, e.g. session.fif (never written over)  [required unless --bids-root]")
+@click.option("--bids-root", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write the session into this BIDS tree instead (mne-bids: BrainVision EEG, channels.tsv, "
+                   "events.tsv from the cues, sidecars), as sub-SUBJECT[_ses-SESSION]_task-TASK[_run-RUN]_eeg")
+@click.option("--subject", default=None, help="With --bids-root: the subject label (letters and digits)")
+@click.option("--task", default=None, help="With --bids-root: the task label (letters and digits)")
+@click.option("--session", default=None, help="With --bids-root: the session label")
+@click.option("--run", default=None, help="With --bids-root: the run number")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds of signal [default: Ctrl-C]")
 @click.option("--lsl-timeout", type=float, default=5.0, show_default=True,
               help="Seconds to wait for each stream to answer; a silence this long ends the recording")
 @UNITS
 @user_errors
-def record(lsl_name, markers_name, out, duration, lsl_timeout, units) -> None:
-    """Record a live EEG stream with its cue markers into one FIF file, the markers as annotations."""
+def record(lsl_name, markers_name, out, bids_root, subject, task, session, run, duration, lsl_timeout, units) -> None:
+    """Record a live EEG stream with its cue markers into one FIF file (or a BIDS tree), the markers as annotations
+    (events.tsv)."""
     import sys
 
     from ..realtime.record import ProgressLine, record as run_record
+    from ..realtime.record_bids import record_bids, target_of
 
     if (duration is not None and not duration > 0) or not lsl_timeout > 0:
         raise UserInputError("--duration and --lsl-timeout must be positive numbers of seconds")
+    target = target_of(out, bids_root, subject, task, session, run)
     progress = ProgressLine(lambda text: click.echo(text, err=True, nl=False), sys.stderr.isatty())
-    run_record(lsl_name, markers_name, out, duration, lsl_timeout, echo=click.echo, progress=progress, units=units)
+    if target is None:
+        run_record(lsl_name, markers_name, out, duration, lsl_timeout, echo=click.echo, progress=progress, units=units)
+    else:
+        record_bids(lsl_name, markers_name, target, duration, lsl_timeout, echo=click.echo, progress=progress,
+                    units=units)

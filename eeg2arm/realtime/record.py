@@ -239,10 +239,10 @@ class Session:
 
 def record(eeg_name: str, markers_name: str, out: str | Path, duration: float | None = None, timeout: float = 5.0,
            echo: Callable[[str], None] = print, progress: ProgressLine | None = None,
-           units: str = "auto") -> RecordSummary:
-    """Record until --duration, Ctrl-C, SIGTERM/SIGHUP, silence or a change of the EEG stream; save and echo the
-    summary. When the stream failed (silence, a change) that error is raised after the summary: what came before
-    is saved."""
+           units: str = "auto", saved: Callable[[RecordSummary], None] | None = None) -> RecordSummary:
+    """Record until --duration, Ctrl-C, SIGTERM/SIGHUP, silence or a change of the EEG stream; save, call `saved`
+    (e.g. the BIDS writer, record_bids.py) and echo the summary. When the stream failed (silence, a change) that
+    error is raised after the summary: what came before is saved. `units`: the stream's (auto: eeg2arm.realtime.units)."""
     out = Path(out)
     check_out(out)
     report_unfinished(out.parent)
@@ -257,6 +257,8 @@ def record(eeg_name: str, markers_name: str, out: str | Path, duration: float | 
                 session.recorder.finish(session.timeline, session.summary)
         finally:
             session.recorder.discard()  # already gone after finish; here after any failure
+    if saved is not None:
+        saved(session.summary)
     echo(session.summary.line())
     if failure:
         raise UserInputError(failure)
