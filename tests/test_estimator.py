@@ -147,7 +147,7 @@ def test_an_aligned_recipe_aligns_new_trials_from_their_own_signal(scp):
     X, y = scp.get_data(), scp.events[:, 2]
     groups = np.arange(len(y)) * 2 // len(y)  # the first and second half, as two sessions
     decoder = Decoder(recipe, sfreq=scp.info["sfreq"], ch_names=scp.ch_names, **SMALL).fit(X, y, groups)
-    assert sorted(decoder.meta_["alignment"]["groups"]) == ["group 0", "group 1"]
+    assert sorted(decoder.meta_["alignment"]["recordings"]) == ["group 0", "group 1"]
     offset = np.linspace(-40e-6, 60e-6, len(scp.ch_names))[None, :, None]  # volts, per channel
     shifted = decoder.predict_proba(X[:50] + offset)
     assert np.allclose(shifted, decoder.predict_proba(X[:50]), atol=1e-5)
