@@ -32,7 +32,7 @@ from .model import EEGModel
 
 log = logging.getLogger("eeg2arm")
 SCHEDULES = ("plateau", "cosine")
-SELECT = ("loss", "accuracy")
+SELECT = ("loss", "accuracy", "last")
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class TrainOptions:
     frame_loss: int = 1  # train the decisions of the last this many pooled frames (1: the guide's last frame)
     patience: int = 0  # stop after this many epochs without a better validation (by `select`; 0: run every epoch)
     schedule: str = "plateau"  # plateau: halve the lr after 3 epochs without a better val loss; cosine: to 0
-    select: str = "loss"  # the epoch kept: lowest val loss, or highest val accuracy (ties: lower val loss)
+    select: str = "loss"  # the epoch kept: lowest val loss, highest val accuracy (ties: lower loss), or the last
     val_last: bool = False  # validate on the last val_split of the trials in file order (time order), not at random
 
     def check(self) -> None:
@@ -270,7 +270,10 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
 
 
 def better(row: dict[str, Any], best: dict[str, Any], select: str) -> bool:
-    """Whether this epoch's validation beats the best so far, by loss or by accuracy (then loss)."""
+    """Whether this epoch's validation beats the best so far, by loss or by accuracy (then loss); with `last`
+    every epoch does (a validation of a few trials, as in a new subject's fine-tuning, cannot pick one)."""
+    if select == "last":
+        return True
     if select == "accuracy":
         return (row["val_acc"], -row["val_loss"]) > (best["val_acc"], -best["val_loss"])
     return row["val_loss"] < best["val_loss"]

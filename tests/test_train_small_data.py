@@ -64,6 +64,14 @@ def test_patience_stops_when_val_loss_stops_improving(tmp_path, data):
     assert [h["epoch"] for h in load_model_from_checkpoint(save)[1]["metrics"]["history"]] == [1, 2, 3]
 
 
+def test_select_last_keeps_the_last_epoch_whatever_the_validation_says(tmp_path, data):
+    """lr 1e-30: the weights never move, so by loss epoch 1 would stay the best; `last` keeps epoch 3."""
+    save = tmp_path / "ckpt.pt"
+    result = run("train", *data, "--save", save, "--epochs", "3", "--lr", "1e-30", "--select", "last", *SMALL)
+    assert result.exit_code == 0, result.output
+    assert load_model_from_checkpoint(save)[1]["epoch"] == 3 and "best epoch 3:" in result.output
+
+
 @pytest.mark.parametrize("flags,message", [
     (["--crop", "1.5"], "--crop must be between 0 (off) and 1"),
     (["--noise", "-1"], "--noise must be >= 0"),

@@ -47,8 +47,9 @@ from .common import ATOL, DEVICE, FILE, cli, log, user_errors
 @click.option("--schedule", type=click.Choice(["plateau", "cosine"]), default="plateau", show_default=True,
               help="Learning rate: halve after 3 epochs without a better val loss, or a cosine decay over --epochs "
                    "(steadier when the validation split is small)")
-@click.option("--select", type=click.Choice(["loss", "accuracy"]), default="loss", show_default=True,
-              help="The epoch kept: lowest val loss, or highest val accuracy (ties: lower val loss)")
+@click.option("--select", type=click.Choice(["loss", "accuracy", "last"]), default="loss", show_default=True,
+              help="The epoch kept: lowest val loss, highest val accuracy (ties: lower val loss), or the last (when "
+                   "the validation is a few trials, e.g. fine-tuning on a new subject's calibration)")
 @click.option("--val-last", is_flag=True, default=False,
               help="Validate on the last --val-split of the trials in file order (a recording's latest), not a random "
                    "split: shows whether the model holds up on later trials (drift)")
