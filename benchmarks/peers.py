@@ -85,9 +85,23 @@ def euclidean_aligned(X: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return out
 
 
+def braindecode_importable() -> None:
+    """braindecode 0.8.1 (the last release without torchaudio, whose wheels do not load beside torch 2.13's CPU
+    build) reads `moabb.datasets.BNCI2014001` when imported; MOABB 1.x (the test extra's) calls it BNCI2014_001.
+    Where MOABB is installed, the old name is given the same dataset class before braindecode is imported."""
+    try:
+        import moabb.datasets as datasets
+    except ImportError:
+        return
+    if not hasattr(datasets, "BNCI2014001"):
+        datasets.BNCI2014001 = datasets.BNCI2014_001
+
+
 def deep_classifier(method: str, n_channels: int, n_times: int, n_classes: int, seed: int = 0) -> Any:
     """braindecode's EEGNetv4 or ShallowFBCSPNet in its EEGClassifier (skorch), the tutorial's training settings."""
     import torch
+
+    braindecode_importable()
     from braindecode import EEGClassifier
     from braindecode.models import EEGNetv4, ShallowFBCSPNet
     from skorch.callbacks import LRScheduler
