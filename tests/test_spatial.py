@@ -218,3 +218,60 @@ def test_mean_alignment_takes_the_electrode_offsets_out_of_slow_potentials(raw_d
         frames, _ = push_in_chunks(OnlineFeatures(recipe, load_alignment(tmp_path / "mean" / "meta.json", recipe)),
                                    data[i], seed=i)
         assert np.abs(frames - X[i]).max() <= 1e-4
+
+
+def test_the_decoder_fits_the_same_filters_and_decides_as_the_commands(raw_dir, tmp_path):
+    """eeg2arm.Decoder on the recordings fits the filters `prepare` fits and gives the model `train` gives; its
+    predictions of a new run are those of the checkpoint on that run prepared --like."""
+    import torch
+
+    from eeg2arm import Decoder
+    from eeg2arm.infer import predict_logits
+    from eeg2arm.checkpoint import load_model_from_checkpoint
+
+    runs = sorted((raw_dir / "eegmmidb" / "S001").glob("*.edf"))
+    recipe = {"prepare": [str(a) for a in (*CUES, *MOTOR, *LEARNED["csp+align"])],
+              "train": ["--frame-embed", "16", "--epochs", "2", "--cnn-time-pool", "1", "--workers", "0",
+                        "--device", "cpu"]}
+    X, meta = prepare(runs[:2], tmp_path / "p", *recipe["prepare"])
+    result = run("train", "--x", tmp_path / "p" / "X.npy", "--y", tmp_path / "p" / "y.npy", "--save",
+                 tmp_path / "cli.pt", "--no-groups", "--classes", 2, "--elec", 3, "--bands", 2, *recipe["train"])
+    assert result.exit_code == 0, result.output
+    decoder = Decoder(recipe).fit([mne.io.read_raw(f, verbose="error") for f in runs[:2]])
+    assert np.array_equal(np.asarray(decoder.meta_["csp_filters"]), np.asarray(meta["csp_filters"]))
+    decoder.save(tmp_path / "decoder.pt")
+    ours, theirs = (torch.load(tmp_path / name, weights_only=True) for name in ("decoder.pt", "cli.pt"))
+    assert all(torch.equal(ours["model_state"][k], theirs["model_state"][k]) for k in ours["model_state"])
+    new, _ = prepare(runs[2:], tmp_path / "new", "--like", tmp_path / "p" / "meta.json")
+    model, _ = load_model_from_checkpoint(tmp_path / "cli.pt")
+    expected = decoder.classes_[predict_logits(model, new).argmax(-1)]
+    assert np.array_equal(decoder.predict([mne.io.read_raw(runs[2], verbose="error")]), expected)
+
+
+def test_a_csp_aligned_model_decides_a_live_lsl_stream_as_its_recording(raw_dir, tmp_path):
+    """The learned recipe on a live stream (an outlet sending the recording at real speed) with the subject's
+    stored alignment: the decisions of the file's replay."""
+    from lsl_amp import Amp
+
+    from eeg2arm.config import EEGConfig
+    from eeg2arm.train import TrainOptions, train
+
+    runs = sorted((raw_dir / "eegmmidb" / "S001").glob("*.edf"))
+    X, _ = prepare(runs[:2], tmp_path / "p", *CUES, *MOTOR, *LEARNED["csp+align"])
+    prepare(runs[2:], tmp_path / "new", "--like", tmp_path / "p" / "meta.json")
+    config = EEGConfig.from_dict({**config_of(tmp_path / "p" / "meta.json").to_dict(), "frame_embed": 16,
+                                  "n_heads": 2})
+    train(X, np.load(tmp_path / "p" / "y.npy"), config, tmp_path / "m.pt", TrainOptions(epochs=2, batch=16,
+                                                                                       workers=0, device="cpu"),
+          echo=lambda s: None)
+    flags = ["--ckpt", tmp_path / "m.pt", "--align-from", tmp_path / "new" / "meta.json", "--duration", 5,
+             "--out-jsonl", "-", "--device", "cpu"]
+    replay = run("stream", "--raw", runs[2], "--fast", *flags)
+    name = f"eeg2arm-csp-{np.random.default_rng().integers(1 << 30)}"
+    with Amp(mne.io.read_raw(runs[2], preload=True, verbose="error"), name):
+        live = run("stream", "--lsl", name, "--lsl-timeout", 20, *flags)
+    assert replay.exit_code == 0 and live.exit_code == 0, live.output
+    rows = [[json.loads(line) for line in r.output.splitlines() if line.startswith("{")] for r in (replay, live)]
+    assert len(rows[0]) == len(rows[1]) >= 9
+    assert [r["decision"] for r in rows[0]] == [r["decision"] for r in rows[1]]
+    assert np.abs(np.array([r["probs"] for r in rows[0]]) - [r["probs"] for r in rows[1]]).max() < 1e-4
