@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mne
@@ -27,7 +25,7 @@ from eeg2arm.realtime.view import open_view
 from eeg2arm.realtime.view.arm import REACH, SPEED, SimulatedArm
 from eeg2arm.realtime.view.events import About, Publisher, channel_sd
 from eeg2arm.realtime.view.feed import Feed
-from test_live import invoke, train_on
+from test_live import invoke, train_on, unique_name
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 HYSTERESIS = ["--enter", 0.6, "--exit", 0.5, "--min-frames", 2]  # the small eyes model's probabilities are mild
@@ -140,6 +138,38 @@ def test_the_view_in_a_real_browser_follows_a_recording_from_one_class_to_the_ot
     assert summary.startswith("feature_frames=") and ended == f"The stream ended. {summary}"
     assert decision_rows(tmp_path / "viewed.jsonl") == decision_rows(tmp_path / "reference.jsonl")
     assert (tmp_path / "view.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_live_lsl_stream_decoded_in_onnx_reaches_the_page_decision_by_decision(open_then_closed, eyes_ckpt,
+                                                                                  tmp_path):
+    """Another source and backend: PlayerLSL replays the recording as a live stream, `stream --lsl --onnx --view`
+    decodes it, and a page (a WebSocket client) gets every decision the stream writes, in order, then the end."""
+    from mne_lsl.player import PlayerLSL
+
+    onnx = tmp_path / "model.onnx"
+    assert invoke("export", "--ckpt", eyes_ckpt, "--out", onnx, "--no-check").exit_code == 0
+    name = unique_name("view")
+    player = PlayerLSL(open_then_closed, chunk_size=16, name=name, source_id=name).start()
+    stream = subprocess.Popen([sys.executable, "-m", "eeg2arm", "stream", "--lsl", name, "--onnx", str(onnx),
+                               "--view", "--view-port", "0", "--duration", "6", "--lsl-timeout", "30",
+                               "--out-jsonl", "-", "--device", "cpu"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        first = stream.stderr.readline()  # (with --out-jsonl -, stdout holds only the JSON lines)
+        url = re.fullmatch(r"view: (http://127\.0\.0\.1:\d+/) \(open it in a browser\)\n", first)
+        assert url, first
+        got = messages_of(url.group(1).replace("http", "ws") + "ws", "end")
+        out, err = stream.communicate(timeout=60)
+    finally:
+        player.stop()
+        stream.kill()
+    assert stream.returncode == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert got[0]["source"] == f"LSL stream {name}" and got[0]["backend"] == f"ONNX Runtime {onnx}"
+    decisions = [m for m in got if m["type"] == "decision"]
+    assert len(rows) == 12 and [(m["index"], m["t"], m["label"], m["probs"]) for m in decisions] == \
+        [(r["index"], round(r["t"], 3), r["label"], [round(p, 4) for p in r["probs"]]) for r in rows]
+    assert got[-1]["type"] == "end" and got[-1]["summary"] == err.strip().splitlines()[-1]
 
 
 def decided(index: int, t: float, probs: list[float], decision: int, label: str,

@@ -15,7 +15,6 @@ came faster than it could tell them (a --fast replay). The Publisher builds them
 from __future__ import annotations
 
 import json
-import time
 from collections import deque
 from dataclasses import dataclass
 

@@ -121,7 +121,7 @@ function drawTraces() {
   const [g, w, h] = canvas("traces");
   const pad = 24, top = 10, end = latest ? latest.t : 0, span = meta.history_s;
   const x = (t) => pad + (w - pad - 4) * (1 - (end - t) / span);
-  const y = (p) => top + (h - top - 16) * (1 - p);
+  const y = (p) => top + (h - top - 26) * (1 - p);
   g.font = "11px system-ui";
   g.fillStyle = "#8b95a3";
   for (const p of [0, 0.5, 1]) g.fillText(p.toFixed(1), 0, y(p) + 4);
@@ -137,7 +137,7 @@ function drawTraces() {
     const d = history[i].decision;
     if (d < 0) continue;
     g.fillStyle = COLORS[d % COLORS.length];
-    g.fillRect(x(history[i - 1].t), h - 14, x(history[i].t) - x(history[i - 1].t), 4);
+    g.fillRect(x(history[i - 1].t), h - 19, x(history[i].t) - x(history[i - 1].t), 5);
   }
   g.lineWidth = 2;
   meta.classes.forEach((_, k) => {
