@@ -140,17 +140,14 @@ def test_the_view_in_a_real_browser_follows_a_recording_from_one_class_to_the_ot
     assert (tmp_path / "view.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_live_lsl_stream_decoded_in_onnx_reaches_the_page_decision_by_decision(open_then_closed, eyes_ckpt,
-                                                                                  tmp_path):
-    """Another source and backend: PlayerLSL replays the recording as a live stream, `stream --lsl --onnx --view`
-    decodes it, and a page (a WebSocket client) gets every decision the stream writes, in order, then the end."""
+def test_a_live_lsl_stream_reaches_the_page_decision_by_decision(open_then_closed, eyes_ckpt, tmp_path):
+    """Another source: PlayerLSL replays the recording as a live stream, `stream --lsl --view` decodes it, and a
+    page (a WebSocket client) gets every decision the stream writes, in order, then the end."""
     from mne_lsl.player import PlayerLSL
 
-    onnx = tmp_path / "model.onnx"
-    assert invoke("export", "--ckpt", eyes_ckpt, "--out", onnx, "--no-check").exit_code == 0
     name = unique_name("view")
     player = PlayerLSL(open_then_closed, chunk_size=16, name=name, source_id=name).start()
-    stream = subprocess.Popen([sys.executable, "-m", "eeg2arm", "stream", "--lsl", name, "--onnx", str(onnx),
+    stream = subprocess.Popen([sys.executable, "-m", "eeg2arm", "stream", "--lsl", name, "--ckpt", str(eyes_ckpt),
                                "--view", "--view-port", "0", "--duration", "6", "--lsl-timeout", "30",
                                "--out-jsonl", "-", "--device", "cpu"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
@@ -165,7 +162,7 @@ def test_a_live_lsl_stream_decoded_in_onnx_reaches_the_page_decision_by_decision
         stream.kill()
     assert stream.returncode == 0, err
     rows = [json.loads(line) for line in out.splitlines()]
-    assert got[0]["source"] == f"LSL stream {name}" and got[0]["backend"] == f"ONNX Runtime {onnx}"
+    assert got[0]["source"] == f"LSL stream {name}" and got[0]["backend"] == f"PyTorch {eyes_ckpt}"
     decisions = [m for m in got if m["type"] == "decision"]
     assert len(rows) == 12 and [(m["index"], m["t"], m["label"], m["probs"]) for m in decisions] == \
         [(r["index"], round(r["t"], 3), r["label"], [round(p, 4) for p in r["probs"]]) for r in rows]
