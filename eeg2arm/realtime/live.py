@@ -66,8 +66,9 @@ class Decided:
     bad_channels: tuple[str, ...] = ()  # the channels replaced at that sample (eeg2arm.realtime.health)
     bad_changed: bool = False  # they differ from the previous decided frame's
     gap: bool = False  # the first decision after a gap that restarted the filters and the decoder
-    recent: np.ndarray | None = field(default=None, repr=False, compare=False)  # the last second of raw µV
-    # (C_in, n) as it came (NaN kept) when the frame was decided, for a display's signal health; never written to
+    # the last second of raw µV (C_in, n) as it came (NaN kept) when the frame was decided, for a display's signal
+    # health (eeg2arm.realtime.view, on another thread: health.py replaces this array, never writes into it)
+    recent: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 class Sink(Protocol):
@@ -109,7 +110,7 @@ def bad_line(t: float, bad: dict[str, str]) -> str:
 
 
 def describe(result: StepResult, index: int, t: float, class_names: tuple[str, ...] | None) -> str:
-    """One printed line for a decision change: `#index` numbers the decisions (the summary's decisions= counts them)."""
+    """One printed line for a decision change; `#index` numbers the decisions (the summary's decisions= counts them)."""
     if result.decision == Hysteresis.UNDECIDED:
         return f"[t={t:.2f}s #{index}] decision=undecided"
     label = f" label={class_names[result.decision]}" if class_names else ""

@@ -36,7 +36,8 @@ function start(m) {
   latest = null;
   pageDropped = 0;
   setStatus("live", "live");
-  $("about").textContent = `${m.source} · ${m.backend} · enter ${m.enter} / exit ${m.exit} over ${m.min_frames} frames`;
+  $("about").textContent =
+    `${m.source} · ${m.backend} · enter ${m.enter} / exit ${m.exit} over ${m.min_frames} frames`;
   $("window").textContent = `(last ${m.history_s} s; dashed: enter ${m.enter}, dotted: exit ${m.exit})`;
   $("legend").replaceChildren(...m.classes.map((name, k) => {
     const span = document.createElement("span");
@@ -70,7 +71,8 @@ function decided(m) {
     : `probability ${m.probs[m.decision].toFixed(3)}`;
   stats(m);
   health(m);
-  $("arm-text").textContent = `x = ${(m.arm.x * 100).toFixed(1)} cm · vx = ${(m.arm.vx * 100).toFixed(2)} cm/s (${m.label})`;
+  $("arm-text").textContent =
+    `x = ${(m.arm.x * 100).toFixed(1)} cm · vx = ${(m.arm.vx * 100).toFixed(2)} cm/s (${m.label})`;
   if (!drawing) {
     drawing = true;
     requestAnimationFrame(() => { drawing = false; drawTraces(); drawArm(); });
@@ -102,7 +104,7 @@ function health(m) {
     cell.lastChild.style.width = `${(level * 100).toFixed(0)}%`;
   }
   const bad = Object.entries(m.bad);
-  $("bad").textContent = bad.length ? "bad channels: " + bad.map(([n, w]) => `${n} (${w})`).join(", ") : "bad channels: none";
+  $("bad").textContent = "bad channels: " + (bad.length ? bad.map(([n, w]) => `${n} (${w})`).join(", ") : "none");
   $("bad").className = bad.length ? "some" : "";
 }
 
@@ -175,7 +177,7 @@ function drawArm() {
 function finish(m, socket) {
   ended = true;
   socket.close();
-  setStatus("ended", m.how === "ended" ? "stream ended" : m.how === "interrupted" ? "stream interrupted" : "stream stopped");
+  setStatus("ended", { ended: "stream ended", interrupted: "stream interrupted" }[m.how] || "stream stopped");
   const box = $("ended");
   box.textContent = `The stream ${m.how === "error" ? "stopped: " + m.error : m.how}. ${m.summary}`;
   box.hidden = false;
