@@ -15,11 +15,11 @@ s.bind(('127.0.0.1', int(sys.argv[1])))" "$1" 2>/dev/null
 }
 port_free "$PORT" || { echo "Error: port $PORT is in use: run PORT=<a free port> make demo" >&2; exit 2; }
 mkdir -p "$OUT"
-export BENTOML_HOME=$PWD/$OUT/bentoml EEG2ARM_ONNX=  # the demo's own model store, served as eeg2arm:latest
+export BENTOML_HOME="$(cd "$OUT" && pwd)/bentoml" EEG2ARM_ONNX=  # the demo's own model store (OUT relative or absolute)
 
 eeg2arm train --x "$DATA/X.npy" --y "$DATA/y.npy" --save "$OUT/ckpt.pt" --classes 2 --elec 32 --bands 4 \
     --epochs "$EPOCHS" --workers 0
-eeg2arm infer --ckpt "$OUT/ckpt.pt" --x "$DATA/X.npy"
+eeg2arm infer --ckpt "$OUT/ckpt.pt" --x "$DATA/X.npy" >"$OUT/predictions.txt"  # one line per window
 eeg2arm export --ckpt "$OUT/ckpt.pt" --out "$OUT/model.onnx" --bentoml
 
 bentoml serve --host 127.0.0.1 --port "$PORT" >"$OUT/serve.log" 2>&1 &
@@ -37,3 +37,15 @@ echo "POST /predict (window 0):"
 curl -sS --fail-with-body -X POST "http://127.0.0.1:$PORT/predict" -H 'Content-Type: application/json' \
     -d @"$OUT/window.json"
 echo
+
+python - "$OUT" "$DATA" <<'EOF'
+import re, sys
+from pathlib import Path
+import numpy as np
+out, data = Path(sys.argv[1]), Path(sys.argv[2])
+pred = [int(m) for m in re.findall(r"pred=(\d+)", (out / "predictions.txt").read_text())]
+y = np.load(data / "y.npy")
+print(f"demo done: accuracy {np.mean(np.array(pred) == y):.3f} on the {len(y)} windows it trained on (a check that "
+      f"every stage runs, not a score); in {out}/: ckpt.pt, model.onnx + model.step.onnx, predictions.txt (one line "
+      f"per window), window.json, serve.log, and the model store bentoml/")
+EOF

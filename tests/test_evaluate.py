@@ -212,6 +212,8 @@ def test_evaluate_report_writes_pngs(grouped_ckpt, mmi, tmp_path):
                     "--report", tmp_path / "report", "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert f"class 0 {MMI_CLASSES[0]}:" in result.output
+    report = tmp_path / "report"
+    assert result.output.splitlines()[-1] == f"wrote {report / 'confusion.png'} and {report / 'training.png'}"
     for name in ("confusion.png", "training.png"):
         path = tmp_path / "report" / name
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

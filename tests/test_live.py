@@ -112,9 +112,9 @@ def test_stream_a_recording_with_checkpoint_and_onnx_alike(eyes_files, eyes_ckpt
     assert decision_lines(outputs["onnx"]) == lines  # the ONNX step graph decides exactly as PyTorch
     assert summary_of(outputs["onnx"]) == (frames, decisions, switches)
     decided = [json.loads(line) for line in (tmp_path / "ckpt.jsonl").read_text().splitlines()]
-    assert [d["frame"] for d in decided] == list(range(decisions))
+    assert [d["index"] for d in decided] == list(range(decisions))
     changes = [d for i, d in enumerate(decided) if d["decision"] != (decided[i - 1]["decision"] if i else -1)]
-    assert [f"[t={d['t']:.2f}s frame {d['frame']}]" for d in changes] == [line.split(" decision")[0] for line in lines]
+    assert [f"[t={d['t']:.2f}s #{d['index']}]" for d in changes] == [line.split(" decision")[0] for line in lines]
     t0 = np.array([d["time"] - d["t"] for d in decided])  # a replay stamps sample j at t0 + (j + 1) / sfreq
     assert np.ptp(t0) < 1e-6 and all(d["label"] in ("undecided", "eyes_open", "eyes_closed") for d in decided)
 
@@ -432,7 +432,7 @@ def test_decisions_go_out_over_lsl_exactly_as_stream_prints_them(raw_dir, mmi_ck
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]  # stdout holds only the JSON lines
     frames, decisions, switches = summary_of(result.stderr)
-    assert len(lines) == decisions == frames // 2 >= 6 and [d["frame"] for d in lines] == list(range(decisions))
+    assert len(lines) == decisions == frames // 2 >= 6 and [d["index"] for d in lines] == list(range(decisions))
 
     got = subscriber.decisions
     assert [stamp for _, stamp in got] == [d["time"] for d in lines]

@@ -237,3 +237,5 @@ def evaluate(ckpt, x_path, y_path, report, groups_path, device) -> None:
                            names)
     for line in format_metrics(metrics):
         click.echo(line)
+    if report is not None:
+        click.echo(f"wrote {report / 'confusion.png'} and {report / 'training.png'}")

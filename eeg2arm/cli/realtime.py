@@ -50,10 +50,18 @@ UNITS = click.option("--units", type=click.Choice(["auto", "uV", "mV", "V"]), de
 @click.option("--align-seconds", type=float, default=None,
               help="A model that aligns each subject: estimate the alignment from the first this many seconds of "
                    "the stream (no decisions before)  [default: 60]")
+@click.option("--view", is_flag=True, default=False,
+              help="Serve a live page of the stream while it runs (decision, probabilities, signal health, a "
+                   "simulated arm): open the printed URL in a browser")
+@click.option("--view-port", type=int, default=None, help="The view's port (0: any free one)  [default: 8765]")
+@click.option("--view-host", default=None,
+              help="The view's address; beyond this machine (e.g. 0.0.0.0) only with EEG2ARM_API_TOKEN set  "
+                   "[default: 127.0.0.1]")
 @DEVICE
 @user_errors
 def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_timeout, units, enter, exit_,
-           min_frames, out_lsl, out_jsonl, renames, rename_file, align_from, align_seconds, device) -> None:
+           min_frames, out_lsl, out_jsonl, renames, rename_file, align_from, align_seconds, view, view_port,
+           view_host, device) -> None:
     """Decode raw EEG frame by frame: print each change of the smoothed decision, then a summary."""
     from ..realtime.live import StreamSummary, open_decoder, open_features, run_stream
     from ..realtime.names import parse_renames
@@ -65,6 +73,10 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
         raise UserInputError("give exactly one source: --raw FILE or --lsl NAME")
     if chunk <= 0 or (duration is not None and duration <= 0) or (align_seconds is not None and align_seconds <= 0):
         raise UserInputError("--chunk, --duration and --align-seconds must be positive numbers of seconds")
+    if not view and (view_port is not None or view_host is not None):
+        raise UserInputError("--view-port and --view-host go with --view")
+    if view_port is not None and not 0 <= view_port <= 65535:
+        raise UserInputError(f"--view-port {view_port} is not a port: give 1-65535, or 0 for any free one")
     hysteresis = Hysteresis(enter, exit_, min_frames)  # UserInputError naming enter/exit/min_frames
     renames = parse_renames(renames, rename_file)
     echo = functools.partial(click.echo, err=out_jsonl == "-")  # stdout carries only JSON lines then
@@ -76,10 +88,18 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
         source = f"LSL stream {lsl_name}" if lsl_name is not None else str(raw_path)
         # before the source connects, so that a controller can subscribe before the first decision
         sinks = open_sinks(stack, out_lsl, out_jsonl, decoder.config, source, hysteresis)
+        summary = StreamSummary()
+        if view:
+            from ..realtime.view import open_view
+
+            backend = f"server {url}" if url else f"ONNX Runtime {onnx_path}" if onnx_path else f"PyTorch {ckpt}"
+            page = open_view(stack, decoder.config, online.recipe.input_channels, hysteresis, source, backend,
+                             summary, view_host, view_port)
+            sinks.append(page)
+            echo(f"view: {page.url} (open it in a browser)")
         chunks = (recording_chunks(raw_path, decoder.config, chunk, not fast, renames) if raw_path is not None
                   else lsl_chunks(lsl_name, decoder.config, lsl_timeout, units, renames))
         stack.callback(chunks.close)  # disconnects an LSL stream
-        summary = StreamSummary()
         try:
             run_stream(chunks, decoder, echo, duration, summary, sinks, online)
         except UserInputError:  # e.g. a live stream that fell silent: what was decoded until then still counts

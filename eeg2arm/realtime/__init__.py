@@ -10,6 +10,7 @@ A map, in the order a sample travels (`eeg2arm stream` wires them together in `l
     smoothing.py  Hysteresis: per-frame probabilities -> a steady decision, so the arm does not jitter
     live.py       run_stream and open_decoder: the loop, each decision's timestamp, the summary, the backend
     outlet.py     decisions out: an LSL stream (probabilities + decision, markers on change) and JSON lines
+    view/         `stream --view`: a live page of the stream in a browser (its __init__ maps it)
 
 and beside the loop, `eeg2arm record` (a live EEG stream + a cue-marker stream -> one FIF file):
 

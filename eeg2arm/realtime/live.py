@@ -38,8 +38,8 @@ class Decoder(Protocol):
 
 @dataclass
 class StreamSummary:
-    feature_frames: int = 0  # feature frames computed (frame_step apart)
-    decisions: int = 0  # pooled frames decided (one StepResult each: the `frame` of each decision line)
+    feature_frames: int = 0  # band-power frames computed (frame_step apart)
+    decisions: int = 0  # decisions made, one per cnn_time_pool feature frames (numbered `#K` / "index" from 0)
     switches: int = 0  # changes of the smoothed decision (undecided counts as a state)
     gaps: int = 0  # gaps too long to bridge: the filters and the decoder started again after each
     latencies_ms: list[float] = field(default_factory=list)  # chunk in -> its decisions out
@@ -62,9 +62,13 @@ class Decided:
     t: float  # s into the stream at which the frame is complete (the end of its last sample)
     stamp: float  # LSL timestamp (local clock) of that last sample: what the decision is based on
     label: str  # class name of result.decision, "undecided" for Hysteresis.UNDECIDED
+    index: int  # the decision's number in the stream, from 0 (a gap restarts the decoder, not this count)
     bad_channels: tuple[str, ...] = ()  # the channels replaced at that sample (eeg2arm.realtime.health)
     bad_changed: bool = False  # they differ from the previous decided frame's
     gap: bool = False  # the first decision after a gap that restarted the filters and the decoder
+    # the last second of raw µV (C_in, n) as it came (NaN kept) when the frame was decided, for a display's signal
+    # health (eeg2arm.realtime.view, on another thread: health.py replaces this array, never writes into it)
+    recent: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 class Sink(Protocol):
@@ -105,12 +109,12 @@ def bad_line(t: float, bad: dict[str, str]) -> str:
     return f"[t={t:.2f}s] bad channels: {listed or 'none'}" + (" (replaced from the others)" if bad else "")
 
 
-def describe(result: StepResult, t: float, class_names: tuple[str, ...] | None) -> str:
-    """One printed line for a decision change."""
+def describe(result: StepResult, index: int, t: float, class_names: tuple[str, ...] | None) -> str:
+    """One printed line for a decision change; `#index` numbers the decisions (the summary's decisions= counts them)."""
     if result.decision == Hysteresis.UNDECIDED:
-        return f"[t={t:.2f}s frame {result.frame}] decision=undecided"
+        return f"[t={t:.2f}s #{index}] decision=undecided"
     label = f" label={class_names[result.decision]}" if class_names else ""
-    return (f"[t={t:.2f}s frame {result.frame}] decision={result.decision}{label} "
+    return (f"[t={t:.2f}s #{index}] decision={result.decision}{label} "
             f"conf={result.probs[result.decision]:.4f}")
 
 
@@ -189,18 +193,18 @@ class StreamRun:
 
     def send(self, result: StepResult, end: int, stamp: float) -> None:
         """One decided frame (its last sample `end` - 1 from the stream's first) to the sinks, a line on a change."""
-        t, bad = self.seconds(end), tuple(self.repair.bad_at(end - 1))
+        t, bad, index = self.seconds(end), tuple(self.repair.bad_at(end - 1)), self.summary.decisions
         self.summary.decisions += 1
         changed = result.decision != self.decision
-        decided = Decided(result, t, float(stamp), label_of(result.decision, self.config.class_names), bad,
-                          bad != self.bad, self.after_gap)
+        decided = Decided(result, t, float(stamp), label_of(result.decision, self.config.class_names), index, bad,
+                          bad != self.bad, self.after_gap, self.repair.recent)
         self.bad, self.after_gap = bad, False
         for sink in self.sinks:
             sink.send(decided, changed)
         if changed:
             self.summary.switches += 1
             self.decision = result.decision
-            self.echo(describe(result, t, self.config.class_names))
+            self.echo(describe(result, index, t, self.config.class_names))
 
 
 def run_stream(chunks: Iterable[Chunk], decoder: Decoder, echo: Callable[[str], None] = print,

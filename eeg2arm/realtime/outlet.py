@@ -13,7 +13,8 @@ it comes with: the decision's class name, or "undecided" when it is released, ea
 
 A subscriber's latency is its local_clock() at arrival minus the timestamp (plus its inlet's time_correction()
 when it runs on another machine). JSON lines carry the same per frame: {"time": LSL timestamp, "t": s into the
-stream, "frame" (the decision's index), "probs", "decision", "label", "bad_channels": [names], "gap": bool}.
+stream, "index" (the decision's number from 0: `#K` in the printed lines), "probs", "decision", "label",
+"bad_channels": [names], "gap": bool}.
 """
 from __future__ import annotations
 
@@ -114,7 +115,7 @@ class JsonLines:
     def send(self, decided: Decided, changed: bool) -> None:
         self.file = self.file or self._open()
         r = decided.result
-        line = {"time": decided.stamp, "t": round(decided.t, 6), "frame": r.frame, "probs": r.probs.tolist(),
+        line = {"time": decided.stamp, "t": round(decided.t, 6), "index": decided.index, "probs": r.probs.tolist(),
                 "decision": r.decision, "label": decided.label, "bad_channels": list(decided.bad_channels),
                 "gap": decided.gap}
         self.file.write(json.dumps(line) + "\n")
