@@ -84,9 +84,8 @@ def open_eeg(name: str, timeout: float) -> tuple:
         inlet.close_stream()
         raise
     scale = to_volts(info)[None, :]  # (1, C): the stream's units -> SI, as FIF stores them
-    with info._unlock():
-        for ch in info["chs"]:
-            ch["unit_mul"] = 0
+    for ch in info["chs"]:  # the channels' own entries: Info's lock guards only its top-level keys
+        ch["unit_mul"] = 0
     fmt = "double" if inlet.dtype in (np.float64, "float64") else "single"
     return inlet, info, scale, fmt
 
@@ -149,8 +148,7 @@ class Session:
         if cut:
             if self.first_stamp is None:
                 self.first_stamp = float(stamps[0])
-                with self.info._unlock():
-                    self.info["meas_date"] = datetime_of(self.first_stamp)
+                self.info.set_meas_date(datetime_of(self.first_stamp))
             self.heard = now
             self.timeline.add(summary.samples, stamps[:cut])
             self.recorder.add((samples[:cut] * self.scale).T)
