@@ -39,6 +39,7 @@ class WindowBatcher:
         return await future
 
     async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
             while self._queue:
                 batch, frames = [], 0
@@ -46,8 +47,8 @@ class WindowBatcher:
                     X, future = self._queue.popleft()
                     batch.append((X, future))
                     frames += _frames(X)
-                try:
-                    outs = await asyncio.to_thread(self.run_grouped, [X for X, _ in batch])
+                try:  # in a worker thread: the event loop goes on parsing the next requests meanwhile
+                    outs = await loop.run_in_executor(None, self.run_grouped, [X for X, _ in batch])
                 except Exception as e:  # noqa: BLE001 - each waiting request gets the model's error
                     for _, future in batch:
                         if not future.done():
