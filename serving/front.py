@@ -1,7 +1,8 @@
 """The first of the service's own layers (added first with `add_asgi_middleware`): every HTTP answer goes out in one
 error shape with one log line (serving/errors.py); a request whose Host this server does not answer to is 403; a
 path ending in "/" (but "/" itself) is 404, where Starlette would redirect it to the path without the slash at
-whatever Host the request named.
+whatever Host the request named; a WebSocket handshake for a path that serves none is 404 (BentoML's router would
+close it, which uvicorn answers 403).
 
 DNS rebinding lets a web page of evil.example, whose name the attacker then points at 127.0.0.1, call this server
 from the victim's browser as its own origin (Host: evil.example:3000); the cross-origin check cannot see it.
@@ -36,9 +37,10 @@ def host_allowed(host: bytes | None, names: frozenset[str]) -> bool:
 
 
 class Front:
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, websockets: frozenset[str]) -> None:
         self.app = app
         self.hosts = frozenset(settings.allowed_hosts)
+        self.websockets = websockets  # the paths of the WebSocket routes
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -47,7 +49,8 @@ class Front:
             return await self.app(scope, receive, send)
         if not host_allowed(_header(scope, b"host"), self.hosts):
             refusal = 403, WRONG_HOST
-        elif scope["path"] != "/" and scope["path"].endswith("/"):
+        elif (scope["path"] != "/" and scope["path"].endswith("/")) or \
+                (scope["type"] == "websocket" and scope["path"] not in self.websockets):
             refusal = 404, NOT_FOUND
         else:
             return await self.app(scope, receive, send)

@@ -38,7 +38,7 @@ from .guard import BodyRule, Guard
 from .json_scan import JsonBound, frames_bound, windows_bound
 from .model_source import check_model, model_identity, resolve_onnx, store_model
 from .openapi import document
-from .routes import make_routes
+from .routes import WEBSOCKETS, make_routes
 from .settings import Settings
 from .startup import one_line_errors, warn_if_exposed
 from .streams import NO_STEP_GRAPH, StreamNotFound, StreamTable, TooManyStreams, as_json
@@ -227,7 +227,7 @@ def client_errors() -> Iterator[None]:
 
 
 # BentoML puts its own middleware (metrics, tracing, timeout) outside these; of ours, the first added is outermost.
-EEG2Arm.add_asgi_middleware(Front, settings=SETTINGS)
+EEG2Arm.add_asgi_middleware(Front, settings=SETTINGS, websockets=WEBSOCKETS)
 EEG2Arm.add_asgi_middleware(Guard, settings=SETTINGS, rules={
     "/predict": BodyRule(JSON, windows_bound(SETTINGS, MODEL_CONFIG)),
     "/predict_npy": BodyRule("application/octet-stream"),
