@@ -28,6 +28,11 @@ from serving.errors import NOT_FOUND
 from serving.front import WRONG_HOST
 
 REPO = Path(__file__).resolve().parents[1]
+TOKEN = "s3cret-token-for-tests"
+# two workers, a token, small limits, 1 s to send a body: test_service_safety's `tight` server and the container's
+TIGHT = {"EEG2ARM_WORKERS": "2", "EEG2ARM_MAX_T": "16", "EEG2ARM_MAX_WINDOWS": "4", "EEG2ARM_MAX_FRAMES": "64",
+         "EEG2ARM_MAX_STREAM_FRAMES": "8", "EEG2ARM_BODY_TIMEOUT_S": "1", "EEG2ARM_API_TOKEN": TOKEN,
+         "EEG2ARM_ALLOWED_HOSTS": "arm.lab.example, eeg2arm"}
 JSON = {"Content-Type": "application/json"}
 NPY = {"Content-Type": "application/octet-stream"}
 POST_ROUTES = {"/predict": JSON, "/predict_npy": NPY, "/stream/open": JSON, "/stream/step": JSON,

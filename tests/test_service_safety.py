@@ -26,16 +26,9 @@ from serving.local_server import peak_rss_kb, serve, worker_process
 from serving.settings import Settings
 
 import attacks  # tests/attacks.py
-from attacks import Target
+from attacks import JSON, NPY, TIGHT, TOKEN, Target
 
-TOKEN = "s3cret-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-JSON = {"Content-Type": "application/json"}
-NPY = {"Content-Type": "application/octet-stream"}
-# two workers, a token, small limits, 1 s to send a body: also the container's settings (tests/test_container.py)
-TIGHT = {"EEG2ARM_WORKERS": "2", "EEG2ARM_MAX_T": "16", "EEG2ARM_MAX_WINDOWS": "4", "EEG2ARM_MAX_FRAMES": "64",
-         "EEG2ARM_MAX_STREAM_FRAMES": "8", "EEG2ARM_BODY_TIMEOUT_S": "1", "EEG2ARM_API_TOKEN": TOKEN,
-         "EEG2ARM_ALLOWED_HOSTS": "arm.lab.example, eeg2arm"}
 
 npy_bytes = attacks.npy_bytes
 
