@@ -42,7 +42,8 @@ from .routes import WEBSOCKETS, make_routes
 from .settings import Settings
 from .startup import one_line_errors, warn_if_exposed
 from .streams import NO_STEP_GRAPH, StreamNotFound, StreamTable, TooManyStreams, as_json
-from .windows import TooLarge, frames_from_json, return_logits_query, windows_from_json, windows_from_npy
+from .windows import (TooLarge, check_outputs, frames_from_json, return_logits_query, windows_from_json,
+                      windows_from_npy)
 
 with bentoml.importing():
     import onnxruntime
@@ -88,7 +89,7 @@ class EEG2Arm:
         path = resolve_onnx(self.onnx_model)
         self.config, meta = read_onnx_metadata(path)
         self.version = meta["version"]
-        self.labels = list(self.config.class_names or map(str, range(self.config.n_classes)))  # class k's name
+        self.labels = self.config.labels  # class k's name
         self.model = model_identity(path, self.onnx_model, meta.get("export_id", ""))
         ClientErrorTraceback.install()
         if importlib.util.find_spec("nvidia") is not None:  # CUDA/cuDNN installed as pip wheels (the GPU bento)
@@ -111,6 +112,8 @@ class EEG2Arm:
     async def _predict(self, X: np.ndarray, return_logits: bool) -> dict[str, list]:
         out = await (self.batcher(X) if SETTINGS.batching  # (B, 2, K), computed in a worker thread
                      else asyncio.get_running_loop().run_in_executor(None, self._run, X))
+        with client_errors():
+            check_outputs(out, X)
         logits, probs = out[:, 0], out[:, 1]
         pred = probs.argmax(axis=1).tolist()
         answer = {"pred": pred, "conf": probs[np.arange(len(pred)), pred].tolist(), "probs": probs.tolist(),

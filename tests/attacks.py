@@ -182,10 +182,13 @@ def huge_fields_are_refused_without_an_echo_in_one_log_line(target: Target) -> N
     assert sum("POST /stream/step -> 400: session: String should have at most 43" in line for line in lines) == 1
 
 
-def nested_json_is_refused_before_it_is_parsed(target: Target, window: np.ndarray) -> None:
+def nested_json_is_refused_before_it_is_parsed(target: Target, window: np.ndarray,
+                                               nests: int = (16 * 2**20 - 20) // (len(NEST) + 1)) -> None:
     """A body of nested empty lists has few commas: parsed, 16 MiB of it took 7 s and 1.6 GB of the worker. Its
-    lists and its depth are counted from its bytes first (review U2); a deep body never reaches a parser (U6)."""
-    nested = '{"x": [' + ",".join([NEST] * ((16 * 2**20 - 20) // (len(NEST) + 1))) + "]}"  # 16 MiB of empty lists
+    lists and its depth are counted from its bytes first (review U2); a deep body never reaches a parser (U6).
+    `nests` lists of 30 levels: as many as 16 MiB hold for the default limits; under EEG2ARM_MAX_FRAMES's count of
+    numbers (commas), above its count of lists, for smaller ones."""
+    nested = '{"x": [' + ",".join([NEST] * nests) + "]}"
     peak = target.worker_peak_mb() if target.worker_peak_mb else 0.0
     cases = [  # body, status, fragment
         (nested, 413, "lists it can use (EEG2ARM_MAX_FRAMES)"),

@@ -110,6 +110,10 @@ def test_bentoml_endpoints_keep_working(server):
     assert metrics.status_code == 200 and "bentoml_service_request_total" in metrics.text
     spec = requests.get(f"{server}/docs.json", timeout=10).json()
     assert {"/predict", "/predict_npy"} <= set(spec["paths"])
+    for route in ("/predict", "/predict_npy"):  # the answer's contract, labels included (schemathesis checks it)
+        answer = spec["paths"][route]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert answer["required"] == ["pred", "conf", "probs", "labels"]
+        assert answer["properties"]["labels"]["items"]["enum"] == ["0", "1"]
     assert "swagger" in requests.get(f"{server}/", timeout=10).text.lower()
     docs = requests.get(f"{server}/docs", timeout=10)  # follows our redirect to BentoML's Swagger UI
     assert docs.status_code == 200 and "swagger" in docs.text.lower() and docs.history[0].status_code == 307
@@ -145,6 +149,31 @@ def test_non_finite_values_are_400(server, bandpower, token):
     assert r.status_code == 400, r.text
     assert "1 NaN/Inf values" in r.text and "sample 0" in r.text
     assert post(server, _window(bandpower)).status_code == 200
+
+
+@pytest.mark.parametrize("token", ["3e38", "-1e16"])  # finite in float32, beyond what the model can add up
+def test_values_beyond_1e15_are_400_never_null_probabilities(server, bandpower, token):
+    """A window with values near float32's limit made every probability NaN, answered 200 with nulls (issue 17's
+    OpenAPI check): such values are refused before the model, in JSON and .npy alike."""
+    r = requests.post(f"{server}/predict", data=_nan_body(_window(bandpower), token),
+                      headers={"Content-Type": "application/json"}, timeout=10)
+    assert r.status_code == 400 and "1 values beyond ±1e+15 (first in sample 0)" in r.json()["error"], r.text
+    X = bandpower[0][:3].copy()
+    X[2, 0, 0, 0] = float(token)
+    r = requests.post(f"{server}/predict_npy", data=npy_bytes(X), headers=NPY, timeout=10)
+    assert r.status_code == 400 and "(first in sample 2)" in r.json()["error"], r.text
+    assert post(server, _window(bandpower)).status_code == 200
+
+
+def test_outputs_that_are_not_numbers_are_a_client_error_naming_the_window():
+    """What the model answers is checked too: a window it cannot compute is 400, never null probabilities."""
+    from serving.windows import check_outputs
+
+    X = np.ones((3, 32, 4, 15), np.float32)
+    X[1] *= 1e14
+    check_outputs(np.ones((3, 2, 2)), X)
+    with pytest.raises(UserInputError, match=r"window 1 drives the model to NaN/Inf outputs: its values \(up to 1e\+14"):
+        check_outputs(np.array([[[0.5, 0.5]] * 2, [[np.nan, np.nan]] * 2, [[0.5, 0.5]] * 2]), X)
 
 
 @pytest.mark.parametrize("case", list(BAD_JSON))

@@ -144,6 +144,7 @@ def test_bad_frames_are_400_and_the_session_goes_on_unchanged(server, bandpower,
         "missing frames": ({"session": session}, "frames"),
         **{token: (_nan_body(session, frames[..., 0], token), "1 NaN/Inf values")
            for token in ("NaN", "Infinity", "1e39")},
+        "3e38": (_nan_body(session, frames[..., 0], "3e38"), "1 values beyond ±1e+15 (first in frame 0)"),
     }
     results = []
     with requests.Session() as http:
