@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -41,10 +42,15 @@ PLATFORMS = {  # name -> (platform_system, platform_machine, wheel tags, ONNX Ru
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    """eeg2arm's wheel, built from this checkout as `pip install eeg2arm` would get it."""
-    out = tmp_path_factory.mktemp("wheel")
+    """eeg2arm's wheel, built as `pip install eeg2arm` would get it, from a copy of this checkout's sources (a build
+    writes its build/ and egg-info folders beside them)."""
+    source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    for package in ("eeg2arm", "export", "serving"):
+        shutil.copytree(REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
-                    str(REPO)], check=True, capture_output=True, timeout=300)
+                    str(source)], check=True, capture_output=True, timeout=300)
     return next(out.glob("eeg2arm-*.whl"))
 
 
