@@ -137,9 +137,11 @@ class Answers:
         self._log(message)
 
     def _log(self, reason: str | None) -> None:
-        ms = (time.perf_counter() - self.started) * 1e3
-        line = f"{self.scope['method']} {loggable(self.scope['path'])} -> {self.status}"
-        log.info(f"{line}: {loggable(reason, 200)}" if reason is not None else f"{line} ({ms:.1f} ms)")
+        method, path = self.scope["method"], loggable(self.scope["path"])
+        if reason is None:
+            log.info("%s %s -> %d (%.1f ms)", method, path, self.status, (time.perf_counter() - self.started) * 1e3)
+        else:
+            log.info("%s %s -> %d: %s", method, path, self.status, loggable(reason, 200))
 
 
 class ClientErrorTraceback(logging.Filter):
