@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, requires, version
 from pathlib import Path
 
@@ -63,23 +64,37 @@ def registry_unreachable() -> str | None:
     return None
 
 
-@pytest.mark.parametrize("name", list(PLATFORMS))
-def test_pip_install_resolves_on_every_platform(wheel, tmp_path, name):
-    """onnxruntime-gpu was a hard dependency: pip install of the wheel failed to resolve on macOS and ARM Linux
-    (issue 17). It must resolve on all three, with the ONNX Runtime build that exists there."""
-    reason = registry_unreachable()
-    if reason:
-        pytest.skip(reason)
-    system, machine, tags, runtime = PLATFORMS[name]
-    (tmp_path / "sitecustomize.py").write_text(SHIM.format(system=system, machine=machine))
-    report = tmp_path / "report.json"
+def resolve(wheel: Path, folder: Path, system: str, machine: str, tags: list[str]) -> tuple[str, dict | None]:
+    """(pip's stderr, its --report or None when it failed) for installing `wheel` on the target platform."""
+    (folder / "sitecustomize.py").write_text(SHIM.format(system=system, machine=machine))
+    report = folder / "report.json"
     done = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--only-binary=:all:",
          *(arg for tag in tags for arg in ("--platform", tag)), "--python-version", "3.11", "--implementation", "cp",
-         "--target", str(tmp_path / "target"), "--report", str(report), "--quiet", str(wheel)],
-        env={**os.environ, "PYTHONPATH": str(tmp_path)}, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(report.read_text())
+         "--target", str(folder / "target"), "--report", str(report), "--quiet", str(wheel)],
+        env={**os.environ, "PYTHONPATH": str(folder)}, capture_output=True, text=True, timeout=900)
+    return done.stderr, json.loads(report.read_text()) if done.returncode == 0 else None
+
+
+@pytest.fixture(scope="module")
+def resolutions(wheel, tmp_path_factory) -> dict[str, tuple[str, dict | None]]:
+    """Each platform's resolution, the three at once (pip waits on the registry, not on the CPU)."""
+    reason = registry_unreachable()
+    if reason:
+        pytest.skip(reason)
+    with ThreadPoolExecutor(len(PLATFORMS)) as pool:
+        futures = {name: pool.submit(resolve, wheel, tmp_path_factory.mktemp(name), system, machine, tags)
+                   for name, (system, machine, tags, _) in PLATFORMS.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+@pytest.mark.parametrize("name", list(PLATFORMS))
+def test_pip_install_resolves_on_every_platform(resolutions, name):
+    """onnxruntime-gpu was a hard dependency: pip install of the wheel failed to resolve on macOS and ARM Linux
+    (issue 17). It must resolve on all three, with the ONNX Runtime build that exists there."""
+    system, machine, _, runtime = PLATFORMS[name]
+    stderr, result = resolutions[name]
+    assert result is not None, stderr[-3000:]
     assert (result["environment"]["platform_system"], result["environment"]["platform_machine"]) == (system, machine)
     installed = {item["metadata"]["name"].lower().replace("_", "-"): item for item in result["install"]}
     other = "onnxruntime" if runtime == "onnxruntime-gpu" else "onnxruntime-gpu"
