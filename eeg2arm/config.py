@@ -113,6 +113,11 @@ class EEGConfig:
         return self.input_channels or self.channel_names
 
     @property
+    def labels(self) -> list[str]:
+        """Class k's name: class_names[k], or k as a string for a model trained without names."""
+        return list(self.class_names or [str(k) for k in range(self.n_classes)])
+
+    @property
     def min_frames(self) -> int:
         """The shortest T the model accepts: one pooled frame, or the whole clip when clip_length is set."""
         return self.clip_length if self.clip_length is not None else self.cnn_time_pool

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from .config import EEGConfig
 from .errors import UserInputError
@@ -158,6 +157,8 @@ def split_indices(y: np.ndarray, val_split: float, seed: int, groups: np.ndarray
                   last: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Train/val indices: stratified random split, by group (no group on both sides) when groups are given, or with
     `last` the last trials in file order (time order within a recording) validate, as later sessions would."""
+    from sklearn.model_selection import GroupShuffleSplit, train_test_split  # here: the service needs no sklearn
+
     n = len(y)
     if not 0.0 < val_split < 1.0:
         raise UserInputError(f"--val-split must be between 0 and 1 (exclusive), got {val_split}")

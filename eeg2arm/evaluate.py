@@ -138,7 +138,7 @@ def evaluate(ckpt: str | Path, X: np.ndarray, y: np.ndarray, report: str | Path 
     if data_meta:
         check_data_meta(config, data_meta)
     y_pred = predict_logits(model.to(resolve_device(device)), X).argmax(axis=-1)
-    names = list(config.class_names or [str(k) for k in range(config.n_classes)])
+    names = config.labels
     metrics = classification_metrics(y, y_pred, names)
     if groups is not None:
         metrics["groups"] = group_metrics(y, y_pred, groups, group_names)

@@ -25,6 +25,8 @@ CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 ORT_DEFAULT_SEVERITY = 2  # warning: ONNX Runtime's own default, restored after a CUDA probe
 ORT_ERRORS = (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidGraph,
               ort.capi.onnxruntime_pybind11_state.InvalidProtobuf, ort.capi.onnxruntime_pybind11_state.NotImplemented)
+RUN_ERRORS = (ort.capi.onnxruntime_pybind11_state.InvalidArgument,  # what session.run raises besides ORT_ERRORS
+              ort.capi.onnxruntime_pybind11_state.RuntimeException)
 
 
 def session_options(intra_op_num_threads: int = 1) -> ort.SessionOptions:

@@ -1,19 +1,18 @@
-"""How many request bodies a worker works on at once: at most EEG2ARM_MAX_INFLIGHT_MB of them, in arrival order.
+"""Bytes of request bodies a worker holds at once: at most `capacity`, in arrival order.
 
-    budget = BodyBudget(32 * MiB)
+    budget = BodyBudget(32 * MiB, uncounted=0)
     if await budget.acquire(content_length, wait_s=10):     # False: it waited wait_s in vain -> 503
         try:
-            ...  # read and parse the body, run the model
+            ...  # read, parse, run the model
         finally:
             budget.release(content_length)
 
 The request limits bound one request (about 100 MB of memory for the largest), not how many arrive together: a
-body is held in a few copies while it is read and parsed, so 32 concurrent bodies of the largest size grew one
-worker by 1.27 GB. The budget counts the declared bytes of the bodies being read or worked on; a body that does
-not fit waits until earlier ones are answered (first come, first served: small bodies cannot starve a large one).
-Bodies of up to `uncounted` bytes (1 MiB: hundreds of windows of the demo model) are never counted nor kept
-waiting, so clients that send large bodies slowly, holding the budget until their body timeout, can delay only
-other large bodies.
+body is held in a few copies while it is read and parsed, so many concurrent bodies add up (32 of the largest grew
+one worker by 1.27 GB, 128 of 1 MB by 1 GB). A budget counts the declared bytes of the bodies it holds; a body that
+does not fit waits until earlier ones are released (first come, first served: small bodies cannot starve a large
+one). Bodies of up to `uncounted` bytes pass without being counted nor kept waiting. serving/guard.py holds two
+budgets: one while large bodies arrive, one while every body is worked on.
 """
 from __future__ import annotations
 
@@ -22,7 +21,7 @@ from collections import deque
 
 
 class BodyBudget:
-    def __init__(self, capacity: int, uncounted: int = 2**20) -> None:
+    def __init__(self, capacity: int, uncounted: int = 0) -> None:
         self.capacity = capacity  # bytes of bodies in work at once (at least one body of the largest size)
         self.uncounted = uncounted  # bodies this small pass uncounted
         self.used = 0

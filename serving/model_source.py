@@ -6,10 +6,13 @@ EEG2ARM_ONNX at an exported file before `bentoml serve`.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from eeg2arm.config import EEGConfig
 from eeg2arm.errors import UserInputError
@@ -79,12 +82,12 @@ def resolve_onnx(model: "bentoml.models.BentoModel | bentoml.Model | None") -> P
 
 
 def check_model(path: Path) -> EEGConfig:
-    """Load the model as the service will, on CPU, and return its config; UserInputError with the reason when it
-    cannot be served (not ONNX, the step graph itself, external data ONNX Runtime refuses, a step graph from
-    another export, ...).
+    """Load the model as the service will, on CPU, run it once, and return its config; UserInputError with the
+    reason when it cannot be served (not ONNX, the step graph itself, external data ONNX Runtime refuses, a graph
+    that does not run on windows of its metadata's shape, a step graph from another export, ...).
 
-    The service calls this in its class body, so a bad model stops `bentoml serve` in its first process with that
-    reason; found in a worker's __init__, it would restart the worker forever.
+    The service calls this when its module is imported, so a bad model stops `bentoml serve` in its first process
+    with that reason; found in a worker's __init__, it would restart the worker forever.
     """
     from export.metadata import check_batch_graph, read_onnx_metadata
     from export.session import make_session
@@ -93,9 +96,45 @@ def check_model(path: Path) -> EEGConfig:
     config, meta = read_onnx_metadata(path)
     check_batch_graph(meta, path)
     check_external_data(path)
-    make_session(path, "cpu")
+    check_graph_runs(make_session(path, "cpu"), config, path)
     step_beside(path, "cpu")
     return config
+
+
+def check_graph_runs(session: Any, config: EEGConfig, path: Path) -> None:
+    """UserInputError unless the graph answers two windows of its metadata's shape (2, C, F, min_T) with finite
+    probabilities (2, K): a graph from another model than its metadata would start, then answer every request 500."""
+    from export.session import ORT_ERRORS, RUN_ERRORS
+
+    shape = (2, config.n_electrodes, config.n_bands, config.min_frames)
+    x = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    problem = None
+    try:
+        probs = session.run(["probs"], {"x": x})[0]
+    except (*ORT_ERRORS, *RUN_ERRORS) as e:
+        problem = str(e).strip().splitlines()[0][:160]
+    else:
+        if probs.shape != (2, config.n_classes) or not np.isfinite(probs).all():
+            problem = f"probabilities of shape {probs.shape}, not (2, {config.n_classes}) finite values"
+    if problem is not None:
+        raise UserInputError(f"{path}: its graph does not answer windows of its metadata's shape {shape} ({problem}): "
+                             f"the graph and its metadata belong to different models; export the model again")
+
+
+def model_identity(path: Path, model: "bentoml.Model | None", export_id: str) -> dict[str, str]:
+    """What /metadata says the model is, never where it lies: the store's name and version (for a file: its name
+    and the export's id) and the SHA-256 of its content (model.onnx and any external data files, in name order)."""
+    import onnx
+
+    digest = hashlib.sha256(path.read_bytes())
+    proto = onnx.load(path, load_external_data=False)
+    locations = {e.value for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
+                 for e in t.external_data if e.key == "location"}
+    for location in sorted(locations):
+        digest.update((path.parent / location).read_bytes())
+    if model is None:
+        return {"name": path.name, "version": export_id, "sha256": digest.hexdigest(), "source": "file"}
+    return {"name": model.tag.name, "version": model.tag.version, "sha256": digest.hexdigest(), "source": "store"}
 
 
 def check_external_data(path: Path) -> None:

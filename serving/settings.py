@@ -19,6 +19,10 @@ from eeg2arm.errors import UserInputError
 MiB = 2**20
 OPEN_PATHS = frozenset({"/livez", "/readyz"})  # the health probes: they answer without the token
 MIN_TOKEN = 16  # characters of EEG2ARM_API_TOKEN: `openssl rand -hex 32` gives 64
+# A WebSocket message's limit stays below uvicorn's own (its ws_max_size, 16 MiB, which BentoML gives no way to set):
+# over ours the service closes the connection with 1009 once the message is read, which the client receives; over
+# uvicorn's, uvicorn closes the socket while the client is still sending, and the close frame is mostly lost.
+MAX_MESSAGE_BYTES = 8 * MiB
 
 
 def env_number(name: str, default: float, kind: type = int) -> float:
@@ -76,7 +80,7 @@ class Settings:
     max_stream_frames: int = 1024  # frames per stream step (HTTP request or WebSocket message)
     max_body_bytes: int = 16 * MiB  # one request body
     max_inflight_bytes: int = 32 * MiB  # the bodies a worker works on at once (serving/budget.py)
-    body_timeout_s: float = 10.0  # to send a whole request (headers and body), else 408 / connection closed
+    body_timeout_s: float = 10.0  # to send a request's body, else 408 (its headers: the proxy's, deploy/)
     max_streams: int = 64  # open stream sessions per worker
     stream_idle_s: float = 60.0  # a stream session idle this long is closed
     workers: int = 1  # server processes
@@ -108,8 +112,13 @@ class Settings:
                                  f"size could never be worked on; raise the first or lower the second")
         return settings
 
+    @property
+    def max_message_bytes(self) -> int:
+        """One WebSocket message: EEG2ARM_MAX_BODY_MB, at most MAX_MESSAGE_BYTES."""
+        return min(self.max_body_bytes, MAX_MESSAGE_BYTES)
+
     def limits(self) -> dict[str, float]:
         """The per-request limits and timeouts, as /metadata lists them."""
         names = ("max_T", "max_windows", "max_frames", "max_stream_frames", "max_body_bytes", "max_inflight_bytes",
                  "body_timeout_s", "max_streams", "stream_idle_s")
-        return {k: v for k, v in asdict(self).items() if k in names}
+        return {**{k: v for k, v in asdict(self).items() if k in names}, "max_message_bytes": self.max_message_bytes}

@@ -7,7 +7,8 @@
     <- {"error": "...", "status": 400}   for a bad message; the session goes on unchanged
 
 The session lives with the connection, so it is on the worker that accepted it whatever the number of workers, and
-it ends when the connection does; a connection silent for the idle timeout is closed (code 4408).
+it ends when the connection does; a connection silent for the idle timeout is closed (code 4408), and one that sends
+a message over the size limit (EEG2ARM_MAX_BODY_MB, at most 8 MiB) with code 1009 (message too big).
 """
 from __future__ import annotations
 
@@ -22,15 +23,18 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from eeg2arm.errors import UserInputError
 from eeg2arm.realtime.smoothing import Hysteresis
 
+from .errors import log, loggable
 from .json_scan import check_json, frames_bound
-from .streams import StreamNotFound, TooManyStreams, as_json
+from .streams import NO_STEP_GRAPH, StreamNotFound, TooManyStreams, as_json
 from .windows import TooLarge, frames_from_json, frames_from_npy
 
 IDLE_CLOSE = 4408  # application close codes are 4000-4999: "4" + HTTP's 408 Request Timeout
+TOO_BIG = 1009  # RFC 6455: a message too big to process
 
 
 async def refuse(ws: WebSocket, status: int, message: str) -> None:
     """Refuse the handshake with an HTTP status and the error body, or close code 1008 where the server cannot."""
+    log.info("WebSocket %s -> %d: %s", loggable(ws.scope["path"]), status, loggable(message, 200))
     if "websocket.http.response" in ws.scope.get("extensions", {}):
         await ws.send_denial_response(JSONResponse({"error": message}, status_code=status))
     else:
@@ -40,8 +44,6 @@ async def refuse(ws: WebSocket, status: int, message: str) -> None:
 async def stream_ws(ws: WebSocket) -> None:
     service = bentoml.get_current_service()
     if service.step is None:
-        from .service import NO_STEP_GRAPH
-
         return await refuse(ws, 404, NO_STEP_GRAPH)
     q = ws.query_params
     try:
@@ -64,6 +66,8 @@ async def stream_ws(ws: WebSocket) -> None:
                 return await ws.close(IDLE_CLOSE, f"idle for {limits.stream_idle_s:g} s (EEG2ARM_STREAM_IDLE_S)")
             if message["type"] == "websocket.disconnect":
                 return
+            if _size(message) > limits.max_message_bytes:  # read whole by uvicorn (up to its 16 MiB), never parsed
+                return await ws.close(TOO_BIG, f"a message holds at most {limits.max_message_bytes} bytes")
             await ws.send_text(json.dumps(await step(service, session, message)))
     except (WebSocketDisconnect, OSError):  # the client went away while we answered: nothing left to tell it
         return
@@ -72,6 +76,14 @@ async def stream_ws(ws: WebSocket) -> None:
             await service.streams.close(session)
         except StreamNotFound:
             pass
+
+
+def _size(message: dict[str, Any]) -> int:
+    """The bytes of a binary or text message."""
+    if message.get("bytes") is not None:
+        return len(message["bytes"])
+    text = message.get("text") or ""
+    return len(text) if text.isascii() else len(text.encode())
 
 
 async def step(service: Any, session: str, message: dict[str, Any]) -> dict[str, Any]:

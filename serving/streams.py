@@ -6,9 +6,9 @@
     frames_done = await table.close(sid)
 
 Every session has its own Streamer (buffer, model state, Hysteresis), so sessions never see each other's frames.
-The table is used from one asyncio event loop (the server worker's), so the dict needs no thread lock; a
-per-session asyncio.Lock serializes concurrent pushes to one session while the model steps run in a thread (a
-push of at most one group of frames, one step, runs at once: the thread hop would cost more than the step).
+The table is used from one asyncio event loop (the server worker's), so the dict needs no thread lock. The model
+steps run in a worker thread, never on the event loop, so a slow step (a bigger model, a GPU) stalls no other
+connection; a per-session asyncio.Lock (first come, first served) keeps one session's pushes in arrival order.
 Sessions idle for longer than `idle_timeout_s` are dropped lazily, on every open and lookup, except those owned by
 a connection (a WebSocket's): they end with it, and the connection has its own idle timeout.
 
@@ -27,9 +27,24 @@ import numpy as np
 from eeg2arm.realtime.smoothing import Hysteresis
 from eeg2arm.realtime.streamer import StepResult, Streamer
 
+NO_STEP_GRAPH = ("this model was exported without a step graph (model.step.onnx: `eeg2arm export --no-stream`, or "
+                 "a model trained with --normalize, cannot stream): export a model that can stream again to use "
+                 "/stream; /predict works as before")
+
 
 def as_json(result: StepResult) -> dict[str, Any]:
     return {"frame": result.frame, "probs": result.probs.tolist(), "pred": result.pred, "decision": result.decision}
+
+
+async def _in_thread(push: Callable[[np.ndarray], list[StepResult]], frames: np.ndarray) -> list[StepResult]:
+    """push(frames) in a worker thread. Cancelled meanwhile (a timeout, a client gone), it still waits for the
+    thread to finish, so the session's lock is never released while its Streamer is in use."""
+    step = asyncio.get_running_loop().run_in_executor(None, push, frames)
+    try:
+        return await asyncio.shield(step)
+    except asyncio.CancelledError:
+        await asyncio.wait({step})
+        raise
 
 
 class StreamNotFound(LookupError):
@@ -103,10 +118,7 @@ class StreamTable:
         async with stream.lock:
             if stream.closed:  # closed while this push waited for the lock
                 raise StreamNotFound("this stream session was closed: open a new one with POST /stream/open")
-            if frames.shape[-1] <= stream.streamer.pool:  # at most one model step: a thread hop would cost more
-                results = stream.streamer.push(frames)
-            else:
-                results = await asyncio.to_thread(stream.streamer.push, frames)
+            results = await _in_thread(stream.streamer.push, frames)
             stream.last_used = self.clock()
             return results, stream.streamer.pending.shape[-1], stream.streamer.latest
 

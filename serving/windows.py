@@ -3,7 +3,8 @@
 
 Sizes are checked before anything large is made: a .npy body's shape from its header, before its array is
 allocated (a JSON body's byte length and value count were checked before it was parsed: serving/guard.py). The
-window checks (shape, length, NaN/Inf) are eeg2arm.data.check_windows, the same as the CLI's.
+window checks (shape, length, NaN/Inf) are eeg2arm.data.check_windows, the same as the CLI's; the service also
+refuses values beyond ±MAX_VALUE.
 """
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ from eeg2arm.errors import UserInputError
 from .settings import Settings
 
 NPY_MAGIC = b"\x93NUMPY"
+# The largest |value| the service takes: far beyond any band power, and small enough that the model's float32 sums
+# over a window stay finite (values near float32's 3.4e38 made every probability NaN, answered 200 with nulls).
+MAX_VALUE = 1e15
 KINDS = {"b": "booleans", "U": "strings", "S": "bytes", "c": "complex numbers", "O": "mixed values (strings, nulls "
          "or ragged lists)", "M": "dates", "m": "time spans", "V": "records"}
 
@@ -83,7 +87,30 @@ def _checked(X: np.ndarray, config: EEGConfig, limits: Settings, what: str) -> n
     check_size(X.shape, limits, what)
     with np.errstate(over="ignore"):  # a value beyond float32's range becomes Inf, which check_windows reports
         X = X.astype(np.float32, copy=False)
-    return check_windows(X, config, what)  # (B, C, F, T)
+    X = check_windows(X, config, what)  # (B, C, F, T)
+    _check_magnitude(X, what, "sample", 0, "")
+    return X
+
+
+def _check_magnitude(X: np.ndarray, what: str, unit: str, axis: int, after: str) -> None:
+    """UserInputError when finite values of X lie beyond ±MAX_VALUE, naming the first `unit` along `axis`."""
+    big = np.abs(X) > MAX_VALUE
+    if big.any():
+        first = int(np.nonzero(big.any(axis=tuple(a for a in range(X.ndim) if a != axis % X.ndim)))[0][0])
+        raise UserInputError(f"{what} contains {int(big.sum())} values beyond ±{MAX_VALUE:.0e} (first in {unit} "
+                             f"{first}), far beyond any band power: the model's float32 arithmetic would overflow; "
+                             f"rescale them{after}")
+
+
+def check_outputs(out: np.ndarray, X: np.ndarray) -> None:
+    """UserInputError when the model's outputs `out` (B, ...) for windows X (B, C, F, T) are not all finite: such a
+    window is answered 400, never with null probabilities."""
+    finite = np.isfinite(out.reshape(len(out), -1)).all(axis=1)
+    if not finite.all():
+        i = int(np.argmin(finite))
+        raise UserInputError(f"window {i} drives the model to NaN/Inf outputs: its values (up to "
+                             f"{float(np.abs(X[i]).max()):.3g} in magnitude) are far beyond the band power it was "
+                             f"trained on; send windows in that range")
 
 
 def windows_from_json(x: Any, config: EEGConfig, limits: Settings) -> np.ndarray:
@@ -163,6 +190,7 @@ def _checked_frames(X: np.ndarray, config: EEGConfig, max_frames: int) -> np.nda
         raise UserInputError(f"frames contains {int(bad.sum())} NaN/Inf values (first in frame "
                              f"{int(np.nonzero(bad.any(axis=(0, 1)))[0][0])}): drop or repair them; the stream "
                              f"is unchanged")
+    _check_magnitude(X, "frames", "frame", -1, "; the stream is unchanged")
     return X  # (C, F, n)
 
 

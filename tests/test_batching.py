@@ -59,3 +59,32 @@ def test_the_running_drain_task_is_held_by_the_batcher(bandpower):
     holders, answer = asyncio.run(main())
     assert holders, "the drain task is referenced only weakly"
     assert answer.shape == (1, 1)
+
+
+def test_requests_still_on_their_way_join_the_first_call(bandpower):
+    """The batching wait: a request that finds the model idle lets those the event loop is still parsing (here, a
+    few loop turns behind it) join its call, instead of a call of one followed by a call of the rest; a call
+    stays within max_frames."""
+    calls = []
+
+    def run(X):
+        calls.append(len(X))
+        return X[:, 0, 0, :1]
+
+    X = np.ascontiguousarray(bandpower[0][:1, ..., :4])  # one window of T=4
+
+    async def parsed_then_sent(turns: int) -> np.ndarray:
+        for _ in range(turns):  # the steps of reading and parsing a request
+            await asyncio.sleep(0)
+        return await batcher(X)
+
+    async def main(n: int) -> None:
+        await asyncio.gather(*(parsed_then_sent(i) for i in range(n)))
+
+    batcher = WindowBatcher(run, max_frames=64)
+    asyncio.run(main(6))
+    assert calls == [6]
+    calls.clear()
+    batcher = WindowBatcher(run, max_frames=8)  # two windows of T=4 fill a call
+    asyncio.run(main(6))
+    assert calls == [2, 2, 2]

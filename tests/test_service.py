@@ -1,6 +1,8 @@
 """The HTTP service end to end: `bentoml serve` in a subprocess, real requests on 127.0.0.1, real EEG windows."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import io
 import json
 import shutil
@@ -16,6 +18,7 @@ import torch
 
 from eeg2arm.checkpoint import load_model_from_checkpoint
 from eeg2arm.errors import UserInputError
+from export.metadata import read_onnx_metadata, set_metadata
 from export.step import step_path
 from serving.local_server import serve
 from serving.settings import MiB, Settings, env_number
@@ -60,12 +63,13 @@ def test_predict_matches_pytorch(server, bandpower, torch_model, T):
     assert np.abs(np.array(body["logits"]) - logits).max() <= 1e-4
     assert body["pred"] == np.array(body["probs"]).argmax(1).tolist()
     assert np.allclose(body["conf"], np.array(body["probs"]).max(1))
+    assert body["labels"] == [str(k) for k in body["pred"]]  # a model without class names: the index as a string
 
 
 def test_single_window_and_no_logits_by_default(server, bandpower, torch_model):
     X = bandpower[0][3]  # one window (C, F, T)
     body = post(server, X).json()
-    assert set(body) == {"pred", "conf", "probs"}
+    assert set(body) == {"pred", "conf", "probs", "labels"}
     assert np.abs(np.array(body["probs"]) - torch_probs(torch_model[0], X[None])[1]).max() <= 1e-5
 
 
@@ -75,23 +79,28 @@ def test_predict_npy_equals_predict(server, bandpower):
     r = requests.post(f"{server}/predict_npy?return_logits=true", data=npy_bytes(X), headers=NPY, timeout=30)
     assert r.status_code == 200, r.text
     as_npy = r.json()
-    assert set(as_npy) == set(as_json) == {"pred", "conf", "probs", "logits"}
-    assert as_npy["pred"] == as_json["pred"]
+    assert set(as_npy) == set(as_json) == {"pred", "conf", "probs", "labels", "logits"}
+    assert as_npy["pred"] == as_json["pred"] and as_npy["labels"] == as_json["labels"]
     assert np.abs(np.array(as_npy["probs"]) - np.array(as_json["probs"])).max() <= 1e-6
 
 
-def test_metadata(server, torch_model):
+def test_metadata_names_the_model_by_name_version_and_hash_never_by_path(server, torch_model, bento_home):
+    """/metadata said EEG2ARM_ONNX=/the/server's/path/model.onnx (issue 17): now name, version and content hash."""
     config = torch_model[1]
     r = requests.get(f"{server}/metadata", timeout=10)
     assert r.status_code == 200
     meta = r.json()
     assert meta["config"] == config.to_dict()
-    assert meta["n_classes"] == config.n_classes
+    assert meta["n_classes"] == config.n_classes and meta["labels"] == ["0", "1"]
     assert meta["input"]["C"] == config.n_electrodes and meta["input"]["F"] == config.n_bands
     assert meta["input"]["min_T"] == config.min_frames
     assert meta["version"]
     assert meta["providers"][-1] == "CPUExecutionProvider"
-    assert meta["model"].startswith("eeg2arm:")
+    model = meta["model"]
+    onnx_file = bento_home / "models" / "eeg2arm" / model["version"] / "model.onnx"  # the store's copy of this version
+    assert model == {"name": "eeg2arm", "version": model["version"], "source": "store",
+                     "sha256": hashlib.sha256(onnx_file.read_bytes()).hexdigest()}
+    assert str(bento_home) not in r.text and "/" not in json.dumps(meta["model"])
 
 
 def test_bentoml_endpoints_keep_working(server):
@@ -101,6 +110,10 @@ def test_bentoml_endpoints_keep_working(server):
     assert metrics.status_code == 200 and "bentoml_service_request_total" in metrics.text
     spec = requests.get(f"{server}/docs.json", timeout=10).json()
     assert {"/predict", "/predict_npy"} <= set(spec["paths"])
+    for route in ("/predict", "/predict_npy"):  # the answer's contract, labels included (schemathesis checks it)
+        answer = spec["paths"][route]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert answer["required"] == ["pred", "conf", "probs", "labels"]
+        assert answer["properties"]["labels"]["items"]["enum"] == ["0", "1"]
     assert "swagger" in requests.get(f"{server}/", timeout=10).text.lower()
     docs = requests.get(f"{server}/docs", timeout=10)  # follows our redirect to BentoML's Swagger UI
     assert docs.status_code == 200 and "swagger" in docs.text.lower() and docs.history[0].status_code == 307
@@ -136,6 +149,31 @@ def test_non_finite_values_are_400(server, bandpower, token):
     assert r.status_code == 400, r.text
     assert "1 NaN/Inf values" in r.text and "sample 0" in r.text
     assert post(server, _window(bandpower)).status_code == 200
+
+
+@pytest.mark.parametrize("token", ["3e38", "-1e16"])  # finite in float32, beyond what the model can add up
+def test_values_beyond_1e15_are_400_never_null_probabilities(server, bandpower, token):
+    """A window with values near float32's limit made every probability NaN, answered 200 with nulls (issue 17's
+    OpenAPI check): such values are refused before the model, in JSON and .npy alike."""
+    r = requests.post(f"{server}/predict", data=_nan_body(_window(bandpower), token),
+                      headers={"Content-Type": "application/json"}, timeout=10)
+    assert r.status_code == 400 and "1 values beyond ±1e+15 (first in sample 0)" in r.json()["error"], r.text
+    X = bandpower[0][:3].copy()
+    X[2, 0, 0, 0] = float(token)
+    r = requests.post(f"{server}/predict_npy", data=npy_bytes(X), headers=NPY, timeout=10)
+    assert r.status_code == 400 and "(first in sample 2)" in r.json()["error"], r.text
+    assert post(server, _window(bandpower)).status_code == 200
+
+
+def test_outputs_that_are_not_numbers_are_a_client_error_naming_the_window():
+    """What the model answers is checked too: a window it cannot compute is 400, never null probabilities."""
+    from serving.windows import check_outputs
+
+    X = np.ones((3, 32, 4, 15), np.float32)
+    X[1] *= 1e14
+    check_outputs(np.ones((3, 2, 2)), X)
+    with pytest.raises(UserInputError, match=r"window 1 drives the model to NaN/Inf outputs: its values \(up to 1e\+14"):
+        check_outputs(np.array([[[0.5, 0.5]] * 2, [[np.nan, np.nan]] * 2, [[0.5, 0.5]] * 2]), X)
 
 
 @pytest.mark.parametrize("case", list(BAD_JSON))
@@ -223,8 +261,8 @@ def test_predict_npy_query_is_strict_like_the_json_route(server, bandpower, quer
     assert r.status_code == 400, r.text
     assert r.json() == {"error": "/predict_npy takes one optional query parameter, return_logits=true or "
                                  "return_logits=false"}
-    for query, keys in (("", {"pred", "conf", "probs"}), ("?return_logits=false", {"pred", "conf", "probs"}),
-                        ("?return_logits=true", {"pred", "conf", "probs", "logits"})):
+    answer = {"pred", "conf", "probs", "labels"}
+    for query, keys in (("", answer), ("?return_logits=false", answer), ("?return_logits=true", answer | {"logits"})):
         r = requests.post(f"{server}/predict_npy{query}", data=npy_bytes(bandpower[0][:2]), headers=NPY, timeout=10)
         assert r.status_code == 200 and set(r.json()) == keys, (query, r.text)
 
@@ -259,14 +297,32 @@ def test_concurrent_requests_match_sequential(server, bandpower):
         assert np.abs(np.array(answer["probs"]) - np.array(reference["probs"])).max() <= 1e-6
 
 
-def test_local_onnx_file_via_env(exported, tmp_path, bandpower):
-    """EEG2ARM_ONNX serves an exported file without the model store."""
-    onnx_path = exported[0]
+def _with_class_names(exported: Path, folder: Path, names: tuple[str, ...]) -> Path:
+    """A copy of the export (its batch graph) whose config names the classes."""
+    import onnx
+
+    config, _ = read_onnx_metadata(exported)
+    proto = onnx.load(exported)
+    set_metadata(proto, dataclasses.replace(config, class_names=names))
+    onnx.save(proto, folder / "model.onnx")
+    return folder / "model.onnx"
+
+
+def test_local_onnx_file_via_env_and_labels_from_class_names(exported, tmp_path, bandpower):
+    """EEG2ARM_ONNX serves an exported file without the model store; /predict names each window's class beside its
+    index (issue 19); /metadata names the file without its folder."""
+    onnx_path = _with_class_names(exported[0], tmp_path, ("eyes_open", "eyes_closed"))
     with serve({"EEG2ARM_ONNX": str(onnx_path), "BENTOML_HOME": str(tmp_path / "empty")},
                tmp_path / "serve.log") as url:
-        meta = requests.get(f"{url}/metadata", timeout=10).json()
-        assert meta["model"] == f"EEG2ARM_ONNX={onnx_path}"
-        assert len(post(url, bandpower[0][:5]).json()["pred"]) == 5
+        r = requests.get(f"{url}/metadata", timeout=10)
+        meta = r.json()
+        export_id = read_onnx_metadata(exported[0])[1]["export_id"]  # the copy keeps its export's id
+        assert meta["model"] == {"name": "model.onnx", "version": export_id, "source": "file",
+                                 "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest()}
+        assert str(tmp_path) not in r.text and meta["labels"] == ["eyes_open", "eyes_closed"]
+        body = post(url, bandpower[0][:5]).json()
+        assert len(body["pred"]) == 5
+        assert body["labels"] == [("eyes_open", "eyes_closed")[k] for k in body["pred"]]
 
 
 @pytest.mark.parametrize("text", ["abc", "0", "-5", "1.5", "nan"])
@@ -429,8 +485,21 @@ def _step_graph_of_another_export(exported, folder: Path) -> Path:
     return folder / "model.onnx"
 
 
+def _metadata_of_another_model(exported, folder: Path) -> Path:
+    """The batch graph (32 electrodes) with the metadata of a real export of 16: it used to start, log
+    'initialized', then answer every valid /predict with 500 (issue 17)."""
+    import onnx
+
+    config, _ = read_onnx_metadata(exported)
+    proto = onnx.load(exported)
+    set_metadata(proto, dataclasses.replace(config, n_electrodes=16))
+    onnx.save(proto, folder / "model.onnx")
+    return folder / "model.onnx"
+
+
 @pytest.mark.parametrize("make, reason", [
     (_external_data_outside, "is outside the model's folder ('../weights.bin')"),
+    (_metadata_of_another_model, "its graph does not answer windows of its metadata's shape (2, 16, 4, 2)"),
     (_step_graph_of_another_export, "comes from another export than"),
     # the step graph as the model: it used to start, and answer every /predict with 500 (review U7)
     (lambda exported, folder: step_path(exported), "is the streaming step graph of an export, which takes frames "

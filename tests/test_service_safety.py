@@ -1,52 +1,36 @@
 """The service as an attacker and an operator meet it: the default bind, the API token, TLS, content types,
-cross-origin pages, request limits, slow clients, several workers, one log line per client error. Every test
-talks to a real `bentoml serve` on 127.0.0.1."""
+cross-origin pages, request limits, slow bodies, several workers, one log line per request, the body budgets.
+Every test talks to a real `bentoml serve` on 127.0.0.1; the attacks themselves are in tests/attacks.py, which
+tests/test_container.py runs against the bento's image too."""
 from __future__ import annotations
 
 import datetime
 import io
 import ipaddress
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import psutil
 import pytest
 import requests
-from websockets.exceptions import InvalidStatus
-from websockets.sync.client import connect
 
 from eeg2arm.errors import UserInputError
 from eeg2arm.realtime.smoothing import Hysteresis
 from eeg2arm.realtime.streamer import Streamer
 from export.step import OnnxStep, step_path
 from serving.client import RemoteStreamer
-from serving.front import NOT_FOUND, WRONG_HOST
-from serving.local_server import REPO, peak_rss_kb, serve, worker_process
+from serving.local_server import peak_rss_kb, serve, worker_process
 from serving.settings import Settings
 
-TOKEN = "s3cret-token-for-tests"
+import attacks  # tests/attacks.py
+from attacks import JSON, NPY, TIGHT, TOKEN, Target
+
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-JSON = {"Content-Type": "application/json"}
-NPY = {"Content-Type": "application/octet-stream"}
-POST_ROUTES = {"/predict": JSON, "/predict_npy": NPY, "/stream/open": JSON, "/stream/step": JSON,
-               "/stream/close": JSON}
-TIGHT = {"EEG2ARM_WORKERS": "2", "EEG2ARM_MAX_T": "16", "EEG2ARM_MAX_WINDOWS": "4", "EEG2ARM_MAX_FRAMES": "64",
-         "EEG2ARM_MAX_STREAM_FRAMES": "8", "EEG2ARM_BODY_TIMEOUT_S": "1", "EEG2ARM_API_TOKEN": TOKEN,
-         "EEG2ARM_ALLOWED_HOSTS": "arm.lab.example, eeg2arm"}
 
-
-def npy_bytes(X: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, X)
-    return buf.getvalue()
+npy_bytes = attacks.npy_bytes
 
 
 def self_signed(folder) -> tuple:
@@ -86,11 +70,24 @@ def secure(exported, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tight(exported, tmp_path_factory):
-    """(URL, log file): two workers, a token, small limits, 1 s to send a request."""
+    """(URL, log file): two workers, a token, small limits, 1 s to send a body."""
     folder = tmp_path_factory.mktemp("tight")
     env = {"EEG2ARM_ONNX": str(exported[0]), "BENTOML_HOME": str(folder / "empty"), **TIGHT}
     with serve(env, folder / "serve.log") as url:
         yield url, folder / "serve.log"
+
+
+@pytest.fixture(scope="module")
+def tight_target(tight) -> Target:
+    url, log = tight
+    return Target(url, token=TOKEN, allowed_host="arm.lab.example", log=log.read_text)
+
+
+@pytest.fixture(scope="module")
+def server_target(server) -> Target:
+    """The session's default server (one worker, no token), its worker's peak memory readable."""
+    worker = worker_process(server)
+    return Target(server, worker_peak_mb=lambda: peak_rss_kb(worker.pid) / 1024)
 
 
 def test_bentoml_serve_binds_loopback_by_default(server):
@@ -102,41 +99,17 @@ def test_bentoml_serve_binds_loopback_by_default(server):
 
 def test_the_token_guards_every_route_but_the_health_probes(secure):
     url, cert = secure
-    for route in ("/metadata", "/docs.json", "/metrics", "/", "/docs", "/healthz"):
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
-            r = requests.get(url + route, headers=headers, verify=cert, timeout=10, allow_redirects=False)
-            assert r.status_code == 401 and "Authorization: Bearer" in r.json()["error"], (route, r.text)
-            assert r.headers["www-authenticate"] == "Bearer"
-    for route, headers in POST_ROUTES.items():
-        r = requests.post(url + route, data=b"{}", headers=headers, verify=cert, timeout=10)
-        assert r.status_code == 401, (route, r.text)
-    for probe in ("/livez", "/readyz"):
-        assert requests.get(url + probe, verify=cert, timeout=10).status_code == 200
-    assert requests.get(url + "/metadata", headers=AUTH, verify=cert, timeout=10).json()["auth"] == "bearer"
-    with pytest.raises(InvalidStatus) as refused:
-        connect(url.replace("https", "wss") + "/stream/ws", ssl=_trusting(cert), proxy=None, legacy=True)
-    assert refused.value.response.status_code == 401
+    attacks.token_guards_every_route(Target(url, token=TOKEN), verify=str(cert))
 
 
-def test_the_bearer_scheme_is_case_insensitive(tight):
-    """RFC 7235: "bearer <token>" is the same credentials; it got 401 (review U16). The token itself is exact."""
-    url, _ = tight
-    for value in (f"bearer {TOKEN}", f"BEARER {TOKEN}", f"Bearer  {TOKEN}"):
-        assert requests.get(f"{url}/metadata", headers={"Authorization": value}, timeout=10).status_code == 200
-    for value in (f"Bearer {TOKEN.upper()}", f"Bearer{TOKEN}", f"Basic {TOKEN}", TOKEN, f"Bearer {TOKEN} x"):
-        assert requests.get(f"{url}/metadata", headers={"Authorization": value}, timeout=10).status_code == 401
+def test_the_bearer_scheme_is_case_insensitive(tight_target):
+    attacks.bearer_scheme_is_case_insensitive(tight_target)
 
 
 def _npy_header(shape: tuple) -> bytes:
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": shape})
     return header.getvalue()
-
-
-def _trusting(cert):
-    import ssl
-
-    return ssl.create_default_context(cafile=str(cert))
 
 
 def test_tls_with_a_self_signed_certificate(secure, bandpower, monkeypatch):
@@ -158,35 +131,16 @@ def test_tls_with_a_self_signed_certificate(secure, bandpower, monkeypatch):
     remote.close()
 
 
-def test_bodies_of_other_types_are_415(server, bandpower):
-    """A browser's cross-site form or text/plain POST never reaches a route; nor does JSON without its type."""
-    body = json.dumps({"x": bandpower[0][0].tolist()})
-    for route in POST_ROUTES:
-        for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data", None):
-            headers = {"Content-Type": content_type} if content_type else {}
-            r = requests.post(server + route, data=body, headers=headers, timeout=10)
-            assert r.status_code == 415, (route, content_type, r.text)
-            assert set(r.json()) == {"error"} and "takes Content-Type" in r.json()["error"]
-    ok = requests.post(f"{server}/predict", data=body, headers=JSON, timeout=10)
-    assert ok.status_code == 200
+def test_bodies_of_other_types_are_415(server_target, bandpower):
+    attacks.bodies_of_other_types_are_415(server_target, bandpower[0][0])
 
 
-def test_a_json_boolean_among_numbers_is_400(server, bandpower):
-    values = bandpower[0][0].tolist()
-    values[3][1][4] = True
-    r = requests.post(f"{server}/predict", json={"x": values}, timeout=10)
-    assert r.status_code == 400 and "only numbers (got booleans" in r.json()["error"], r.text
+def test_a_json_boolean_among_numbers_is_400(server_target, bandpower):
+    attacks.json_boolean_among_numbers_is_400(server_target, bandpower[0][0])
 
 
-def test_cross_origin_browser_requests_are_403(server, bandpower):
-    body = {"x": bandpower[0][0].tolist()}
-    r = requests.post(f"{server}/predict", json=body, headers={"Origin": "https://evil.example"}, timeout=10)
-    assert r.status_code == 403 and "cross-origin" in r.json()["error"]
-    same = requests.post(f"{server}/predict", json=body, headers={"Origin": server}, timeout=10)
-    assert same.status_code == 200
-    with pytest.raises(InvalidStatus) as refused:
-        connect(server.replace("http", "ws") + "/stream/ws", origin="https://evil.example", proxy=None, legacy=True)
-    assert refused.value.response.status_code == 403
+def test_cross_origin_browser_requests_are_403(server_target, bandpower):
+    attacks.cross_origin_is_403(server_target, bandpower[0][0])
 
 
 def test_limits_are_refused_before_the_work_and_name_the_limit(server, bandpower):
@@ -223,49 +177,14 @@ def test_limits_are_set_from_the_environment(tight, bandpower):
     assert r.status_code == 413 and "EEG2ARM_MAX_WINDOWS" in r.json()["error"]
 
 
-def test_a_huge_session_id_is_refused_without_an_echo_and_logged_in_one_line(tight):
-    url, log = tight
-    huge = "A" * (10 * 2**20)
-    r = requests.post(f"{url}/stream/step", json={"session": huge, "frames": [[1.0]]}, headers=AUTH, timeout=30)
-    assert r.status_code == 400 and len(r.content) < 1000 and "at most 43 characters" in r.json()["error"]
-    r = requests.post(f"{url}/stream/close", data=b"{" + b" " * 20_000_000 + b"}", headers={**AUTH, **JSON},
-                      timeout=30)
-    assert r.status_code == 413 and len(r.content) < 1000
-    requests.post(f"{url}/predict", json={"x": [[["a"]]]}, headers=AUTH, timeout=10)
-    time.sleep(0.5)  # log lines are flushed by the server's process
-    text = log.read_text()
-    assert "Traceback" not in text
-    assert max(len(line) for line in text.splitlines()) < 2000
-    reasons = [line for line in text.splitlines() if "-> 4" in line]
-    assert any("/predict -> 400: x must hold only numbers" in line for line in reasons), reasons[-5:]
-    assert not any("status=400" in line for line in text.splitlines())  # no access line beside the reason
+def test_huge_fields_are_refused_without_an_echo_and_logged_in_one_line(tight_target):
+    attacks.huge_fields_are_refused_without_an_echo_in_one_log_line(tight_target)
 
 
-def test_slow_clients_are_cut_off(tight):
-    """Connections that never finish their headers are closed after EEG2ARM_BODY_TIMEOUT_S (1 s here); a body
-    that stops halfway gets 408."""
-    url, _ = tight
-    host, port = "127.0.0.1", int(url.rsplit(":", 1)[1])
-    slow = [socket.create_connection((host, port)) for _ in range(100)]
-    for s in slow:
-        s.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # headers never finished
-    time.sleep(2.0)
-    for s in slow:
-        s.settimeout(5)
-        assert s.recv(100) == b""  # closed by the server
-        s.close()
-    half = socket.create_connection((host, port))
-    half.sendall(f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: "
-                 f"application/json\r\nContent-Length: 1000\r\n\r\n{{\"x\": [".encode())
-    half.settimeout(5)
-    t0 = time.perf_counter()
-    answer = b""
-    while chunk := half.recv(1000):  # the server closes the connection after its answer
-        answer += chunk
-    assert answer.startswith(b"HTTP/1.1 408") and b"EEG2ARM_BODY_TIMEOUT_S" in answer
-    assert 0.5 < time.perf_counter() - t0 < 3
-    half.close()
-    assert requests.get(f"{url}/livez", timeout=10).status_code == 200
+def test_a_slow_body_is_408(tight_target):
+    """A body that stops halfway gets 408 after EEG2ARM_BODY_TIMEOUT_S (1 s here). Request headers that never end
+    are the proxy's to cut off (tests/test_proxy.py)."""
+    attacks.slow_body_is_408(tight_target, timeout_s=1.0)
 
 
 def test_every_route_works_with_two_workers(tight, exported, bandpower, monkeypatch):
@@ -301,167 +220,36 @@ def test_every_route_works_with_two_workers(tight, exported, bandpower, monkeypa
         assert np.abs(np.array([r.probs for r in results]) - np.array([r.probs for r in local])).max() <= 1e-6
 
 
-def test_schemathesis_finds_no_server_error_and_no_schema_violation(tight, tmp_path):
-    """Every operation of /docs.json, property-based, all of schemathesis' checks (bounded: 30 cases an operation,
-    a fixed seed). tests/schemathesis_hooks.py makes positive cases obey the rules JSON Schema cannot state."""
-    url, log = tight
-    accepted_before = _accepted(log)
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "schemathesis"), "--config-file", str(REPO / "tests" / "schemathesis.toml"),
-         "run", f"{url}/docs.json", "--checks", "all", "-H", f"Authorization: Bearer {TOKEN}", "-n", "30",
-         "--seed", "1", "--no-shrink", "--request-timeout", "10"],
-        cwd=tmp_path,  # schemathesis keeps a cache in its working folder
-        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks", "PYTHONPATH": str(REPO)},
-        capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0 and "No issues found" in done.stdout, done.stdout[-3000:]
-    accepted = _accepted(log)
-    for route in ("/predict", "/predict_npy"):  # valid requests were generated and answered, not only refusals
-        assert accepted[route] - accepted_before[route] >= 10, (route, accepted)
-
-
-def _accepted(log) -> dict[str, int]:
-    """200 answers per POST route, from the server's access lines."""
-    lines = log.read_text().splitlines()
-    return {route: sum(f"method=POST,path={route}," in line and "status=200" in line for line in lines)
-            for route in ("/predict", "/predict_npy")}
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(tight_target, tmp_path):
+    attacks.schemathesis_finds_nothing(tight_target, tmp_path)
 
 
 def _peak_mb(proc: psutil.Process) -> float:
     return peak_rss_kb(proc.pid) / 1024
 
 
-NEST = "[" * 30 + "]" * 30
-NESTED = '{"x": [' + ",".join([NEST] * ((16 * 2**20 - 20) // (len(NEST) + 1))) + "]}"  # 16 MiB of empty lists
+def test_nested_json_is_refused_before_it_is_parsed(server_target, bandpower):
+    attacks.nested_json_is_refused_before_it_is_parsed(server_target, bandpower[0][0])
 
 
-def test_nested_json_is_refused_before_it_is_parsed(server, bandpower):
-    """A body of nested empty lists has few commas: parsed, 16 MiB of it took 7 s and 1.6 GB of the worker. Its
-    lists and its depth are counted from its bytes first (review U2); a deep body never reaches a parser (U6)."""
-    worker = worker_process(server)
-    peak = _peak_mb(worker)
-    cases = [  # body, status, fragment
-        (NESTED, 413, "lists it can use (EEG2ARM_MAX_FRAMES)"),
-        ('{"x": ' + "[" * 5000 + "]" * 5000 + "}", 400, "nests deeper than 16 levels"),
-        ('{"a": "' + "]" * 60 + '", "x": ' + "[" * 50 + "]" * 50 + "}", 400, "nests deeper"),  # ] in a string
-        ('{"a": "\\"]]]]]]", "x": ' + "[" * 20 + "]" * 20 + "}", 400, "nests deeper"),  # and after an escaped quote
-    ]
-    for body, status, fragment in cases:
-        r = requests.post(f"{server}/predict", data=body.encode(), headers=JSON, timeout=60)
-        assert r.status_code == status and fragment in r.json()["error"], r.text[:300]
-    deep_step = '{"session": "' + "A" * 43 + '", "frames": ' + "[" * 40 + "]" * 40 + "}"
-    r = requests.post(f"{server}/stream/step", data=deep_step.encode(), headers=JSON, timeout=10)
-    assert r.status_code == 400 and "nests deeper than 16 levels" in r.json()["error"], r.text
-    assert _peak_mb(worker) - peak < 100
-    assert requests.post(f"{server}/predict", json={"x": bandpower[0][0].tolist()}, timeout=10).status_code == 200
+def test_nested_json_on_the_websocket_is_an_error_message_not_a_traceback(tight_target, bandpower):
+    attacks.nested_json_on_the_websocket_is_an_error_message(tight_target, bandpower[0][0])
 
 
-def test_nested_json_on_the_websocket_is_an_error_message_not_a_traceback(tight, bandpower):
-    url, log = tight
-    with connect(url.replace("http", "ws") + "/stream/ws", additional_headers=AUTH, compression=None, proxy=None,
-                 max_size=None) as ws:
-        ws.recv(timeout=10)
-        for message, status, fragment in [
-            ('{"frames": ' + "[" * 5000 + "]" * 5000 + "}", 413, "lists it can use (EEG2ARM_MAX_STREAM_FRAMES)"),
-            ('{"frames": ' + "[" * 40 + "]" * 40 + "}", 400, "nests deeper than 16 levels"),
-            ('{"frames": [' + ",".join([NEST] * 30) + "]}", 413, "lists it can use"),
-        ]:
-            ws.send(message)
-            answer = json.loads(ws.recv(timeout=10))
-            assert answer["status"] == status and fragment in answer["error"], answer
-            assert answer["error"].endswith("the stream is unchanged")
-        ws.send(npy_bytes(bandpower[0][0][..., :2]))  # (C, F, 2): the session goes on
-        assert len(json.loads(ws.recv(timeout=10))["results"]) == 1
-    time.sleep(0.5)
-    assert "Traceback" not in log.read_text()
+def test_a_chunked_body_cannot_get_past_the_body_limit(server_target, bandpower):
+    attacks.chunked_body_cannot_get_past_the_body_limit(server_target, bandpower[0][0])
 
 
-def test_a_chunked_body_cannot_get_past_the_body_limit(server, bandpower):
-    """Content-Length and Transfer-Encoding: chunked together: the length passed the check while the chunked body
-    was read whole (300 MiB took the worker from 2.0 to 2.9 GB; review U1). Refused before a byte is read."""
-    worker = worker_process(server)
-    peak = _peak_mb(worker)
-    chunk = b"%x\r\n%s\r\n" % (2**20, b"1" * 2**20)  # 1 MiB
-    with socket.create_connection(("127.0.0.1", int(server.rsplit(":", 1)[1]))) as s:
-        s.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 10\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk)
-        s.settimeout(10)
-        answer = b""
-        while not answer.endswith(b"}"):  # the headers, then the JSON body
-            answer += s.recv(4096)
-        assert answer.startswith(b"HTTP/1.1 411") and b"no Transfer-Encoding" in answer, answer
-        try:
-            for _ in range(64):  # the rest of a 64 MiB body: the server reads none of it
-                s.sendall(chunk)
-        except OSError:  # the server closed the connection
-            pass
-    assert _peak_mb(worker) - peak < 30
-    assert requests.post(f"{server}/predict", json={"x": bandpower[0][0].tolist()}, timeout=10).status_code == 200
+def test_a_foreign_host_is_refused_against_dns_rebinding(tight_target):
+    attacks.foreign_host_is_refused(tight_target)
 
 
-def _handshake(url: str, path: str, host: str) -> bytes:
-    """The server's answer to a WebSocket handshake for `path` sent with this Host header (over a raw socket: a
-    client library sends the Host of its URL)."""
-    with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-                  f"Authorization: Bearer {TOKEN}\r\n\r\n".encode())
-        s.settimeout(10)
-        answer = b""
-        while b"\r\n\r\n" not in answer or not (answer.endswith(b"}") or answer.startswith(b"HTTP/1.1 101")):
-            answer += s.recv(4096)
-        return answer
+def test_unknown_paths_are_404_and_never_redirected(server_target):
+    attacks.unknown_paths_are_404_and_never_redirected(server_target)
 
 
-def test_a_foreign_host_is_refused_against_dns_rebinding(tight):
-    """A page of evil.example whose name resolves to 127.0.0.1 calls the server as its own origin: Host and Origin
-    agree, so only the Host itself can tell (review U4). IP addresses, localhost and EEG2ARM_ALLOWED_HOSTS pass."""
-    url, _ = tight
-    port = url.rsplit(":", 1)[1]
-    for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1.nip.io:{port}", f"EVIL.example.:{port}"):
-        headers = {**AUTH, "Host": host, "Origin": f"http://{host}"}
-        for r in (requests.get(f"{url}/metadata", headers=headers, timeout=10),
-                  requests.post(f"{url}/stream/open", json={}, headers=headers, timeout=10),
-                  requests.get(f"{url}/metadata/", headers=headers, timeout=10, allow_redirects=False)):
-            assert r.status_code == 403 and r.json() == {"error": WRONG_HOST}, (host, r.status_code, r.text)
-        assert _handshake(url, "/stream/ws", host).startswith(b"HTTP/1.1 403")
-    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", f"ARM.lab.example:{port}", "eeg2arm"):
-        r = requests.get(f"{url}/metadata", headers={**AUTH, "Host": host}, timeout=10)
-        assert r.status_code == 200, (host, r.text)
-    assert _handshake(url, "/stream/ws", f"arm.lab.example:{port}").startswith(b"HTTP/1.1 101")
-
-
-def test_unknown_paths_are_404_before_the_metrics_and_never_redirected(server):
-    """Every distinct path used to become a Prometheus label for good (5000 random paths: /metrics 55 KB -> 24 MB;
-    review U3), and /metadata/ a redirect to whatever Host the request named (U11)."""
-    metrics = requests.get(f"{server}/metrics", timeout=10).text.splitlines()
-    paths = [f"/{uuid.uuid4().hex}" for _ in range(300)] + ["/metadata/", "/docs.json/", "/static_content/x.css"]
-    with requests.Session() as http:
-        for path in paths:
-            r = http.get(server + path, timeout=10, allow_redirects=False)
-            assert r.status_code == 404 and r.json() == {"error": NOT_FOUND}, (path, r.status_code, r.text)
-    after = requests.get(f"{server}/metrics", timeout=10).text
-    assert len(after.splitlines()) == len(metrics) and not any(path in after for path in paths)
-    assert requests.get(f"{server}/static_content/index.css", timeout=10).status_code == 200  # the Swagger UI's
-    r = requests.get(f"{server}/stream/ws", timeout=10)  # the WebSocket route without the upgrade
-    assert r.status_code == 426 and "is a WebSocket" in r.json()["error"] and r.headers["upgrade"] == "websocket"
-    with pytest.raises(InvalidStatus) as refused:
-        connect(server.replace("http", "ws") + "/stream/nope", proxy=None, legacy=True)
-    assert refused.value.response.status_code == 404
-    assert json.loads(refused.value.response.body) == {"error": NOT_FOUND}
-
-
-def test_a_request_cannot_write_its_own_log_line(tight):
-    """A path with a newline used to start a line of its own in the log (review U5)."""
-    url, log = tight
-    fake = "2026-12-01T11:00:00+0000 [ERROR] FAKE LINE"
-    for path in (f"/foo%0A{fake}", f"/metadata%0D%0A{fake}", f"/x%1B[31m%E2%80%A8{fake}"):
-        assert requests.get(url + path, headers=AUTH, timeout=10).status_code == 404
-    assert _handshake(url, f"/ws%0A{fake.replace(' ', '%20')}", "127.0.0.1").startswith(b"HTTP/1.1 404")
-    time.sleep(0.5)
-    lines = log.read_text().splitlines()
-    assert not any(line.startswith(fake) or "\x1b" in line for line in lines)
-    assert sum("\\n" + fake in line for line in lines) == 3  # /foo, /metadata (after its \\r), the WebSocket
-    assert sum("\\x1b[31m\\u2028" + fake in line for line in lines) == 1
+def test_a_request_cannot_write_its_own_log_line(tight_target):
+    attacks.a_request_cannot_write_its_own_log_line(tight_target)
 
 
 def _concurrent_peak_mb(url: str, body: bytes, clients: int) -> tuple[float, list[requests.Response]]:
@@ -475,24 +263,37 @@ def _concurrent_peak_mb(url: str, body: bytes, clients: int) -> tuple[float, lis
     return _peak_mb(worker) - peak, answers
 
 
-def test_concurrent_large_bodies_share_the_workers_budget(exported, tmp_path):
-    """The limits bound one request; 32 concurrent bodies of the largest size grew a worker by 1.27 GB (attack
-    re-run of issue 12). EEG2ARM_MAX_INFLIGHT_MB (default 32) now bounds the bodies a worker works on at once; the
-    same requests against a budget of 1 GiB (no bound, as before) in the same run."""
-    windows = np.random.default_rng(0).normal(size=(8, 32, 4, 512)).astype(np.float32)  # the largest default request
-    body = json.dumps({"x": windows.tolist()}).encode()  # ~10 MiB
+def _largest_body() -> bytes:
+    """The largest default request: 8 windows of T=512 of real-looking numbers, ~10 MiB of JSON."""
+    return json.dumps({"x": np.random.default_rng(0).normal(size=(8, 32, 4, 512)).tolist()}).encode()
+
+
+def _body_of_zeros() -> bytes:
+    """8 windows of T=500 written as 0s: ~1.03 MB of JSON that parses into 512,000 numbers."""
+    return json.dumps({"x": np.zeros((8, 32, 4, 500), int).tolist()}, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("make_body, clients", [
+    (_largest_body, 24),  # 32 of them grew a worker by 1.27 GB (issue 12)
+    (_body_of_zeros, 128),  # uncounted when only bodies over 1 MiB were: 128 grew a worker by 1.07 GB (issue 17)
+], ids=["24 bodies of 10 MiB", "128 bodies of 1 MB"])
+def test_concurrent_bodies_share_the_workers_budget(exported, tmp_path, make_body, clients):
+    """The limits bound one request; many at once add up. EEG2ARM_MAX_INFLIGHT_MB (default 32) bounds the bytes of
+    the bodies a worker works on at once, whatever their size; the same requests against a budget of 1 GiB (no
+    bound, as before) in the same run."""
+    body = make_body()
     growth = {}
     for budget in ("32", "1024"):
         env = {"EEG2ARM_ONNX": str(exported[0]), "BENTOML_HOME": str(tmp_path / "empty"),
                "EEG2ARM_MAX_INFLIGHT_MB": budget}
         with serve(env, tmp_path / f"serve-{budget}.log") as url:
-            growth[budget], answers = _concurrent_peak_mb(url, body, clients=24)
+            growth[budget], answers = _concurrent_peak_mb(url, body, clients=clients)
             assert requests.get(f"{url}/metadata", timeout=10).json()["limits"]["max_inflight_bytes"] == \
                 int(budget) * 2**20
         busy = [r for r in answers if r.status_code == 503]
         assert all(r.status_code == 200 for r in answers if r not in busy) and len(busy) <= len(answers) // 2
         assert all(r.headers["retry-after"] == "1" and "EEG2ARM_MAX_INFLIGHT_MB" in r.json()["error"] for r in busy)
-    print(f"worker peak growth, 24 concurrent ~10 MiB bodies: {growth}")
+    print(f"worker peak growth, {clients} concurrent bodies of {len(body) / 2**20:.2f} MiB: {growth}")
     assert growth["32"] < growth["1024"] / 2, growth
 
 

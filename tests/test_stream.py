@@ -116,3 +116,19 @@ def test_torch_step_leaves_the_onednn_switch_as_it_found_it(trained, bandpower):
     with ThreadPoolExecutor(4) as pool:  # steps overlapping in several threads
         list(pool.map(many_steps, range(4)))
     assert torch.backends.mkldnn.enabled
+
+
+def test_frames_that_drive_the_model_to_nan_change_nothing(trained, bandpower):
+    """Frames near float32's limit (3e38) make every probability NaN, and the session's state with them: such a push
+    is refused and the stream goes on as if it had never come."""
+    model = model_with_context(trained, 64)
+    stream = real_stream(bandpower, 2)  # (C, F, 30)
+    expected = Streamer.from_model(model).push(stream)
+    streamer = Streamer.from_model(model)
+    got = streamer.push(stream[..., :7])
+    with pytest.raises(UserInputError, match="NaN/Inf outputs .* the stream state is unchanged"):
+        streamer.push(np.full((*stream.shape[:2], 4), 3e38, np.float32))
+    got += streamer.push(stream[..., 7:])
+    assert [r.frame for r in got] == [r.frame for r in expected]
+    assert np.abs(np.stack([r.probs for r in got]) - np.stack([r.probs for r in expected])).max() == 0
+    assert [r.decision for r in got] == [r.decision for r in expected]

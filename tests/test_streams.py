@@ -124,3 +124,46 @@ def test_a_session_owned_by_a_connection_is_not_expired_by_the_table(step):
     with pytest.raises(StreamNotFound):
         t.get(http)
     assert asyncio.run(t.close(owned)) == 0 and len(t) == 0  # the connection's end closes it
+
+
+class Gated:
+    """A real Streamer whose push, in the thread that runs it, first waits for `gate`: set by a coroutine on the
+    event loop, so it opens only while the loop is free (a push run on the loop would wait out the 10 s and fail)."""
+
+    def __init__(self, streamer: Streamer, gate) -> None:
+        self.streamer, self.gate = streamer, gate
+
+    def __getattr__(self, name: str):
+        return getattr(self.streamer, name)
+
+    def push(self, frames: np.ndarray) -> list:
+        if not self.gate.wait(10):
+            raise RuntimeError("the step ran on the event loop: nothing else could run meanwhile")
+        return self.streamer.push(frames)
+
+
+def test_a_step_runs_off_the_event_loop_and_a_cancelled_push_keeps_the_order(step, bandpower):
+    """Steps ran on the event loop (issue 17): one slow step stalled every connection of the worker. Now the loop
+    is free while a step runs; a push cancelled meanwhile (a timeout, a client gone) still holds its session until
+    its step is done, so the next push of that session comes after it."""
+    import threading
+
+    frames = real_stream(bandpower[0][45:], 4)  # (C, F, 4): two pushes of one step each
+    gate = threading.Event()
+    t = StreamTable(lambda h: Gated(Streamer(step, h), gate), 4, 60.0, Clock())
+    sid = t.open(Hysteresis())
+
+    async def run() -> list:
+        first = asyncio.ensure_future(t.push(sid, frames[..., :2]))
+        await asyncio.sleep(0.05)  # the first step waits for the gate in its thread
+        first.cancel()
+        second = asyncio.ensure_future(t.push(sid, frames[..., 2:]))
+        await asyncio.sleep(0.05)
+        assert not second.done()  # behind the first step, which still runs
+        gate.set()  # a coroutine on the loop: it runs only because the step does not hold the loop
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        results, _, _ = await second
+        return results
+
+    assert [r.frame for r in asyncio.run(run())] == [1]  # after the first push's pooled frame 0

@@ -49,7 +49,7 @@ class LSLDecisions:
             if taken in on_network:
                 raise UserInputError(f"an LSL stream named {taken!r} is already on the network: choose another "
                                      f"--out-lsl name (controllers subscribe by name, so it must be unique)")
-        classes = list(config.class_names or [str(k) for k in range(config.n_classes)])
+        classes = config.labels
         source_id = f"eeg2arm-{uuid.uuid4().hex}"
         info = StreamInfo(name, "Decisions", len(classes) + 1, 0.0, "float64", source_id)
         info.set_channel_names([f"p_{c}" for c in classes] + ["decision"])

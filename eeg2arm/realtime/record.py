@@ -89,9 +89,8 @@ def open_eeg(name: str, timeout: float, units: str) -> tuple:
         inlet.close_stream()
         raise
     scale = stream_units(inlet, info, units, f"LSL stream {name!r}")  # the stream's units -> SI, as FIF stores them
-    with info._unlock():
-        for ch in info["chs"]:
-            ch["unit_mul"] = 0
+    for ch in info["chs"]:  # the channels' own entries: Info's lock guards only its top-level keys
+        ch["unit_mul"] = 0
     fmt = "double" if inlet.dtype in (np.float64, "float64") else "single"
     return inlet, info, scale, fmt
 
@@ -179,8 +178,7 @@ class Session:
             return
         if self.first_stamp is None:
             self.first_stamp = float(stamps[0])
-            with self.info._unlock():
-                self.info["meas_date"] = datetime_of(self.first_stamp)
+            self.info.set_meas_date(datetime_of(self.first_stamp))
         self.timeline.add(self.summary.samples, stamps)
         self.recorder.add(volts.T)
         self.summary.samples += len(stamps)

@@ -73,11 +73,16 @@ class Streamer:
             raise UserInputError(f"a frame must be (C, F) = {self.frame_shape} or (C, F, n), got {frames.shape}")
         if not np.isfinite(frames).all():
             raise UserInputError("frame contains NaN/Inf values: drop or repair it; the stream state is unchanged")
-        self.pending = np.concatenate([self.pending, frames], axis=-1)
-        results = []
-        while self.pending.shape[-1] >= self.pool:
-            group, self.pending = self.pending[None, ..., :self.pool], self.pending[..., self.pool:]
-            probs, self.state = self.step(np.ascontiguousarray(group), self.state)
+        pending, state, all_probs = np.concatenate([self.pending, frames], axis=-1), self.state, []
+        while pending.shape[-1] >= self.pool:  # on copies: the session changes only once every step is sound
+            group, pending = pending[None, ..., :self.pool], pending[..., self.pool:]
+            probs, state = self.step(np.ascontiguousarray(group), state)
+            all_probs.append(probs)
+        if not all(np.isfinite(p).all() for p in all_probs):
+            raise UserInputError("frames drive the model to NaN/Inf outputs (values far beyond the band power it was "
+                                 "trained on): send frames in that range; the stream state is unchanged")
+        self.pending, self.state, results = pending, state, []
+        for probs in all_probs:
             results.append(StepResult(self.frames_done, probs, int(probs.argmax()), self.hysteresis.update(probs)))
             self.frames_done += 1
         if results:
