@@ -248,9 +248,9 @@ def opened(files: list[Path]) -> dict[tuple[Path, str], mne.io.BaseRaw | mne.Bas
     return {(path, subject_of(path, inst)): inst for path, inst in recordings.items()}
 
 
-def fold_peer_accuracy(method: str, fold: Fold, sfreq: float, name: str) -> float:
+def fold_peer_accuracy(method: str, fold: Fold, sfreq: float, name: str, unfiltered: bool = False) -> float:
     return peer_accuracy(method, name, sfreq, fold.X_train, fold.y_train, fold.X_test, fold.y_test, fold.g_train,
-                         fold.g_test)
+                         fold.g_test, unfiltered)
 
 
 def sfreq_of(fold: Fold) -> float:
@@ -268,7 +268,7 @@ def row_methods(name: str, methods: tuple[str, ...], deep_everywhere: bool, grou
 
 
 def run_set(name: str, recipe: dict, methods: tuple[str, ...], subjects: tuple[str, ...],
-            log: Callable[[str], None]) -> tuple[str, dict[str, list[float]], int, float]:
+            log: Callable[[str], None], unfiltered: bool = False) -> tuple[str, dict[str, list[float]], int, float]:
     """(fold description, {method: scores}, trials, seconds); within-subject scores are per-subject means."""
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -281,7 +281,7 @@ def run_set(name: str, recipe: dict, methods: tuple[str, ...], subjects: tuple[s
             n_trials = max(n_trials, len(fold.y_train) + len(fold.y_test))
             for method in methods:
                 acc = (eegmodel_accuracy(fold, recipe) if method == "eegmodel"
-                       else fold_peer_accuracy(method, fold, sfreq, name))
+                       else fold_peer_accuracy(method, fold, sfreq, name, unfiltered))
                 per_fold[method].append((fold.subject, acc))
             log(f"{name} fold {k + 1} {fold.subject}: " + ", ".join(f"{m} {per_fold[m][-1][1]:.3f}" for m in methods)
                 + f" ({time.perf_counter() - t0:.0f} s)")
@@ -299,7 +299,8 @@ def run_set(name: str, recipe: dict, methods: tuple[str, ...], subjects: tuple[s
 
 
 def new_subject_set(recipe: dict, base: dict, methods: tuple[str, ...], subjects: tuple[str, ...],
-                    log: Callable[[str], None]) -> tuple[str, dict[str, list[float]], int, float]:
+                    log: Callable[[str], None], unfiltered: bool = False
+                    ) -> tuple[str, dict[str, list[float]], int, float]:
     """Each fold's cross-subject model (the `base` row's recipe) on each subject it never saw: `prepare --like` its
     imagery runs (aligned from its own signal), `train --init` on its first `calibration` trials, `evaluate` on the
     rest. The peers train on the fold's subjects and those calibration trials, pooled."""
@@ -321,7 +322,7 @@ def new_subject_set(recipe: dict, base: dict, methods: tuple[str, ...], subjects
                 for method in methods:
                     scores[method].append(new_subject_eegmodel(fold, recipe, n_cal, tmp) if method == "eegmodel"
                                           else peer_accuracy(method, "eegmmidb_new_subject_mu", sfreq_of(fold),
-                                                             *calibrated(fold, n_cal)))
+                                                             *calibrated(fold, n_cal), unfiltered))
                 log(f"eegmmidb_new_subject_mu {fold.subject}: " + ", ".join(f"{m} {scores[m][-1]:.3f}"
                                                                             for m in methods)
                     + f" ({time.perf_counter() - t0:.0f} s)")
@@ -405,6 +406,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
     p.add_argument("--all", action="store_true", help="the deep peers (EEGNet, ShallowFBCSPNet) on every row too")
+    p.add_argument("--unfiltered-peers", action="store_true",
+                   help="motor-rhythm rows: the peers on the raw trials (the eyes' slow potentials in them)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--subjects", type=int, default=len(SUBJECTS), choices=range(4, 13),
                    help="eegmmidb: the first N subjects (4 to 12)")
@@ -429,10 +432,11 @@ def main() -> None:
         if name == "eegmmidb_new_subject_mu":
             measured = tuple(m for m in methods if m == "eegmodel" or m in NEW_SUBJECT_PEERS)
             base = recipes[recipes[name]["cross"]]
-            how, scores, n, seconds = new_subject_set(recipes[name], base, measured, subjects, log)
+            how, scores, n, seconds = new_subject_set(recipes[name], base, measured, subjects, log,
+                                                      args.unfiltered_peers)
         else:
             measured = row_methods(name, methods, args.all, name.startswith("eegmmidb_cross"))
-            how, scores, n, seconds = run_set(name, recipes[name], measured, subjects, log)
+            how, scores, n, seconds = run_set(name, recipes[name], measured, subjects, log, args.unfiltered_peers)
         rows.append(f"| {name} | {n} | {how} | {' | '.join(cell(scores.get(m)) for m in methods)} | {seconds:.0f} s |")
         log(rows[-1])
     print(f"| set | trials | folds | {' | '.join(HEADERS[m] for m in methods)} | time |")

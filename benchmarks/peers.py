@@ -10,7 +10,9 @@ the raw trials (N, C, S) in µV of a fold's training side and scored on its test
                  MOABB's braindecode pipelines do: AdamW, lr 0.0625 * 0.01, no weight decay, batch 64, cosine
                  annealing, on the raw trials (DEEP_EPOCHS epochs: a budget for 2 cores, see docs/accuracy.md);
   * chance:      the training side's majority class.
-CSP, FBCSP and TS see the trials band-passed (zero-phase) to the set's band (PEERS).
+CSP, FBCSP and TS see the trials band-passed (zero-phase) to the set's band (PEERS), the others the raw trials;
+on the motor-rhythm rows (`_mu`) every method sees the band-passed trials (8-30 Hz: nothing of the eyes' slow
+potentials, which reach the FC and C rows), unless `unfiltered` asks for the raw ones.
 """
 from __future__ import annotations
 
@@ -152,13 +154,15 @@ def applies(method: str, name: str, groups: bool) -> bool:
 
 def peer_accuracy(method: str, name: str, sfreq: float, X_train: np.ndarray, y_train: np.ndarray,
                   X_test: np.ndarray, y_test: np.ndarray, g_train: np.ndarray | None = None,
-                  g_test: np.ndarray | None = None) -> float:
-    """Accuracy of one method fitted on the training trials (N, C, S) µV, scored on the test trials; g_*: subjects."""
+                  g_test: np.ndarray | None = None, unfiltered: bool = False) -> float:
+    """Accuracy of one method fitted on the training trials (N, C, S) µV, scored on the test trials; g_*: subjects
+    (a subject on both sides, a new one's calibration trials, is aligned by all its trials)."""
     band, kind = PEERS[name]
-    if method in ("csp", "fbcsp", "ts", "ea_ts"):
+    if method in ("csp", "fbcsp", "ts", "ea_ts") or (name.endswith("_mu") and not unfiltered):
         X_train, X_test = band_passed(X_train, sfreq, band), band_passed(X_test, sfreq, band)
     if method == "ea_ts":
-        X_train, X_test = euclidean_aligned(X_train, g_train), euclidean_aligned(X_test, g_test)
+        aligned = euclidean_aligned(np.concatenate([X_train, X_test]), np.concatenate([g_train, g_test]))
+        X_train, X_test = aligned[:len(X_train)], aligned[len(X_train):]
     if method in DEEP:
         model = deep_classifier(method, X_train.shape[1], X_train.shape[2], len(np.unique(y_train)))
         model.fit(X_train.astype(np.float32), y_train.astype(np.int64))
