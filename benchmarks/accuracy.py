@@ -275,16 +275,20 @@ def run_set(name: str, recipe: dict, methods: tuple[str, ...], subjects: tuple[s
         tmp = Path(tmp_name)
         splits, how = folds(name, recipe, tmp, subjects)
         per_fold: dict[str, list[tuple[str, float]]] = {m: [] for m in methods}
+        spent = dict.fromkeys(methods, 0.0)  # s per method, fitting and scoring
         n_trials = 0
         for k, fold in enumerate(splits):
             sfreq = sfreq_of(fold)
             n_trials = max(n_trials, len(fold.y_train) + len(fold.y_test))
             for method in methods:
+                started = time.perf_counter()
                 acc = (eegmodel_accuracy(fold, recipe) if method == "eegmodel"
                        else fold_peer_accuracy(method, fold, sfreq, name, unfiltered))
+                spent[method] += time.perf_counter() - started
                 per_fold[method].append((fold.subject, acc))
             log(f"{name} fold {k + 1} {fold.subject}: " + ", ".join(f"{m} {per_fold[m][-1][1]:.3f}" for m in methods)
                 + f" ({time.perf_counter() - t0:.0f} s)")
+        log(f"{name} seconds per method: " + ", ".join(f"{m} {t:.0f}" for m, t in spent.items()))
     scores = {}
     for method, rows in per_fold.items():
         if within(name):  # the mean of each subject's held-out runs, then over subjects

@@ -1,14 +1,20 @@
 """Dead electrodes in a live session: how much of the decoding `eeg2arm stream` keeps when 1, 2 or 4 electrodes die.
 
-Held-out-style replays of the shared eyes-open/closed recordings: a model is trained (the eyes_open_closed recipe of
-benchmarks/recipes.toml, with and without `train --channel-drop 0.2`) on the first 150 s of each recording, and the
-last 50 s of each are streamed through `run_stream` (the code of `eeg2arm stream`) with the electrodes nearest the
-occipital alpha (Oz, O1, O2, Pz: the ones this task needs most) dead: flat (zero) or NaN from the first sample. Per
-decided frame: agreement of its class (argmax) with the clean replay's, and accuracy against the recording's class;
-`repaired` is what stream does (eeg2arm.realtime.health), `as is` feeds the same signal to the recipe unrepaired
-(NaN frames are then lost: counted wrong).
+Held-out-style replays of shared recordings through `StreamRun` (the code of `eeg2arm stream`), with electrodes dead
+from the first sample, flat (zero) or NaN, and each model trained with and without `train --channel-drop 0.2`:
 
-    .venv/bin/python benchmarks/bad_channels.py      # ~3 min on 2 cores
+  * eyes: the eyes_open_closed recipe trained on the first 150 s of each recording, the last 50 s of each streamed,
+    with the electrodes of the occipital alpha dead (Oz, O1, O2, Pz: what this task needs most); accuracy per
+    decided frame against the recording's class;
+  * motor: the motor-rhythm recipe across subjects (eegmmidb_cross_mu) trained on S001-S009, the imagery runs of
+    S010-S012 streamed (each aligned by its clean recording, as `--align-from` gives it) with sensorimotor
+    electrodes dead (C3, C4, Cz, FC3); accuracy of the decision 4 s after each left/right cue.
+
+Agreement: the share of decided frames whose class (argmax) is the clean replay's. `repaired` is what stream does
+(eeg2arm.realtime.health); `as is` feeds the same signal to the recipe unrepaired (NaN frames are then not decided:
+counted as disagreeing and wrong).
+
+    .venv/bin/python benchmarks/bad_channels.py      # ~15 min on 2 cores
 """
 from __future__ import annotations
 
@@ -17,97 +23,160 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import mne
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import RAW, eeg2arm, tomllib  # noqa: E402
+from accuracy import EXECUTED, RAW, RUNS, SUBJECTS, eeg2arm, run_file, tomllib  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TRAIN_S = 150.0
-DEAD = {1: ["Oz"], 2: ["Oz", "O1"], 4: ["Oz", "O1", "O2", "Pz"]}
+DECIDE_S = 4.0  # motor: the decision this long after a cue is the trial's
 
 
-def split(tmp: Path) -> tuple[list[Path], list[tuple[np.ndarray, int]], list[str]]:
-    """The recordings' first TRAIN_S s as files to prepare; the rest as (signal (C, n) µV, class) to stream."""
-    train, test = [], []
-    for k, name in enumerate(("EO", "EC")):  # the recipe's class order: eyes_open, eyes_closed
-        raw = mne.io.read_raw_fif(RAW / "eyes_open_closed" / f"sub-01_ses-01_task-{name}_run-01_eeg_0-200s_raw.fif",
-                                  preload=True, verbose="error")
-        train.append(tmp / f"{name}_train_raw.fif")
-        raw.copy().crop(0, TRAIN_S, include_tmax=False).save(train[-1], verbose="error")
-        test.append((raw.copy().crop(TRAIN_S).get_data(units="uV"), k))
-    return train, test, raw.ch_names
+@dataclass
+class Replay:
+    """One recording to stream: its signal (C_in, n) in µV by channel name, and what is true of it."""
+
+    signal: np.ndarray
+    channels: list[str]
+    sfreq: float
+    truth: int | list[tuple[int, int]]  # the recording's class, or (cue sample, class) per cue
+    align_from: Path | None = None
 
 
-def frames_decided(ckpt: Path, signal: np.ndarray, channels: list[str], repaired: bool) -> np.ndarray:
-    """(frames,) the class of every decided frame of the signal streamed in 1/16 s chunks (-1: not decided)."""
+@dataclass
+class Case:
+    name: str
+    models: dict[str, Path]
+    replays: list[Replay]
+    dead: dict[int, list[str]]
+
+
+def decided(ckpt: Path, replay: Replay, dead: list[str], value: float, repaired: bool) -> tuple[np.ndarray, ...]:
+    """(ends (m,) in samples, classes (m,)) of every decided frame of the replay streamed in 1/16 s chunks."""
     from eeg2arm.checkpoint import load_model_from_checkpoint
+    from eeg2arm.fitting import load_alignment
     from eeg2arm.realtime.live import StreamRun, StreamSummary
-    from eeg2arm.realtime.online import OnlineFeatures
+    from eeg2arm.realtime.online import OnlineFeatures, model_recipe
     from eeg2arm.realtime.sources import Chunk
     from eeg2arm.realtime.streamer import Streamer
 
     model, meta = load_model_from_checkpoint(ckpt)
     config = meta["config"]
-    signal = signal[[channels.index(c) for c in config.stream_channels]]
+    recipe = model_recipe(config)
+    align = load_alignment(replay.align_from, recipe) if replay.align_from else None
+    signal = replay.signal[[replay.channels.index(c) for c in config.stream_channels]]
+    signal[[list(config.stream_channels).index(c) for c in dead]] = value
     chunks = [Chunk(signal[:, i:i + 16], np.arange(i, min(i + 16, signal.shape[1])) / config.sfreq)
               for i in range(0, signal.shape[1], 16)]
-    decoder = Streamer.from_model(model)
+    decoder, online = Streamer.from_model(model), OnlineFeatures(recipe, align)
+    w, s, pool = online.w, online.s, config.cnn_time_pool
     if repaired:
-        run = StreamRun(decoder, OnlineFeatures.for_model(config), lambda s: None, [], StreamSummary())
-        return np.array([r.pred for c in chunks for piece in run.bridge.push(c) for r in run.push(piece)])
-    online, preds = OnlineFeatures.for_model(config), []
-    for chunk in chunks:
-        frames = online.push(chunk.samples)
-        finite = np.isfinite(frames).all(axis=(0, 1))
-        preds += [-1] * (int((~finite).sum()) // config.cnn_time_pool)  # NaN frames: no decision
-        preds += [r.pred for r in decoder.push(frames[..., finite])] if finite.any() else []
-    return np.array(preds)
+        run = StreamRun(decoder, online, lambda _: None, [], StreamSummary())
+        results = [r for c in chunks for piece in run.bridge.push(c) for r in run.push(piece)]
+    else:
+        results = []
+        for chunk in chunks:
+            frames = online.push(chunk.samples)
+            finite = np.isfinite(frames).all(axis=(0, 1))
+            results += decoder.push(frames[..., finite]) if finite.any() else []
+    n = n_decisions(signal.shape[1], w, s, pool)
+    classes = np.full(n, -1)
+    classes[:len(results)] = [r.pred for r in results]  # unrepaired NaN: fewer decisions (the rest count wrong)
+    return (np.arange(n) * pool + pool - 1) * s + w, classes
+
+
+def n_decisions(n_samples: int, w: int, s: int, pool: int) -> int:
+    return (0 if n_samples < w else 1 + (n_samples - w) // s) // pool
+
+
+def scores(case: Case, ckpt: Path, dead: list[str], value: float, repaired: bool,
+           clean: list[np.ndarray]) -> tuple[float, float, float]:
+    """(agreement with the clean replays, share decided, accuracy) over the case's replays."""
+    agree, decided_, right, total = [], [], [], []
+    for replay, reference in zip(case.replays, clean):
+        ends, classes = decided(ckpt, replay, dead, value, repaired)
+        agree.append(classes == reference)
+        decided_.append(classes >= 0)
+        if isinstance(replay.truth, int):
+            right.append(classes == replay.truth)
+        else:
+            last = np.searchsorted(ends, [at + DECIDE_S * replay.sfreq for at, _ in replay.truth], side="right") - 1
+            right.append(classes[last] == [k for _, k in replay.truth])
+    return tuple(float(np.concatenate(x).mean()) for x in (agree, decided_, right))
+
+
+def train_models(tmp: Path, data: Path, train_args: list[str], groups: list[str]) -> dict[str, Path]:
+    models = {}
+    for label, extra in (("recipe", []), ("+ --channel-drop 0.2", ["--channel-drop", "0.2"])):
+        models[label] = tmp / f"{data.name}{len(models)}.pt"
+        eeg2arm("train", "--x", data / "X.npy", "--y", data / "y.npy", "--save", models[label], *groups,
+                *train_args, *extra)
+    return models
+
+
+def eyes_case(tmp: Path, recipes: dict) -> Case:
+    recipe, train, replays = recipes["eyes_open_closed"], [], []
+    for k, name in enumerate(("EO", "EC")):  # the recipe's class order: eyes_open, eyes_closed
+        raw = mne.io.read_raw_fif(RAW / "eyes_open_closed" / f"sub-01_ses-01_task-{name}_run-01_eeg_0-200s_raw.fif",
+                                  preload=True, verbose="error")
+        train.append(tmp / f"{name}_train_raw.fif")
+        raw.copy().crop(0, TRAIN_S, include_tmax=False).save(train[-1], verbose="error")
+        replays.append(Replay(raw.copy().crop(TRAIN_S).get_data(units="uV"), raw.ch_names, raw.info["sfreq"], k))
+    eeg2arm("prepare", *train, "--out", tmp / "eyes", *recipe["prepare"])
+    return Case("eyes", train_models(tmp, tmp / "eyes", recipe["train"], ["--no-groups"]), replays,
+                {1: ["Oz"], 2: ["Oz", "O1"], 4: ["Oz", "O1", "O2", "Pz"]})
+
+
+def motor_case(tmp: Path, recipes: dict) -> Case:
+    recipe = recipes["eegmmidb_cross_mu"]
+    files = [run_file(s, r) for s in SUBJECTS[:9] for r in RUNS + EXECUTED]
+    eeg2arm("prepare", *files, "--out", tmp / "motor", *recipe["prepare"])
+    models = train_models(tmp, tmp / "motor", recipe["train"], ["--groups", tmp / "motor" / "groups.npy"])
+    replays = []
+    for s in SUBJECTS[9:]:
+        for r in RUNS:
+            path, like = run_file(s, r), tmp / f"{s}{r}"
+            eeg2arm("prepare", path, "--out", like, "--like", tmp / "motor" / "meta.json")  # its alignment
+            raw = mne.io.read_raw_edf(path, preload=True, verbose="error")
+            cues = [(round(a["onset"] * raw.info["sfreq"]), {"T1": 0, "T2": 1}[a["description"]])
+                    for a in raw.annotations if a["description"] in ("T1", "T2")]
+            replays.append(Replay(raw.get_data(units="uV"), raw.ch_names, raw.info["sfreq"], cues, like / "meta.json"))
+    return Case("motor", models, replays, {1: ["C3.."], 2: ["C3..", "C4.."], 4: ["C3..", "C4..", "Cz..", "Fc3."]})
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--recipes", type=Path, default=HERE / "recipes.toml")
+    p.add_argument("--cases", nargs="+", default=["eyes", "motor"], choices=["eyes", "motor"])
     args = p.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")
     mne.set_log_level("ERROR")
-    recipe = tomllib.loads(args.recipes.read_text())["eyes_open_closed"]
+    recipes = tomllib.loads(args.recipes.read_text())
     t0, rows = time.perf_counter(), []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        train, test, channels = split(tmp)
-        eeg2arm("prepare", *train, "--out", tmp / "train", *recipe["prepare"])
-        models = {}
-        for label, extra in (("recipe", []), ("+ --channel-drop 0.2", ["--channel-drop", "0.2"])):
-            models[label] = tmp / f"{len(models)}.pt"
-            eeg2arm("train", "--x", tmp / "train" / "X.npy", "--y", tmp / "train" / "y.npy", "--save", models[label],
-                    "--no-groups", *recipe["train"], *extra)
-        for label, ckpt in models.items():
-            clean = [frames_decided(ckpt, signal, channels, True) for signal, _ in test]
-            truth = np.concatenate([np.full(len(c), k) for c, (_, k) in zip(clean, test)])
-            clean_all = np.concatenate(clean)
-            rows.append((label, "none", "-", 1.0, 1.0, float((clean_all == truth).mean())))
-            for n, dead in DEAD.items():
-                for kind, value in (("flat", 0.0), ("NaN", np.nan)):
-                    for repaired in (True, False):
-                        preds = []
-                        for (signal, _), reference in zip(test, clean):
-                            broken = signal.copy()
-                            broken[[channels.index(c) for c in dead]] = value
-                            got = frames_decided(ckpt, broken, channels, repaired)[:len(reference)]
-                            preds.append(np.pad(got, (0, len(reference) - len(got)), constant_values=-1))
-                        got = np.concatenate(preds)
-                        rows.append((label, f"{n} {kind} ({', '.join(dead)})", "repaired" if repaired else "as is",
-                                     float((got == clean_all).mean()), float((got >= 0).mean()),
-                                     float((got == truth).mean())))
-                print(f"{label}: {n} dead done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
-    print("| model | dead electrodes | stream | agreement with the clean replay | frames decided | accuracy |")
-    print("|---|---|---|---|---|---|")
-    for label, dead, how, agree, decided, acc in rows:
-        print(f"| {label} | {dead} | {how} | {agree:.3f} | {decided:.3f} | {acc:.3f} |")
+        for make in [{"eyes": eyes_case, "motor": motor_case}[c] for c in args.cases]:
+            case = make(tmp, recipes)
+            for label, ckpt in case.models.items():
+                clean = [decided(ckpt, replay, [], 0.0, True)[1] for replay in case.replays]
+                rows.append((case.name, label, "none", "-", *scores(case, ckpt, [], 0.0, True, clean)))
+                for n, dead in case.dead.items():
+                    for kind, value in (("flat", 0.0), ("NaN", np.nan)):
+                        for repaired in (True, False):
+                            rows.append((case.name, label, f"{n} {kind} ({', '.join(d.strip('.') for d in dead)})",
+                                         "repaired" if repaired else "as is",
+                                         *scores(case, ckpt, dead, value, repaired, clean)))
+                    print(f"{case.name} {label}: {n} dead ({time.perf_counter() - t0:.0f} s)", file=sys.stderr,
+                          flush=True)
+    print("| task | model | dead electrodes | stream | agreement with the clean replay | decided | accuracy |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row[:4]) + " | " + " | ".join(f"{v:.3f}" for v in row[4:]) + " |")
     print(f"total {time.perf_counter() - t0:.0f} s")
 
 
