@@ -97,7 +97,7 @@ def n_decisions(n_samples: int, w: int, s: int, pool: int) -> int:
 def scores(case: Case, ckpt: Path, dead: list[str], value: float, repaired: bool,
            clean: list[np.ndarray]) -> tuple[float, float, float]:
     """(agreement with the clean replays, share decided, accuracy) over the case's replays."""
-    agree, decided_, right, total = [], [], [], []
+    agree, decided_, right = [], [], []
     for replay, reference in zip(case.replays, clean):
         ends, classes = decided(ckpt, replay, dead, value, repaired)
         agree.append(classes == reference)

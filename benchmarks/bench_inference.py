@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import onnxruntime as ort
 import torch
 

@@ -28,7 +28,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .data import check_windows, data_fields
-from .errors import UserInputError
 from .prepare import PrepareOptions, Prepared, options_from_meta, prepare_recordings
 from .recordings import Recording, resampled
 

@@ -8,8 +8,6 @@ Everything is causal in time, so forward_seq() on a growing stream never revises
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

@@ -41,7 +41,7 @@ from scipy.signal import sosfilt, sosfilt_zi
 from .errors import UserInputError
 from .features import (DEFAULT_BANDS, LOG_FLOOR, Band, band_power_frames, check_bands, frame_geometry, frame_view,
                        slow_frames)
-from .spatial import ALIGN_METHODS, Alignment, component_names, components_per_band, parse_spatial
+from .spatial import ALIGN_METHODS, Alignment, component_names, parse_spatial
 
 FEATURE_KINDS = ("bandpower", "slow")
 log = logging.getLogger("eeg2arm")

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from eeg2arm.config import EEGConfig
 from eeg2arm.errors import UserInputError
 from eeg2arm.realtime.streamer import STATE_NAMES
 

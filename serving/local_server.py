@@ -11,7 +11,10 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -245,6 +245,6 @@ def test_channels_named_otherwise_are_one_line_with_the_fix_and_map_with_rename(
                       "--out-jsonl", "-", "--device", "cpu",
                       *[f"--rename={n}={old}" for n, old in zip(numbered, r04.ch_names)])
     assert unnamed.exit_code == 2
-    assert f"its channels are 1, 2, 3, 4, 5, 6 ...: map them with --rename OLD=NEW" in unnamed.output
+    assert "its channels are 1, 2, 3, 4, 5, 6 ...: map them with --rename OLD=NEW" in unnamed.output
     assert live.exit_code == 0, live.output
     same_decisions(rows(live.output), replayed)

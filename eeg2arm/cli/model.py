@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import UserInputError
 from .common import ATOL, DEVICE, FILE, cli, log, user_errors
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @cli.command()
