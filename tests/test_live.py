@@ -481,8 +481,9 @@ def test_the_example_controller_turns_decisions_into_velocity_commands(raw_dir, 
             time.sleep(0.1)
         assert controller.poll() is None
         controller.send_signal(signal.SIGINT)  # Ctrl-C ends it
-        _, errors = controller.communicate(timeout=30)
-        reader.join(timeout=10)
+        controller.wait(timeout=30)
+        reader.join(timeout=10)  # the reader alone reads stdout, to its end (communicate would race it for the last line)
+        errors = controller.stderr.read()
     finally:
         player.stop()
         controller.kill()

@@ -22,7 +22,6 @@ def test_from_python_snippets_run_as_written(tmp_path):
     checkout = tmp_path / "eeg2arm"  # ../shared from here is the shared data, as beside a real checkout
     checkout.mkdir()
     (tmp_path / "shared").symlink_to(SHARED_DATA.parent)
-    (tmp_path / "mne_data").mkdir()  # MOABB points MNE_DATA at ~/mne_data and expects it to exist
     env = {**os.environ, "HOME": str(tmp_path), "_MNE_FAKE_HOME_DIR": str(tmp_path), "TQDM_DISABLE": "1"}
     outputs = []
     for block in blocks:
