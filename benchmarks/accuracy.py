@@ -6,11 +6,11 @@ Every fold of every set splits the same raw trials for every method:
                 data (`prepare --like`): what `--commands` prints; model selection only on train's own validation split;
   * the field's methods (benchmarks/peers.py): CSP + LDA, FBCSP + LDA, TS + LR, EA + TS + LR (cross-subject rows),
                 EEGNet and ShallowFBCSPNet (braindecode), MiniRocket (aeon), chance.
-Folds: stratified 5-fold for the aeon sets, 40 s blocks for eyes_open_closed (one eyes-open and one eyes-closed block
-per test fold), leave one imagery run out per subject for eegmmidb_within (mean over subjects), three subjects left
-out per fold for eegmmidb_cross. The eegmmidb_*_mu sets are the motor rhythm: there every method sees only the
-recipe's --channels (the FC, C and CP rows), none of the frontal and temporal channels that carry the eye movements
-most. A row with `executed = true` also trains every method on the executed runs (eegmmidb_executed: R03, R07,
+Folds: stratified 5-fold for the aeon sets (FingerMovements: 5 contiguous blocks in recording order), 40 s blocks
+for eyes_open_closed (one eyes-open and one eyes-closed block per test fold), leave one imagery run out per subject
+for eegmmidb_within (mean over subjects), three subjects left out per fold for eegmmidb_cross. The eegmmidb_*_mu
+sets are the motor rhythm: there every method sees only the recipe's --channels (the FC, C and CP rows), none of
+the frontal and temporal channels that carry the eye movements most. A row with `executed = true` also trains every method on the executed runs (eegmmidb_executed: R03, R07,
 R11) of its training subjects; testing stays on imagery. eegmmidb_new_subject_mu: the cross-subject motor-rhythm
 model of each fold, given the first CALIBRATION trials of a subject it never saw (aligned from that subject's own
 unlabelled signal), tested on the subject's other imagery trials; mean over the 12 subjects.
@@ -47,6 +47,7 @@ from eeg2arm.cli.data import recipe_params
 from eeg2arm.recordings import open_recording, subject_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peers  # noqa: E402
 from peers import DEEP, applies, peer_accuracy  # noqa: E402
 
 try:
@@ -123,13 +124,18 @@ def within(name: str) -> bool:
     return name.startswith("eegmmidb_within")
 
 
+IN_ORDER = ("FingerMovements",)  # its slow potentials drift over the session: test on contiguous blocks of trials
+
+
 def epochs_folds(name: str, classes: dict[str, int], tmp: Path) -> Iterator[Fold]:
-    """Stratified 5-fold over the stored epochs; each side is written as its own -epo.fif for prepare."""
+    """Stratified 5-fold over the stored epochs (IN_ORDER sets: 5 contiguous blocks in recording order, so no test
+    trial has its neighbours in training); each side is written as its own -epo.fif for prepare."""
     epochs = mne.read_epochs(RAW / name / f"{name}_TRAIN-epo.fif", preload=True, verbose="error")
     code_class = {code: classes[ev] for ev, code in epochs.event_id.items()}
     y = np.array([code_class[c] for c in epochs.events[:, 2]])
     X = epochs.get_data(copy=True) * 1e6  # (N, C, S) µV
-    for k, (tr, te) in enumerate(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y)):
+    splitter = KFold(5) if name in IN_ORDER else StratifiedKFold(5, shuffle=True, random_state=0)
+    for k, (tr, te) in enumerate(splitter.split(X, y)):
         files = []
         for side, idx in (("train", tr), ("test", te)):
             files.append(tmp / f"fold{k}-{side}-epo.fif")
@@ -223,7 +229,7 @@ def folds(name: str, recipe: dict, tmp: Path, subjects: tuple[str, ...]) -> tupl
     if name.startswith("eegmmidb_cross"):
         return eegmmidb_folds(name, prepare_args, subjects, executed), \
             f"{len(subjects) // 4} subjects left out, 4 folds{plus}"
-    return epochs_folds(name, classes, tmp), "stratified 5-fold"
+    return epochs_folds(name, classes, tmp), "5 blocks in recording order" if name in IN_ORDER else "stratified 5-fold"
 
 
 def eegmodel_accuracy(fold: Fold, recipe: dict) -> float:
@@ -413,11 +419,14 @@ def main() -> None:
     p.add_argument("--unfiltered-peers", action="store_true",
                    help="motor-rhythm rows: the peers on the raw trials (the eyes' slow potentials in them)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--deep-epochs", type=int, default=peers.DEEP_EPOCHS,
+                   help="epochs of EEGNet and ShallowFBCSPNet (the default is a budget for 2 cores)")
     p.add_argument("--subjects", type=int, default=len(SUBJECTS), choices=range(4, 13),
                    help="eegmmidb: the first N subjects (4 to 12)")
     p.add_argument("--recipes", type=Path, default=HERE / "recipes.toml")
     p.add_argument("--commands", action="store_true", help="print each recipe's shell commands and exit")
     args = p.parse_args()
+    peers.DEEP_EPOCHS = args.deep_epochs
     os.environ.setdefault("TQDM_DISABLE", "1")  # per-epoch bars, once per fold, would drown the table
     mne.set_log_level("ERROR")
     recipes = tomllib.loads(args.recipes.read_text())

@@ -14,7 +14,7 @@ Agreement: the share of decided frames whose class (argmax) is the clean replay'
 (eeg2arm.realtime.health); `as is` feeds the same signal to the recipe unrepaired (NaN frames are then not decided:
 counted as disagreeing and wrong).
 
-    .venv/bin/python benchmarks/bad_channels.py      # ~15 min on 2 cores
+    .venv/bin/python benchmarks/bad_channels.py --cases eyes   # 47 min on 2 cores under load (motor: hours)
 """
 from __future__ import annotations
 
