@@ -12,28 +12,13 @@ the probes and the Service of a Kubernetes pod use.
 """
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from .errors import NOT_FOUND, Answers, ASGIApp, Receive, Send, deny_websocket, send_error
-from .settings import Settings
+from .settings import Settings, host_allowed
 
 WRONG_HOST = ("this server answers only to IP addresses, localhost and the names in EEG2ARM_ALLOWED_HOSTS: call it "
               "by one of them, or add its name there (docs/serving.md)")
-
-
-def host_allowed(host: bytes | None, names: frozenset[str]) -> bool:
-    """Whether a request's Host header (name or address, maybe with a port) is one this server answers to."""
-    if host is None:  # HTTP/1.0 may omit it; browsers never do
-        return True
-    text = host.decode("latin-1").strip().lower()
-    name = text[1:text.find("]")] if text.startswith("[") else text.rsplit(":", 1)[0]  # [::1]:3000, host:3000
-    name = name.rstrip(".")
-    try:
-        ipaddress.ip_address(name)
-        return True
-    except ValueError:
-        return "*" in names or name in names or name == "localhost" or name.endswith(".localhost")
 
 
 class Front:
@@ -47,7 +32,7 @@ class Front:
             send = Answers(send, scope)
         elif scope["type"] != "websocket":
             return await self.app(scope, receive, send)
-        if not host_allowed(_header(scope, b"host"), self.hosts):
+        if not host_allowed(_host(scope), self.hosts):
             refusal = 403, WRONG_HOST
         elif (scope["path"] != "/" and scope["path"].endswith("/")) or \
                 (scope["type"] == "websocket" and scope["path"] not in self.websockets):
@@ -59,5 +44,7 @@ class Front:
         await send_error(send, *refusal)
 
 
-def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
-    return next((value for key, value in scope["headers"] if key == name), None)
+def _host(scope: dict[str, Any]) -> str | None:
+    """The request's Host header, None when it has none."""
+    value = next((value for key, value in scope["headers"] if key == b"host"), None)
+    return None if value is None else value.decode("latin-1")

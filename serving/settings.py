@@ -10,8 +10,10 @@ a .npy body from its header before its array is allocated (docs/serving.md state
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from eeg2arm.errors import UserInputError
@@ -70,6 +72,21 @@ def env_hosts(name: str) -> tuple[str, ...]:
             raise UserInputError(f"{name}: {host[:60]!r} is not a bare host name: give names like eeg2arm.lab, "
                                  f"without scheme, port or wildcard ('*' alone means any)")
     return names
+
+
+def host_allowed(host: str | None, names: Iterable[str]) -> bool:
+    """Whether a Host header (name or address, maybe with a port) is one a server with these allowed `names`
+    (env_hosts) answers to: IP addresses, localhost and names under it, the names, or any with "*"."""
+    if host is None:  # HTTP/1.0 may omit it; browsers never do
+        return True
+    text = host.strip().lower()
+    name = text[1:text.find("]")] if text.startswith("[") else text.rsplit(":", 1)[0]  # [::1]:3000, host:3000
+    name = name.rstrip(".")
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return "*" in names or name in names or name == "localhost" or name.endswith(".localhost")
 
 
 @dataclass(frozen=True)

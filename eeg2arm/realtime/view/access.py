@@ -11,30 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qs, urlsplit
 
-from serving.settings import env_hosts, env_token
+from serving.settings import env_hosts, env_token, host_allowed
 from serving.startup import is_loopback
 
 from ...errors import UserInputError
 
 COOKIE = "eeg2arm_view"
 TOKEN_ENV = "EEG2ARM_API_TOKEN"
-
-
-def host_allowed(host: str | None, names: tuple[str, ...]) -> bool:
-    """Whether a Host header (name or address, maybe with a port) is one the view answers to."""
-    if host is None:
-        return True
-    text = host.strip().lower()
-    name = (text[1:text.find("]")] if text.startswith("[") else text.rsplit(":", 1)[0]).rstrip(".")
-    try:
-        ipaddress.ip_address(name)
-        return True
-    except ValueError:
-        return "*" in names or name in names or name == "localhost" or name.endswith(".localhost")
 
 
 class Access:
