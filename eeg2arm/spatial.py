@@ -14,7 +14,6 @@ All are instantaneous affine maps, so they run inside the recipe's causal chain 
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +97,8 @@ class Alignment:
 
 class SignalMoments:
     """The mean and spatial covariance of a signal that arrives in pieces (..., C, n): sums of x and x x^T over the
-    finite samples and their count, so that pieces, epochs and recordings of one subject add up to one estimate."""
+    finite samples and their count, so that the pieces of a stream or the epochs of a recording add up to one
+    estimate."""
 
     def __init__(self, n_channels: int):
         self.sum, self.total, self.count = np.zeros(n_channels), np.zeros((n_channels, n_channels)), 0
@@ -109,14 +109,6 @@ class SignalMoments:
         self.sum += x.sum(axis=1)
         self.total += x @ x.T
         self.count += x.shape[1]
-
-    def merged(self, others: Iterable["SignalMoments"]) -> "SignalMoments":
-        out = SignalMoments(len(self.sum))
-        for part in (self, *others):
-            out.sum += part.sum
-            out.total += part.total
-            out.count += part.count
-        return out
 
     def alignment(self, method: str, what: str) -> Alignment:
         """The subject's re-centring by `method` (ALIGN_METHODS) from these moments."""
