@@ -16,8 +16,9 @@ model of each fold, given the first CALIBRATION trials of a subject it never saw
 unlabelled signal), tested on the subject's other imagery trials; mean over the 12 subjects.
 
     pip install -e '.[bench]'                      # the peers: pyriemann, aeon, braindecode
-    .venv/bin/python benchmarks/accuracy.py        # every row; EEGNet and ShallowFBCSPNet on the motor-rhythm rows
-    .venv/bin/python benchmarks/accuracy.py --all  # and the deep peers on every row
+    .venv/bin/python benchmarks/accuracy.py         # every row, every peer but the deep ones (~22 min on 2 cores)
+    .venv/bin/python benchmarks/accuracy.py --deep  # + EEGNet and ShallowFBCSPNet on the motor-rhythm rows (~+20 min)
+    .venv/bin/python benchmarks/accuracy.py --all   # the deep peers on every row
     .venv/bin/python benchmarks/accuracy.py --sets KDD_Example SelfRegulationSCP1 --methods eegmodel chance
     .venv/bin/python benchmarks/accuracy.py --commands   # the shell commands of every recipe (docs/accuracy.md)
 """
@@ -35,6 +36,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # per-epoch bars would drown the table; tqdm reads it on import
 
 import click
 import mne
@@ -266,11 +269,12 @@ def sfreq_of(fold: Fold) -> float:
     return mne.io.read_raw(path, preload=False, verbose="error").info["sfreq"]
 
 
-def row_methods(name: str, methods: tuple[str, ...], deep_everywhere: bool, groups: bool) -> tuple[str, ...]:
-    """The methods measured on a row: those that apply (peers.applies); the deep peers on the motor-rhythm rows
-    only, unless asked for everywhere (their training dominates the run time on 2 cores)."""
+def row_methods(name: str, methods: tuple[str, ...], deep: bool, deep_everywhere: bool,
+                groups: bool) -> tuple[str, ...]:
+    """The methods measured on a row: those that apply (peers.applies); the deep peers only when asked for, on the
+    motor-rhythm rows or everywhere (on 2 cores their training takes longer than every other method together)."""
     return tuple(m for m in methods if (m == "eegmodel" or applies(m, name, groups))
-                 and (m not in DEEP or deep_everywhere or name in MOTOR_RHYTHM))
+                 and (m not in DEEP or deep_everywhere or (deep and name in MOTOR_RHYTHM)))
 
 
 def run_set(name: str, recipe: dict, methods: tuple[str, ...], subjects: tuple[str, ...],
@@ -415,7 +419,8 @@ def cell(scores: list[float] | None) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
-    p.add_argument("--all", action="store_true", help="the deep peers (EEGNet, ShallowFBCSPNet) on every row too")
+    p.add_argument("--deep", action="store_true", help="EEGNet and ShallowFBCSPNet on the motor-rhythm rows too")
+    p.add_argument("--all", action="store_true", help="EEGNet and ShallowFBCSPNet on every row")
     p.add_argument("--unfiltered-peers", action="store_true",
                    help="motor-rhythm rows: the peers on the raw trials (the eyes' slow potentials in them)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
@@ -427,7 +432,6 @@ def main() -> None:
     p.add_argument("--commands", action="store_true", help="print each recipe's shell commands and exit")
     args = p.parse_args()
     peers.DEEP_EPOCHS = args.deep_epochs
-    os.environ.setdefault("TQDM_DISABLE", "1")  # per-epoch bars, once per fold, would drown the table
     mne.set_log_level("ERROR")
     recipes = tomllib.loads(args.recipes.read_text())
     if args.commands:
@@ -448,7 +452,7 @@ def main() -> None:
             how, scores, n, seconds = new_subject_set(recipes[name], base, measured, subjects, log,
                                                       args.unfiltered_peers)
         else:
-            measured = row_methods(name, methods, args.all, name.startswith("eegmmidb_cross"))
+            measured = row_methods(name, methods, args.deep, args.all, name.startswith("eegmmidb_cross"))
             how, scores, n, seconds = run_set(name, recipes[name], measured, subjects, log, args.unfiltered_peers)
         rows.append(f"| {name} | {n} | {how} | {' | '.join(cell(scores.get(m)) for m in methods)} | {seconds:.0f} s |")
         log(rows[-1])

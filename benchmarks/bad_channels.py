@@ -26,6 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+os.environ.setdefault("TQDM_DISABLE", "1")  # per-epoch bars would drown the table; tqdm reads it on import
+
 import mne
 import numpy as np
 
@@ -154,7 +156,6 @@ def main() -> None:
     p.add_argument("--recipes", type=Path, default=HERE / "recipes.toml")
     p.add_argument("--cases", nargs="+", default=["eyes", "motor"], choices=["eyes", "motor"])
     args = p.parse_args()
-    os.environ.setdefault("TQDM_DISABLE", "1")
     mne.set_log_level("ERROR")
     recipes = tomllib.loads(args.recipes.read_text())
     t0, rows = time.perf_counter(), []

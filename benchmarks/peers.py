@@ -65,9 +65,13 @@ class FilterBankCSP(BaseEstimator, ClassifierMixin):
         from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
         k = min(self.n_components, X.shape[1])
-        self.csps_ = [CSP(n_components=k, reg="ledoit_wolf", log=True).fit(band_passed(X, self.sfreq, band), y)
-                      for band in self.bands()]
-        self.lda_ = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(self.features(X), y)
+        self.csps_, features = [], []
+        for band in self.bands():  # each band filtered once, for its CSP and for the LDA's features
+            passed = band_passed(X, self.sfreq, band)
+            self.csps_.append(CSP(n_components=k, reg="ledoit_wolf", log=True).fit(passed, y))
+            features.append(self.csps_[-1].transform(passed))
+        self.lda_ = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(np.concatenate(features, axis=1),
+                                                                                    y)
         self.classes_ = self.lda_.classes_
         return self
 
@@ -138,7 +142,7 @@ def peer(method: str, n_channels: int, kind: str, sfreq: float, band: tuple) -> 
         return make_pipeline(covariances, TangentSpace(), LogisticRegression(max_iter=1000))
     if method == "minirocket":
         from aeon.classification.convolution_based import MiniRocketClassifier
-        return MiniRocketClassifier(random_state=0)
+        return MiniRocketClassifier(random_state=0, n_jobs=-1)  # the same kernels and result on every core count
     return DummyClassifier(strategy="most_frequent")
 
 
