@@ -316,8 +316,9 @@ def new_subject_set(recipe: dict, base: dict, methods: tuple[str, ...], subjects
                     log: Callable[[str], None], unfiltered: bool = False
                     ) -> tuple[str, dict[str, list[float]], int, float]:
     """Each fold's cross-subject model (the `base` row's recipe) on each subject it never saw: `prepare --like` its
-    imagery runs (aligned from its own signal), `train --init` on its first `calibration` trials, `evaluate` on the
-    rest. The peers train on the fold's subjects and those calibration trials, pooled."""
+    imagery runs (aligned from its own signal), `train --init` on its first `calibration` trials when the row has
+    `finetune` arguments, `evaluate` on the rest. The peers train on the fold's subjects and those calibration
+    trials, pooled."""
     t0, n_cal, executed = time.perf_counter(), recipe["calibration"], base.get("executed", False)
     data = EegmmidbTrials(base["prepare"], subjects, executed)
     scores: dict[str, list[float]] = {m: [] for m in methods}
@@ -353,7 +354,8 @@ def calibrated(fold: Fold, n_cal: int) -> tuple:
 
 
 def new_subject_eegmodel(fold: Fold, recipe: dict, n_cal: int, tmp: Path) -> float:
-    """`prepare --like` the new subject's runs, `train --init` on the first n_cal trials, evaluate the rest."""
+    """`prepare --like` the new subject's runs, `train --init` on the first n_cal trials (if the row fine-tunes:
+    else the cross model as it is), evaluate the rest."""
     for sub in ("new", "cal", "rest"):
         shutil.rmtree(tmp / sub, ignore_errors=True)
     eeg2arm("prepare", *fold.test_files, "--out", tmp / "new", "--like", tmp / "cross" / "meta.json")
@@ -365,9 +367,12 @@ def new_subject_eegmodel(fold: Fold, recipe: dict, n_cal: int, tmp: Path) -> flo
         np.save(tmp / sub / "X.npy", X[part])
         np.save(tmp / sub / "y.npy", y[part])
         shutil.copy(tmp / "new" / "meta.json", tmp / sub / "meta.json")
-    eeg2arm("train", "--x", tmp / "cal" / "X.npy", "--y", tmp / "cal" / "y.npy", "--save", tmp / "new.pt",
-            "--init", tmp / "cross.pt", *recipe["finetune"])
-    report = eeg2arm("evaluate", "--ckpt", tmp / "new.pt", "--x", tmp / "rest" / "X.npy", "--y",
+    model = tmp / "cross.pt"
+    if recipe["finetune"]:
+        model = tmp / "new.pt"
+        eeg2arm("train", "--x", tmp / "cal" / "X.npy", "--y", tmp / "cal" / "y.npy", "--save", model,
+                "--init", tmp / "cross.pt", *recipe["finetune"])
+    report = eeg2arm("evaluate", "--ckpt", model, "--x", tmp / "rest" / "X.npy", "--y",
                      tmp / "rest" / "y.npy", "--device", "cpu")
     return float(re.search(r"\baccuracy=([0-9.]+)", report).group(1))
 
@@ -390,11 +395,14 @@ def commands(name: str, recipe: dict, recipes: dict) -> list[str]:
     raw = "../shared/data/raw/"
     if name == "eegmmidb_new_subject_mu":
         base, n = recipe["cross"], recipe["calibration"]
-        return [f"# the model of {base} (its commands), then for a subject it never saw, e.g. S010:",
-                f"eeg2arm prepare {raw}eegmmidb/S010/S010R{{04,08,12}}.edf --out S010 --like {base}/meta.json",
-                f"# cal/ = the first {n} trials of S010 (X.npy, y.npy and its meta.json), rest/ = the others",
+        lines = [f"# the model of {base} (its commands), then for a subject it never saw, e.g. S010:",
+                 f"eeg2arm prepare {raw}eegmmidb/S010/S010R{{04,08,12}}.edf --out S010 --like {base}/meta.json"]
+        if not recipe["finetune"]:  # the cross model as it is, the subject aligned from its own signal
+            return [*lines, f"# rest/ = S010's trials after the first {n} (X.npy, y.npy and its meta.json)",
+                    f"eeg2arm evaluate --ckpt {base}.pt --x rest/X.npy --y rest/y.npy"]
+        return [*lines, f"# cal/ = the first {n} trials of S010 (X.npy, y.npy and its meta.json), rest/ = the others",
                 f"eeg2arm train --x cal/X.npy --y cal/y.npy --save S010.pt --init {base}.pt "
-                f"{' '.join(recipe['finetune'])}",
+                        f"{' '.join(recipe['finetune'])}",
                 "eeg2arm evaluate --ckpt S010.pt --x rest/X.npy --y rest/y.npy"]
     train_files, test_files = EXAMPLES[name]
     executed = recipe.get("executed", False)

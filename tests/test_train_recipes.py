@@ -66,12 +66,19 @@ def parsed(command: str, args: list[str]) -> dict:
         return ctx.params
 
 
-def test_the_new_subject_recipe_fine_tunes_the_cross_subject_model(tmp_path):
-    required = ["--x", str(tmp_path / "X.npy"), "--y", str(tmp_path / "y.npy"), "--save", str(tmp_path / "m.pt"),
-                "--init", str(tmp_path / "c.pt")]
-    params = parsed("train", required + RECIPES[NEW_SUBJECT]["finetune"])
-    cross = parsed("train", required + RECIPES[RECIPES[NEW_SUBJECT]["cross"]]["train"])
-    assert all(params[k] == cross[k] for k in ("elec", "bands", "cnn_time_pool", "frame_embed", "classes"))
+def test_the_new_subject_recipe_aligns_or_fine_tunes_the_cross_subject_model(tmp_path):
+    """The new-subject row adapts the cross model to the subject: by its alignment (the cross recipe re-centres each
+    recording from its own signal), and by `train --init` on the calibration trials where it has finetune arguments,
+    which must then fit the cross model's sizes."""
+    row = RECIPES[NEW_SUBJECT]
+    assert accuracy.prepare_params(RECIPES[row["cross"]]["prepare"])["align"] == "euclidean"
+    assert row["calibration"] >= 1 and isinstance(row["finetune"], list)
+    if row["finetune"]:
+        required = ["--x", str(tmp_path / "X.npy"), "--y", str(tmp_path / "y.npy"), "--save", str(tmp_path / "m.pt"),
+                    "--init", str(tmp_path / "c.pt")]
+        params = parsed("train", required + row["finetune"])
+        cross = parsed("train", required + RECIPES[row["cross"]]["train"])
+        assert all(params[k] == cross[k] for k in ("elec", "bands", "cnn_time_pool", "frame_embed", "classes"))
 
 
 @pytest.mark.parametrize("name", SETS)
