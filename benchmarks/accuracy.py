@@ -12,8 +12,9 @@ for eegmmidb_within (mean over subjects), three subjects left out per fold for e
 sets are the motor rhythm: there every method sees only the recipe's --channels (the FC, C and CP rows), none of
 the frontal and temporal channels that carry the eye movements most. A row with `executed = true` also trains every method on the executed runs (eegmmidb_executed: R03, R07,
 R11) of its training subjects; testing stays on imagery. eegmmidb_new_subject_mu: the cross-subject motor-rhythm
-model of each fold, given the first CALIBRATION trials of a subject it never saw (aligned from that subject's own
-unlabelled signal), tested on the subject's other imagery trials; mean over the 12 subjects.
+model of each fold meets a subject it never saw, aligned from that subject's own unlabelled signal (and fine-tuned on
+its first CALIBRATION trials where the row has `finetune` arguments; the peers train on those trials), tested on the
+subject's other imagery trials; mean over the 12 subjects.
 
     pip install -e '.[bench]'                      # the peers: pyriemann, aeon, braindecode
     .venv/bin/python benchmarks/accuracy.py         # every row, every peer but the deep ones (~22 min on 2 cores)
@@ -402,7 +403,7 @@ def commands(name: str, recipe: dict, recipes: dict) -> list[str]:
                     f"eeg2arm evaluate --ckpt {base}.pt --x rest/X.npy --y rest/y.npy"]
         return [*lines, f"# cal/ = the first {n} trials of S010 (X.npy, y.npy and its meta.json), rest/ = the others",
                 f"eeg2arm train --x cal/X.npy --y cal/y.npy --save S010.pt --init {base}.pt "
-                        f"{' '.join(recipe['finetune'])}",
+                f"{' '.join(recipe['finetune'])}",
                 "eeg2arm evaluate --ckpt S010.pt --x rest/X.npy --y rest/y.npy"]
     train_files, test_files = EXAMPLES[name]
     executed = recipe.get("executed", False)
