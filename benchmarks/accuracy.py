@@ -363,7 +363,8 @@ def new_subject_eegmodel(fold: Fold, recipe: dict, n_cal: int, tmp: Path) -> flo
     X, y = np.load(tmp / "new" / "X.npy"), np.load(tmp / "new" / "y.npy")
     if not np.array_equal(y, fold.y_test):
         raise SystemExit(f"prepare's labels of {fold.subject} differ from the peers' trials")
-    for sub, part in (("cal", slice(None, n_cal)), ("rest", slice(n_cal, None))):
+    parts = {"cal": slice(None, n_cal)} if recipe["finetune"] else {}  # the calibration set only to fine-tune on
+    for sub, part in {**parts, "rest": slice(n_cal, None)}.items():
         (tmp / sub).mkdir()
         np.save(tmp / sub / "X.npy", X[part])
         np.save(tmp / sub / "y.npy", y[part])

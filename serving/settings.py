@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 
 from eeg2arm.errors import UserInputError
@@ -74,7 +74,7 @@ def env_hosts(name: str) -> tuple[str, ...]:
     return names
 
 
-def host_allowed(host: str | None, names: Iterable[str]) -> bool:
+def host_allowed(host: str | None, names: Collection[str]) -> bool:
     """Whether a Host header (name or address, maybe with a port) is one a server with these allowed `names`
     (env_hosts) answers to: IP addresses, localhost and names under it, the names, or any with "*"."""
     if host is None:  # HTTP/1.0 may omit it; browsers never do
