@@ -4,6 +4,9 @@ Every fold of every set splits the same raw trials for every method:
   * EEGModel:   eeg2arm.Decoder with the set's recipe in benchmarks/recipes.toml, fitted on the training files
                 (opened as `eeg2arm prepare` opens them) and scored on the test files, prepared like the training
                 data (`prepare --like`): what `--commands` prints; model selection only on train's own validation split;
+  * its features + LR: the very windows EEGModel is given on the fold, read by a logistic regression (its
+                regularization chosen on 5 contiguous inner folds of the training windows): what the network adds
+                to, or loses from, its features;
   * the field's methods (benchmarks/peers.py): CSP + LDA, FBCSP + LDA, TS + LR, EA + TS + LR (cross-subject rows),
                 EEGNet and ShallowFBCSPNet (braindecode), MiniRocket (aeon), chance.
 Folds: stratified 5-fold for the aeon sets (FingerMovements: 5 contiguous blocks in recording order), 40 s blocks
@@ -43,11 +46,16 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # per-epoch bars would drown the tab
 import click
 import mne
 import numpy as np
+from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from eeg2arm import Decoder
 from eeg2arm.cli import cli
 from eeg2arm.cli.data import recipe_params
+from eeg2arm.estimator import prepare_options, recordings_of
+from eeg2arm.prepare import options_from_meta, prepare_recordings
 from eeg2arm.recordings import open_recording, subject_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -68,10 +76,11 @@ SETS = ("eyes_open_closed", "SelfRegulationSCP1", "FingerMovements", "KDD_Exampl
 SUBJECTS = tuple(f"S{i:03d}" for i in range(1, 13))
 RUNS = ("R04", "R08", "R12")  # imagery
 EXECUTED = ("R03", "R07", "R11")  # the same cues, the movement made (eegmmidb_executed)
-METHODS = ("eegmodel", "csp", "fbcsp", "ts", "ea_ts", "eegnet", "shallow", "minirocket", "chance")
-HEADERS = {"eegmodel": "EEGModel", "csp": "CSP + LDA", "fbcsp": "FBCSP + LDA", "ts": "TS + LR",
-           "ea_ts": "EA + TS + LR", "eegnet": "EEGNet", "shallow": "ShallowFBCSPNet", "minirocket": "MiniRocket",
+METHODS = ("eegmodel", "readout", "csp", "fbcsp", "ts", "ea_ts", "eegnet", "shallow", "minirocket", "chance")
+HEADERS = {"eegmodel": "EEGModel", "readout": "its features + LR", "csp": "CSP + LDA", "fbcsp": "FBCSP + LDA",
+           "ts": "TS + LR", "ea_ts": "EA + TS + LR", "eegnet": "EEGNet", "shallow": "ShallowFBCSPNet", "minirocket": "MiniRocket",
            "chance": "chance"}
+OWN = ("eegmodel", "readout")  # the recipe's features: every row
 NEW_SUBJECT_PEERS = ("csp", "fbcsp", "ts", "ea_ts", "chance")  # one fit per new subject on ~800 trials: the fast ones
 
 
@@ -236,20 +245,56 @@ def folds(name: str, recipe: dict, tmp: Path, subjects: tuple[str, ...]) -> tupl
     return epochs_folds(name, classes, tmp), "5 blocks in recording order" if name in IN_ORDER else "stratified 5-fold"
 
 
+def recipe_sides(fold: Fold, recipe: dict) -> tuple[list, list | None, list[list]]:
+    """The fold's files opened as `prepare` opens them: (training recordings, their groups when the recipe aligns or
+    splits by subject, else None; the test recordings in the groups `prepare --like` aligns together)."""
+    by_subject = prepare_params(recipe["prepare"])["group_by"] == "subject"
+    train = opened(fold.train_files)
+    test: dict[str, list] = {}
+    for (path, subject), recording in opened(fold.test_files).items():
+        test.setdefault(subject if by_subject else str(path), []).append(recording)
+    return list(train.values()), [group for _, group in train] if by_subject else None, list(test.values())
+
+
 def eegmodel_accuracy(fold: Fold, recipe: dict) -> float:
     """The recipe's Decoder fitted on one fold's training files and scored on its test files, as `prepare` ->
     `train` -> `prepare --like` -> `evaluate` would (files in sorted order, grouped as --group-by says)."""
-    by_subject = prepare_params(recipe["prepare"])["group_by"] == "subject"
     decoder = Decoder({"prepare": recipe["prepare"], "train": recipe["train"], "groups": recipe["groups"]})
-    train = opened(fold.train_files)
-    decoder.fit(list(train.values()), groups=[group for _, group in train] if by_subject else None)
-    test: dict[str, list] = {}  # the test recordings by the group `prepare --like` aligns together
-    for (path, subject), recording in opened(fold.test_files).items():
-        test.setdefault(subject if by_subject else str(path), []).append(recording)
-    predicted = np.concatenate([decoder.predict(recordings) for recordings in test.values()])
+    train, groups, test = recipe_sides(fold, recipe)
+    decoder.fit(train, groups=groups)
+    predicted = np.concatenate([decoder.predict(recordings) for recordings in test])
     if len(predicted) != len(fold.y_test):  # the peers must score the very same trials
         raise SystemExit(f"the recipe cuts {len(predicted)} test trials, the peers {len(fold.y_test)}")
     return float(np.mean(predicted == decoder.classes_[fold.y_test]))
+
+
+def recipe_windows(fold: Fold, recipe: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(X_train, y_train, X_test, y_test): the windows (N, C, F, T) EEGModel is given on a fold, prepared as
+    Decoder.fit prepares the training files (fitting the recipe's filters and alignments) and `prepare --like`
+    the test files."""
+    opts = prepare_options(recipe["prepare"])
+    train, groups, test = recipe_sides(fold, recipe)
+    recordings, group_of = recordings_of(train, groups, opts.resample)
+    prepared = prepare_recordings(recordings, opts, group_of)
+    like = options_from_meta(prepared.meta, opts.resample, None)
+    sides = [prepare_recordings(recordings, like, {path: "new" for path in recordings})
+             for recordings, _ in (recordings_of(group, None, like.resample) for group in test)]
+    X_test, y_test = np.concatenate([p.X for p in sides]), np.concatenate([p.y for p in sides])
+    if len(y_test) != len(fold.y_test):
+        raise SystemExit(f"the recipe cuts {len(y_test)} test trials, the peers {len(fold.y_test)}")
+    return prepared.X, prepared.y, X_test, y_test
+
+
+def readout_accuracy(fold: Fold, recipe: dict) -> float:
+    """A linear readout of the very windows EEGModel is given (recipe_windows): logistic regression on the
+    standardized, flattened windows (N, C * F * T), its regularization chosen on 5 contiguous inner folds of the
+    training windows. What EEGModel scores above or below it is what the network adds to, or loses from, its
+    features."""
+    X_train, y_train, X_test, y_test = recipe_windows(fold, recipe)
+    readout = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=np.logspace(-4, 2, 7), cv=KFold(5),
+                                                                   max_iter=5000))
+    readout.fit(X_train.reshape(len(X_train), -1), y_train)
+    return float(np.mean(readout.predict(X_test.reshape(len(X_test), -1)) == y_test))
 
 
 def opened(files: list[Path]) -> dict[tuple[Path, str], mne.io.BaseRaw | mne.BaseEpochs]:
@@ -274,7 +319,7 @@ def row_methods(name: str, methods: tuple[str, ...], deep: bool, deep_everywhere
                 groups: bool) -> tuple[str, ...]:
     """The methods measured on a row: those that apply (peers.applies); the deep peers only when asked for, on the
     motor-rhythm rows or everywhere (on 2 cores their training takes longer than every other method together)."""
-    return tuple(m for m in methods if (m == "eegmodel" or applies(m, name, groups))
+    return tuple(m for m in methods if (m in OWN or applies(m, name, groups))
                  and (m not in DEEP or deep_everywhere or (deep and name in MOTOR_RHYTHM)))
 
 
@@ -294,6 +339,7 @@ def run_set(name: str, recipe: dict, methods: tuple[str, ...], subjects: tuple[s
             for method in methods:
                 started = time.perf_counter()
                 acc = (eegmodel_accuracy(fold, recipe) if method == "eegmodel"
+                       else readout_accuracy(fold, recipe) if method == "readout"
                        else fold_peer_accuracy(method, fold, sfreq, name, unfiltered))
                 spent[method] += time.perf_counter() - started
                 per_fold[method].append((fold.subject, acc))

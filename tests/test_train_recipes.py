@@ -120,6 +120,22 @@ def test_the_benchmark_runs_a_recipe_end_to_end_on_one_fold(tmp_path):
     assert scored == pytest.approx((predicted == fold.y_test).mean())
 
 
+def test_the_readout_column_reads_the_windows_prepare_writes(tmp_path):
+    """benchmarks/accuracy.py's linear readout of EEGModel's features: on S001's first eegmmidb_within_mu fold (CSP
+    filters and alignment fitted on the training runs) its windows are prepare's and `prepare --like`'s, label for
+    label; on KDD_Example, whose classes its features separate, it scores above chance."""
+    recipe = RECIPES["eegmmidb_within_mu"]
+    fold = next(accuracy.eegmmidb_folds("eegmmidb_within_mu", recipe["prepare"], ("S001",), True))
+    X_train, y_train, X_test, y_test = accuracy.recipe_windows(fold, recipe)
+    accuracy.eeg2arm("prepare", *sorted(fold.train_files, key=str), "--out", tmp_path / "train", *recipe["prepare"])
+    accuracy.eeg2arm("prepare", *fold.test_files, "--out", tmp_path / "test", "--like", tmp_path / "train" / "meta.json")
+    for side, X, y in (("train", X_train, y_train), ("test", X_test, y_test)):
+        assert np.array_equal(np.load(tmp_path / side / "y.npy"), y)
+        np.testing.assert_allclose(np.load(tmp_path / side / "X.npy"), X, atol=1e-5)
+    kdd = next(accuracy.folds("KDD_Example", RECIPES["KDD_Example"], tmp_path, accuracy.SUBJECTS)[0])
+    assert accuracy.readout_accuracy(kdd, RECIPES["KDD_Example"]) > 0.75
+
+
 def test_an_executed_row_trains_on_the_executed_runs_and_tests_on_imagery_only():
     """eegmmidb_within_mu: S001's fold 1 trains on imagery runs 8 and 12 and executed runs 3, 7, 11."""
     recipe = RECIPES["eegmmidb_within_mu"]
