@@ -48,7 +48,7 @@ import mne
 import numpy as np
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import KFold, StratifiedKFold
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from eeg2arm import Decoder
@@ -291,10 +291,13 @@ def readout_accuracy(fold: Fold, recipe: dict) -> float:
     training windows. What EEGModel scores above or below it is what the network adds to, or loses from, its
     features."""
     X_train, y_train, X_test, y_test = recipe_windows(fold, recipe)
-    readout = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=np.logspace(-4, 2, 7), cv=KFold(5),
-                                                                   max_iter=5000))
-    readout.fit(X_train.reshape(len(X_train), -1), y_train)
+    readout = linear_readout().fit(X_train.reshape(len(X_train), -1), y_train)
     return float(np.mean(readout.predict(X_test.reshape(len(X_test), -1)) == y_test))
+
+
+def linear_readout() -> Pipeline:
+    """Logistic regression on standardized features, its C chosen on 5 contiguous inner folds (in file order)."""
+    return make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=np.logspace(-4, 2, 7), cv=KFold(5), max_iter=5000))
 
 
 def opened(files: list[Path]) -> dict[tuple[Path, str], mne.io.BaseRaw | mne.BaseEpochs]:
