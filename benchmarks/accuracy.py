@@ -37,6 +37,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -291,13 +292,19 @@ def readout_accuracy(fold: Fold, recipe: dict) -> float:
     training windows. What EEGModel scores above or below it is what the network adds to, or loses from, its
     features."""
     X_train, y_train, X_test, y_test = recipe_windows(fold, recipe)
-    readout = linear_readout().fit(X_train.reshape(len(X_train), -1), y_train)
+    readout = linear_readout(X_train.reshape(len(X_train), -1), y_train)
     return float(np.mean(readout.predict(X_test.reshape(len(X_test), -1)) == y_test))
 
 
-def linear_readout() -> Pipeline:
-    """Logistic regression on standardized features, its C chosen on 5 contiguous inner folds (in file order)."""
-    return make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=np.logspace(-4, 2, 7), cv=KFold(5), max_iter=5000))
+def linear_readout(X: np.ndarray, y: np.ndarray) -> Pipeline:
+    """Logistic regression fitted on standardized features X (N, D), its C chosen by accuracy on 5 contiguous inner
+    folds (in file order). scikit-learn 1.9 announces coming changes of LogisticRegressionCV's defaults on every
+    fit; the settings used here are given explicitly, so those notices are silenced."""
+    readout = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=np.logspace(-4, 2, 7), cv=KFold(5),
+                                                                   scoring="accuracy", max_iter=5000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return readout.fit(X, y)
 
 
 def opened(files: list[Path]) -> dict[tuple[Path, str], mne.io.BaseRaw | mne.BaseEpochs]:

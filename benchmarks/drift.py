@@ -106,7 +106,7 @@ def settings_criterion(tmp: Path, recipe: dict, prepared: Path) -> list[str]:
                               tmp / "held" / "y.npy", "--device", "cpu")
                 scores[name].append(float(re.search(r"\baccuracy=([0-9.]+)", out).group(1)))
             fit_X, held_X = (X[i].reshape(len(i), -1) for i in (train_idx[fit], train_idx[held]))
-            readout = linear_readout().fit(fit_X, y[train_idx[fit]])
+            readout = linear_readout(fit_X, y[train_idx[fit]])
             scores["its features + LR"].append(float(np.mean(readout.predict(held_X) == y[train_idx[held]])))
     lines = ["| train setting (over the recipe's) | inner accuracy, 20 splits |", "|---|---|"]
     return lines + [f"| {name} | {np.mean(a):.3f} ± {np.std(a):.3f} |" for name, a in scores.items()]
