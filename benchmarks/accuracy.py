@@ -79,8 +79,8 @@ RUNS = ("R04", "R08", "R12")  # imagery
 EXECUTED = ("R03", "R07", "R11")  # the same cues, the movement made (eegmmidb_executed)
 METHODS = ("eegmodel", "readout", "csp", "fbcsp", "ts", "ea_ts", "eegnet", "shallow", "minirocket", "chance")
 HEADERS = {"eegmodel": "EEGModel", "readout": "its features + LR", "csp": "CSP + LDA", "fbcsp": "FBCSP + LDA",
-           "ts": "TS + LR", "ea_ts": "EA + TS + LR", "eegnet": "EEGNet", "shallow": "ShallowFBCSPNet", "minirocket": "MiniRocket",
-           "chance": "chance"}
+           "ts": "TS + LR", "ea_ts": "EA + TS + LR", "eegnet": "EEGNet", "shallow": "ShallowFBCSPNet",
+           "minirocket": "MiniRocket", "chance": "chance"}
 OWN = ("eegmodel", "readout")  # the recipe's features: every row
 NEW_SUBJECT_PEERS = ("csp", "fbcsp", "ts", "ea_ts", "chance")  # one fit per new subject on ~800 trials: the fast ones
 

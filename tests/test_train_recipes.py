@@ -128,7 +128,8 @@ def test_the_readout_column_reads_the_windows_prepare_writes(tmp_path):
     fold = next(accuracy.eegmmidb_folds("eegmmidb_within_mu", recipe["prepare"], ("S001",), True))
     X_train, y_train, X_test, y_test = accuracy.recipe_windows(fold, recipe)
     accuracy.eeg2arm("prepare", *sorted(fold.train_files, key=str), "--out", tmp_path / "train", *recipe["prepare"])
-    accuracy.eeg2arm("prepare", *fold.test_files, "--out", tmp_path / "test", "--like", tmp_path / "train" / "meta.json")
+    accuracy.eeg2arm("prepare", *fold.test_files, "--out", tmp_path / "test", "--like",
+                     tmp_path / "train" / "meta.json")
     for side, X, y in (("train", X_train, y_train), ("test", X_test, y_test)):
         assert np.array_equal(np.load(tmp_path / side / "y.npy"), y)
         np.testing.assert_allclose(np.load(tmp_path / side / "X.npy"), X, atol=1e-5)
