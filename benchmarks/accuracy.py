@@ -430,8 +430,12 @@ def new_subject_eegmodel(fold: Fold, recipe: dict, n_cal: int, tmp: Path) -> flo
         model = tmp / "new.pt"
         eeg2arm("train", "--x", tmp / "cal" / "X.npy", "--y", tmp / "cal" / "y.npy", "--save", model,
                 "--init", tmp / "cross.pt", *recipe["finetune"])
-    report = eeg2arm("evaluate", "--ckpt", model, "--x", tmp / "rest" / "X.npy", "--y",
-                     tmp / "rest" / "y.npy", "--device", "cpu")
+    return evaluated(model, tmp / "rest")
+
+
+def evaluated(ckpt: Path, data: Path) -> float:
+    """The accuracy `eeg2arm evaluate` prints for a checkpoint on a prepared folder (its X.npy and y.npy)."""
+    report = eeg2arm("evaluate", "--ckpt", ckpt, "--x", data / "X.npy", "--y", data / "y.npy", "--device", "cpu")
     return float(re.search(r"\baccuracy=([0-9.]+)", report).group(1))
 
 

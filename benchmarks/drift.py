@@ -34,7 +34,7 @@ import numpy as np
 from sklearn.model_selection import KFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import RAW, eeg2arm, linear_readout, tomllib  # noqa: E402
+from accuracy import RAW, eeg2arm, evaluated, linear_readout, tomllib  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CUTS = (0.6, 0.7, 0.8)
@@ -94,7 +94,8 @@ def settings_criterion(tmp: Path, recipe: dict, prepared: Path) -> list[str]:
     scores: dict[str, list[float]] = {name: [] for name in [*SETTINGS, "its features + LR"]}
     for train_idx, _ in KFold(5).split(X):  # the benchmark's blocks; the test block is never read
         for fit, held in KFold(4).split(train_idx):
-            for part, idx in (("fit", train_idx[fit]), ("held", train_idx[held])):
+            fit, held = train_idx[fit], train_idx[held]
+            for part, idx in (("fit", fit), ("held", held)):
                 (tmp / part).mkdir(exist_ok=True)
                 np.save(tmp / part / "X.npy", X[idx])
                 np.save(tmp / part / "y.npy", y[idx])
@@ -102,12 +103,10 @@ def settings_criterion(tmp: Path, recipe: dict, prepared: Path) -> list[str]:
             for name, extra in SETTINGS.items():
                 eeg2arm("train", "--x", tmp / "fit" / "X.npy", "--y", tmp / "fit" / "y.npy", "--save", tmp / "m.pt",
                         "--no-groups", *recipe["train"], *extra)
-                out = eeg2arm("evaluate", "--ckpt", tmp / "m.pt", "--x", tmp / "held" / "X.npy", "--y",
-                              tmp / "held" / "y.npy", "--device", "cpu")
-                scores[name].append(float(re.search(r"\baccuracy=([0-9.]+)", out).group(1)))
-            fit_X, held_X = (X[i].reshape(len(i), -1) for i in (train_idx[fit], train_idx[held]))
-            readout = linear_readout(fit_X, y[train_idx[fit]])
-            scores["its features + LR"].append(float(np.mean(readout.predict(held_X) == y[train_idx[held]])))
+                scores[name].append(evaluated(tmp / "m.pt", tmp / "held"))
+            readout = linear_readout(X[fit].reshape(len(fit), -1), y[fit])
+            predicted = readout.predict(X[held].reshape(len(held), -1))
+            scores["its features + LR"].append(float(np.mean(predicted == y[held])))
     lines = ["| train setting (over the recipe's) | inner accuracy, 20 splits |", "|---|---|"]
     return lines + [f"| {name} | {np.mean(a):.3f} ± {np.std(a):.3f} |" for name, a in scores.items()]
 

@@ -15,7 +15,6 @@ Prints one table: accuracy on the test runs, mean ± sd over the 12 subjects.
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
 import sys
 import tempfile
@@ -26,16 +25,11 @@ import numpy as np
 from sklearn.model_selection import KFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import RAW, SUBJECTS, eeg2arm, tomllib  # noqa: E402
+from accuracy import RAW, SUBJECTS, eeg2arm, evaluated, tomllib  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 METHODS = ("zero-shot", "fine-tune", "fine-tune + restandardize", "head only + restandardize",
            "own model (15 trials)")
-
-
-def accuracy(ckpt: Path, data: Path) -> float:
-    report = eeg2arm("evaluate", "--ckpt", ckpt, "--x", data / "X.npy", "--y", data / "y.npy", "--device", "cpu")
-    return float(re.search(r"\baccuracy=([0-9.]+)", report).group(1))
 
 
 def trained(tmp: Path, name: str, data: Path, args: list[str]) -> Path:
@@ -67,14 +61,14 @@ def main() -> None:
                             "--like", tmp / "cross" / "meta.json")
                 cal, test = tmp / "calibration", tmp / "test"
                 got = {
-                    "zero-shot": accuracy(ckpt, test),
-                    "fine-tune": accuracy(trained(tmp, "ft.pt", cal, [*cross["finetune"], "--init", ckpt]), test),
-                    "fine-tune + restandardize": accuracy(trained(
+                    "zero-shot": evaluated(ckpt, test),
+                    "fine-tune": evaluated(trained(tmp, "ft.pt", cal, [*cross["finetune"], "--init", ckpt]), test),
+                    "fine-tune + restandardize": evaluated(trained(
                         tmp, "ftr.pt", cal, [*cross["finetune"], "--init", ckpt, "--restandardize"]), test),
-                    "head only + restandardize": accuracy(trained(
+                    "head only + restandardize": evaluated(trained(
                         tmp, "fth.pt", cal, [*cross["finetune"], "--init", ckpt, "--restandardize",
                                              "--freeze", "stem,mix,embed,blocks"]), test),
-                    "own model (15 trials)": accuracy(trained(tmp, "own.pt", cal, within["train"]), test),
+                    "own model (15 trials)": evaluated(trained(tmp, "own.pt", cal, within["train"]), test),
                 }
                 for method, acc in got.items():
                     scores[method].append(acc)
