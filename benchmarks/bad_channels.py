@@ -15,6 +15,7 @@ Agreement: the share of decided frames whose class (argmax) is the clean replay'
 counted as disagreeing and wrong).
 
     .venv/bin/python benchmarks/bad_channels.py --cases eyes   # 47 min on 2 cores under load (motor: hours)
+    .venv/bin/python benchmarks/bad_channels.py --cases motor --replays 3   # one run of each held-out subject
 """
 from __future__ import annotations
 
@@ -134,20 +135,20 @@ def eyes_case(tmp: Path, recipes: dict) -> Case:
                 {1: ["Oz"], 2: ["Oz", "O1"], 4: ["Oz", "O1", "O2", "Pz"]})
 
 
-def motor_case(tmp: Path, recipes: dict) -> Case:
+def motor_case(tmp: Path, recipes: dict, n_replays: int) -> Case:
+    """The first n_replays of the held-out imagery runs, in the order R04 of S010, S011, S012, then R08, then R12."""
     recipe = recipes["eegmmidb_cross_mu"]
     files = [run_file(s, r) for s in SUBJECTS[:9] for r in RUNS + EXECUTED]
     eeg2arm("prepare", *files, "--out", tmp / "motor", *recipe["prepare"])
     models = train_models(tmp, tmp / "motor", recipe["train"], ["--groups", tmp / "motor" / "groups.npy"])
     replays = []
-    for s in SUBJECTS[9:]:
-        for r in RUNS:
-            path, like = run_file(s, r), tmp / f"{s}{r}"
-            eeg2arm("prepare", path, "--out", like, "--like", tmp / "motor" / "meta.json")  # its alignment
-            raw = mne.io.read_raw_edf(path, preload=True, verbose="error")
-            cues = [(round(a["onset"] * raw.info["sfreq"]), {"T1": 0, "T2": 1}[a["description"]])
-                    for a in raw.annotations if a["description"] in ("T1", "T2")]
-            replays.append(Replay(raw.get_data(units="uV"), raw.ch_names, raw.info["sfreq"], cues, like / "meta.json"))
+    for s, r in [(s, r) for r in RUNS for s in SUBJECTS[9:]][:n_replays]:
+        path, like = run_file(s, r), tmp / f"{s}{r}"
+        eeg2arm("prepare", path, "--out", like, "--like", tmp / "motor" / "meta.json")  # its alignment
+        raw = mne.io.read_raw_edf(path, preload=True, verbose="error")
+        cues = [(round(a["onset"] * raw.info["sfreq"]), {"T1": 0, "T2": 1}[a["description"]])
+                for a in raw.annotations if a["description"] in ("T1", "T2")]
+        replays.append(Replay(raw.get_data(units="uV"), raw.ch_names, raw.info["sfreq"], cues, like / "meta.json"))
     return Case("motor", models, replays, {1: ["C3.."], 2: ["C3..", "C4.."], 4: ["C3..", "C4..", "Cz..", "Fc3."]})
 
 
@@ -155,14 +156,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--recipes", type=Path, default=HERE / "recipes.toml")
     p.add_argument("--cases", nargs="+", default=["eyes", "motor"], choices=["eyes", "motor"])
+    p.add_argument("--replays", type=int, default=9, choices=range(1, 10),
+                   help="motor: stream the first N of the 9 held-out runs (one run of each subject first)")
     args = p.parse_args()
     mne.set_log_level("ERROR")
     recipes = tomllib.loads(args.recipes.read_text())
     t0, rows = time.perf_counter(), []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        for make in [{"eyes": eyes_case, "motor": motor_case}[c] for c in args.cases]:
-            case = make(tmp, recipes)
+        for name in args.cases:
+            case = eyes_case(tmp, recipes) if name == "eyes" else motor_case(tmp, recipes, args.replays)
             for label, ckpt in case.models.items():
                 clean = [decided(ckpt, replay, [], 0.0, True)[1] for replay in case.replays]
                 rows.append((case.name, label, "none", "-", *scores(case, ckpt, [], 0.0, True, clean)))

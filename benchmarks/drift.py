@@ -8,20 +8,18 @@ average reference). Two measurements on the shared TRAIN file (316 trials in rec
    epoch picked on a random fifth of the training trials, the same with `prepare --align mean` (each recording's
    channel means taken out, estimated from its own signal), and with `train --val-last` (the epoch picked on the
    latest training trials: the recipe since this measurement), over three cuts and three seeds: accuracy and the
-   share of trials called "right";
-3. with --settings: the criterion the recipe's train settings were chosen by, inside each of the benchmark's 5
-   blocks' training blocks (leave one of its 4 training blocks out, train on the other 3; no test block touched),
-   for a few settings and for a logistic regression on the same windows.
+   share of trials called "right".
+
+The criterion its train settings were chosen by (inside each benchmark fold's training blocks) is
+benchmarks/criterion.py FingerMovements.
 
     .venv/bin/python benchmarks/drift.py             # ~15 min on 2 cores (under load; a few minutes idle)
-    .venv/bin/python benchmarks/drift.py --settings  # the settings criterion only (~30 min on 2 cores)
 """
 from __future__ import annotations
 
 import argparse
 import os
 import re
-import shutil
 import sys
 import tempfile
 import time
@@ -31,10 +29,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # per-epoch bars would drown the tab
 
 import mne
 import numpy as np
-from sklearn.model_selection import KFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import RAW, eeg2arm, evaluated, linear_readout, tomllib  # noqa: E402
+from accuracy import RAW, eeg2arm, tomllib  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CUTS = (0.6, 0.7, 0.8)
@@ -79,42 +76,9 @@ def later_trials(tmp: Path, recipe: dict, epochs: mne.BaseEpochs, cut: float, se
     return float((pred == y).mean()), float(pred.mean())
 
 
-# train arguments over the recipe's (the last given wins), measured by --settings: the recipe before its --wd 0.5
-# (the default --wd 1e-4) and the settings it was chosen from
-BEFORE = ["--wd", "1e-4"]
-SETTINGS = {"--wd 1e-4 (the recipe before)": BEFORE, "--wd 0.05": ["--wd", "0.05"], "--wd 0.5 (the recipe)": [],
-            "--frame-embed 8 --drop 0.3": [*BEFORE, "--frame-embed", "8", "--drop", "0.3"],
-            "--epochs 40": [*BEFORE, "--epochs", "40"]}
-
-
-def settings_criterion(tmp: Path, recipe: dict, prepared: Path) -> list[str]:
-    """Mean accuracy of each setting (and of accuracy.py's linear readout of the same windows) over the 20 inner
-    splits."""
-    X, y = np.load(prepared / "X.npy"), np.load(prepared / "y.npy")
-    scores: dict[str, list[float]] = {name: [] for name in [*SETTINGS, "its features + LR"]}
-    for train_idx, _ in KFold(5).split(X):  # the benchmark's blocks; the test block is never read
-        for fit, held in KFold(4).split(train_idx):
-            fit, held = train_idx[fit], train_idx[held]
-            for part, idx in (("fit", fit), ("held", held)):
-                (tmp / part).mkdir(exist_ok=True)
-                np.save(tmp / part / "X.npy", X[idx])
-                np.save(tmp / part / "y.npy", y[idx])
-                shutil.copy(prepared / "meta.json", tmp / part / "meta.json")
-            for name, extra in SETTINGS.items():
-                eeg2arm("train", "--x", tmp / "fit" / "X.npy", "--y", tmp / "fit" / "y.npy", "--save", tmp / "m.pt",
-                        "--no-groups", *recipe["train"], *extra)
-                scores[name].append(evaluated(tmp / "m.pt", tmp / "held"))
-            readout = linear_readout(X[fit].reshape(len(fit), -1), y[fit])
-            predicted = readout.predict(X[held].reshape(len(held), -1))
-            scores["its features + LR"].append(float(np.mean(predicted == y[held])))
-    lines = ["| train setting (over the recipe's) | inner accuracy, 20 splits |", "|---|---|"]
-    return lines + [f"| {name} | {np.mean(a):.3f} ± {np.std(a):.3f} |" for name, a in scores.items()]
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--settings", action="store_true", help="only the settings criterion inside the training blocks")
     args = p.parse_args()
     mne.set_log_level("ERROR")
     recipe = tomllib.loads((HERE / "recipes.toml").read_text())["FingerMovements"]
@@ -124,10 +88,6 @@ def main() -> None:
         tmp = Path(tmp_name)
         eeg2arm("prepare", RAW / "FingerMovements" / "FingerMovements_TRAIN-epo.fif", "--out", tmp / "all",
                 *recipe["prepare"])
-        if args.settings:
-            print("\n".join(settings_criterion(tmp, recipe, tmp / "all")))
-            print(f"total {time.perf_counter() - t0:.0f} s")
-            return
         print("\n".join(drift_table(np.load(tmp / "all" / "X.npy"), np.load(tmp / "all" / "y.npy"),
                                     epochs.ch_names)))
         print("\n| recipe | cut (train on the first) | accuracy on the later trials | share called right |")

@@ -31,6 +31,7 @@ class EEGConfig:
     spatial_filters: int = 32  # output channels of the 1x1x1 electrode mix
     kernel_bands: int = 3
     kernel_time: int = 3
+    linear_stem: bool = False  # True: no GELU in the depthwise convs; the first nonlinearity follows the electrode mix
     n_heads: int = 4
     n_layers: int = 2
     context: int | None = 64  # attention window W in pooled frames (None: whole history); bounds streaming memory
@@ -71,6 +72,8 @@ class EEGConfig:
             raise UserInputError(f"config.context must be a positive integer or None, got {self.context!r}")
         if self.frame_embed % self.n_heads:
             raise UserInputError(f"frame_embed ({self.frame_embed}) must be divisible by n_heads ({self.n_heads})")
+        if not isinstance(self.linear_stem, bool):
+            raise UserInputError(f"config.linear_stem must be true or false, got {self.linear_stem!r}")
         if self.clip_length is not None and self.clip_length < self.cnn_time_pool:
             raise UserInputError(f"clip_length ({self.clip_length}) must be at least cnn_time_pool ({self.cnn_time_pool})")
         if self.csp_filters is not None:

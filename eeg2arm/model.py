@@ -1,7 +1,8 @@
 """EEGModel: band-power EEG (B, C electrodes, F bands, T frames) -> class logits.
 
     (B, C, F, T) --z-score (config.normalize)--> depthwise conv (F, T) per electrode, time pool
-    --> depthwise conv --> 1x1x1 mix across electrodes --> flatten per frame --> LazyLinear to frame_embed
+    --> depthwise conv (GELU after each, unless config.linear_stem) --> 1x1x1 mix across electrodes, GELU
+    --> flatten per frame --> LazyLinear to frame_embed
     --> causal Transformer over frames --> head: per-frame logits (B, T', K); forward() keeps the last frame.
 
 Everything is causal in time, so forward_seq() on a growing stream never revises a past frame's output.
@@ -24,10 +25,12 @@ def zscore(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 
 class DepthwiseBlock(nn.Module):
-    """Conv over (F, T) within each input channel group, causal in time (left padding), then time pooling."""
+    """Conv over (F, T) within each input channel group, causal in time (left padding), GELU unless linear, then
+    time pooling."""
 
-    def __init__(self, ch_in: int, ch_out: int, kernel_bands: int, kernel_time: int, pool: int):
+    def __init__(self, ch_in: int, ch_out: int, kernel_bands: int, kernel_time: int, pool: int, linear: bool):
         super().__init__()
+        self.activation = nn.Identity() if linear else nn.GELU()
         self.history = kernel_time - 1  # past frames each output needs
         self.band_pad = (0, 0, kernel_bands // 2, (kernel_bands - 1) // 2)  # (T, F): same size over bands
         self.conv = nn.Conv3d(ch_in, ch_out, (1, kernel_bands, kernel_time), groups=ch_in)
@@ -35,7 +38,7 @@ class DepthwiseBlock(nn.Module):
 
     def convolve(self, x: torch.Tensor) -> torch.Tensor:
         """x holds `history` frames before the T it answers for: (B, ch_in, 1, F, history + T) -> (B, ch_out, 1, F, T)."""
-        return F.gelu(self.conv(F.pad(x, self.band_pad)))
+        return self.activation(self.conv(F.pad(x, self.band_pad)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, ch_in, 1, F, T) -> (B, ch_out, 1, F, T // pool)
         return self.pool(self.convolve(F.pad(x, (self.history, 0))))  # zeros before the first frame: causal
@@ -96,8 +99,8 @@ class EEGModel(nn.Module):
         c = config
         maps = c.n_electrodes * c.depth_multiplier
         self.stem = nn.Sequential(
-            DepthwiseBlock(c.n_electrodes, maps, c.kernel_bands, c.kernel_time, c.cnn_time_pool),
-            DepthwiseBlock(maps, maps, c.kernel_bands, c.kernel_time, 1),
+            DepthwiseBlock(c.n_electrodes, maps, c.kernel_bands, c.kernel_time, c.cnn_time_pool, c.linear_stem),
+            DepthwiseBlock(maps, maps, c.kernel_bands, c.kernel_time, 1, c.linear_stem),
         )
         self.mix = nn.Sequential(nn.Conv3d(maps, c.spatial_filters, 1), nn.GELU(), nn.Dropout(c.dropout))  # 1x1x1: mixes electrodes
         self.embed = nn.LazyLinear(c.frame_embed)  # in_features = spatial_filters * F, found on the first forward

@@ -18,6 +18,7 @@ from export.metadata import read_onnx_metadata, set_metadata
 from export.onnx_export import export_onnx, opset_of, to_onnx
 from export.parity import parity_lengths, real_windows
 from export.session import CPU, CUDA, OnnxPredictor
+from export.step import OnnxStep
 
 LOGITS_ATOL, PROBS_ATOL = 1e-4, 1e-5  # fp32 on CPU
 
@@ -330,7 +331,6 @@ def test_step_graph_is_written_beside_with_its_own_parity(trained, exported):
 @pytest.mark.parametrize("n_windows", [2, 12])  # streams shorter and longer than the context window W=64
 def test_onnx_step_graph_streams_like_forward_seq(trained, exported, bandpower, n_windows):
     from eeg2arm.realtime.streamer import Streamer
-    from export.step import OnnxStep
 
     model, _ = load_model_from_checkpoint(trained[0])
     stream = np.concatenate(list(bandpower[0][45:45 + n_windows]), axis=-1)  # real frames (C, F, T)
@@ -365,3 +365,26 @@ def test_export_to_an_unwritable_folder_is_refused_before_exporting(trained, tmp
     lines = result.output.strip().splitlines()
     assert lines == [f"Error: output folder {folder} is not writable (Permission denied): choose another --out"]
     assert not (folder / "model.onnx").exists()
+
+
+def test_a_linear_stem_trains_from_the_cli_and_exports_with_parity(tmp_path, bandpower, bandpower_dir):
+    from eeg2arm.realtime.streamer import Streamer
+
+    ckpt, out = tmp_path / "linear.pt", tmp_path / "linear.onnx"
+    result = CliRunner().invoke(cli, ["train", "--x", str(bandpower_dir / "X.npy"), "--y", str(bandpower_dir / "y.npy"),
+                                      "--save", str(ckpt), "--classes", "2", "--elec", "32", "--bands", "4",
+                                      "--frame-embed", "32", "--epochs", "2", "--workers", "0", "--device", "cpu",
+                                      "--linear-stem"])
+    assert result.exit_code == 0, result.output
+    model, _ = load_model_from_checkpoint(ckpt)
+    assert model.config.linear_stem and all(isinstance(b.activation, torch.nn.Identity) for b in model.stem)
+    exported = export_onnx(ckpt, out, echo=lambda s: None)
+    predictor = OnnxPredictor(out, device="cpu")
+    assert predictor.config == model.config
+    assert_parity(model, predictor, real_windows(bandpower[0], 7, 17))
+    stream = np.concatenate(list(bandpower[0][45:48]), axis=-1)  # real frames (C, F, T)
+    with torch.no_grad():
+        expected = torch.softmax(model.forward_seq(torch.from_numpy(stream[None])), -1)[0].numpy()  # (T', K)
+    for streamer in (Streamer.from_model(model), Streamer(OnnxStep(exported.step, device="cpu"))):
+        got = np.stack([r.probs for t in range(stream.shape[-1]) for r in streamer.push(stream[..., t])])
+        assert got.shape == expected.shape and np.abs(got - expected).max() <= PROBS_ATOL

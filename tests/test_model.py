@@ -84,6 +84,22 @@ def test_config_round_trips_and_rejects_bad_values():
         EEGConfig(n_classes=2, n_electrodes=4, n_bands=4, dropout=1.5)
     saved_before_context = {k: v for k, v in config.to_dict().items() if k != "context"}
     assert EEGConfig.from_dict(saved_before_context).context is None  # its attention saw the whole history
+    saved_before_linear_stem = {k: v for k, v in config.to_dict().items() if k != "linear_stem"}
+    assert EEGConfig.from_dict(saved_before_linear_stem).linear_stem is False  # GELU in the stem, as it was
+    with pytest.raises(UserInputError, match="linear_stem"):
+        EEGConfig(n_classes=2, n_electrodes=4, n_bands=4, linear_stem="yes")
+
+
+def test_a_linear_stem_is_affine_before_the_electrode_mix():
+    """With linear_stem the depthwise convs and pooling are one affine map per electrode, so a contrast between
+    electrodes reaches the mix unbent; by default GELU bends it."""
+    x = torch.randn(3, 8, 4, 12)
+    for linear in (False, True):
+        model = make_model(linear_stem=linear)
+        with torch.no_grad():
+            stem = [model.stem(z.unsqueeze(2)) for z in (torch.zeros_like(x), x, 2 * x)]  # (B, maps, 1, F, T')
+        curvature = (stem[2] - 2 * stem[1] + stem[0]).abs().max()
+        assert (curvature < 1e-5) == linear
 
 
 # --- Hysteresis on hand-made sequences -------------------------------------------------------------------------

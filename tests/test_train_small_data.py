@@ -131,6 +131,7 @@ def test_restandardize_refits_the_input_statistics_to_the_new_data(tmp_path, bas
 @pytest.mark.parametrize("flags,message", [
     (["--frame-embed", "64"], "--init checkpoint was trained with frame_embed=32 (now 64)"),
     (["--kernel-time", "5"], "--init checkpoint was trained with kernel_time=3 (now 5)"),
+    (["--linear-stem"], "--init checkpoint was trained with linear_stem=False (now True)"),
     (["--freeze", "stem,legs"], "--freeze legs: name parts of stem, mix, embed, blocks, head"),
     (["--freeze", "head,stem,mix,embed,blocks"], "leaves nothing to train: leave out at least one part"),
 ])

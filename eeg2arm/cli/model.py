@@ -48,6 +48,9 @@ if TYPE_CHECKING:
               help="meta.json of the data (class, channel, band names; default: the one beside X.npy, if any)")
 @click.option("--kernel-time", type=int, default=3, show_default=True,
               help="Frames per causal time kernel of the depthwise convs (longer: slower trends, e.g. slow potentials)")
+@click.option("--linear-stem/--no-linear-stem", default=False, show_default=True,
+              help="No GELU in the per-electrode depthwise convs: the first nonlinearity follows the electrode mix, "
+                   "so a contrast between electrodes (e.g. a lateralized potential) reaches it whole")
 @click.option("--schedule", type=click.Choice(["plateau", "cosine"]), default="plateau", show_default=True,
               help="Learning rate: halve after 3 epochs without a better val loss, or a cosine decay over --epochs "
                    "(steadier when the validation split is small)")

@@ -1,0 +1,127 @@
+"""The inner criterion a recipe's training settings are chosen by: splits inside the training side of each of
+benchmarks/accuracy.py's folds, so that no test fold is read.
+
+    FingerMovements (5 blocks in order)   inside each fold's 4 training blocks, one left out: 20 splits
+    SelfRegulationSCP1, KDD_Example       inside each fold's training trials, stratified 4-fold: 20 splits
+    eegmmidb_within(_mu)                  per subject and test run, one of the 2 training imagery runs left out: 72
+    eegmmidb_cross(_mu)                   inside each fold's 9 training subjects, 3 left out at a time: 12 splits
+
+On every split it trains the row's recipe as benchmarks/recipes.toml holds it, the recipe with each variant's train
+arguments added (the last given wins), and scores accuracy.py's linear readout of the same windows. It prints one
+table: the mean over the splits, and each variant's paired difference to the recipe (mean ± standard error,
+splits won and lost). The rule the recipes follow (docs/accuracy.md): variants are fixed before the run, and the
+one with the best inner mean replaces the recipe if it beats the recipe's.
+
+    .venv/bin/python benchmarks/criterion.py eegmmidb_within_mu --variant=--no-linear-stem    # ~10 min on 2 cores
+    .venv/bin/python benchmarks/criterion.py FingerMovements --variant="--wd 1e-4" --variant="--wd 0.05"
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import mne
+import numpy as np
+from sklearn.model_selection import KFold, StratifiedKFold
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from accuracy import HERE, IN_ORDER, RUNS, SUBJECTS, EegmmidbTrials, Fold, folds, tomllib  # noqa: E402
+from accuracy import eegmodel_accuracy, readout_accuracy  # noqa: E402
+
+ROWS = ("FingerMovements", "SelfRegulationSCP1", "KDD_Example", "eegmmidb_within", "eegmmidb_cross",
+        "eegmmidb_within_mu", "eegmmidb_cross_mu")
+READOUT = "its features + LR"
+
+
+def epochs_inner(name: str, outer: Fold, tmp: Path, k: int) -> Iterator[Fold]:
+    """Splits of an outer fold's training epochs (one -epo.fif): contiguous blocks for the sets tested in recording
+    order, else stratified, each side written as its own file for prepare."""
+    epochs = mne.read_epochs(outer.train_files[0], preload=True, verbose="error")
+    splitter = KFold(4) if name in IN_ORDER else StratifiedKFold(4, shuffle=True, random_state=0)
+    for j, (fit, held) in enumerate(splitter.split(outer.X_train, outer.y_train)):
+        files = [tmp / f"inner{k}.{j}-{side}-epo.fif" for side in ("fit", "held")]
+        for path, idx in zip(files, (fit, held)):
+            epochs[idx].save(path, overwrite=True, verbose="error")
+        yield Fold([files[0]], [files[1]], outer.X_train[fit], outer.y_train[fit], outer.X_train[held],
+                   outer.y_train[held], outer.subject)
+
+
+def eegmmidb_inner(name: str, outer: Fold, data: EegmmidbTrials) -> Iterator[Fold]:
+    """Splits of an outer fold's training runs: within a subject, each imagery run left out in turn (the executed
+    runs stay in training); across subjects, a third of the training subjects left out in turn."""
+    key_of = {path: key for key, path in data.runs.items()}
+    keys = [key_of[path] for path in outer.train_files]  # (subject, run)
+    if name.startswith("eegmmidb_within"):
+        for held in [key for key in keys if key[1] in RUNS]:
+            yield data.fold([key for key in keys if key != held], [held], outer.subject)
+        return
+    subjects = sorted({s for s, _ in keys})
+    for fit, held in KFold(3).split(subjects):
+        fit_subjects, held_subjects = {subjects[i] for i in fit}, {subjects[i] for i in held}
+        yield data.fold([key for key in keys if key[0] in fit_subjects],
+                        [key for key in keys if key[0] in held_subjects and key[1] in RUNS])
+
+
+def inner_folds(name: str, recipe: dict, tmp: Path, subjects: tuple[str, ...]) -> Iterator[Fold]:
+    """Every inner split of every outer fold of the row, in the benchmark's fold order."""
+    outer_folds, _ = folds(name, recipe, tmp, subjects)
+    data = (EegmmidbTrials(recipe["prepare"], subjects, recipe.get("executed", False))
+            if name.startswith("eegmmidb") else None)
+    for k, outer in enumerate(outer_folds):
+        yield from (eegmmidb_inner(name, outer, data) if data is not None else epochs_inner(name, outer, tmp, k))
+
+
+def criterion(name: str, recipe: dict, variants: list[str], subjects: tuple[str, ...]) -> dict[str, list[float]]:
+    """{"the recipe" | variant | READOUT: accuracy per inner split}."""
+    recipes = {"the recipe": recipe} | {v: {**recipe, "train": [*recipe["train"], *shlex.split(v)]} for v in variants}
+    scores: dict[str, list[float]] = {key: [] for key in [*recipes, READOUT]}
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, fold in enumerate(inner_folds(name, recipe, Path(tmp), subjects)):
+            for key, each in recipes.items():
+                scores[key].append(eegmodel_accuracy(fold, each))
+            scores[READOUT].append(readout_accuracy(fold, recipe))
+            print(f"split {i + 1}: " + ", ".join(f"{key} {a[-1]:.3f}" for key, a in scores.items())
+                  + f" ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    return scores
+
+
+def table(scores: dict[str, list[float]]) -> list[str]:
+    base = np.array(scores["the recipe"])
+    lines = [(f"| train arguments (over the recipe's) | inner accuracy, {len(base)} splits (± sd) | paired difference "
+              "to the recipe (± s.e.) | splits won / lost |"), "|---|---|---|---|"]
+    for key, values in scores.items():
+        a = np.array(values)
+        diff = a - base
+        paired = "–" if key == "the recipe" else (f"{diff.mean():+.3f} ± {diff.std(ddof=1) / np.sqrt(len(a)):.3f}"
+                                                 if len(a) > 1 else f"{diff.mean():+.3f}")
+        won = "–" if key == "the recipe" else f"{int((diff > 0).sum())} / {int((diff < 0).sum())}"
+        lines.append(f"| {key} | {a.mean():.3f} ± {a.std():.3f} | {paired} | {won} |")
+    return lines
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("row", choices=ROWS)
+    p.add_argument("--variant", action="append", default=[], metavar="ARGS",
+                   help="train arguments added to the recipe's, e.g. --variant=--linear-stem (repeatable)")
+    p.add_argument("--subjects", type=int, default=len(SUBJECTS), choices=range(4, 13),
+                   help="EEGMMIDB rows: the first N subjects (a quicker, noisier criterion)")
+    p.add_argument("--recipes", type=Path, default=HERE / "recipes.toml")
+    args = p.parse_args()
+    if len(set(args.variant)) < len(args.variant) or not all(v.strip() for v in args.variant):
+        p.error("each --variant must be given once and name train arguments")
+    mne.set_log_level("ERROR")
+    recipe = tomllib.loads(args.recipes.read_text())[args.row]
+    t0 = time.perf_counter()
+    print("\n".join(table(criterion(args.row, recipe, args.variant, SUBJECTS[:args.subjects]))))
+    print(f"{args.row}: {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""benchmarks/criterion.py: the inner splits a recipe's settings are chosen on never read a benchmark test fold."""
+import sys
+from itertools import islice
+
+import numpy as np
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import accuracy  # noqa: E402
+import criterion  # noqa: E402
+
+RECIPES = accuracy.tomllib.loads((REPO / "benchmarks" / "recipes.toml").read_text())
+
+
+def rows_of(X: np.ndarray) -> set[bytes]:
+    return {trial.tobytes() for trial in X}
+
+
+def test_fingermovements_inner_blocks_lie_inside_each_folds_training_blocks(tmp_path):
+    name = "FingerMovements"
+    for k, outer in enumerate(islice(accuracy.folds(name, RECIPES[name], tmp_path, accuracy.SUBJECTS)[0], 2)):
+        inner = list(criterion.epochs_inner(name, outer, tmp_path, k))
+        assert len(inner) == 4
+        held = [fold.X_test for fold in inner]
+        assert rows_of(np.concatenate(held)) == rows_of(outer.X_train)  # each training trial held out once
+        assert not rows_of(np.concatenate([f.X_train for f in inner])) & rows_of(outer.X_test)
+        for fold in inner:  # contiguous blocks in recording order, as the outer folds are
+            start = next(i for i, x in enumerate(outer.X_train) if x.tobytes() == fold.X_test[0].tobytes())
+            assert np.array_equal(outer.X_train[start:start + len(fold.X_test)], fold.X_test)
+            assert rows_of(fold.X_train) | rows_of(fold.X_test) == rows_of(outer.X_train)
+
+
+def test_a_stratified_sets_inner_folds_cover_its_training_trials_once(tmp_path):
+    name = "SelfRegulationSCP1"
+    outer = next(accuracy.folds(name, RECIPES[name], tmp_path, accuracy.SUBJECTS)[0])
+    inner = list(criterion.epochs_inner(name, outer, tmp_path, 0))
+    held = np.concatenate([fold.X_test for fold in inner])
+    assert len(inner) == 4 and len(held) == len(outer.X_train) and rows_of(held) == rows_of(outer.X_train)
+    assert not rows_of(np.concatenate([f.X_train for f in inner])) & rows_of(outer.X_test)
+    for fold in inner:  # both classes on each side, in the training side's proportions
+        assert abs(fold.y_test.mean() - outer.y_train.mean()) < 0.05 and set(fold.y_train) == {0, 1}
+
+
+def test_eegmmidb_inner_splits_never_read_a_test_run_or_subject(tmp_path):
+    subjects = accuracy.SUBJECTS[:4]
+    for name in ("eegmmidb_within_mu", "eegmmidb_cross_mu"):
+        recipe = RECIPES[name]
+        data = accuracy.EegmmidbTrials(recipe["prepare"], subjects, recipe["executed"])
+        for outer in islice(accuracy.folds(name, recipe, tmp_path, subjects)[0], 2):
+            inner = list(criterion.eegmmidb_inner(name, outer, data))
+            assert len(inner) == (2 if name.endswith("within_mu") else 3)
+            for fold in inner:
+                files = set(fold.train_files) | set(fold.test_files)
+                assert files <= set(outer.train_files) and not files & set(outer.test_files)
+                assert not set(fold.train_files) & set(fold.test_files)
+                assert all(path.parent.parent.name == "eegmmidb" for path in fold.test_files)  # imagery only
+                if name.endswith("cross_mu"):  # whole subjects left out
+                    assert not {p.stem[:4] for p in fold.train_files} & {p.stem[:4] for p in fold.test_files}
+                else:  # the subject's executed runs stay in training
+                    assert sum(p.parent.parent.name == "eegmmidb_executed" for p in fold.train_files) == 3
