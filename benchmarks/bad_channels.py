@@ -8,14 +8,16 @@ from the first sample, flat (zero) or NaN, and each model trained with and witho
     decided frame against the recording's class;
   * motor: the motor-rhythm recipe across subjects (eegmmidb_cross_mu) trained on S001-S009, the imagery runs of
     S010-S012 streamed (each aligned by its clean recording, as `--align-from` gives it) with sensorimotor
-    electrodes dead (C3, C4, Cz, FC3); accuracy of the decision 4 s after each left/right cue.
+    electrodes dead (C3, C4, Cz, FC3); accuracy of the decision 4 s after each left/right cue;
+  * motor-live: the same, each run aligned from its own first 60 s as streamed (`--align-seconds 60`: through the
+    repair, dead electrodes and all), as a session that starts with the electrodes already dead is.
 
 Agreement: the share of decided frames whose class (argmax) is the clean replay's. `repaired` is what stream does
 (eeg2arm.realtime.health); `as is` feeds the same signal to the recipe unrepaired (NaN frames are then not decided:
 counted as disagreeing and wrong).
 
-    .venv/bin/python benchmarks/bad_channels.py --cases eyes   # 47 min on 2 cores under load (motor: hours)
-    .venv/bin/python benchmarks/bad_channels.py --cases motor --replays 3   # one run of each held-out subject
+    .venv/bin/python benchmarks/bad_channels.py --cases eyes   # 47 min on 2 cores under load
+    .venv/bin/python benchmarks/bad_channels.py --cases motor motor-live   # a few minutes each
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from accuracy import EXECUTED, RAW, RUNS, SUBJECTS, eeg2arm, run_file, tomllib  
 HERE = Path(__file__).resolve().parent
 TRAIN_S = 150.0
 DECIDE_S = 4.0  # motor: the decision this long after a cue is the trial's
+LIVE_S = 60.0  # motor-live: seconds of each run the alignment is estimated from (stream's --align-seconds default)
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Replay:
     sfreq: float
     truth: int | list[tuple[int, int]]  # the recording's class, or (cue sample, class) per cue
     align_from: Path | None = None
+    align_seconds: float | None = None  # or aligned from its own first seconds, as streamed
 
 
 @dataclass
@@ -62,6 +66,7 @@ class Case:
 def decided(ckpt: Path, replay: Replay, dead: list[str], value: float, repaired: bool) -> tuple[np.ndarray, ...]:
     """(ends (m,) in samples, classes (m,)) of every decided frame of the replay streamed in 1/16 s chunks."""
     from eeg2arm.checkpoint import load_model_from_checkpoint
+    from eeg2arm.errors import UserInputError
     from eeg2arm.fitting import load_alignment
     from eeg2arm.realtime.live import StreamRun, StreamSummary
     from eeg2arm.realtime.online import OnlineFeatures, model_recipe
@@ -76,17 +81,20 @@ def decided(ckpt: Path, replay: Replay, dead: list[str], value: float, repaired:
     signal[[list(config.stream_channels).index(c) for c in dead]] = value
     chunks = [Chunk(signal[:, i:i + 16], np.arange(i, min(i + 16, signal.shape[1])) / config.sfreq)
               for i in range(0, signal.shape[1], 16)]
-    decoder, online = Streamer.from_model(model), OnlineFeatures(recipe, align)
+    decoder, online = Streamer.from_model(model), OnlineFeatures.for_model(config, align, replay.align_seconds)
     w, s, pool = online.w, online.s, config.cnn_time_pool
     if repaired:
         run = StreamRun(decoder, online, lambda _: None, [], StreamSummary())
         results = [r for c in chunks for piece in run.bridge.push(c) for r in run.push(piece)]
     else:
         results = []
-        for chunk in chunks:
-            frames = online.push(chunk.samples)
-            finite = np.isfinite(frames).all(axis=(0, 1))
-            results += decoder.push(frames[..., finite]) if finite.any() else []
+        try:
+            for chunk in chunks:
+                frames = online.push(chunk.samples)
+                finite = np.isfinite(frames).all(axis=(0, 1))
+                results += decoder.push(frames[..., finite]) if finite.any() else []
+        except UserInputError:  # a NaN channel leaves no sample to estimate the alignment from: nothing decided
+            pass
     n = n_decisions(signal.shape[1], w, s, pool)
     classes = np.full(n, -1)
     classes[:len(results)] = [r.pred for r in results]  # unrepaired NaN: fewer decisions (the rest count wrong)
@@ -135,29 +143,36 @@ def eyes_case(tmp: Path, recipes: dict) -> Case:
                 {1: ["Oz"], 2: ["Oz", "O1"], 4: ["Oz", "O1", "O2", "Pz"]})
 
 
-def motor_case(tmp: Path, recipes: dict, n_replays: int) -> Case:
-    """The first n_replays of the held-out imagery runs, in the order R04 of S010, S011, S012, then R08, then R12."""
+def motor_case(tmp: Path, recipes: dict, align_seconds: float | None = None) -> Case:
+    """Each held-out run aligned by its clean recording, or from its own first align_seconds as streamed."""
     recipe = recipes["eegmmidb_cross_mu"]
     files = [run_file(s, r) for s in SUBJECTS[:9] for r in RUNS + EXECUTED]
     eeg2arm("prepare", *files, "--out", tmp / "motor", *recipe["prepare"])
     models = train_models(tmp, tmp / "motor", recipe["train"], ["--groups", tmp / "motor" / "groups.npy"])
     replays = []
-    for s, r in [(s, r) for r in RUNS for s in SUBJECTS[9:]][:n_replays]:
+    for s, r in [(s, r) for s in SUBJECTS[9:] for r in RUNS]:
         path, like = run_file(s, r), tmp / f"{s}{r}"
-        eeg2arm("prepare", path, "--out", like, "--like", tmp / "motor" / "meta.json")  # its alignment
+        if not align_seconds:
+            eeg2arm("prepare", path, "--out", like, "--like", tmp / "motor" / "meta.json")  # its alignment
         raw = mne.io.read_raw_edf(path, preload=True, verbose="error")
         cues = [(round(a["onset"] * raw.info["sfreq"]), {"T1": 0, "T2": 1}[a["description"]])
                 for a in raw.annotations if a["description"] in ("T1", "T2")]
-        replays.append(Replay(raw.get_data(units="uV"), raw.ch_names, raw.info["sfreq"], cues, like / "meta.json"))
-    return Case("motor", models, replays, {1: ["C3.."], 2: ["C3..", "C4.."], 4: ["C3..", "C4..", "Cz..", "Fc3."]})
+        replays.append(Replay(raw.get_data(units="uV"), raw.ch_names, raw.info["sfreq"], cues,
+                              None if align_seconds else like / "meta.json", align_seconds))
+    return Case("motor-live" if align_seconds else "motor", models, replays, {1: ["C3.."], 2: ["C3..", "C4.."], 4: ["C3..", "C4..", "Cz..", "Fc3."]})
+
+
+def motor_live_case(tmp: Path, recipes: dict) -> Case:
+    return motor_case(tmp, recipes, LIVE_S)
+
+
+CASES = {"eyes": eyes_case, "motor": motor_case, "motor-live": motor_live_case}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--recipes", type=Path, default=HERE / "recipes.toml")
-    p.add_argument("--cases", nargs="+", default=["eyes", "motor"], choices=["eyes", "motor"])
-    p.add_argument("--replays", type=int, default=9, choices=range(1, 10),
-                   help="motor: stream the first N of the 9 held-out runs (one run of each subject first)")
+    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     args = p.parse_args()
     mne.set_log_level("ERROR")
     recipes = tomllib.loads(args.recipes.read_text())
@@ -165,7 +180,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         for name in args.cases:
-            case = eyes_case(tmp, recipes) if name == "eyes" else motor_case(tmp, recipes, args.replays)
+            case = CASES[name](tmp, recipes)
             for label, ckpt in case.models.items():
                 clean = [decided(ckpt, replay, [], 0.0, True)[1] for replay in case.replays]
                 rows.append((case.name, label, "none", "-", *scores(case, ckpt, [], 0.0, True, clean)))
