@@ -22,6 +22,7 @@ counted as disagreeing and wrong).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -143,12 +144,18 @@ def eyes_case(tmp: Path, recipes: dict) -> Case:
                 {1: ["Oz"], 2: ["Oz", "O1"], 4: ["Oz", "O1", "O2", "Pz"]})
 
 
+@functools.cache
+def motor_models(tmp: Path, prepare: tuple[str, ...], train: tuple[str, ...]) -> dict[str, Path]:
+    """The cross-subject models trained on S001-S009, once per run: both motor cases stream them."""
+    files = [run_file(s, r) for s in SUBJECTS[:9] for r in RUNS + EXECUTED]
+    eeg2arm("prepare", *files, "--out", tmp / "motor", *prepare)
+    return train_models(tmp, tmp / "motor", list(train), ["--groups", tmp / "motor" / "groups.npy"])
+
+
 def motor_case(tmp: Path, recipes: dict, align_seconds: float | None = None) -> Case:
     """Each held-out run aligned by its clean recording, or from its own first align_seconds as streamed."""
     recipe = recipes["eegmmidb_cross_mu"]
-    files = [run_file(s, r) for s in SUBJECTS[:9] for r in RUNS + EXECUTED]
-    eeg2arm("prepare", *files, "--out", tmp / "motor", *recipe["prepare"])
-    models = train_models(tmp, tmp / "motor", recipe["train"], ["--groups", tmp / "motor" / "groups.npy"])
+    models = motor_models(tmp, tuple(recipe["prepare"]), tuple(recipe["train"]))
     replays = []
     for s, r in [(s, r) for s in SUBJECTS[9:] for r in RUNS]:
         path, like = run_file(s, r), tmp / f"{s}{r}"
@@ -159,7 +166,8 @@ def motor_case(tmp: Path, recipes: dict, align_seconds: float | None = None) -> 
                 for a in raw.annotations if a["description"] in ("T1", "T2")]
         replays.append(Replay(raw.get_data(units="uV"), raw.ch_names, raw.info["sfreq"], cues,
                               None if align_seconds else like / "meta.json", align_seconds))
-    return Case("motor-live" if align_seconds else "motor", models, replays, {1: ["C3.."], 2: ["C3..", "C4.."], 4: ["C3..", "C4..", "Cz..", "Fc3."]})
+    dead = {1: ["C3.."], 2: ["C3..", "C4.."], 4: ["C3..", "C4..", "Cz..", "Fc3."]}
+    return Case("motor-live" if align_seconds else "motor", models, replays, dead)
 
 
 def motor_live_case(tmp: Path, recipes: dict) -> Case:
