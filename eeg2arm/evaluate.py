@@ -94,12 +94,15 @@ def plot_history(history: list[dict[str, float]], path: Path) -> None:
     loss_ax, acc_ax = fig.subplots(1, 2)
     for ax in (loss_ax, acc_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    validated = all(r["val_loss"] is not None for r in history)  # none with --val-split 0
     loss_ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
-    loss_ax.plot(epochs, [r["val_loss"] for r in history], "o-", label="validation")
+    if validated:
+        loss_ax.plot(epochs, [r["val_loss"] for r in history], "o-", label="validation")
+        acc_ax.plot(epochs, [r["val_acc"] for r in history], "o-", color="C1")
     loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     loss_ax.legend()
-    acc_ax.plot(epochs, [r["val_acc"] for r in history], "o-", color="C1")
-    acc_ax.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy", ylim=(0, 1.02))
+    acc_ax.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02),
+               title="validation accuracy" if validated else "validation accuracy: none (--val-split 0)")
     fig.suptitle(f"history kept in the checkpoint (epochs {epochs[0]}-{epochs[-1]})")
     save_figure(fig, path)
 

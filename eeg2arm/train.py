@@ -54,8 +54,18 @@ class TrainOptions:
     select: str = "loss"  # the epoch kept: lowest val loss, highest val accuracy (ties: lower loss), or the last
     val_last: bool = False  # validate on the last val_split of the trials in file order (time order), not at random
 
+    @property
+    def validates(self) -> bool:
+        """Whether some trials are held out to validate (--val-split 0: every trial trains, the last epoch is kept)."""
+        return self.val_split > 0
+
     def check(self) -> None:
         """Raise UserInputError for values the loop cannot use, naming the flag."""
+        if not 0.0 <= self.val_split < 1.0:  # also refuses NaN
+            raise UserInputError(f"--val-split must be in [0, 1) (0: no validation), got {self.val_split}")
+        if not self.validates and (self.select != "last" or self.val_last or self.patience):
+            raise UserInputError("--val-split 0 trains on every trial with nothing to validate on: give --select last, "
+                                 "and neither --val-last nor --patience")
         if self.batch < 1 or self.epochs < 1 or self.workers < 0:
             raise UserInputError("--batch and --epochs must be >= 1 and --workers >= 0")
         if not (self.lr > 0 and self.wd >= 0):  # also refuses NaN
@@ -80,8 +90,6 @@ def settings_from_flags(flags: Mapping[str, Any]) -> tuple[EEGConfig, TrainOptio
     network's config (the data's names not yet in it), the loop's options, and train()'s other keyword arguments
     (resume, init, freeze, restandardize). UserInputError for values the run cannot use."""
     f = flags
-    if not 0.0 < f["val_split"] < 1.0:
-        raise UserInputError(f"--val-split must be between 0 and 1 (exclusive), got {f['val_split']}")
     opts = TrainOptions(batch=f["batch"], epochs=f["epochs"], lr=f["lr"], wd=f["wd"], val_split=f["val_split"],
                         seed=f["seed"], workers=f["workers"], compile=f["compile_"], device=f["device"],
                         schedule=f["schedule"], select=f["select"], val_last=f["val_last"],
@@ -202,7 +210,8 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
                              f"(T={X.shape[-1]}, --cnn-time-pool {config.cnn_time_pool}): use at most {pooled}")
     if groups is not None:
         groups = check_groups(groups, len(X))
-    train_idx, val_idx = split_indices(y, opts.val_split, opts.seed, groups, opts.val_last)
+    train_idx, val_idx = split_indices(y, opts.val_split, opts.seed, groups, opts.val_last) if opts.validates \
+        else (np.arange(len(y)), np.arange(0))
     example_input_shape = (1, *X.shape[1:])
     if init is not None:
         model = load_init(init, config, device, freeze)
@@ -246,14 +255,14 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
             scaler.update()
             loss_sum += loss.item() * len(yb)
             n += len(yb)
-        val_loss, val_acc = evaluate_loss(runner, val_loader, device)
+        val_loss, val_acc = evaluate_loss(runner, val_loader, device) if opts.validates else (None, None)
         lr = optimizer.param_groups[0]["lr"]
-        scheduler.step(val_loss) if opts.schedule == "plateau" else scheduler.step()
+        scheduler.step(val_loss if opts.validates else loss_sum / n) if opts.schedule == "plateau" \
+            else scheduler.step()
         row = {"epoch": epoch, "train_loss": loss_sum / n, "val_loss": val_loss, "val_acc": val_acc, "lr": lr,
                "seconds": time.perf_counter() - t0}
         history.append(row)
-        echo(f"epoch {epoch}/{opts.epochs} train_loss={row['train_loss']:.4f} val_loss={val_loss:.4f} "
-             f"val_acc={val_acc:.4f} lr={lr:.2e}")
+        echo(f"epoch {epoch}/{opts.epochs} train_loss={row['train_loss']:.4f} {validation_text(row)} lr={lr:.2e}")
         if best is None or better(row, best, opts.select):
             best = {**row, "best_epoch": epoch, "n_train": len(train_idx), "n_val": len(val_idx),
                     "val_indices": val_idx.tolist(), **recorded}
@@ -265,9 +274,15 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
     best = {**best, "history": history}
     model.load_state_dict(best_state)  # the best weights again, saved with every epoch's history (the curves)
     save_checkpoint(save, model, example_input_shape, best["best_epoch"], best)
-    echo(f"best epoch {best['best_epoch']}: val_loss={best['val_loss']:.4f} val_acc={best['val_acc']:.4f} "
-         f"saved to {save}")
+    echo(f"best epoch {best['best_epoch']}: {validation_text(best)} saved to {save}")
     return best
+
+
+def validation_text(row: dict[str, Any]) -> str:
+    """An epoch's validation as printed, or that there is none (--val-split 0)."""
+    if row["val_loss"] is None:
+        return "no validation (--val-split 0)"
+    return f"val_loss={row['val_loss']:.4f} val_acc={row['val_acc']:.4f}"
 
 
 def better(row: dict[str, Any], best: dict[str, Any], select: str) -> bool:

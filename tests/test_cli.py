@@ -268,8 +268,9 @@ def test_train_rejects_bad_data(case, tmp_path):
 
 
 @pytest.mark.parametrize("flags,message", [
-    (["--val-split", "0"], "--val-split must be between 0 and 1"),
-    (["--val-split", "1.5"], "--val-split must be between 0 and 1"),
+    (["--val-split", "0"], "--val-split 0 trains on every trial with nothing to validate on: give --select last"),
+    (["--val-split", "1.5"], "--val-split must be in [0, 1) (0: no validation), got 1.5"),
+    (["--val-split", "-0.1"], "--val-split must be in [0, 1) (0: no validation), got -0.1"),
     (["--device", "cuda"], "CUDA is not available"),
     (["--lr", "-1"], "--lr must be > 0 and --wd >= 0"),
     (["--wd", "-0.1"], "--lr must be > 0 and --wd >= 0"),

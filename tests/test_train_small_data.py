@@ -72,7 +72,37 @@ def test_select_last_keeps_the_last_epoch_whatever_the_validation_says(tmp_path,
     assert load_model_from_checkpoint(save)[1]["epoch"] == 3 and "best epoch 3:" in result.output
 
 
+def test_val_split_0_trains_on_every_trial_and_keeps_the_last_epoch(tmp_path, data):
+    """No validation: n_train is every trial, the history has no validation and the report still draws it."""
+    save = tmp_path / "ckpt.pt"
+    result = run("train", *data, "--save", save, "--epochs", "2", "--val-split", "0", "--select", "last",
+                 "--schedule", "plateau", *SMALL)
+    assert result.exit_code == 0, result.output
+    assert "best epoch 2: no validation (--val-split 0) saved to" in result.output
+    meta = load_model_from_checkpoint(save)[1]
+    assert (meta["epoch"], meta["metrics"]["n_train"], meta["metrics"]["n_val"]) == (2, len(Y_OK), 0)
+    assert [(h["val_loss"], h["val_acc"]) for h in meta["metrics"]["history"]] == [(None, None)] * 2
+    report = tmp_path / "report"
+    result = run("evaluate", "--ckpt", save, *data, "--report", report)
+    assert result.exit_code == 0, result.output
+    assert (report / "training.png").stat().st_size > 0
+
+
+def test_val_split_0_sees_every_trial(tmp_path, data):
+    """The input standardization is fitted on the training trials: with --val-split 0 on all of them."""
+    saves = {split: tmp_path / f"{split}.pt" for split in ("0", "0.2")}
+    for split, save in saves.items():
+        assert run("train", *data, "--save", save, "--epochs", "1", "--val-split", split, "--select", "last",
+                   *SMALL).exit_code == 0
+    every = torch.from_numpy(X_OK.astype(np.float32)).mean(dim=(0, 3))  # (C, F)
+    means = {split: load_model_from_checkpoint(save)[0].input_mean.reshape(every.shape)
+             for split, save in saves.items()}
+    assert torch.allclose(means["0"], every, atol=1e-4) and not torch.allclose(means["0.2"], every, atol=1e-4)
+
+
 @pytest.mark.parametrize("flags,message", [
+    (["--val-split", "0", "--select", "last", "--val-last"], "--val-split 0 trains on every trial"),
+    (["--val-split", "0", "--select", "last", "--patience", "2"], "--val-split 0 trains on every trial"),
     (["--crop", "1.5"], "--crop must be between 0 (off) and 1"),
     (["--noise", "-1"], "--noise must be >= 0"),
     (["--noise", "nan"], "--noise must be >= 0"),

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 @click.option("--epochs", type=int, default=30, show_default=True, help="Number of epochs")
 @click.option("--lr", type=float, default=3e-4, show_default=True, help="Learning rate (AdamW)")
 @click.option("--wd", type=float, default=1e-4, show_default=True, help="Weight decay (AdamW)")
-@click.option("--val-split", type=float, default=0.2, show_default=True, help="Fraction of data held out for validation")
+@click.option("--val-split", type=float, default=0.2, show_default=True,
+              help="Fraction of data held out for validation (0: train on every trial, with --select last)")
 @click.option("--seed", type=int, default=1337, show_default=True, help="RNG seed for reproducibility")
 @click.option("--workers", type=int, default=2, show_default=True, help="DataLoader workers (increase if I/O bound)")
 @click.option("--normalize", is_flag=True, default=False, show_default=True,
