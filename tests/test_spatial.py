@@ -275,3 +275,50 @@ def test_a_csp_aligned_model_decides_a_live_lsl_stream_as_its_recording(raw_dir,
     assert len(rows[0]) == len(rows[1]) >= 9
     assert [r["decision"] for r in rows[0]] == [r["decision"] for r in rows[1]]
     assert np.abs(np.array([r["probs"] for r in rows[0]]) - [r["probs"] for r in rows[1]]).max() < 1e-4
+
+
+def test_a_dead_electrode_under_learned_filters_is_named_with_its_weight(raw_dir, tmp_path):
+    """A recording with C3 flat, streamed through a CSP + alignment model: the repair keeps it deciding, and a
+    warning names C3 with its share of the learned filters' weight (as filter_shares computes it from the model);
+    the clean recording prints no such warning."""
+    from eeg2arm.checkpoint import load_model_from_checkpoint
+    from eeg2arm.realtime.health import filter_shares
+    from eeg2arm.train import TrainOptions, train
+
+    runs = sorted((raw_dir / "eegmmidb" / "S001").glob("*.edf"))
+    X, _ = prepare(runs[:2], tmp_path / "p", *CUES, *MOTOR, *LEARNED["csp+align"])
+    prepare(runs[2:], tmp_path / "new", "--like", tmp_path / "p" / "meta.json")
+    config = config_of(tmp_path / "p" / "meta.json")
+    config = type(config).from_dict({**config.to_dict(), "frame_embed": 16, "n_heads": 2})
+    train(X, np.load(tmp_path / "p" / "y.npy"), config, tmp_path / "m.pt",
+          TrainOptions(epochs=1, batch=16, workers=0, device="cpu"), echo=lambda s: None)
+    raw = mne.io.read_raw(runs[2], preload=True, verbose="error")
+    c3 = next(name for name in raw.ch_names if name.strip(".").upper() == "C3")
+    raw.crop(0, 20).save(tmp_path / "clean_raw.fif", verbose="error")
+    raw._data[raw.ch_names.index(c3)] = 0.0
+    raw.save(tmp_path / "dead_raw.fif", verbose="error")
+    flags = ["--ckpt", tmp_path / "m.pt", "--align-from", tmp_path / "new" / "meta.json", "--fast", "--device", "cpu"]
+    dead, clean = (run("stream", "--raw", tmp_path / f"{kind}_raw.fif", *flags) for kind in ("dead", "clean"))
+    assert dead.exit_code == 0 and clean.exit_code == 0, dead.output + clean.output
+    recipe = model_recipe(load_model_from_checkpoint(tmp_path / "m.pt")[1]["config"])
+    shares = filter_shares(recipe, load_alignment(tmp_path / "new" / "meta.json", recipe))
+    assert sum(shares.values()) == pytest.approx(1.0) and shares[c3] > 1 / len(shares)
+    assert f"bad channels: {c3} (flat) (replaced from the others)" in dead.output
+    assert (f"warning: the recipe's learned spatial filters put {shares[c3]:.0%} of their weight on {c3} "
+            f"(an even share: {1 / len(shares):.0%})") in dead.output
+    assert "learned spatial filters" not in clean.output and " decisions=0 " not in clean.output
+
+
+def test_filter_shares_follow_the_weights_and_ignore_recipes_without_learned_filters():
+    from eeg2arm.realtime.health import filter_shares
+    from eeg2arm.recipe import Recipe
+
+    names = ("C3", "Cz", "C4")
+    kwargs = {"sfreq": 160.0, "input_channels": names, "channels": names, "bands": (("mu", 8.0, 13.0),)}
+    one = Recipe(**kwargs, spatial="csp:1", csp_filters=(((0.0, 0.0, 2.0),),))
+    assert filter_shares(one, None) == {"C3": 0.0, "Cz": 0.0, "C4": 1.0}
+    two = Recipe(**kwargs, spatial="csp:2", csp_filters=(((1.0, 0.0, 0.0), (1.0, 1.0, 0.0)),))
+    assert filter_shares(two, None) == pytest.approx({"C3": 0.75, "Cz": 0.25, "C4": 0.0})  # (1 + 1/2) / 2, (1/2) / 2
+    swap = Alignment(matrix=np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]))  # component reads C4
+    assert filter_shares(one, swap) == {"C3": 1.0, "Cz": 0.0, "C4": 0.0}
+    assert filter_shares(Recipe(**kwargs), None) is None

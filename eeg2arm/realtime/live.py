@@ -21,7 +21,7 @@ import numpy as np
 from ..config import EEGConfig
 from ..errors import UserInputError
 from .gaps import GapBridge
-from .health import BadTime, ElectrodeRepair
+from .health import BadTime, ElectrodeRepair, filter_shares, filter_warning
 from .online import OnlineFeatures, model_recipe
 from .smoothing import Hysteresis
 from .sources import Chunk
@@ -177,6 +177,9 @@ class StreamRun:
         samples = self.repair.push(piece.samples)  # (C_in, n) finite, bad channels replaced
         for at, bad in self.repair.changes[known:]:
             self.echo(bad_line(self.seconds(at), bad))
+            shares = filter_shares(self.online.recipe, self.online.alignment) if bad else None
+            if shares is not None:
+                self.echo(filter_warning(shares, bad))
         aligning = self.online.aligning
         frames = self.online.push(samples)  # (C, F, m)
         if aligning and not self.online.aligning:
