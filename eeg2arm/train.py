@@ -100,7 +100,8 @@ def settings_from_flags(flags: Mapping[str, Any]) -> tuple[EEGConfig, TrainOptio
     config = EEGConfig(n_classes=f["classes"], n_electrodes=f["elec"], n_bands=f["bands"],
                        cnn_time_pool=f["cnn_time_pool"], frame_embed=f["frame_embed"], dropout=f["drop"],
                        normalize=f["normalize"], context=f["context"] or None, kernel_time=f["kernel_time"],
-                       linear_stem=f["linear_stem"])
+                       linear_stem=f["linear_stem"], n_layers=f["layers"], spatial_filters=f["spatial_filters"],
+                       depth_multiplier=f["depth_multiplier"])
     freeze = tuple(p.strip() for p in f["freeze"].split(",") if p.strip())
     return config, opts, {"resume": f["resume"], "init": f["init_path"], "freeze": freeze,
                           "restandardize": f["restandardize"]}

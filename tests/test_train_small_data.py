@@ -72,6 +72,29 @@ def test_select_last_keeps_the_last_epoch_whatever_the_validation_says(tmp_path,
     assert load_model_from_checkpoint(save)[1]["epoch"] == 3 and "best epoch 3:" in result.output
 
 
+def test_network_size_flags_shape_the_network_and_travel_with_it(tmp_path, data):
+    """--layers, --spatial-filters and --depth-multiplier: the config, the weights and the exported graph agree."""
+    from export.metadata import read_onnx_metadata
+    from export.onnx_export import export_onnx
+
+    save = tmp_path / "ckpt.pt"
+    result = run("train", *data, "--save", save, "--epochs", "1", *SMALL, "--layers", "1", "--spatial-filters", "8",
+                 "--depth-multiplier", "2")
+    assert result.exit_code == 0, result.output
+    model, meta = load_model_from_checkpoint(save)
+    config = meta["config"]
+    assert (config.n_layers, config.spatial_filters, config.depth_multiplier) == (1, 8, 2)
+    assert len(model.blocks) == 1 and model.mix[0].out_channels == 8 and model.stem[0].conv.out_channels == 32 * 2
+    export_onnx(save, tmp_path / "m.onnx", echo=lambda s: None)
+    assert read_onnx_metadata(tmp_path / "m.onnx")[0] == config
+
+
+@pytest.mark.parametrize("flag", ["--layers", "--spatial-filters", "--depth-multiplier"])
+def test_network_size_flags_refuse_zero(flag, tmp_path, data):
+    result = run("train", *data, "--save", tmp_path / "ckpt.pt", *SMALL, flag, "0")
+    assert result.exit_code == 2 and "0 is not in the range x>=1" in result.output
+
+
 def test_val_split_0_trains_on_every_trial_and_keeps_the_last_epoch(tmp_path, data):
     """No validation: n_train is every trial, the history has no validation and the report still draws it."""
     save = tmp_path / "ckpt.pt"
@@ -162,6 +185,8 @@ def test_restandardize_refits_the_input_statistics_to_the_new_data(tmp_path, bas
     (["--frame-embed", "64"], "--init checkpoint was trained with frame_embed=32 (now 64)"),
     (["--kernel-time", "5"], "--init checkpoint was trained with kernel_time=3 (now 5)"),
     (["--linear-stem"], "--init checkpoint was trained with linear_stem=False (now True)"),
+    (["--layers", "1"], "--init checkpoint was trained with n_layers=2 (now 1)"),
+    (["--spatial-filters", "8"], "--init checkpoint was trained with spatial_filters=32 (now 8)"),
     (["--freeze", "stem,legs"], "--freeze legs: name parts of stem, mix, embed, blocks, head"),
     (["--freeze", "head,stem,mix,embed,blocks"], "leaves nothing to train: leave out at least one part"),
 ])

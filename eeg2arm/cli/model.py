@@ -49,6 +49,12 @@ if TYPE_CHECKING:
               help="meta.json of the data (class, channel, band names; default: the one beside X.npy, if any)")
 @click.option("--kernel-time", type=int, default=3, show_default=True,
               help="Frames per causal time kernel of the depthwise convs (longer: slower trends, e.g. slow potentials)")
+@click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Transformer layers over the frames (fewer: a smaller network for few trials)")
+@click.option("--spatial-filters", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Output maps of the 1x1x1 electrode mix")
+@click.option("--depth-multiplier", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Feature maps per electrode in the depthwise convs")
 @click.option("--linear-stem/--no-linear-stem", default=False, show_default=True,
               help="No GELU in the per-electrode depthwise convs: the first nonlinearity follows the electrode mix, "
                    "so a contrast between electrodes (e.g. a lateralized potential) reaches it whole")
