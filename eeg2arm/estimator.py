@@ -77,7 +77,7 @@ class Decoder(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: mne.BaseEpochs | np.ndarray | list[Recording], y: np.ndarray | None = None,
             groups: np.ndarray | list | None = None) -> Decoder:
-        """Prepare the trials by the recipe and train EEGModel on them (its own validation split picks the epoch).
+        """Prepare the trials by the recipe and train EEGModel on them (its own validation split picks the epoch, unless val_split=0).
 
         y: one label per trial (any values; classes_ is their sorted set), or None for an Epochs or recordings,
         whose events give the classes through the recipe's --event. groups: one subject or recording per trial (per
@@ -111,8 +111,8 @@ class Decoder(ClassifierMixin, BaseEstimator):
         config = dataclasses.replace(config, **data_fields(prepared.meta))
         with tempfile.TemporaryDirectory(prefix="eeg2arm-decoder-") as tmp:
             save = Path(tmp) / "model.pt"
-            train(prepared.X, prepared.y, config, save, train_opts, groups=prepared.groups if by_group else None,
-                  echo=log.info, **extra)
+            groups = prepared.groups if by_group and train_opts.validates else None  # the split's groups
+            train(prepared.X, prepared.y, config, save, train_opts, groups=groups, echo=log.info, **extra)
             from .checkpoint import load_model_from_checkpoint, read_checkpoint
 
             self.checkpoint_ = read_checkpoint(save)

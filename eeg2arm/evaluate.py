@@ -87,7 +87,7 @@ def plot_confusion(m: dict[str, Any], path: Path) -> None:
     save_figure(fig, path)
 
 
-def plot_history(history: list[dict[str, float]], path: Path) -> None:
+def plot_history(history: list[dict[str, float | None]], path: Path) -> None:
     """Loss (train, val) and validation accuracy per epoch, from the checkpoint's metrics["history"]."""
     epochs = [row["epoch"] for row in history]
     fig = Figure(figsize=(9, 3.5), layout="constrained")

@@ -63,7 +63,7 @@ class TrainOptions:
         """Raise UserInputError for values the loop cannot use, naming the flag."""
         if not 0.0 <= self.val_split < 1.0:  # also refuses NaN
             raise UserInputError(f"--val-split must be in [0, 1) (0: no validation), got {self.val_split}")
-        if not self.validates and (self.select != "last" or self.val_last or self.patience):
+        if not self.validates and (self.select != "last" or self.val_last or self.patience):  # --groups: train()
             raise UserInputError("--val-split 0 trains on every trial with nothing to validate on: give --select last, "
                                  "and neither --val-last nor --patience")
         if self.batch < 1 or self.epochs < 1 or self.workers < 0:
@@ -198,6 +198,10 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
     if resume is not None:
         model, meta = load_model_from_checkpoint(resume, device)
         check_same_model(model.config, config, "--resume")
+        trained = meta["metrics"].get("train_options", {}).get("val_split", opts.val_split)
+        if trained != opts.val_split:
+            raise UserInputError(f"--resume checkpoint was trained with --val-split {trained} (now {opts.val_split}): "
+                                 f"use the flags it was trained with")
         # Training goes on from the checkpoint's (best) weights, so the epochs after them are run again.
         start_epoch, best, best_state = meta["epoch"] + 1, meta["metrics"], state_copy(model)
         history = [h for h in meta["metrics"]["history"] if h["epoch"] <= meta["epoch"]]
@@ -210,9 +214,11 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
         raise UserInputError(f"--frame-loss {opts.frame_loss} is more than the {pooled} pooled frames of a window "
                              f"(T={X.shape[-1]}, --cnn-time-pool {config.cnn_time_pool}): use at most {pooled}")
     if groups is not None:
+        if not opts.validates:
+            raise UserInputError("--groups splits the validation by group, but --val-split 0 validates on none: "
+                                 "give one")
         groups = check_groups(groups, len(X))
-    train_idx, val_idx = split_indices(y, opts.val_split, opts.seed, groups, opts.val_last) if opts.validates \
-        else (np.arange(len(y)), np.arange(0))
+    train_idx, val_idx = split_indices(y, opts.val_split, opts.seed, groups, opts.val_last)
     example_input_shape = (1, *X.shape[1:])
     if init is not None:
         model = load_init(init, config, device, freeze)

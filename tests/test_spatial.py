@@ -282,7 +282,7 @@ def test_a_dead_electrode_under_learned_filters_is_named_with_its_weight(raw_dir
     warning names C3 with its share of the learned filters' weight (as filter_shares computes it from the model);
     the clean recording prints no such warning."""
     from eeg2arm.checkpoint import load_model_from_checkpoint
-    from eeg2arm.realtime.health import filter_shares
+    from eeg2arm.realtime.health import ElectrodeRepair, filter_shares
     from eeg2arm.train import TrainOptions, train
 
     runs = sorted((raw_dir / "eegmmidb" / "S001").glob("*.edf"))
@@ -300,13 +300,27 @@ def test_a_dead_electrode_under_learned_filters_is_named_with_its_weight(raw_dir
     flags = ["--ckpt", tmp_path / "m.pt", "--align-from", tmp_path / "new" / "meta.json", "--fast", "--device", "cpu"]
     dead, clean = (run("stream", "--raw", tmp_path / f"{kind}_raw.fif", *flags) for kind in ("dead", "clean"))
     assert dead.exit_code == 0 and clean.exit_code == 0, dead.output + clean.output
-    recipe = model_recipe(load_model_from_checkpoint(tmp_path / "m.pt")[1]["config"])
+    model_config = load_model_from_checkpoint(tmp_path / "m.pt")[1]["config"]
+    recipe = model_recipe(model_config)
     shares = filter_shares(recipe, load_alignment(tmp_path / "new" / "meta.json", recipe))
     assert sum(shares.values()) == pytest.approx(1.0) and shares[c3] > 1 / len(shares)
     assert f"bad channels: {c3} (flat) (replaced from the others)" in dead.output
-    assert (f"warning: the recipe's learned spatial filters put {shares[c3]:.0%} of their weight on {c3} "
-            f"(an even share: {1 / len(shares):.0%})") in dead.output
+    warning = (f"warning: {c3} carry {shares[c3]:.0%} of the weight of the recipe's learned spatial filters "
+               f"({1 / len(shares):.0%} if spread evenly)")
+    assert dead.output.count(warning) == 1
     assert "learned spatial filters" not in clean.output and " decisions=0 " not in clean.output
+    # aligned from the stream's first 10 s: the warning waits for the alignment, and weighs the filters with it
+    live = run("stream", "--raw", tmp_path / "dead_raw.fif", *flags[:2], "--align-seconds", 10, *flags[4:])
+    assert live.exit_code == 0, live.output
+    lines = live.output.splitlines()
+    aligned = lines.index("aligned on the first 10 s of signal")
+    assert [i for i, line in enumerate(lines) if "learned spatial filters" in line] == [aligned + 1]
+    signal = signal_of(tmp_path / "dead_raw.fif", model_config)[:, :10 * 160]
+    repaired = ElectrodeRepair(recipe.input_channels, 160.0, recipe.montage).push(signal)
+    moments = SignalMoments(len(recipe.channels))
+    moments.add(CausalChain(recipe).front(repaired))
+    estimated = filter_shares(recipe, moments.alignment(recipe.align, "the first 10 s"))[c3]
+    assert f"warning: {c3} carry {estimated:.0%} of the weight" in lines[aligned + 1]
 
 
 def test_filter_shares_follow_the_weights_and_ignore_recipes_without_learned_filters():
@@ -321,4 +335,7 @@ def test_filter_shares_follow_the_weights_and_ignore_recipes_without_learned_fil
     assert filter_shares(two, None) == pytest.approx({"C3": 0.75, "Cz": 0.25, "C4": 0.0})  # (1 + 1/2) / 2, (1/2) / 2
     swap = Alignment(matrix=np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]))  # component reads C4
     assert filter_shares(one, swap) == {"C3": 1.0, "Cz": 0.0, "C4": 0.0}
+    assert filter_shares(one, Alignment(offset=np.ones(3))) == filter_shares(one, None)  # an offset weighs nothing
+    averaged = Recipe(**kwargs, reference="average", spatial="csp:1", csp_filters=(((0.0, 0.0, 2.0),),))
+    assert filter_shares(averaged, None) == pytest.approx({"C3": 1 / 6, "Cz": 1 / 6, "C4": 2 / 3})  # 2(e3 - mean)
     assert filter_shares(Recipe(**kwargs), None) is None

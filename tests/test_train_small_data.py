@@ -123,6 +123,20 @@ def test_val_split_0_sees_every_trial(tmp_path, data):
     assert torch.allclose(means["0"], every, atol=1e-4) and not torch.allclose(means["0.2"], every, atol=1e-4)
 
 
+def test_val_split_0_refuses_groups_and_a_resume_with_validation(tmp_path, data):
+    """Nothing to split by group; a run resumed must validate as it did (its best epoch was picked so)."""
+    save = tmp_path / "ckpt.pt"
+    groups = save_npy(tmp_path, "groups.npy", np.arange(len(Y_OK)) % 4)
+    assert_clean_error(run("train", *data, "--save", save, "--epochs", "1", "--val-split", "0", "--select", "last",
+                           "--groups", groups, *SMALL), "--groups splits the validation by group", save)
+    assert run("train", *data, "--save", save, "--epochs", "1", "--val-split", "0", "--select", "last",
+               *SMALL).exit_code == 0
+    before = save.read_bytes()
+    result = run("train", *data, "--save", save, "--epochs", "2", *SMALL, "--resume", save)
+    assert result.exit_code == 2 and "--resume checkpoint was trained with --val-split 0.0 (now 0.2)" in result.output
+    assert save.read_bytes() == before
+
+
 @pytest.mark.parametrize("flags,message", [
     (["--val-split", "0", "--select", "last", "--val-last"], "--val-split 0 trains on every trial"),
     (["--val-split", "0", "--select", "last", "--patience", "2"], "--val-split 0 trains on every trial"),

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 @click.option("--lr", type=float, default=3e-4, show_default=True, help="Learning rate (AdamW)")
 @click.option("--wd", type=float, default=1e-4, show_default=True, help="Weight decay (AdamW)")
 @click.option("--val-split", type=float, default=0.2, show_default=True,
-              help="Fraction of data held out for validation (0: train on every trial, with --select last)")
+              help="Fraction of data held out for validation (0: every trial trains and the last epoch is kept, "
+                   "select 'last'; the plateau schedule then follows the training loss)")
 @click.option("--seed", type=int, default=1337, show_default=True, help="RNG seed for reproducibility")
 @click.option("--workers", type=int, default=2, show_default=True, help="DataLoader workers (increase if I/O bound)")
 @click.option("--normalize", is_flag=True, default=False, show_default=True,
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 @click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Transformer layers over the frames (fewer: a smaller network for few trials)")
 @click.option("--spatial-filters", type=click.IntRange(min=1), default=32, show_default=True,
-              help="Output maps of the 1x1x1 electrode mix")
+              help="Output maps of the network's 1x1x1 electrode mix (not prepare's learned --spatial csp filters)")
 @click.option("--depth-multiplier", type=click.IntRange(min=1), default=4, show_default=True,
               help="Feature maps per electrode in the depthwise convs")
 @click.option("--linear-stem/--no-linear-stem", default=False, show_default=True,
@@ -108,14 +109,15 @@ def train(x_path, y_path, save, groups_path, no_groups, meta_path, val_last, **_
             config = dataclasses.replace(config, **data_fields)
         except UserInputError as e:
             raise UserInputError(f"{meta_path} does not fit the flags ({e}): {fix}") from None
-    groups = training_groups(x_path, groups_path, no_groups, val_last)
+    groups = training_groups(x_path, groups_path, no_groups, val_last or opts.val_split == 0)
     run_training(X, y, config, save, opts, groups=groups, echo=click.echo, **extra)
 
 
 
-def training_groups(x_path: Path, groups_path: Path | None, no_groups: bool, val_last: bool) -> "np.ndarray | None":
+def training_groups(x_path: Path, groups_path: Path | None, no_groups: bool, ungrouped: bool) -> "np.ndarray | None":
     """The groups the validation split keeps apart: --groups, else the groups.npy beside --x when it holds two or
-    more (as evaluate takes it), unless --no-groups or --val-last (which validates on the last trials instead)."""
+    more (as evaluate takes it), unless --no-groups or `ungrouped` (--val-last validates on the last trials
+    instead, --val-split 0 on none)."""
     import numpy as np
 
     from ..data import load_npy
@@ -125,7 +127,7 @@ def training_groups(x_path: Path, groups_path: Path | None, no_groups: bool, val
             raise UserInputError("give --groups (split by group) or --no-groups (split by window), not both")
         return load_npy(groups_path, "groups")
     beside = Path(x_path).parent / "groups.npy"
-    if no_groups or val_last or not beside.is_file():
+    if no_groups or ungrouped or not beside.is_file():
         return None
     groups = load_npy(beside, "groups")
     if groups.ndim != 1 or len(np.unique(groups)) < 2:  # one recording or subject: nothing to keep apart

@@ -29,7 +29,7 @@ import mne
 import numpy as np
 
 from ..errors import UserInputError
-from ..recipe import Recipe, montage_names, standard_montage
+from ..recipe import CausalChain, Recipe, montage_names, standard_montage
 from ..spatial import Alignment
 
 WINDOW_S = 1.0
@@ -89,13 +89,9 @@ def filter_shares(recipe: Recipe, align: Alignment | None) -> dict[str, float] |
     components. The shares sum to 1; a heuristic, fair where the channels carry signals of like size (µV EEG)."""
     if recipe.csp_filters is None:
         return None
+    front = CausalChain(recipe, align).matrix  # (C, C_in): reference then alignment; None: the channels as they are
     weights = np.asarray(recipe.csp_filters)  # (F, K, C)
-    if align is not None and align.matrix is not None:
-        weights = weights @ align.matrix  # (F, K, C)
-    spatial = recipe.spatial_matrix()  # (C, C_in); None: the input channels are the channels
-    if spatial is not None:
-        weights = weights @ spatial  # (F, K, C_in)
-    squared = weights ** 2
+    squared = (weights if front is None else weights @ front) ** 2  # (F, K, C_in)
     shares = (squared / squared.sum(axis=-1, keepdims=True)).mean(axis=(0, 1))  # (C_in,)
     return dict(zip(recipe.input_channels, shares.tolist()))
 
@@ -103,9 +99,9 @@ def filter_shares(recipe: Recipe, align: Alignment | None) -> dict[str, float] |
 def filter_warning(shares: dict[str, float], bad: dict[str, str]) -> str:
     """The line printed when channels a learned-filter recipe reads go bad."""
     share = sum(shares[name] for name in bad)
-    return (f"warning: the recipe's learned spatial filters put {share:.0%} of their weight on {', '.join(bad)} "
-            f"(an even share: {len(bad) / len(shares):.0%}); replaced, they change what every filter sees and the "
-            f"decisions may not be this model's (docs/amplifier.md): fix the electrode")
+    return (f"warning: {', '.join(bad)} carry {share:.0%} of the weight of the recipe's learned spatial filters "
+            f"({len(bad) / len(shares):.0%} if spread evenly); replaced, they change what every filter sees, so the "
+            f"decisions may differ from this model's on a clean signal: fix the electrode (docs/amplifier.md)")
 
 
 def positions_for(names: tuple[str, ...], montage: str | None) -> str | None:

@@ -154,6 +154,7 @@ class StreamRun:
         self.clock = FrameStamps(online.w, online.s, config.sfreq)
         self.fed: deque[tuple[int, float]] = deque()  # (end sample, end stamp) of frames given, not yet decided
         self.decision, self.bad, self.after_gap = Hysteresis.UNDECIDED, (), False
+        self.shares: dict[str, float] | None = None  # learned filters' weight per channel ({}: none learned)
 
     def seconds(self, sample: int) -> float:
         return sample / self.config.sfreq + self.lost_s
@@ -177,13 +178,12 @@ class StreamRun:
         samples = self.repair.push(piece.samples)  # (C_in, n) finite, bad channels replaced
         for at, bad in self.repair.changes[known:]:
             self.echo(bad_line(self.seconds(at), bad))
-            shares = filter_shares(self.online.recipe, self.online.alignment) if bad else None
-            if shares is not None:
-                self.echo(filter_warning(shares, bad))
+            self.warn_filters(bad)
         aligning = self.online.aligning
         frames = self.online.push(samples)  # (C, F, m)
         if aligning and not self.online.aligning:
             self.echo(f"aligned on the first {self.online.align_samples / self.config.sfreq:g} s of signal")
+            self.warn_filters(self.repair.bad)  # held until the filters' weights on the raw input were known
         ends, end_stamps = self.clock.push(piece.stamps, frames.shape[-1])  # (m,), (m,)
         self.summary.feature_frames += frames.shape[-1]
         self.fed.extend(zip(ends.tolist(), end_stamps.tolist()))
@@ -193,6 +193,15 @@ class StreamRun:
                 end, stamp = self.fed.popleft()
             self.send(result, self.restart_at + end, stamp)
         return results
+
+    def warn_filters(self, bad: dict[str, str]) -> None:
+        """A learned-filter recipe's warning for bad channels (health.filter_warning), once their alignment is known."""
+        if not bad or self.online.aligning:
+            return
+        if self.shares is None:  # the alignment stays through gaps: computed once
+            self.shares = filter_shares(self.online.recipe, self.online.alignment) or {}
+        if self.shares:
+            self.echo(filter_warning(self.shares, bad))
 
     def send(self, result: StepResult, end: int, stamp: float) -> None:
         """One decided frame (its last sample `end` - 1 from the stream's first) to the sinks, a line on a change."""
