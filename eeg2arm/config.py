@@ -35,6 +35,7 @@ class EEGConfig:
     n_heads: int = 4
     n_layers: int = 2
     context: int | None = 64  # attention window W in pooled frames (None: whole history); bounds streaming memory
+    readout_frames: int = 0  # N > 0: a linear map of the last N standardized input frames added to every decision
     # What the data are, when known (from `eeg2arm prepare`'s meta.json); they do not change the network.
     class_names: tuple[str, ...] | None = None  # label order: class_names[k] is class k
     channel_names: tuple[str, ...] | None = None  # the C electrodes, in X's order
@@ -72,6 +73,8 @@ class EEGConfig:
             raise UserInputError(f"config.context must be a positive integer or None, got {self.context!r}")
         if self.frame_embed % self.n_heads:
             raise UserInputError(f"frame_embed ({self.frame_embed}) must be divisible by n_heads ({self.n_heads})")
+        if isinstance(self.readout_frames, bool) or not isinstance(self.readout_frames, int) or self.readout_frames < 0:
+            raise UserInputError(f"config.readout_frames must be an integer >= 0, got {self.readout_frames!r}")
         if not isinstance(self.linear_stem, bool):
             raise UserInputError(f"config.linear_stem must be true or false, got {self.linear_stem!r}")
         if self.clip_length is not None and self.clip_length < self.cnn_time_pool:

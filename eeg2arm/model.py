@@ -5,6 +5,10 @@
     --> flatten per frame --> LazyLinear to frame_embed
     --> causal Transformer over frames --> head: per-frame logits (B, T', K); forward() keeps the last frame.
 
+With config.readout_frames = N > 0, a linear readout of the last N standardized input frames (a causal conv over
+time, zero at the start of training) is added to each pooled frame's logits: the regularized linear map that reads
+small EEG sets well, with the network learning what it misses (docs/accuracy.md).
+
 Everything is causal in time, so forward_seq() on a growing stream never revises a past frame's output.
 """
 from __future__ import annotations
@@ -108,6 +112,10 @@ class EEGModel(nn.Module):
         self.blocks = nn.ModuleList(TransformerBlock(c.frame_embed, c.n_heads, c.dropout) for _ in range(c.n_layers))
         self.ln_f = nn.LayerNorm(c.frame_embed)
         self.head = nn.Linear(c.frame_embed, c.n_classes)
+        if c.readout_frames:
+            self.readout = nn.Conv1d(c.n_electrodes * c.n_bands, c.n_classes, c.readout_frames)
+            nn.init.zeros_(self.readout.weight)  # training starts from the network alone
+            nn.init.zeros_(self.readout.bias)
         self.register_buffer("slopes", alibi_slopes(c.n_heads), persistent=False)
         # Per (electrode, band) standardization learnt from the training set (set_input_stats); saved with the weights.
         self.register_buffer("input_mean", torch.zeros(c.n_electrodes, c.n_bands, 1))
@@ -140,15 +148,14 @@ class EEGModel(nn.Module):
             hidden = hidden | (dist >= self.config.context)
         return bias.masked_fill(hidden, float("-inf"))
 
-    def frame_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, F, T) band power -> (B, T', E) per-frame embeddings with T' = T_seen // cnn_time_pool."""
+    def standardized_input(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, F, T) band power -> (B, C, F, T_seen): the frames the model sees, standardized."""
         self.check_input(x)
         if self.config.clip_length is not None:
             x = x[..., -self.config.clip_length:]  # the model sees the last clip_length frames
         if self.config.normalize:
             x = zscore(x)
-        x = self.standardize(x)
-        return self.embed_frames(self.stem(x.unsqueeze(2)))
+        return self.standardize(x)
 
     def standardize(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, F, T)
         return (x - self.input_mean) / self.input_std
@@ -160,14 +167,26 @@ class EEGModel(nn.Module):
         h = h.reshape(B, S * F_, T).transpose(1, 2)  # (B, T', S*F)
         return self.ln_embed(self.embed(h))  # (B, T', E)
 
+    def readout_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Standardized frames (B, C, F, n) -> the linear readout's logits (B, K, n - N + 1): one per frame that
+        has N frames up to it."""
+        return self.readout(x.flatten(1, 2))
+
     def forward_seq(self, x: torch.Tensor) -> torch.Tensor:
         """Per-frame logits (B, T', K); frame t only sees input frames up to its own."""
-        h = self.frame_features(x)
+        x = self.standardized_input(x)  # (B, C, F, T)
+        h = self.embed_frames(self.stem(x.unsqueeze(2)))  # (B, T', E), T' = T // cnn_time_pool
         pos = torch.arange(h.shape[1], device=h.device)  # built from the runtime T, so T stays free in ONNX
         bias = self.attention_bias(pos[:, None] - pos[None, :])
         for block in self.blocks:
             h, _ = block(h, bias)
-        return self.head(self.ln_f(h))
+        logits = self.head(self.ln_f(h))  # (B, T', K)
+        if not self.config.readout_frames:
+            return logits
+        pool = self.config.cnn_time_pool
+        padded = F.pad(x, (self.config.readout_frames - 1, 0))  # zeros before the first frame: causal
+        ends = self.readout_logits(padded)[..., pool - 1::pool]  # (B, K, T'): at each pooled frame's last frame
+        return logits + ends[..., :logits.shape[1]].transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the last frame (B, K)."""

@@ -101,7 +101,7 @@ def settings_from_flags(flags: Mapping[str, Any]) -> tuple[EEGConfig, TrainOptio
                        cnn_time_pool=f["cnn_time_pool"], frame_embed=f["frame_embed"], dropout=f["drop"],
                        normalize=f["normalize"], context=f["context"] or None, kernel_time=f["kernel_time"],
                        linear_stem=f["linear_stem"], n_layers=f["layers"], spatial_filters=f["spatial_filters"],
-                       depth_multiplier=f["depth_multiplier"])
+                       depth_multiplier=f["depth_multiplier"], readout_frames=f["readout"])
     freeze = tuple(p.strip() for p in f["freeze"].split(",") if p.strip())
     return config, opts, {"resume": f["resume"], "init": f["init_path"], "freeze": freeze,
                           "restandardize": f["restandardize"]}
@@ -138,7 +138,7 @@ def evaluate_loss(model: nn.Module, loader: DataLoader, device: torch.device) ->
 
 # EEGModel's parts, input side first, and the modules each one names (its LayerNorm goes with it).
 FREEZABLE = {"stem": ("stem",), "mix": ("mix",), "embed": ("embed", "ln_embed"), "blocks": ("blocks",),
-             "head": ("ln_f", "head")}
+             "head": ("ln_f", "head", "readout")}  # readout: only with config.readout_frames
 
 
 def check_same_model(theirs: EEGConfig, ours: EEGConfig, flag: str, ignore: tuple[str, ...] = ()) -> None:
@@ -169,7 +169,8 @@ def load_init(path: str | Path, config: EEGConfig, device: torch.device, freeze:
     fresh.load_state_dict(model.state_dict())
     for name in freeze:
         for module in FREEZABLE[name]:
-            getattr(fresh, module).requires_grad_(False)
+            if hasattr(fresh, module):
+                getattr(fresh, module).requires_grad_(False)
     return fresh
 
 

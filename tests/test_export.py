@@ -367,6 +367,32 @@ def test_export_to_an_unwritable_folder_is_refused_before_exporting(trained, tmp
     assert not (folder / "model.onnx").exists()
 
 
+@pytest.mark.parametrize("n", [1, 9])  # fewer frames than a pooled group; more than the stem's history + a group
+def test_a_readout_trains_from_the_cli_and_exports_and_streams_with_parity(n, tmp_path, bandpower, bandpower_dir):
+    from eeg2arm.realtime.streamer import Streamer
+
+    ckpt, out = tmp_path / "readout.pt", tmp_path / "readout.onnx"
+    result = CliRunner().invoke(cli, ["train", "--x", str(bandpower_dir / "X.npy"), "--y", str(bandpower_dir / "y.npy"),
+                                      "--save", str(ckpt), "--classes", "2", "--elec", "32", "--bands", "4",
+                                      "--frame-embed", "32", "--epochs", "2", "--lr", "3e-3", "--workers", "0",
+                                      "--device", "cpu", "--readout", str(n)])
+    assert result.exit_code == 0, result.output
+    model, _ = load_model_from_checkpoint(ckpt)
+    assert model.config.readout_frames == n and model.readout.weight.shape == (2, 32 * 4, n)
+    assert model.readout.weight.abs().max() > 0  # trained away from its zero start
+    exported = export_onnx(ckpt, out, echo=lambda s: None)
+    predictor = OnnxPredictor(out, device="cpu")
+    assert predictor.config == model.config
+    assert_parity(model, predictor, real_windows(bandpower[0], 7, 17))
+    stream = np.concatenate(list(bandpower[0][45:48]), axis=-1)  # real frames (C, F, T)
+    with torch.no_grad():
+        expected = torch.softmax(model.forward_seq(torch.from_numpy(stream[None])), -1)[0].numpy()  # (T', K)
+    for streamer in (Streamer.from_model(model), Streamer(OnnxStep(exported.step, device="cpu"))):
+        got = np.stack([r.probs for t in range(stream.shape[-1]) for r in streamer.push(stream[..., t])])
+        assert got.shape == expected.shape and np.abs(got - expected).max() <= PROBS_ATOL
+        assert [s.shape for s in streamer.state][0][-1] == max(2, n - 2)  # conv1 keeps what the readout needs
+
+
 def test_a_linear_stem_trains_from_the_cli_and_exports_with_parity(tmp_path, bandpower, bandpower_dir):
     from eeg2arm.realtime.streamer import Streamer
 

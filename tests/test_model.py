@@ -88,6 +88,31 @@ def test_config_round_trips_and_rejects_bad_values():
     assert EEGConfig.from_dict(saved_before_linear_stem).linear_stem is False  # GELU in the stem, as it was
     with pytest.raises(UserInputError, match="linear_stem"):
         EEGConfig(n_classes=2, n_electrodes=4, n_bands=4, linear_stem="yes")
+    saved_before_readout = {k: v for k, v in config.to_dict().items() if k != "readout_frames"}
+    assert EEGConfig.from_dict(saved_before_readout).readout_frames == 0  # the network alone, as it was
+    for bad in (-1, 1.5, True):
+        with pytest.raises(UserInputError, match="readout_frames must be an integer >= 0"):
+            EEGConfig(n_classes=2, n_electrodes=4, n_bands=4, readout_frames=bad)
+
+
+@pytest.mark.parametrize("n", [1, 5])
+def test_the_readout_is_a_causal_linear_map_of_the_last_n_frames_added_to_the_network(n):
+    """Zero at the start (the network's logits exactly); then the logits move by a linear map of the N standardized
+    frames up to each pooled frame's end, and by nothing that comes later."""
+    model = make_model(readout_frames=n)
+    plain = make_model()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("readout.")})
+    x = torch.randn(2, 8, 4, 12)
+    with torch.no_grad():
+        assert torch.equal(model.forward_seq(x), plain.forward_seq(x))  # the readout starts at zero
+        torch.nn.init.normal_(model.readout.weight)
+        added = model.forward_seq(x) - plain.forward_seq(x)  # (B, T', K)
+        pool = model.config.cnn_time_pool
+        for t in range(added.shape[1]):
+            end = (t + 1) * pool  # frames [end - n, end) feed pooled frame t, zeros before the first
+            window = torch.nn.functional.pad(x, (n, 0))[..., end:end + n].flatten(1, 2)  # (B, C*F, n)
+            expected = torch.einsum("bcn,kcn->bk", window, model.readout.weight) + model.readout.bias
+            assert torch.allclose(added[:, t], expected, atol=1e-5)
 
 
 def test_a_linear_stem_is_affine_before_the_electrode_mix():

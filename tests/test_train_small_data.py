@@ -200,6 +200,7 @@ def test_restandardize_refits_the_input_statistics_to_the_new_data(tmp_path, bas
     (["--kernel-time", "5"], "--init checkpoint was trained with kernel_time=3 (now 5)"),
     (["--linear-stem"], "--init checkpoint was trained with linear_stem=False (now True)"),
     (["--layers", "1"], "--init checkpoint was trained with n_layers=2 (now 1)"),
+    (["--readout", "3"], "--init checkpoint was trained with readout_frames=0 (now 3)"),
     (["--spatial-filters", "8"], "--init checkpoint was trained with spatial_filters=32 (now 8)"),
     (["--freeze", "stem,legs"], "--freeze legs: name parts of stem, mix, embed, blocks, head"),
     (["--freeze", "head,stem,mix,embed,blocks"], "leaves nothing to train: leave out at least one part"),

@@ -56,6 +56,9 @@ if TYPE_CHECKING:
               help="Output maps of the network's 1x1x1 electrode mix (not prepare's learned --spatial csp filters)")
 @click.option("--depth-multiplier", type=click.IntRange(min=1), default=4, show_default=True,
               help="Feature maps per electrode in the depthwise convs")
+@click.option("--readout", type=click.IntRange(min=0), default=0, show_default=True,
+              help="A linear readout of the last N input frames beside the network, added to every decision's logits "
+                   "(0: none; e.g. the window's frames)")
 @click.option("--linear-stem/--no-linear-stem", default=False, show_default=True,
               help="No GELU in the per-electrode depthwise convs: the first nonlinearity follows the electrode mix, "
                    "so a contrast between electrodes (e.g. a lateralized potential) reaches it whole")

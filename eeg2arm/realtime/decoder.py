@@ -4,7 +4,8 @@ A step takes the `cnn_time_pool` newest band-power frames (B, C, F, pool) and re
 equal to `EEGModel.forward_seq` on the whole stream so far. The state is fixed-size, so a step costs the same
 however long the stream has run:
 
-    conv1  (B, C, 1, F, k-1)      last standardized input frames, for the first causal conv
+    conv1  (B, C, 1, F, H)        last standardized input frames, for the first causal conv (H = k-1) and the
+                                  linear readout (H = max(k-1, N - pool) with config.readout_frames = N)
     conv2  (B, maps, 1, F, k-1)   last pooled outputs of the first block, for the second conv
     keys   (L, B, H, W, hs)       per-layer attention keys of the last W = config.context pooled frames
     values (L, B, H, W, hs)
@@ -40,11 +41,12 @@ class StreamingDecoder(nn.Module):
         distance = torch.arange(c.context - 1, -1, -1, device=model.input_mean.device)[None, :]  # (1, W) per cache slot
         self.register_buffer("slot_distance", distance, persistent=False)
         self.register_buffer("slot_bias", model.attention_bias(distance), persistent=False)  # (H, 1, W)
+        self.input_history = max(model.stem[0].history, c.readout_frames - self.pool)  # conv1's frames
 
     def initial_state(self, batch: int = 1) -> State:
         c, m = self.model.config, self.model
         device = m.input_mean.device
-        hist1, hist2 = m.stem[0].history, m.stem[1].history
+        hist1, hist2 = self.input_history, m.stem[1].history
         maps = c.n_electrodes * c.depth_multiplier
         kv = torch.zeros(c.n_layers, batch, c.n_heads, c.context, c.frame_embed // c.n_heads, device=device)
         return (torch.zeros(batch, c.n_electrodes, 1, c.n_bands, hist1, device=device),
@@ -56,8 +58,9 @@ class StreamingDecoder(nn.Module):
         """frames (B, C, F, pool) + state -> logits (B, K), probs (B, K) and the next state."""
         m = self.model
         block1, block2 = m.stem[0], m.stem[1]
-        x = torch.cat([conv1, m.standardize(frames).unsqueeze(2)], dim=-1)  # (B, C, 1, F, k-1 + pool)
-        h = block1.convolve(x).mean(dim=-1, keepdim=True)  # (B, maps, 1, F, 1): the average pool of this step
+        x = torch.cat([conv1, m.standardize(frames).unsqueeze(2)], dim=-1)  # (B, C, 1, F, H + pool)
+        h = block1.convolve(x[..., x.shape[-1] - block1.history - self.pool:])  # (B, maps, 1, F, pool)
+        h = h.mean(dim=-1, keepdim=True)  # (B, maps, 1, F, 1): the average pool of this step
         h2 = torch.cat([conv2, h], dim=-1)  # (B, maps, 1, F, k)
         e = m.embed_frames(block2.convolve(h2))  # (B, 1, E)
 
@@ -68,7 +71,9 @@ class StreamingDecoder(nn.Module):
             new_keys.append(k)
             new_values.append(v)
         logits = m.head(m.ln_f(e))[:, 0]  # (B, K)
-        return (logits, torch.softmax(logits, dim=-1), x[..., x.shape[-1] - block1.history:],
+        if m.config.readout_frames:  # the last N frames, as forward_seq reads them at this pooled frame's end
+            logits = logits + m.readout_logits(x[..., x.shape[-1] - m.config.readout_frames:].squeeze(2))[..., 0]
+        return (logits, torch.softmax(logits, dim=-1), x[..., x.shape[-1] - self.input_history:],
                 h2[..., 1:], torch.stack(new_keys), torch.stack(new_values), seen + 1)
 
 
