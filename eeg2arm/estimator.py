@@ -77,7 +77,8 @@ class Decoder(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: mne.BaseEpochs | np.ndarray | list[Recording], y: np.ndarray | None = None,
             groups: np.ndarray | list | None = None) -> Decoder:
-        """Prepare the trials by the recipe and train EEGModel on them (its own validation split picks the epoch, unless val_split=0).
+        """Prepare the trials by the recipe and train EEGModel on them (its own validation split picks the epoch;
+        with val_split=0 every trial trains and the last epoch is kept).
 
         y: one label per trial (any values; classes_ is their sorted set), or None for an Epochs or recordings,
         whose events give the classes through the recipe's --event. groups: one subject or recording per trial (per
