@@ -10,7 +10,8 @@ On every split it trains the row's recipe as benchmarks/recipes.toml holds it, t
 arguments added (the last given wins), and scores accuracy.py's linear readout of the same windows. It prints one
 table: the mean over the splits, and each variant's paired difference to the recipe (mean ± standard error,
 splits won and lost). The rule the recipes follow (docs/accuracy.md): variants are fixed before the run, and the
-one with the best inner mean replaces the recipe if it beats the recipe's.
+one with the best inner mean replaces the recipe if it beats the recipe's by more than its standard error (a tie
+keeps what is there; until stop 23, beating the mean was enough).
 
     .venv/bin/python benchmarks/criterion.py eegmmidb_within_mu --variant=--no-linear-stem    # ~10 min on 2 cores
     .venv/bin/python benchmarks/criterion.py FingerMovements --variant="--wd 1e-4" --variant="--wd 0.05"
