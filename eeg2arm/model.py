@@ -6,8 +6,8 @@
     --> causal Transformer over frames --> head: per-frame logits (B, T', K); forward() keeps the last frame.
 
 With config.readout_frames = N > 0, a linear readout of the last N standardized input frames (a causal conv over
-time, zero at the start of training) is added to each pooled frame's logits: the regularized linear map that reads
-small EEG sets well, with the network learning what it misses (docs/accuracy.md).
+time, initialised to zero, weight decay like the rest) is added to each pooled frame's logits: a linear map of the
+features reads small EEG sets well, and the network learns what it misses (docs/accuracy.md, stop 24).
 
 Everything is causal in time, so forward_seq() on a growing stream never revises a past frame's output.
 """

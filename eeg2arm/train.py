@@ -214,6 +214,10 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
     if opts.frame_loss > pooled:
         raise UserInputError(f"--frame-loss {opts.frame_loss} is more than the {pooled} pooled frames of a window "
                              f"(T={X.shape[-1]}, --cnn-time-pool {config.cnn_time_pool}): use at most {pooled}")
+    seen = min(X.shape[-1], config.clip_length or X.shape[-1])  # frames the model sees of a window
+    if config.readout_frames > seen:
+        raise UserInputError(f"--readout {config.readout_frames} reads more frames than the {seen} of a window: use at "
+                             f"most {seen} (older frames would only ever read zeros)")
     if groups is not None:
         if not opts.validates:
             raise UserInputError("--groups splits the validation by group, but --val-split 0 validates on none: "

@@ -132,3 +132,28 @@ def test_frames_that_drive_the_model_to_nan_change_nothing(trained, bandpower):
     assert [r.frame for r in got] == [r.frame for r in expected]
     assert np.abs(np.stack([r.probs for r in got]) - np.stack([r.probs for r in expected])).max() == 0
     assert [r.decision for r in got] == [r.decision for r in expected]
+
+
+@pytest.mark.parametrize("pool,kernel,n", [(1, 3, 15), (2, 7, 16), (3, 3, 2), (2, 3, 1)])  # the recipes' and edges
+def test_a_readout_streams_like_forward_seq(pool, kernel, n):
+    """With config.readout_frames the step keeps max(k - 1, N - pool) standardized frames; every pooled frame's
+    probabilities equal forward_seq's on the whole stream, past the attention window, with a trained-looking
+    (non-zero) readout and input statistics."""
+    from eeg2arm.config import EEGConfig
+    from eeg2arm.model import EEGModel
+
+    torch.manual_seed(pool * 100 + kernel * 10 + n)
+    config = EEGConfig(n_classes=2, n_electrodes=6, n_bands=2, cnn_time_pool=pool, kernel_time=kernel,
+                       frame_embed=16, n_heads=2, context=5, readout_frames=n)
+    model = EEGModel(config).materialize((1, 6, 2, 16)).eval()
+    with torch.no_grad():
+        torch.nn.init.normal_(model.readout.weight, std=0.3)
+        model.input_mean.normal_()
+        model.input_std.uniform_(0.5, 2.0)
+    stream = np.random.default_rng(n).normal(size=(6, 2, 40 * pool + pool - 1)).astype(np.float32)  # ragged tail
+    with torch.no_grad():
+        expected = torch.softmax(model.forward_seq(torch.from_numpy(stream[None])), -1)[0].numpy()  # (T', K)
+    streamer = Streamer.from_model(model)
+    got = np.stack([r.probs for t in range(stream.shape[-1]) for r in streamer.push(stream[..., t])])
+    assert got.shape == expected.shape == (40, 2)
+    assert np.abs(got - expected).max() <= 1e-5

@@ -149,6 +149,7 @@ def test_val_split_0_refuses_groups_and_a_resume_with_validation(tmp_path, data)
     (["--frame-loss", "0"], "--frame-loss must be >= 1 and --patience >= 0"),
     (["--patience", "-1"], "--frame-loss must be >= 1 and --patience >= 0"),
     (["--frame-loss", "100"], "--frame-loss 100 is more than the 7 pooled frames of a window"),
+    (["--readout", "16"], "--readout 16 reads more frames than the 15 of a window: use at most 15"),
     (["--kernel-time", "0"], "config.kernel_time must be a positive integer"),
     (["--freeze", "stem"], "--freeze and --restandardize fine-tune a model: they need --init CKPT"),
     (["--restandardize"], "--freeze and --restandardize fine-tune a model: they need --init CKPT"),

@@ -90,7 +90,8 @@ if TYPE_CHECKING:
               help="Fine-tune: start from this checkpoint's weights (same network, electrodes, classes), fresh "
                    "optimizer, e.g. a cross-subject model on a new subject's first trials")
 @click.option("--freeze", default="", help="With --init: comma-separated parts kept fixed, from stem,mix,embed,"
-                                           "blocks,head (input side first; at least one must train)")
+                                           "blocks,head (input side first; head includes the --readout; at least one "
+                                           "must train)")
 @click.option("--restandardize", is_flag=True, default=False,
               help="With --init: refit the input standardization to this data (the new subject's own signal)")
 @user_errors

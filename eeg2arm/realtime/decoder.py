@@ -4,8 +4,8 @@ A step takes the `cnn_time_pool` newest band-power frames (B, C, F, pool) and re
 equal to `EEGModel.forward_seq` on the whole stream so far. The state is fixed-size, so a step costs the same
 however long the stream has run:
 
-    conv1  (B, C, 1, F, H)        last standardized input frames, for the first causal conv (H = k-1) and the
-                                  linear readout (H = max(k-1, N - pool) with config.readout_frames = N)
+    conv1  (B, C, 1, F, D)        last standardized input frames, for the first causal conv (D = k-1) and the
+                                  linear readout (D = max(k-1, N - pool) with config.readout_frames = N)
     conv2  (B, maps, 1, F, k-1)   last pooled outputs of the first block, for the second conv
     keys   (L, B, H, W, hs)       per-layer attention keys of the last W = config.context pooled frames
     values (L, B, H, W, hs)
@@ -58,7 +58,7 @@ class StreamingDecoder(nn.Module):
         """frames (B, C, F, pool) + state -> logits (B, K), probs (B, K) and the next state."""
         m = self.model
         block1, block2 = m.stem[0], m.stem[1]
-        x = torch.cat([conv1, m.standardize(frames).unsqueeze(2)], dim=-1)  # (B, C, 1, F, H + pool)
+        x = torch.cat([conv1, m.standardize(frames).unsqueeze(2)], dim=-1)  # (B, C, 1, F, D + pool)
         h = block1.convolve(x[..., x.shape[-1] - block1.history - self.pool:])  # (B, maps, 1, F, pool)
         h = h.mean(dim=-1, keepdim=True)  # (B, maps, 1, F, 1): the average pool of this step
         h2 = torch.cat([conv2, h], dim=-1)  # (B, maps, 1, F, k)
