@@ -157,12 +157,10 @@ def split_indices(y: np.ndarray, val_split: float, seed: int, groups: np.ndarray
                   last: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Train/val indices: stratified random split, by group (no group on both sides) when groups are given, or with
     `last` the last trials in file order (time order within a recording) validate, as later sessions would;
-    val_split 0: every trial trains, none validates."""
+    val_split (in [0, 1), as TrainOptions.check ensures) 0: every trial trains, none validates."""
     from sklearn.model_selection import GroupShuffleSplit, train_test_split  # here: the service needs no sklearn
 
     n = len(y)
-    if not 0.0 <= val_split < 1.0:
-        raise UserInputError(f"--val-split must be in [0, 1) (0: no validation), got {val_split}")
     if val_split == 0:
         return np.arange(n), np.arange(0)
     n_val = int(np.ceil(n * val_split))

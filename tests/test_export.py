@@ -14,6 +14,7 @@ from eeg2arm.checkpoint import load_model_from_checkpoint
 from eeg2arm.cli import cli
 from eeg2arm.config import EEGConfig
 from eeg2arm.errors import UserInputError
+from eeg2arm.model import EEGModel
 from export.metadata import read_onnx_metadata, set_metadata
 from export.onnx_export import export_onnx, opset_of, to_onnx
 from export.parity import parity_lengths, real_windows
@@ -367,50 +368,46 @@ def test_export_to_an_unwritable_folder_is_refused_before_exporting(trained, tmp
     assert not (folder / "model.onnx").exists()
 
 
-@pytest.mark.parametrize("n", [1, 9])  # fewer frames than a pooled group; more than the stem's history + a group
-def test_a_readout_trains_from_the_cli_and_exports_and_streams_with_parity(n, tmp_path, bandpower, bandpower_dir):
-    from eeg2arm.realtime.streamer import Streamer
-
-    ckpt, out = tmp_path / "readout.pt", tmp_path / "readout.onnx"
+def trained_by_the_cli(tmp_path: Path, bandpower_dir: Path, *flags: str) -> tuple[Path, EEGModel]:
+    """A checkpoint `eeg2arm train` made in 2 epochs on the real band power with these extra flags, and its model."""
+    ckpt = tmp_path / "model.pt"
     result = CliRunner().invoke(cli, ["train", "--x", str(bandpower_dir / "X.npy"), "--y", str(bandpower_dir / "y.npy"),
                                       "--save", str(ckpt), "--classes", "2", "--elec", "32", "--bands", "4",
-                                      "--frame-embed", "32", "--epochs", "2", "--lr", "3e-3", "--workers", "0",
-                                      "--device", "cpu", "--readout", str(n)])
+                                      "--frame-embed", "32", "--epochs", "2", "--workers", "0", "--device", "cpu",
+                                      *flags])
     assert result.exit_code == 0, result.output
-    model, _ = load_model_from_checkpoint(ckpt)
-    assert model.config.readout_frames == n and model.readout.weight.shape == (2, 32 * 4, n)
-    assert model.readout.weight.abs().max() > 0  # trained away from its zero start
-    exported = export_onnx(ckpt, out, echo=lambda s: None)
-    predictor = OnnxPredictor(out, device="cpu")
+    return ckpt, load_model_from_checkpoint(ckpt)[0]
+
+
+def assert_exports_and_streams_alike(ckpt: Path, model: EEGModel, tmp_path: Path, bandpower) -> list:
+    """Export with the batch graph's parity on real windows, then stream real frames through the PyTorch streamer
+    and the ONNX step graph: every step equals forward_seq. Returns the two streamers (their state, to inspect)."""
+    from eeg2arm.realtime.streamer import Streamer
+
+    exported = export_onnx(ckpt, tmp_path / "model.onnx", echo=lambda s: None)
+    predictor = OnnxPredictor(tmp_path / "model.onnx", device="cpu")
     assert predictor.config == model.config
     assert_parity(model, predictor, real_windows(bandpower[0], 7, 17))
     stream = np.concatenate(list(bandpower[0][45:48]), axis=-1)  # real frames (C, F, T)
     with torch.no_grad():
         expected = torch.softmax(model.forward_seq(torch.from_numpy(stream[None])), -1)[0].numpy()  # (T', K)
-    for streamer in (Streamer.from_model(model), Streamer(OnnxStep(exported.step, device="cpu"))):
+    streamers = [Streamer.from_model(model), Streamer(OnnxStep(exported.step, device="cpu"))]
+    for streamer in streamers:
         got = np.stack([r.probs for t in range(stream.shape[-1]) for r in streamer.push(stream[..., t])])
         assert got.shape == expected.shape and np.abs(got - expected).max() <= PROBS_ATOL
+    return streamers
+
+
+@pytest.mark.parametrize("n", [1, 9])  # fewer frames than a pooled group; more than the stem's history + a group
+def test_a_readout_trains_from_the_cli_and_exports_and_streams_with_parity(n, tmp_path, bandpower, bandpower_dir):
+    ckpt, model = trained_by_the_cli(tmp_path, bandpower_dir, "--lr", "3e-3", "--readout", str(n))
+    assert model.config.readout_frames == n and model.readout.weight.shape == (2, 32 * 4, n)
+    assert model.readout.weight.abs().max() > 0  # trained away from its zero start
+    for streamer in assert_exports_and_streams_alike(ckpt, model, tmp_path, bandpower):
         assert [s.shape for s in streamer.state][0][-1] == max(2, n - 2)  # conv1 keeps what the readout needs
 
 
 def test_a_linear_stem_trains_from_the_cli_and_exports_with_parity(tmp_path, bandpower, bandpower_dir):
-    from eeg2arm.realtime.streamer import Streamer
-
-    ckpt, out = tmp_path / "linear.pt", tmp_path / "linear.onnx"
-    result = CliRunner().invoke(cli, ["train", "--x", str(bandpower_dir / "X.npy"), "--y", str(bandpower_dir / "y.npy"),
-                                      "--save", str(ckpt), "--classes", "2", "--elec", "32", "--bands", "4",
-                                      "--frame-embed", "32", "--epochs", "2", "--workers", "0", "--device", "cpu",
-                                      "--linear-stem"])
-    assert result.exit_code == 0, result.output
-    model, _ = load_model_from_checkpoint(ckpt)
+    ckpt, model = trained_by_the_cli(tmp_path, bandpower_dir, "--linear-stem")
     assert model.config.linear_stem and all(isinstance(b.activation, torch.nn.Identity) for b in model.stem)
-    exported = export_onnx(ckpt, out, echo=lambda s: None)
-    predictor = OnnxPredictor(out, device="cpu")
-    assert predictor.config == model.config
-    assert_parity(model, predictor, real_windows(bandpower[0], 7, 17))
-    stream = np.concatenate(list(bandpower[0][45:48]), axis=-1)  # real frames (C, F, T)
-    with torch.no_grad():
-        expected = torch.softmax(model.forward_seq(torch.from_numpy(stream[None])), -1)[0].numpy()  # (T', K)
-    for streamer in (Streamer.from_model(model), Streamer(OnnxStep(exported.step, device="cpu"))):
-        got = np.stack([r.probs for t in range(stream.shape[-1]) for r in streamer.push(stream[..., t])])
-        assert got.shape == expected.shape and np.abs(got - expected).max() <= PROBS_ATOL
+    assert_exports_and_streams_alike(ckpt, model, tmp_path, bandpower)
