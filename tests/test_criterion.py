@@ -1,8 +1,10 @@
 """benchmarks/criterion.py: the inner splits a recipe's settings are chosen on never read a benchmark test fold."""
+import argparse
 import sys
 from itertools import islice
 
 import numpy as np
+import pytest
 
 from conftest import REPO
 
@@ -59,3 +61,14 @@ def test_eegmmidb_inner_splits_never_read_a_test_run_or_subject(tmp_path):
                     assert not {p.stem[:4] for p in fold.train_files} & {p.stem[:4] for p in fold.test_files}
                 else:  # the subject's executed runs stay in training
                     assert sum(p.parent.parent.name == "eegmmidb_executed" for p in fold.train_files) == 3
+
+
+def test_each_seed_is_given_last_so_that_it_wins():
+    recipe = {"prepare": ["--features", "slow"], "train": ["--epochs", "5"], "groups": False}
+    each = criterion.seeded(recipe, "--epochs 9 --layers 1", 2)
+    assert each["train"] == ["--epochs", "5", "--epochs", "9", "--layers", "1", "--seed", "2"]
+    assert recipe["train"] == ["--epochs", "5"] and each["prepare"] is recipe["prepare"]
+    assert criterion.seed_list("1337,1,2") == (1337, 1, 2)
+    for bad in ("1337,x", "1,1", ""):
+        with pytest.raises(argparse.ArgumentTypeError):
+            criterion.seed_list(bad)
