@@ -11,6 +11,7 @@ import torch
 
 from .atomic import atomic_write
 from .config import EEGConfig
+from .ensemble import EEGEnsemble, build_model
 from .errors import UserInputError
 from .model import EEGModel
 
@@ -18,7 +19,7 @@ CHECKPOINT_VERSION = "eeg_model_v1.5"
 CHECKPOINT_KEYS = ("model_state", "config", "example_input_shape", "epoch", "metrics", "version")
 
 
-def save_checkpoint(path: str | Path, model: EEGModel, example_input_shape: tuple[int, ...], epoch: int,
+def save_checkpoint(path: str | Path, model: EEGModel | EEGEnsemble, example_input_shape: tuple[int, ...], epoch: int,
                     metrics: dict[str, Any]) -> None:
     ckpt = {
         "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -71,14 +72,15 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def load_model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[EEGModel, dict[str, Any]]:
+def load_model_from_checkpoint(path: str | Path, device: str | torch.device = "cpu"
+                               ) -> tuple[EEGModel | EEGEnsemble, dict[str, Any]]:
     """Rebuild the trained model (lazy layers materialized from example_input_shape) in eval mode.
 
     Returns (model, meta) with meta = {config: EEGConfig, example_input_shape, epoch, metrics, version}.
     """
     ckpt = read_checkpoint(path)
     config = EEGConfig.from_dict(ckpt["config"])
-    model = EEGModel(config).materialize(ckpt["example_input_shape"])
+    model = build_model(config).materialize(ckpt["example_input_shape"])
     try:
         model.load_state_dict(ckpt["model_state"])
     except RuntimeError as e:

@@ -36,6 +36,7 @@ class EEGConfig:
     n_layers: int = 2
     context: int | None = 64  # attention window W in pooled frames (None: whole history); bounds streaming memory
     readout_frames: int = 0  # N > 0: a linear map of the last N standardized input frames added to every decision
+    ensemble: int = 1  # N > 1: N networks of this config trained apart (seeds seed..seed+N-1), their logits averaged
     # What the data are, when known (from `eeg2arm prepare`'s meta.json); they do not change the network.
     class_names: tuple[str, ...] | None = None  # label order: class_names[k] is class k
     channel_names: tuple[str, ...] | None = None  # the C electrodes, in X's order
@@ -59,7 +60,7 @@ class EEGConfig:
 
     def __post_init__(self) -> None:
         positive = ("n_classes", "n_electrodes", "n_bands", "cnn_time_pool", "frame_embed", "depth_multiplier",
-                    "spatial_filters", "kernel_bands", "kernel_time", "n_heads", "n_layers")
+                    "spatial_filters", "kernel_bands", "kernel_time", "n_heads", "n_layers", "ensemble")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

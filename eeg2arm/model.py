@@ -10,6 +10,7 @@ time, initialised to zero, weight decay like the rest) is added to each pooled f
 features reads small EEG sets well, and the network learns what it misses (docs/accuracy.md, stop 24).
 
 Everything is causal in time, so forward_seq() on a growing stream never revises a past frame's output.
+With config.ensemble = N > 1 the model is N of these with their logits averaged (eeg2arm.ensemble.build_model).
 """
 from __future__ import annotations
 
@@ -120,6 +121,12 @@ class EEGModel(nn.Module):
         # Per (electrode, band) standardization learnt from the training set (set_input_stats); saved with the weights.
         self.register_buffer("input_mean", torch.zeros(c.n_electrodes, c.n_bands, 1))
         self.register_buffer("input_std", torch.ones(c.n_electrodes, c.n_bands, 1))
+
+    @torch.no_grad()
+    def silence_network(self) -> None:
+        """Zero the head, so the network adds nothing to the logits until it trains (the readout speaks alone)."""
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
 
     @torch.no_grad()
     def set_input_stats(self, X: torch.Tensor) -> None:

@@ -27,6 +27,7 @@ from .checkpoint import load_model_from_checkpoint, save_checkpoint
 from .config import DATA_FIELDS, EEGConfig
 from .data import check_groups, check_labels, check_windows, split_indices
 from .device import resolve_device
+from .ensemble import train_ensemble
 from .errors import UserInputError
 from .model import EEGModel
 
@@ -53,6 +54,7 @@ class TrainOptions:
     schedule: str = "plateau"  # plateau: halve the lr after 3 epochs without a better val loss; cosine: to 0
     select: str = "loss"  # the epoch kept: lowest val loss, highest val accuracy (ties: lower loss), or the last
     val_last: bool = False  # validate on the last val_split of the trials in file order (time order), not at random
+    readout_first: int = 0  # epochs that train the --readout alone (the network's head starts at zero), then all
 
     @property
     def validates(self) -> bool:
@@ -76,6 +78,9 @@ class TrainOptions:
             raise UserInputError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.select not in SELECT:
             raise UserInputError(f"--select must be one of {', '.join(SELECT)}, got {self.select!r}")
+        if not 0 <= self.readout_first < self.epochs:
+            raise UserInputError(f"--readout-first must be in [0, --epochs) so that the network trains too, got "
+                                 f"{self.readout_first} with --epochs {self.epochs}")
         if self.frame_loss < 1 or self.patience < 0:
             raise UserInputError(f"--frame-loss must be >= 1 and --patience >= 0, got --frame-loss "
                                  f"{self.frame_loss} --patience {self.patience}")
@@ -95,13 +100,14 @@ def settings_from_flags(flags: Mapping[str, Any]) -> tuple[EEGConfig, TrainOptio
                         schedule=f["schedule"], select=f["select"], val_last=f["val_last"],
                         augment=Augment(crop=f["crop"], noise=f["noise"], channel_drop=f["channel_drop"],
                                         mixup=f["mixup"]),
-                        label_smoothing=f["label_smoothing"], frame_loss=f["frame_loss"], patience=f["patience"])
+                        label_smoothing=f["label_smoothing"], frame_loss=f["frame_loss"], patience=f["patience"],
+                        readout_first=f["readout_first"])
     opts.check()
     config = EEGConfig(n_classes=f["classes"], n_electrodes=f["elec"], n_bands=f["bands"],
                        cnn_time_pool=f["cnn_time_pool"], frame_embed=f["frame_embed"], dropout=f["drop"],
                        normalize=f["normalize"], context=f["context"] or None, kernel_time=f["kernel_time"],
                        linear_stem=f["linear_stem"], n_layers=f["layers"], spatial_filters=f["spatial_filters"],
-                       depth_multiplier=f["depth_multiplier"], readout_frames=f["readout"])
+                       depth_multiplier=f["depth_multiplier"], readout_frames=f["readout"], ensemble=f["ensemble"])
     freeze = tuple(p.strip() for p in f["freeze"].split(",") if p.strip())
     return config, opts, {"resume": f["resume"], "init": f["init_path"], "freeze": freeze,
                           "restandardize": f["restandardize"]}
@@ -184,9 +190,12 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
     `resume` goes on with a checkpoint's run (same flags, its epoch count); `init` starts a new run from a
     checkpoint's weights with a fresh optimizer (fine-tuning), optionally with `freeze`-named parts fixed and,
     with `restandardize`, the input standardization refitted to X (e.g. a new subject's own signal)."""
+    opts.check()
+    if config.ensemble > 1:
+        return train_ensemble(X, y, config, save, opts, groups, echo, resume=resume, init=init, freeze=freeze,
+                              restandardize=restandardize)
     save = Path(save)
     check_writable(save, "--save")
-    opts.check()
     if resume is not None and init is not None:
         raise UserInputError("give --resume (go on with a run) or --init (start a new run from weights), not both")
     if (freeze or restandardize) and init is None:
@@ -223,6 +232,11 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
             raise UserInputError("--groups splits the validation by group, but --val-split 0 validates on none: "
                                  "give one")
         groups = check_groups(groups, len(X))
+    if opts.readout_first and not config.readout_frames:
+        raise UserInputError("--readout-first trains the linear readout alone first: give --readout N too")
+    if opts.readout_first and (init is not None or resume is not None):
+        raise UserInputError("--readout-first starts the network's head at zero: it trains a new model, not one "
+                             "from --init or --resume")
     train_idx, val_idx = split_indices(y, opts.val_split, opts.seed, groups, opts.val_last)
     example_input_shape = (1, *X.shape[1:])
     if init is not None:
@@ -232,6 +246,8 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
     elif resume is None:
         model = EEGModel(config).materialize(example_input_shape).to(device)
         model.set_input_stats(torch.from_numpy(X[train_idx]))
+        if opts.readout_first:
+            model.silence_network()
 
     def loader(idx: np.ndarray, shuffle: bool) -> DataLoader:
         ds = TensorDataset(torch.from_numpy(X[idx]), torch.from_numpy(y[idx]))
@@ -251,8 +267,11 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
     recorded = {"train_options": opts.to_dict(), "init": None if init is None else str(init),
                 "freeze": list(freeze), "restandardize": restandardize}
 
+    network = [p for name, p in model.named_parameters() if p.requires_grad and not name.startswith("readout.")]
     for epoch in tqdm(range(start_epoch, opts.epochs + 1), desc="training", unit="epoch", leave=False):
         t0 = time.perf_counter()
+        for p in network:  # AdamW leaves a parameter without a gradient as it is (no step, no weight decay)
+            p.requires_grad_(epoch > opts.readout_first)
         runner.train()
         loss_sum, n = 0.0, 0
         for xb, yb in train_loader:

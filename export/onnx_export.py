@@ -27,8 +27,9 @@ from torch.export import Dim
 from eeg2arm.atomic import atomic_write, check_writable
 from eeg2arm.checkpoint import load_model_from_checkpoint
 from eeg2arm.errors import UserInputError
+from eeg2arm.ensemble import EEGEnsemble
 from eeg2arm.model import EEGModel
-from eeg2arm.realtime.decoder import StreamingDecoder
+from eeg2arm.realtime.decoder import streaming_decoder
 
 from .graph import INPUT_NAME, OUTPUT_NAMES, ExportGraph
 from .metadata import set_metadata
@@ -89,7 +90,8 @@ def exporter_quiet() -> Iterator[None]:
                 lg.setLevel(level)
 
 
-def to_onnx(model: EEGModel, example_input_shape: tuple[int, ...], opset: int | None = None) -> onnx.ModelProto:
+def to_onnx(model: EEGModel | EEGEnsemble, example_input_shape: tuple[int, ...],
+            opset: int | None = None) -> onnx.ModelProto:
     """Export ExportGraph(model) with dynamic `batch` and `time` axes; UserInputError if the exporter fails."""
     config = model.config
     _, C, F, T = example_input_shape
@@ -98,10 +100,10 @@ def to_onnx(model: EEGModel, example_input_shape: tuple[int, ...], opset: int | 
     return run_exporter(ExportGraph(model), (example,), dynamic, [INPUT_NAME], OUTPUT_NAMES, opset)
 
 
-def to_step_onnx(model: EEGModel, opset: int | None = None) -> onnx.ModelProto:
-    """Export StreamingDecoder(model), the streaming step graph, with a dynamic batch axis shared by the state."""
+def to_step_onnx(model: EEGModel | EEGEnsemble, opset: int | None = None) -> onnx.ModelProto:
+    """Export streaming_decoder(model), the streaming step graph, with a dynamic batch axis shared by the state."""
     c = model.config
-    decoder = StreamingDecoder(model)
+    decoder = streaming_decoder(model)
     state = decoder.initial_state(2)  # batch 2: a size-1 example dim would be specialized
     frames = torch.zeros(2, c.n_electrodes, c.n_bands, c.cnn_time_pool)
     batch = Dim("batch")

@@ -12,9 +12,10 @@ from eeg2arm.checkpoint import load_model_from_checkpoint
 from eeg2arm.config import EEGConfig
 from eeg2arm.data import check_windows, load_npy
 from eeg2arm.errors import UserInputError
+from eeg2arm.ensemble import EEGEnsemble
 from eeg2arm.model import EEGModel
 from eeg2arm.sample import SAMPLE_X
-from eeg2arm.realtime.decoder import StreamingDecoder
+from eeg2arm.realtime.decoder import streaming_decoder
 
 from .graph import OUTPUT_NAMES, ExportGraph
 from .session import OnnxPredictor
@@ -60,7 +61,7 @@ def real_windows(X: np.ndarray, batch: int, T: int) -> np.ndarray:
     return np.ascontiguousarray(np.tile(X[idx], (1, 1, 1, reps))[..., :T])  # (batch, C, F, T)
 
 
-def measure_parity(model: EEGModel, predictor: OnnxPredictor, X: np.ndarray, lengths: list[int],
+def measure_parity(model: EEGModel | EEGEnsemble, predictor: OnnxPredictor, X: np.ndarray, lengths: list[int],
                    batch_sizes: tuple[int, ...] = BATCH_SIZES) -> list[ParityRow]:
     """Run both runtimes on the same real windows for every (batch, T) and record the max abs error of each output."""
     graph = ExportGraph(model).eval()
@@ -97,7 +98,7 @@ def check_tolerance(rows: list[ParityRow], atol: float) -> None:
                              f"batch={row.batch}, T={row.T}, above --atol {atol:g}")
 
 
-def compare(model: EEGModel, predictor: OnnxPredictor, X: np.ndarray, lengths: list[int], atol: float,
+def compare(model: EEGModel | EEGEnsemble, predictor: OnnxPredictor, X: np.ndarray, lengths: list[int], atol: float,
             echo: Callable[[str], None]) -> list[ParityRow]:
     """Measure parity for BATCH_SIZES x lengths, echo the table, then raise UserInputError if any error > atol."""
     rows = measure_parity(model, predictor, X, lengths)
@@ -132,7 +133,7 @@ def real_stream(X: np.ndarray, n_frames: int) -> np.ndarray:
     return np.ascontiguousarray(np.tile(stream, (1, 1, reps))[..., :n_frames])
 
 
-def compare_step(model: EEGModel, step: OnnxStep, X: np.ndarray, atol: float,
+def compare_step(model: EEGModel | EEGEnsemble, step: OnnxStep, X: np.ndarray, atol: float,
                  echo: Callable[[str], None]) -> dict[str, Any]:
     """Stream real frames through the PyTorch StreamingDecoder and the ONNX step graph, W + 16 steps (past the
     context window) for STEP_BATCH streams at once (each from another window of X), and compare every step's
@@ -142,7 +143,7 @@ def compare_step(model: EEGModel, step: OnnxStep, X: np.ndarray, atol: float,
     starts = np.linspace(0, len(X) - 1, STEP_BATCH).round().astype(int)
     frames = torch.from_numpy(np.stack([real_stream(np.roll(X, -s, axis=0), n_steps * c.cnn_time_pool)
                                         for s in starts]))  # (STEP_BATCH, C, F, n)
-    decoder = StreamingDecoder(model).eval()
+    decoder = streaming_decoder(model).eval()
     torch_state, onnx_state = decoder.initial_state(STEP_BATCH), step.initial_state(STEP_BATCH)
     err = {"logits": 0.0, "probs": 0.0}
     for i in range(n_steps):

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from eeg2arm.checkpoint import load_model_from_checkpoint
 from eeg2arm.cli import cli
 from eeg2arm.config import EEGConfig
+from eeg2arm.ensemble import EEGEnsemble
 from eeg2arm.errors import UserInputError
 from eeg2arm.model import EEGModel
 from export.metadata import read_onnx_metadata, set_metadata
@@ -368,9 +369,10 @@ def test_export_to_an_unwritable_folder_is_refused_before_exporting(trained, tmp
     assert not (folder / "model.onnx").exists()
 
 
-def trained_by_the_cli(tmp_path: Path, bandpower_dir: Path, *flags: str) -> tuple[Path, EEGModel]:
+def trained_by_the_cli(tmp_path: Path, bandpower_dir: Path, *flags: str, name: str = "model.pt"
+                       ) -> tuple[Path, EEGModel | EEGEnsemble]:
     """A checkpoint `eeg2arm train` made in 2 epochs on the real band power with these extra flags, and its model."""
-    ckpt = tmp_path / "model.pt"
+    ckpt = tmp_path / name
     result = CliRunner().invoke(cli, ["train", "--x", str(bandpower_dir / "X.npy"), "--y", str(bandpower_dir / "y.npy"),
                                       "--save", str(ckpt), "--classes", "2", "--elec", "32", "--bands", "4",
                                       "--frame-embed", "32", "--epochs", "2", "--workers", "0", "--device", "cpu",
@@ -411,3 +413,21 @@ def test_a_linear_stem_trains_from_the_cli_and_exports_with_parity(tmp_path, ban
     ckpt, model = trained_by_the_cli(tmp_path, bandpower_dir, "--linear-stem")
     assert model.config.linear_stem and all(isinstance(b.activation, torch.nn.Identity) for b in model.stem)
     assert_exports_and_streams_alike(ckpt, model, tmp_path, bandpower)
+
+
+def test_an_ensemble_trains_from_the_cli_and_exports_and_streams_as_one_model(tmp_path, bandpower, bandpower_dir):
+    ckpt, model = trained_by_the_cli(tmp_path, bandpower_dir, "--lr", "3e-3", "--readout", "4", "--ensemble", "3")
+    assert isinstance(model, EEGEnsemble) and model.config.ensemble == 3 and len(model.members) == 3
+    _, alone = trained_by_the_cli(tmp_path, bandpower_dir, "--lr", "3e-3", "--readout", "4", "--seed", "1338",
+                                  name="alone.pt")
+    second = model.members[1].state_dict()  # member i is `train --seed SEED+i` as it trains alone
+    assert all(torch.equal(second[k], v) for k, v in alone.state_dict().items())
+    assert not torch.equal(model.members[0].head.weight, model.members[1].head.weight)
+    metrics = load_model_from_checkpoint(ckpt)[1]["metrics"]
+    assert [m["train_options"]["seed"] for m in metrics["members"]] == [1337, 1338, 1339]
+    x = torch.from_numpy(bandpower[0][:6])
+    with torch.no_grad():  # one model: the members' logits averaged
+        assert torch.allclose(model(x), torch.stack([member(x) for member in model.members]).mean(0))
+    for streamer in assert_exports_and_streams_alike(ckpt, model, tmp_path, bandpower):
+        conv1, conv2, keys, values, _ = (tuple(s.shape) for s in streamer.state)  # the members side by side
+        assert (conv1[1], conv2[1], keys[0], values[0]) == (3 * 32, 3 * 32 * 4, 3 * 2, 3 * 2)

@@ -93,6 +93,11 @@ def test_config_round_trips_and_rejects_bad_values():
     for bad in (-1, 1.5, True):
         with pytest.raises(UserInputError, match="readout_frames must be an integer >= 0"):
             EEGConfig(n_classes=2, n_electrodes=4, n_bands=4, readout_frames=bad)
+    saved_before_ensemble = {k: v for k, v in config.to_dict().items() if k != "ensemble"}
+    assert EEGConfig.from_dict(saved_before_ensemble).ensemble == 1  # one network, as it was
+    for bad in (0, 2.0, True):
+        with pytest.raises(UserInputError, match="config.ensemble must be a positive integer"):
+            EEGConfig(n_classes=2, n_electrodes=4, n_bands=4, ensemble=bad)
 
 
 @pytest.mark.parametrize("n", [1, 5])

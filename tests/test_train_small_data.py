@@ -8,6 +8,8 @@ import torch
 
 from eeg2arm.augment import Augment, augment_batch, random_crop
 from eeg2arm.checkpoint import load_model_from_checkpoint
+from eeg2arm.config import EEGConfig
+from eeg2arm.train import TrainOptions, train
 
 from test_cli import TRAIN_ARGS, X_OK, Y_OK, assert_clean_error, run, save_npy
 
@@ -89,7 +91,7 @@ def test_network_size_flags_shape_the_network_and_travel_with_it(tmp_path, data)
     assert read_onnx_metadata(tmp_path / "m.onnx")[0] == config
 
 
-@pytest.mark.parametrize("flag", ["--layers", "--spatial-filters", "--depth-multiplier"])
+@pytest.mark.parametrize("flag", ["--layers", "--spatial-filters", "--depth-multiplier", "--ensemble"])
 def test_network_size_flags_refuse_zero(flag, tmp_path, data):
     result = run("train", *data, "--save", tmp_path / "ckpt.pt", *SMALL, flag, "0")
     assert result.exit_code == 2 and "0 is not in the range x>=1" in result.output
@@ -151,6 +153,8 @@ def test_val_split_0_refuses_groups_and_a_resume_with_validation(tmp_path, data)
     (["--frame-loss", "100"], "--frame-loss 100 is more than the 7 pooled frames of a window"),
     (["--readout", "16"], "--readout 16 reads more frames than the 15 of a window: use at most 15"),
     (["--kernel-time", "0"], "config.kernel_time must be a positive integer"),
+    (["--readout-first", "1", "--epochs", "2"], "--readout-first trains the linear readout alone first: give --readout"),
+    (["--readout", "8", "--readout-first", "1"], "--readout-first must be in [0, --epochs) so that the network"),
     (["--freeze", "stem"], "--freeze and --restandardize fine-tune a model: they need --init CKPT"),
     (["--restandardize"], "--freeze and --restandardize fine-tune a model: they need --init CKPT"),
 ])
@@ -261,3 +265,45 @@ def test_augment_batch_mixes_targets_and_blanks_electrodes_at_the_training_mean(
 def test_guide_train_args_still_work_unchanged(tmp_path, data):
     result = run("train", *data, "--save", tmp_path / "ckpt.pt", "--epochs", "1", *TRAIN_ARGS)
     assert result.exit_code == 0, result.output
+
+
+def test_readout_first_trains_the_readout_alone_then_the_whole_model(tmp_path):
+    """--readout 8 --readout-first 2 --epochs 3: after epochs 1 and 2 the network is as initialised, its head zero
+    (it adds nothing), and only the readout has moved; epoch 3 trains the network too."""
+    save, seen = tmp_path / "ckpt.pt", []
+
+    def echo(line: str) -> None:  # each epoch's line comes before its checkpoint: the file holds the epoch before
+        if line.startswith("epoch ") and save.exists():
+            seen.append(torch.load(save, weights_only=True)["model_state"])
+
+    config = EEGConfig(n_classes=2, n_electrodes=32, n_bands=4, frame_embed=32, readout_frames=8)
+    train(X_OK, Y_OK, config, save, TrainOptions(epochs=3, lr=1e-2, readout_first=2, select="last", workers=0,
+                                                 device="cpu"), echo=echo)
+    after1, after2 = seen
+    after3 = torch.load(save, weights_only=True)["model_state"]
+    network = [k for k in after1 if not k.startswith(("readout.", "input_"))]
+    assert network and all(torch.equal(after1[k], after2[k]) for k in network)
+    assert not after2["head.weight"].any() and not after2["head.bias"].any()
+    assert not torch.equal(after1["readout.weight"], after2["readout.weight"])
+    assert after3["head.weight"].any() and not torch.equal(after2["stem.0.conv.weight"], after3["stem.0.conv.weight"])
+
+
+def test_readout_first_is_for_a_new_model(tmp_path, data, base):
+    save = tmp_path / "ft.pt"
+    result = run("train", *data, "--save", save, "--epochs", "2", *SMALL, "--readout", "8", "--readout-first", "1",
+                 "--init", base)
+    assert_clean_error(result, "--readout-first starts the network's head at zero", save)
+
+
+def test_an_ensemble_is_trained_new_and_fine_tunes_as_one_model(tmp_path, data, base):
+    save = tmp_path / "ens.pt"
+    result = run("train", *data, "--save", save, "--epochs", "2", *SMALL, "--ensemble", "2", "--init", base)
+    assert_clean_error(result, "--ensemble trains new members: it cannot go on from or fine-tune a checkpoint "
+                               "(--init)", save)
+    assert run("train", *data, "--save", save, "--epochs", "1", *SMALL, "--ensemble", "2").exit_code == 0
+    model, meta = load_model_from_checkpoint(save)
+    assert meta["config"].ensemble == 2 and len(meta["metrics"]["members"]) == 2
+    result = run("train", *data, "--save", tmp_path / "ft.pt", "--epochs", "1", *SMALL, "--init", save)
+    assert_clean_error(result, "--init checkpoint was trained with ensemble=2 (now 1)", tmp_path / "ft.pt")
+    result = run("evaluate", "--ckpt", save, *data, "--report", tmp_path / "report")
+    assert_clean_error(result, "keeps no training history", tmp_path / "report")

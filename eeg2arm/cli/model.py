@@ -59,6 +59,12 @@ if TYPE_CHECKING:
 @click.option("--readout", type=click.IntRange(min=0), default=0, show_default=True,
               help="A linear readout of the last N input frames beside the network, added to every decision's logits "
                    "(0: none; e.g. the window's frames)")
+@click.option("--ensemble", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train N networks apart (seeds --seed, --seed + 1, ...) and keep them as one model that averages "
+                   "their logits: one checkpoint, one ONNX graph; N times the training and the inference")
+@click.option("--readout-first", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --readout: train the readout alone for the first N epochs (the network's head starts at "
+                   "zero, so it adds nothing), then the whole model; the epochs kept may be the readout's alone")
 @click.option("--linear-stem/--no-linear-stem", default=False, show_default=True,
               help="No GELU in the per-electrode depthwise convs: the first nonlinearity follows the electrode mix, "
                    "so a contrast between electrodes (e.g. a lateralized potential) reaches it whole")

@@ -11,7 +11,9 @@ however long the stream has run:
     values (L, B, H, W, hs)
     seen   ()                     pooled frames seen so far (masks cache slots not yet filled)
 
-StreamingDecoder is a plain nn.Module over tensors so that it exports to ONNX as a step graph.
+StreamingDecoder is a plain nn.Module over tensors so that it exports to ONNX as a step graph. An ensemble
+(`train --ensemble N`) streams through EnsembleStreamingDecoder: its members' states side by side in the same five
+tensors (conv1 and conv2 along axis 1, keys and values along the layer axis), its logits their mean.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..ensemble import EEGEnsemble
 from ..errors import UserInputError
 from ..model import EEGModel
 
@@ -77,16 +80,48 @@ class StreamingDecoder(nn.Module):
                 h2[..., 1:], torch.stack(new_keys), torch.stack(new_values), seen + 1)
 
 
+class EnsembleStreamingDecoder(nn.Module):
+    def __init__(self, ensemble: EEGEnsemble):
+        super().__init__()
+        self.members = nn.ModuleList(StreamingDecoder(member) for member in ensemble.members)
+        one = self.members[0].initial_state(1)
+        self.sizes = (one[0].shape[1], one[1].shape[1], one[2].shape[0])  # each member's conv1, conv2 and layers
+
+    def initial_state(self, batch: int = 1) -> State:
+        states = [member.initial_state(batch) for member in self.members]
+        return (torch.cat([s[0] for s in states], dim=1), torch.cat([s[1] for s in states], dim=1),
+                torch.cat([s[2] for s in states]), torch.cat([s[3] for s in states]), states[0][4])
+
+    def forward(self, frames: torch.Tensor, conv1: torch.Tensor, conv2: torch.Tensor, keys: torch.Tensor,
+                values: torch.Tensor, seen: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """As StreamingDecoder.forward, each member on its slice of the state; logits the members' mean."""
+        c1, c2, layers = self.sizes
+        logits, nexts = [], []
+        for i, member in enumerate(self.members):
+            out = member(frames, conv1[:, i * c1:(i + 1) * c1], conv2[:, i * c2:(i + 1) * c2],
+                         keys[i * layers:(i + 1) * layers], values[i * layers:(i + 1) * layers], seen)
+            logits.append(out[0])
+            nexts.append(out[2:6])
+        mean = torch.stack(logits).mean(dim=0)  # (B, K)
+        return (mean, torch.softmax(mean, dim=-1), *(torch.cat(parts, dim=0 if j >= 2 else 1)
+                                                     for j, parts in enumerate(zip(*nexts))), seen + 1)
+
+
+def streaming_decoder(model: EEGModel | EEGEnsemble) -> StreamingDecoder | EnsembleStreamingDecoder:
+    """The step module of a model: one frame group + state in, logits, probs and the next state out."""
+    return EnsembleStreamingDecoder(model) if isinstance(model, EEGEnsemble) else StreamingDecoder(model)
+
+
 class TorchStep:
     """A StreamingDecoder for one stream behind the plain step interface Streamer uses: numpy in, numpy out.
 
     Other backends (the ONNX step graph in export/) offer the same three members.
     """
 
-    def __init__(self, model: EEGModel):
-        self.decoder = StreamingDecoder(model)
+    def __init__(self, model: EEGModel | EEGEnsemble):
+        self.decoder = streaming_decoder(model)
         self.config = model.config
-        self.device = model.input_mean.device
+        self.device = next(model.buffers()).device
 
     def initial_state(self) -> State:
         return self.decoder.initial_state(1)
