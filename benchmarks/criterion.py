@@ -10,8 +10,10 @@ On every split it trains the row's recipe as benchmarks/recipes.toml holds it, t
 arguments added (the last given wins), and scores accuracy.py's linear readout of the same windows. With `--seeds`,
 each of them trains once per seed (`train --seed`, given last) and a split's score is the mean over the seeds: one
 seed favours the settings that were chosen with it (on eegmmidb_within_mu's splits the recipe scored 0.693 with its
-seed 1337 and 0.638-0.661 with four others, docs/accuracy.md). It prints one table: the mean over the splits, and
-each variant's paired difference to the recipe (mean ± standard error, splits won and lost). The rule the recipes
+seed 1337 and 0.635-0.657 with four others, docs/accuracy.md). A setting with `--ensemble N` trains members S..S+N-1
+per seed S, so seeds closer than N share members: space them N apart for independent ensembles. It prints one
+table: the mean over the splits, and each variant's paired difference to the recipe (mean ± standard error, splits
+won and lost). The rule the recipes
 follow (docs/accuracy.md): variants are fixed before the run, and the one with the best inner mean replaces the
 recipe if it beats the recipe's by more than its standard error (a tie keeps what is there; until stop 23,
 beating the mean was enough; since stop 25, three seeds).
@@ -36,11 +38,12 @@ from sklearn.model_selection import KFold, StratifiedKFold
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import HERE, IN_ORDER, RUNS, SUBJECTS, EegmmidbTrials, Fold, folds, tomllib  # noqa: E402
 from accuracy import eegmodel_accuracy, readout_accuracy  # noqa: E402
+from eeg2arm.train import TrainOptions  # noqa: E402
 
 ROWS = ("FingerMovements", "SelfRegulationSCP1", "KDD_Example", "eegmmidb_within", "eegmmidb_cross",
         "eegmmidb_within_mu", "eegmmidb_cross_mu")
 READOUT = "its features + LR"
-DEFAULT_SEED = 1337  # train's default: the seed every recipe was measured with
+DEFAULT_SEED = TrainOptions.seed  # train's default (1337): the seed every recipe was measured with
 
 
 def epochs_inner(name: str, outer: Fold, tmp: Path, k: int) -> Iterator[Fold]:
@@ -89,12 +92,12 @@ def seeded(recipe: dict, variant: str, seed: int) -> dict:
 def criterion(name: str, recipe: dict, variants: list[str], subjects: tuple[str, ...],
               seeds: tuple[int, ...] = (DEFAULT_SEED,)) -> dict[str, list[float]]:
     """{"the recipe" | variant | READOUT: accuracy per inner split, the mean over `seeds` for EEGModel}."""
-    recipes = {"the recipe": ""} | {v: v for v in variants}
-    scores: dict[str, list[float]] = {key: [] for key in [*recipes, READOUT]}
+    settings = {"the recipe": ""} | {v: v for v in variants}  # name: train arguments over the recipe's
+    scores: dict[str, list[float]] = {key: [] for key in [*settings, READOUT]}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for i, fold in enumerate(inner_folds(name, recipe, Path(tmp), subjects)):
-            for key, variant in recipes.items():
+            for key, variant in settings.items():
                 scores[key].append(float(np.mean([eegmodel_accuracy(fold, seeded(recipe, variant, seed))
                                                   for seed in seeds])))
             scores[READOUT].append(readout_accuracy(fold, recipe))
@@ -123,8 +126,8 @@ def seed_list(text: str) -> tuple[int, ...]:
         seeds = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError("expected integers separated by commas, e.g. 1337,1,2") from None
-    if len(set(seeds)) < len(seeds):
-        raise argparse.ArgumentTypeError("each seed must be given once")
+    if len(set(seeds)) < len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError("each seed must be given once, and be >= 0")
     return seeds
 
 

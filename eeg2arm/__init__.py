@@ -7,7 +7,7 @@ from .errors import UserInputError
 
 # The torch-backed names load on first use, so that the service (numpy + ONNX Runtime) never imports torch.
 _LAZY = {"CHECKPOINT_VERSION": "checkpoint", "load_model_from_checkpoint": "checkpoint",
-         "EEGModel": "model", "Hysteresis": "realtime.smoothing", "Decoder": "estimator"}
+         "EEGModel": "model", "EEGEnsemble": "ensemble", "Hysteresis": "realtime.smoothing", "Decoder": "estimator"}
 
 
 def __getattr__(name: str) -> Any:
@@ -16,4 +16,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["CHECKPOINT_VERSION", "Decoder", "EEGConfig", "EEGModel", "Hysteresis", "UserInputError", "load_model_from_checkpoint"]
+__all__ = ["CHECKPOINT_VERSION", "Decoder", "EEGConfig", "EEGEnsemble", "EEGModel", "Hysteresis", "UserInputError", "load_model_from_checkpoint"]

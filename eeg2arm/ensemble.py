@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -19,18 +19,19 @@ from .config import EEGConfig
 from .errors import UserInputError
 from .model import EEGModel
 
+if TYPE_CHECKING:
+    from .train import TrainOptions
+
 
 class EEGEnsemble(nn.Module):
-    """(B, C, F, T) -> the mean of its members' logits; the same interface as EEGModel."""
+    """(B, C, F, T) -> the mean of its members' logits: forward, forward_seq, materialize and config as EEGModel's
+    (training, standardization and freezing belong to each member)."""
 
     def __init__(self, config: EEGConfig):
         super().__init__()
         self.config = config
         member = dataclasses.replace(config, ensemble=1)
         self.members = nn.ModuleList(EEGModel(member) for _ in range(config.ensemble))
-
-    def check_input(self, x: torch.Tensor) -> None:
-        self.members[0].check_input(x)
 
     def forward_seq(self, x: torch.Tensor) -> torch.Tensor:
         """Per-frame logits (B, T', K): the members' averaged."""
@@ -52,10 +53,12 @@ def build_model(config: EEGConfig) -> EEGModel | EEGEnsemble:
     return EEGEnsemble(config) if config.ensemble > 1 else EEGModel(config)
 
 
-def train_ensemble(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opts: Any,
+def train_ensemble(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opts: TrainOptions,
                    groups: np.ndarray | None, echo: Callable[[str], None], **fine_tuning: Any) -> dict[str, Any]:
     """Train config.ensemble members as `train` trains one model, member i with seed opts.seed + i, and save them
-    as one checkpoint at `save`; returns its metrics ({"members": each member's metrics, ...})."""
+    as one checkpoint at `save`; returns its metrics ({"members": each member's metrics, ...}). Each member keeps
+    its own validation split (drawn with its seed), so the ensemble has no common held-out set; the checkpoint's
+    epoch is the latest of the members' kept epochs."""
     from .checkpoint import load_model_from_checkpoint, save_checkpoint
     from .train import train
 
@@ -65,6 +68,9 @@ def train_ensemble(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | 
     if given:
         raise UserInputError(f"--ensemble trains new members: it cannot go on from or fine-tune a checkpoint "
                              f"({', '.join('--' + g for g in given)}); train without --ensemble for that")
+    if opts.seed + config.ensemble - 1 >= 2**32:
+        raise UserInputError(f"--seed {opts.seed} with --ensemble {config.ensemble}: the members' seeds run past "
+                             f"2**32 - 1; give a smaller --seed")
     member_config = dataclasses.replace(config, ensemble=1)
     members, metrics = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,7 +78,7 @@ def train_ensemble(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | 
             echo(f"member {i + 1}/{config.ensemble} (seed {opts.seed + i})")
             path = Path(tmp) / f"member{i}.pt"
             metrics.append(train(X, y, member_config, path, dataclasses.replace(opts, seed=opts.seed + i),
-                                 groups=groups, echo=echo))
+                                 groups=groups, echo=lambda line: echo(line.replace(f" saved to {path}", ""))))
             model, meta = load_model_from_checkpoint(path)
             members.append(model)
     ensemble = EEGEnsemble(config)

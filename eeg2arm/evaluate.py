@@ -87,6 +87,13 @@ def plot_confusion(m: dict[str, Any], path: Path) -> None:
     save_figure(fig, path)
 
 
+def training_histories(metrics: dict[str, Any]) -> dict[str, list | None]:
+    """{figure file name: epoch history}: training.png, or one training-memberI.png per member of an ensemble."""
+    if "members" in metrics:
+        return {f"training-member{i + 1}.png": m.get("history") for i, m in enumerate(metrics["members"])}
+    return {"training.png": metrics.get("history")}
+
+
 def plot_history(history: list[dict[str, float | None]], path: Path) -> None:
     """Loss (train, val) and validation accuracy per epoch, from the checkpoint's metrics["history"]."""
     epochs = [row["epoch"] for row in history]
@@ -130,7 +137,8 @@ def check_data_meta(config: EEGConfig, fields: dict[str, Any]) -> None:
 def evaluate(ckpt: str | Path, X: np.ndarray, y: np.ndarray, report: str | Path | None = None,
              device: str = "auto", data_meta: dict[str, Any] | None = None, groups: np.ndarray | None = None,
              group_names: list[str] | None = None) -> dict[str, Any]:
-    """Score a checkpoint on X (N, C, F, T), y (N,); with `report`, write confusion.png and training.png there.
+    """Score a checkpoint on X (N, C, F, T), y (N,); with `report`, write confusion.png and training.png (one per
+    member of an ensemble) there.
     With `groups` (N,), metrics["groups"] holds the accuracy per group (see group_metrics)."""
     model, meta = load_model_from_checkpoint(ckpt)  # on CPU until every input is checked
     config = meta["config"]
@@ -146,13 +154,14 @@ def evaluate(ckpt: str | Path, X: np.ndarray, y: np.ndarray, report: str | Path 
     if groups is not None:
         metrics["groups"] = group_metrics(y, y_pred, groups, group_names)
     if report is not None:
-        report, history = Path(report), meta["metrics"].get("history")
+        report, histories = Path(report), training_histories(meta["metrics"])
         if not report.parent.is_dir():
             raise UserInputError(f"--report parent folder does not exist: {report.parent}")
-        if not history:
+        if not all(histories.values()):
             raise UserInputError(f"{ckpt} keeps no training history (metrics['history']) to plot: evaluate it "
                                  f"without --report")
         report.mkdir(exist_ok=True)
         plot_confusion(metrics, report / "confusion.png")
-        plot_history(history, report / "training.png")
+        for name, history in histories.items():
+            plot_history(history, report / name)
     return metrics

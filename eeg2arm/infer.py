@@ -6,13 +6,14 @@ import logging
 import numpy as np
 import torch
 
+from .ensemble import EEGEnsemble
 from .model import EEGModel
 
 log = logging.getLogger("eeg2arm")
 
 
 @torch.no_grad()
-def predict_logits(model: EEGModel, X: np.ndarray, batch: int = 256) -> np.ndarray:
+def predict_logits(model: EEGModel | EEGEnsemble, X: np.ndarray, batch: int = 256) -> np.ndarray:
     """Logits (B, K) for validated float32 windows X (B, C, F, T)."""
     device = next(model.parameters()).device
     model.eval()

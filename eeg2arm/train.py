@@ -68,6 +68,8 @@ class TrainOptions:
         if not self.validates and (self.select != "last" or self.val_last or self.patience):  # --groups: train()
             raise UserInputError("--val-split 0 trains on every trial with nothing to validate on: give --select last, "
                                  "and neither --val-last nor --patience")
+        if not 0 <= self.seed < 2**32:
+            raise UserInputError(f"--seed must be in [0, 2**32), got {self.seed}")
         if self.batch < 1 or self.epochs < 1 or self.workers < 0:
             raise UserInputError("--batch and --epochs must be >= 1 and --workers >= 0")
         if not (self.lr > 0 and self.wd >= 0):  # also refuses NaN
@@ -161,6 +163,13 @@ def check_same_model(theirs: EEGConfig, ours: EEGConfig, flag: str, ignore: tupl
         raise UserInputError(f"{flag} checkpoint was trained with {differ}: {fix}")
 
 
+def refuse_ensemble(config: EEGConfig, path: str | Path, flag: str) -> None:
+    """UserInputError when a checkpoint given to --init or --resume holds an ensemble (they take one network)."""
+    if config.ensemble > 1:
+        raise UserInputError(f"{flag} {path} is an ensemble of {config.ensemble} networks; {flag} takes one "
+                             f"network: train the ensemble anew with --ensemble {config.ensemble}")
+
+
 def load_init(path: str | Path, config: EEGConfig, device: torch.device, freeze: tuple[str, ...]) -> EEGModel:
     """The model to fine-tune: a checkpoint's weights (same network, electrodes and classes), some parts frozen."""
     unknown = sorted(set(freeze) - set(FREEZABLE))
@@ -170,6 +179,7 @@ def load_init(path: str | Path, config: EEGConfig, device: torch.device, freeze:
         raise UserInputError(f"--freeze {','.join(freeze)} leaves nothing to train: leave out at least one part "
                              f"(e.g. head)")
     model, meta = load_model_from_checkpoint(path, device)
+    refuse_ensemble(meta["config"], path, "--init")
     check_same_model(meta["config"], config, "--init", ignore=("dropout",))
     fresh = EEGModel(config).materialize(meta["example_input_shape"]).to(device)  # this run's dropout
     fresh.load_state_dict(model.state_dict())
@@ -191,6 +201,11 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
     checkpoint's weights with a fresh optimizer (fine-tuning), optionally with `freeze`-named parts fixed and,
     with `restandardize`, the input standardization refitted to X (e.g. a new subject's own signal)."""
     opts.check()
+    if opts.readout_first and not config.readout_frames:
+        raise UserInputError("--readout-first trains the linear readout alone first: give --readout N too")
+    if opts.readout_first and init is not None:
+        raise UserInputError("--readout-first starts the network's head at zero: it trains a new model, not one "
+                             "from --init")
     if config.ensemble > 1:
         return train_ensemble(X, y, config, save, opts, groups, echo, resume=resume, init=init, freeze=freeze,
                               restandardize=restandardize)
@@ -207,6 +222,7 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
     start_epoch, best, history, best_state = 1, None, [], None
     if resume is not None:
         model, meta = load_model_from_checkpoint(resume, device)
+        refuse_ensemble(meta["config"], resume, "--resume")
         check_same_model(model.config, config, "--resume")
         trained = meta["metrics"].get("train_options", {}).get("val_split", opts.val_split)
         if trained != opts.val_split:
@@ -232,11 +248,6 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
             raise UserInputError("--groups splits the validation by group, but --val-split 0 validates on none: "
                                  "give one")
         groups = check_groups(groups, len(X))
-    if opts.readout_first and not config.readout_frames:
-        raise UserInputError("--readout-first trains the linear readout alone first: give --readout N too")
-    if opts.readout_first and (init is not None or resume is not None):
-        raise UserInputError("--readout-first starts the network's head at zero: it trains a new model, not one "
-                             "from --init or --resume")
     train_idx, val_idx = split_indices(y, opts.val_split, opts.seed, groups, opts.val_last)
     example_input_shape = (1, *X.shape[1:])
     if init is not None:
@@ -288,8 +299,10 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
             n += len(yb)
         val_loss, val_acc = evaluate_loss(runner, val_loader, device) if opts.validates else (None, None)
         lr = optimizer.param_groups[0]["lr"]
-        scheduler.step(val_loss if opts.validates else loss_sum / n) if opts.schedule == "plateau" \
-            else scheduler.step()
+        if opts.schedule == "cosine":
+            scheduler.step()
+        elif epoch > opts.readout_first:  # the readout's plateaus alone do not lower the network's lr
+            scheduler.step(val_loss if opts.validates else loss_sum / n)
         row = {"epoch": epoch, "train_loss": loss_sum / n, "val_loss": val_loss, "val_acc": val_acc, "lr": lr,
                "seconds": time.perf_counter() - t0}
         history.append(row)
@@ -299,7 +312,7 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
                     "val_indices": val_idx.tolist(), **recorded}
             best_state = state_copy(model)
             save_checkpoint(save, model, example_input_shape, epoch, {**best, "history": history})
-        elif opts.patience and epoch - best["best_epoch"] >= opts.patience:
+        elif opts.patience and epoch - max(best["best_epoch"], opts.readout_first) >= opts.patience:
             echo(f"early stop: no better val_{opts.select} for {opts.patience} epochs")
             break
     best = {**best, "history": history}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from eeg2arm.ensemble import EEGEnsemble
 from eeg2arm.model import EEGModel
 
 INPUT_NAME = "x"
@@ -17,7 +18,7 @@ class ExportGraph(nn.Module):
     graph gives the whole answer. frame_logits are the causal per-frame logits for streaming.
     """
 
-    def __init__(self, model: EEGModel):
+    def __init__(self, model: EEGModel | EEGEnsemble):
         super().__init__()
         self.model = model
 

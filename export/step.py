@@ -2,8 +2,8 @@
 
     frames (batch, C, F, pool), conv1, conv2, keys, values, seen  ->  logits, probs, next_conv1 ... next_seen
 
-It is eeg2arm.realtime.decoder.StreamingDecoder exported as is, so a controller with ONNX Runtime alone can stream: start
-from zero state (seen = 0), feed each new group of `pool` frames with the state the last call returned. OnnxStep
+It is eeg2arm.realtime.decoder.streaming_decoder(model) exported as is, so a controller with ONNX Runtime alone
+can stream: start from zero state (seen = 0), feed each new group of `pool` frames with the state the last call returned. OnnxStep
 does exactly that for a Streamer, without torch. Several streams can share one call (the batch axis), but `seen`
 is one scalar for all of them: batched streams must start together and step in lockstep; streams that start at
 different times each get their own state (as the service's sessions do).

@@ -69,6 +69,6 @@ def test_each_seed_is_given_last_so_that_it_wins():
     assert each["train"] == ["--epochs", "5", "--epochs", "9", "--layers", "1", "--seed", "2"]
     assert recipe["train"] == ["--epochs", "5"] and each["prepare"] is recipe["prepare"]
     assert criterion.seed_list("1337,1,2") == (1337, 1, 2)
-    for bad in ("1337,x", "1,1", ""):
+    for bad in ("1337,x", "1,1", "", "-1,2"):
         with pytest.raises(argparse.ArgumentTypeError):
             criterion.seed_list(bad)

@@ -153,8 +153,10 @@ def test_val_split_0_refuses_groups_and_a_resume_with_validation(tmp_path, data)
     (["--frame-loss", "100"], "--frame-loss 100 is more than the 7 pooled frames of a window"),
     (["--readout", "16"], "--readout 16 reads more frames than the 15 of a window: use at most 15"),
     (["--kernel-time", "0"], "config.kernel_time must be a positive integer"),
-    (["--readout-first", "1", "--epochs", "2"], "--readout-first trains the linear readout alone first: give --readout"),
-    (["--readout", "8", "--readout-first", "1"], "--readout-first must be in [0, --epochs) so that the network"),
+    (["--readout-first", "1", "--epochs", "2"], "--readout-first trains the linear readout alone first"),
+    (["--readout", "8", "--readout-first", "1"], "--readout-first must be in [0, --epochs) so that the"),
+    (["--seed", "-1"], "--seed must be in [0, 2**32), got -1"),
+    (["--seed", "4294967295", "--ensemble", "2"], "the members' seeds run past 2**32 - 1"),
     (["--freeze", "stem"], "--freeze and --restandardize fine-tune a model: they need --init CKPT"),
     (["--restandardize"], "--freeze and --restandardize fine-tune a model: they need --init CKPT"),
 ])
@@ -295,15 +297,29 @@ def test_readout_first_is_for_a_new_model(tmp_path, data, base):
     assert_clean_error(result, "--readout-first starts the network's head at zero", save)
 
 
-def test_an_ensemble_is_trained_new_and_fine_tunes_as_one_model(tmp_path, data, base):
+def test_patience_counts_from_the_end_of_the_readouts_epochs(tmp_path, data):
+    """lr 1e-30: nothing improves after epoch 1; --patience 1 stops one epoch after the readout's 3, not at 2."""
+    save = tmp_path / "ckpt.pt"
+    result = run("train", *data, "--save", save, "--epochs", "8", "--lr", "1e-30", *SMALL, "--readout", "8",
+                 "--readout-first", "3", "--patience", "1")
+    assert result.exit_code == 0, result.output
+    assert [h["epoch"] for h in load_model_from_checkpoint(save)[1]["metrics"]["history"]] == [1, 2, 3, 4]
+
+
+def test_an_ensemble_trains_anew_and_is_no_start_for_another_run(tmp_path, data, base):
     save = tmp_path / "ens.pt"
     result = run("train", *data, "--save", save, "--epochs", "2", *SMALL, "--ensemble", "2", "--init", base)
     assert_clean_error(result, "--ensemble trains new members: it cannot go on from or fine-tune a checkpoint "
                                "(--init)", save)
-    assert run("train", *data, "--save", save, "--epochs", "1", *SMALL, "--ensemble", "2").exit_code == 0
-    model, meta = load_model_from_checkpoint(save)
+    result = run("train", *data, "--save", save, "--epochs", "1", *SMALL, "--ensemble", "2")
+    assert result.exit_code == 0 and "saved to /" not in result.output.replace(str(save), "")  # no temp paths
+    meta = load_model_from_checkpoint(save)[1]
     assert meta["config"].ensemble == 2 and len(meta["metrics"]["members"]) == 2
-    result = run("train", *data, "--save", tmp_path / "ft.pt", "--epochs", "1", *SMALL, "--init", save)
-    assert_clean_error(result, "--init checkpoint was trained with ensemble=2 (now 1)", tmp_path / "ft.pt")
+    for flag in ("--init", "--resume"):
+        again = tmp_path / "again.pt"
+        result = run("train", *data, "--save", again, "--epochs", "2", *SMALL, flag, save)
+        assert_clean_error(result, f"{flag} {save} is an ensemble of 2 networks; {flag} takes one network", again)
     result = run("evaluate", "--ckpt", save, *data, "--report", tmp_path / "report")
-    assert_clean_error(result, "keeps no training history", tmp_path / "report")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == \
+        ["confusion.png", "training-member1.png", "training-member2.png"]

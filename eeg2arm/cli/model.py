@@ -240,7 +240,7 @@ def parity(ckpt, onnx_path, x_path, atol) -> None:
 @click.option("--x", "x_path", type=FILE, required=True, help="Path to X.npy (N,C,F,T)")
 @click.option("--y", "y_path", type=FILE, required=True, help="Path to y.npy (N,) true labels")
 @click.option("--report", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder to write confusion.png and training.png into")
+              help="Folder to write confusion.png and training.png into (an ensemble: training-member1.png, ...)")
 @click.option("--groups", "groups_path", type=FILE, default=None,
               help="groups.npy (N,): also print the accuracy per group, e.g. per subject [default: the groups.npy "
                    "beside X.npy, if any]")

@@ -81,6 +81,8 @@ class StreamingDecoder(nn.Module):
 
 
 class EnsembleStreamingDecoder(nn.Module):
+    """StreamingDecoder's step for an ensemble: the same five state tensors, each member's slice side by side."""
+
     def __init__(self, ensemble: EEGEnsemble):
         super().__init__()
         self.members = nn.ModuleList(StreamingDecoder(member) for member in ensemble.members)
@@ -96,15 +98,13 @@ class EnsembleStreamingDecoder(nn.Module):
                 values: torch.Tensor, seen: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """As StreamingDecoder.forward, each member on its slice of the state; logits the members' mean."""
         c1, c2, layers = self.sizes
-        logits, nexts = [], []
-        for i, member in enumerate(self.members):
-            out = member(frames, conv1[:, i * c1:(i + 1) * c1], conv2[:, i * c2:(i + 1) * c2],
-                         keys[i * layers:(i + 1) * layers], values[i * layers:(i + 1) * layers], seen)
-            logits.append(out[0])
-            nexts.append(out[2:6])
+        outs = [member(frames, conv1[:, i * c1:(i + 1) * c1], conv2[:, i * c2:(i + 1) * c2],
+                       keys[i * layers:(i + 1) * layers], values[i * layers:(i + 1) * layers], seen)
+                for i, member in enumerate(self.members)]
+        logits, _, next_conv1, next_conv2, next_keys, next_values, _ = zip(*outs)
         mean = torch.stack(logits).mean(dim=0)  # (B, K)
-        return (mean, torch.softmax(mean, dim=-1), *(torch.cat(parts, dim=0 if j >= 2 else 1)
-                                                     for j, parts in enumerate(zip(*nexts))), seen + 1)
+        return (mean, torch.softmax(mean, dim=-1), torch.cat(next_conv1, dim=1), torch.cat(next_conv2, dim=1),
+                torch.cat(next_keys), torch.cat(next_values), seen + 1)
 
 
 def streaming_decoder(model: EEGModel | EEGEnsemble) -> StreamingDecoder | EnsembleStreamingDecoder:
@@ -121,7 +121,7 @@ class TorchStep:
     def __init__(self, model: EEGModel | EEGEnsemble):
         self.decoder = streaming_decoder(model)
         self.config = model.config
-        self.device = next(model.buffers()).device
+        self.device = next(model.parameters()).device
 
     def initial_state(self) -> State:
         return self.decoder.initial_state(1)

@@ -15,6 +15,7 @@ from ..errors import UserInputError
 from .smoothing import Hysteresis
 
 if TYPE_CHECKING:
+    from ..ensemble import EEGEnsemble
     from ..model import EEGModel
 
 STATE_NAMES = ("conv1", "conv2", "keys", "values", "seen")  # a step backend's state, in order (eeg2arm.realtime.decoder)
@@ -53,7 +54,7 @@ class Streamer:
         self.reset()
 
     @classmethod
-    def from_model(cls, model: "EEGModel", hysteresis: Hysteresis | None = None) -> "Streamer":
+    def from_model(cls, model: "EEGModel | EEGEnsemble", hysteresis: Hysteresis | None = None) -> "Streamer":
         from .decoder import TorchStep
 
         return cls(TorchStep(model), hysteresis)
