@@ -74,13 +74,25 @@ def serve(env: dict[str, str], log_path: Path, timeout: float = 90, args: tuple[
         stop(proc)
 
 
-def worker_process(url: str) -> "psutil.Process":
-    """The worker process of a one-worker server at `url` (the one that parses requests and runs the model)."""
+def worker_process(url: str, timeout: float = 10) -> "psutil.Process":
+    """The worker process of a one-worker server at `url` (the one that parses requests and runs the model).
+
+    Looked for until `timeout`: on a busy machine a scan of the sockets can miss the worker's share of the
+    listening socket (one CI run found only the server's)."""
     import psutil  # a BentoML dependency
 
     port = int(url.rsplit(":", 1)[1])
-    pids = {c.pid for c in psutil.net_connections("tcp") if c.laddr.port == port and c.status == "LISTEN"}
-    return next(p for p in map(psutil.Process, pids) if "--worker-id" in p.cmdline())
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = {c.pid for c in psutil.net_connections("tcp") if c.laddr.port == port and c.status == "LISTEN"}
+        for pid in pids - {None}:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process = psutil.Process(pid)
+                if "--worker-id" in process.cmdline():
+                    return process
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no worker process of {url} found listening on port {port}")
+        time.sleep(0.2)
 
 
 def peak_rss_kb(pid: int) -> int:
