@@ -1,8 +1,10 @@
 """ASGI middleware in front of every route (added after serving/front.py): the API token, the cross-site and
 content-type checks, and the bounds on request bodies.
 
-Refusals happen here, before BentoML reads or parses a body: a POST must declare the content type of its route
-(415 otherwise: a browser's cross-site form or text/plain POST never reaches a route), its Content-Length (411)
+Refusals happen here, before BentoML reads or parses a body: a request may send each header these checks read
+only once (400), a POST to a JSON route takes no query string (400: it would be ignored); a POST must declare the
+content type of its route (415 otherwise: a browser's cross-site form or text/plain POST never reaches a route),
+its Content-Length (411)
 within the limit (413), send its whole body within `body_timeout_s` (408), and a JSON body may hold at most the
 numbers and lists its route can use, nested no deeper than its route's bodies (serving/json_scan.py: 413, 400), so
 a body of tiny numbers or empty lists cannot fan out into millions of Python objects.
@@ -30,6 +32,8 @@ from .json_scan import JsonBound, check_json
 from .settings import OPEN_PATHS, MiB, Settings
 from .windows import TooLarge
 
+SINGLE_HEADERS = frozenset({b"host", b"origin", b"authorization", b"content-type", b"content-length",
+                            b"transfer-encoding"})  # what the checks read; each may come once
 UNCOUNTED_WHILE_READ = MiB  # bodies this small are read without counting (hundreds of windows of the demo model)
 
 
@@ -52,14 +56,14 @@ class Guard:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
-        refusal = self._authorized(scope, headers) or self._same_origin(headers)
+        refusal = _repeated(scope["headers"]) or self._authorized(scope, headers) or self._same_origin(headers)
         if scope["type"] == "websocket":
             if refusal is not None:
                 return await deny_websocket(scope, send, *refusal)
             return await self.app(scope, receive, send)
         rule = self.rules.get(scope["path"]) if scope["method"] == "POST" else None
         if refusal is None and rule is not None:
-            refusal = self._declared_body(scope["path"], headers, rule)
+            refusal = self._declared_body(scope, headers, rule)
         if refusal is not None:
             extra = [(b"www-authenticate", b"Bearer")] if refusal[0] == 401 else []
             return await send_error(send, *refusal, extra=extra)
@@ -110,7 +114,11 @@ class Guard:
             return None
         return 403, "cross-origin requests are refused: call this server from a program, not from another site's page"
 
-    def _declared_body(self, path: str, headers: dict[bytes, bytes], rule: BodyRule) -> tuple[int, str] | None:
+    def _declared_body(self, scope: dict[str, Any], headers: dict[bytes, bytes], rule: BodyRule
+                       ) -> tuple[int, str] | None:
+        path = scope["path"]
+        if rule.json is not None and scope.get("query_string"):  # the route would ignore it silently
+            return 400, f"{path} takes no query parameters: every option is a field of its JSON body"
         media = headers.get(b"content-type", b"").split(b";")[0].strip().lower().decode(errors="replace")
         if media != rule.content_type:
             return 415, f"{path} takes Content-Type: {rule.content_type}{'' if media else ' (none was sent)'}"
@@ -159,6 +167,14 @@ class Guard:
             await send_error(send, 413 if isinstance(e, TooLarge) else 400, str(e))
             return None
         return body
+
+
+def _repeated(headers: list[tuple[bytes, bytes]]) -> tuple[int, str] | None:
+    """400 for a request that sends a header these checks read more than once: the checks would read one of the
+    values and the route another (a form's Content-Type first, JSON's second, got past the 415 and the JSON scan)."""
+    names = [name.lower() for name, _ in headers if name.lower() in SINGLE_HEADERS]
+    twice = sorted({name.decode() for name in names if names.count(name) > 1})
+    return None if not twice else (400, f"send each of these headers at most once: {', '.join(twice)}")
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -73,6 +73,12 @@ def _from_json(value: Any, name: str, expects: str) -> np.ndarray:
     except ValueError:  # numpy refuses ragged nesting
         raise UserInputError(f"{name} is a ragged nested list (rows of different lengths); expected {expects}") \
             from None
+    if X.dtype == object and X.size and all(type(v) in (int, float) for v in X.flat):
+        try:  # integers beyond int64, which numpy keeps as objects: the ±MAX_VALUE check meets them as floats
+            X = X.astype(np.float64)
+        except OverflowError:  # beyond float64 too
+            raise UserInputError(f"{name} contains integers beyond ±{MAX_VALUE:.0e}, far beyond any band power; "
+                                 f"rescale them") from None
     # booleans become 0.0/1.0 in numpy, so look for them only where such values are
     if X.dtype.kind not in "iuf" or (X.ndim and ((X == 0) | (X == 1)).any() and _holds_bool(value)):
         got = "booleans" if X.dtype.kind in "iuf" else kind_of(X.dtype)
@@ -133,6 +139,8 @@ def read_npy(body: bytes, check_shape, what: str, expects: str) -> np.ndarray:
         version = np.lib.format.read_magic(stream)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = read_header(stream)
+        if any(type(d) is not int or d >= 2**63 for d in shape):  # numpy lets True and 2**70 through as sizes
+            raise ValueError("not a shape")
         claimed, carried = math.prod(shape) * dtype.itemsize, len(body) - stream.tell()  # exact, however large
     except Exception:  # numpy parses the sender's header text with tokenize and ast: ValueError, TokenError, ...
         raise unreadable from None

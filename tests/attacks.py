@@ -142,6 +142,29 @@ def bodies_of_other_types_are_415(target: Target, window: np.ndarray) -> None:
     assert requests.post(f"{target.url}/predict", data=body, headers={**JSON, **target.auth}, timeout=10).ok
 
 
+def repeated_headers_are_400(target: Target, window: np.ndarray) -> None:
+    """Two Content-Type headers, a form's first and JSON's second: the checks read the last and the route the first,
+    so a form body got past the 415 and the JSON scan, and 3,000 nested brackets were a RecursionError, 500 with a
+    traceback (stop 26's review). Each header the checks read may come once; the server is unharmed."""
+    form = b"x=" + b"%5B" * 3000 + b"%5D" * 3000
+    auth = f"Authorization: Bearer {target.token}\r\n" if target.token else ""
+    for route in ("/predict", "/stream/step"):
+        answer = raw_request(target, f"POST {route} HTTP/1.1\r\nHost: {{host}}\r\n{auth}Content-Type: "
+                                     f"application/x-www-form-urlencoded\r\nContent-Type: application/json\r\n"
+                                     f"Content-Length: {len(form)}\r\nConnection: close\r\n\r\n", form)
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+        assert b"send each of these headers at most once: content-type" in answer, answer[-300:]
+    if target.token:  # the right token, then a wrong one: which one would count?
+        body = json.dumps({"x": window.tolist()}).encode()
+        answer = raw_request(target, f"POST /predict HTTP/1.1\r\nHost: {{host}}\r\n{auth}Authorization: Bearer x\r\n"
+                                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                                     f"Connection: close\r\n\r\n", body)
+        assert answer.startswith(b"HTTP/1.1 400") and b"at most once: authorization" in answer, answer[:200]
+    if target.log is not None:
+        assert not any("Traceback" in line or "RecursionError" in line for line in target.lines())
+    target.predict_ok(window)
+
+
 def json_boolean_among_numbers_is_400(target: Target, window: np.ndarray) -> None:
     values = window.tolist()
     values[3][1][1] = True
@@ -223,6 +246,23 @@ def nested_json_on_the_websocket_is_an_error_message(target: Target, window: np.
             answer = json.loads(ws.recv(timeout=10))
             assert answer["status"] == status and fragment in answer["error"], answer
             assert answer["error"].endswith("the stream is unchanged")
+        ws.send(npy_bytes(window[..., :2]))  # (C, F, 2): the session goes on
+        assert len(json.loads(ws.recv(timeout=10))["results"]) == 1
+    if target.log is not None:
+        assert not any("Traceback" in line for line in target.lines())
+
+
+def odd_npy_sizes_on_the_websocket_are_an_error_message(target: Target, window: np.ndarray) -> None:
+    """A binary message whose .npy header gives a size of True or 2**70 (numpy's header check lets them through)
+    raised TypeError: an 80-line traceback and a dropped connection (stop 26's review). Now an error message."""
+    with connect(target.url.replace("http", "ws") + "/stream/ws", additional_headers=target.auth, compression=None,
+                 proxy=None) as ws:
+        ws.recv(timeout=10)
+        for shape in ("(32, 4, True)", "(2**70, 4, 0)"):
+            header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}".encode("latin-1")
+            ws.send(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header)
+            answer = json.loads(ws.recv(timeout=10))
+            assert answer["status"] == 400 and "could not be read as .npy" in answer["error"], answer
         ws.send(npy_bytes(window[..., :2]))  # (C, F, 2): the session goes on
         assert len(json.loads(ws.recv(timeout=10))["results"]) == 1
     if target.log is not None:

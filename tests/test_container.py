@@ -119,11 +119,13 @@ def test_cpu_container_serves_and_holds_against_the_attacks(bento_home, bandpowe
         attacks.token_guards_every_route(target)
         attacks.bearer_scheme_is_case_insensitive(target)
         attacks.bodies_of_other_types_are_415(target, window)
+        attacks.repeated_headers_are_400(target, window)
         attacks.json_boolean_among_numbers_is_400(target, window)
         attacks.cross_origin_is_403(target, window)
         attacks.huge_fields_are_refused_without_an_echo_in_one_log_line(target)
         attacks.nested_json_is_refused_before_it_is_parsed(target, window, nests=8000)  # for the tight limits
         attacks.nested_json_on_the_websocket_is_an_error_message(target, window)
+        attacks.odd_npy_sizes_on_the_websocket_are_an_error_message(target, window)
         attacks.chunked_body_cannot_get_past_the_body_limit(target, window)
         attacks.foreign_host_is_refused(target)
         attacks.unknown_paths_are_404_and_never_redirected(target)

@@ -151,7 +151,8 @@ def test_non_finite_values_are_400(server, bandpower, token):
     assert post(server, _window(bandpower)).status_code == 200
 
 
-@pytest.mark.parametrize("token", ["3e38", "-1e16"])  # finite in float32, beyond what the model can add up
+@pytest.mark.parametrize("token", ["3e38", "-1e16", "18446744073709551616", "-9223372036854775809"])  # finite in
+# float32 (or integers beyond int64, which numpy kept as objects: "got mixed values"), beyond what the model can add up
 def test_values_beyond_1e15_are_400_never_null_probabilities(server, bandpower, token):
     """A window with values near float32's limit made every probability NaN, answered 200 with nulls (issue 17's
     OpenAPI check): such values are refused before the model, in JSON and .npy alike."""
@@ -231,6 +232,10 @@ HOSTILE_NPY = {  # header -> what numpy's message used to pass on to the client 
     "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }\nINJECT [ERROR] line": "INJECT",
     "{'descr': '<f4', 'fortran_order': False, 'shape': (1+1,), }": "0x",  # "<ast.BinOp object at 0x7f...>"
     "{'descr': b'SECRET-\\xff": "SECRET",  # numpy's tokenizer raised TokenError: a 500
+    # sizes numpy's header check lets through, which then raised TypeError or OverflowError: a 500 (stop 26's review)
+    "{'descr': '<f4', 'fortran_order': False, 'shape': (True, 32, 4, 15), }": "True",
+    "{'descr': '<f4', 'fortran_order': False, 'shape': (2**70, 4, 0), }": "2**70",
+    "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 18446744073709551616, 4, 2), }": "18446744073709551616",
 }
 
 
@@ -265,6 +270,15 @@ def test_predict_npy_query_is_strict_like_the_json_route(server, bandpower, quer
     for query, keys in (("", answer), ("?return_logits=false", answer), ("?return_logits=true", answer | {"logits"})):
         r = requests.post(f"{server}/predict_npy{query}", data=npy_bytes(bandpower[0][:2]), headers=NPY, timeout=10)
         assert r.status_code == 200 and set(r.json()) == keys, (query, r.text)
+
+
+@pytest.mark.parametrize("route", ["/predict", "/stream/open"])
+def test_json_routes_refuse_a_query_they_would_ignore(server, bandpower, route):
+    """`/predict?return_logits=true` answered 200 without logits: the query was ignored (stop 26's review)."""
+    r = requests.post(f"{server}{route}?return_logits=true", json={"x": bandpower[0][0].tolist()}, timeout=10)
+    assert r.status_code == 400 and r.json() == {"error": f"{route} takes no query parameters: every option is a "
+                                                          f"field of its JSON body"}, r.text
+    assert requests.post(f"{server}/predict", json={"x": bandpower[0][0].tolist()}, timeout=10).status_code == 200
 
 
 def test_body_limits(server, bandpower):

@@ -135,6 +135,10 @@ def test_bodies_of_other_types_are_415(server_target, bandpower):
     attacks.bodies_of_other_types_are_415(server_target, bandpower[0][0])
 
 
+def test_repeated_headers_are_400(tight_target, bandpower):
+    attacks.repeated_headers_are_400(tight_target, bandpower[0][0])
+
+
 def test_a_json_boolean_among_numbers_is_400(server_target, bandpower):
     attacks.json_boolean_among_numbers_is_400(server_target, bandpower[0][0])
 
@@ -234,6 +238,10 @@ def test_nested_json_is_refused_before_it_is_parsed(server_target, bandpower):
 
 def test_nested_json_on_the_websocket_is_an_error_message_not_a_traceback(tight_target, bandpower):
     attacks.nested_json_on_the_websocket_is_an_error_message(tight_target, bandpower[0][0])
+
+
+def test_odd_npy_sizes_on_the_websocket_are_an_error_message(tight_target, bandpower):
+    attacks.odd_npy_sizes_on_the_websocket_are_an_error_message(tight_target, bandpower[0][0])
 
 
 def test_a_chunked_body_cannot_get_past_the_body_limit(server_target, bandpower):
