@@ -32,7 +32,7 @@ def fit_spatial(recordings: dict[Path, Recording], recipe: Recipe, event_class: 
     """The recipe with its CSP filters fitted on every file's labelled trials (band-passed per band, aligned)."""
     banks, labels = [], []
     for path, inst in recordings.items():
-        signals, y, _ = trial_signals(path, inst, event_class, recipe, span, alignments.get(path))
+        signals, y, _ = trial_signals(path, inst, event_class, recipe, span, alignments.get(path), quiet=True)
         if signals is not None:
             banks.append(signals[BANK].astype(np.float32))  # (N, F, C, n): float32 halves the memory of the fit
             labels.append(y)
@@ -46,6 +46,9 @@ def fit_spatial(recordings: dict[Path, Recording], recipe: Recipe, event_class: 
 def load_alignment(meta_path: str | Path, recipe: Recipe) -> Alignment:
     """The one recording's alignment recorded in a meta.json of `eeg2arm prepare` (e.g. `prepare NEW --like` on the
     subject's own recording), checked against the recipe's channels and method."""
+    if not Path(meta_path).is_file():
+        raise UserInputError(f"--align-from {meta_path}: no such file; give the meta.json that `eeg2arm prepare "
+                             f"--like` wrote for the subject's own recording")
     try:
         meta = json.loads(Path(meta_path).read_text())
         method, groups = meta["alignment"]["method"], meta["alignment"]["recordings"]

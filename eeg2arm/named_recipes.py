@@ -8,6 +8,7 @@ the sizes that the data give: --classes, --elec, --bands). The commands' own par
 from __future__ import annotations
 
 import functools
+import shlex
 from dataclasses import dataclass
 from importlib.resources import files
 
@@ -32,6 +33,14 @@ class NamedRecipe:
     def line(self) -> str:
         """One line of `eeg2arm recipes`."""
         return f"{self.name}: {self.signal}; task: {self.task}; channels: {self.channels}"
+
+    def commands(self) -> str:
+        """`eeg2arm recipes NAME`: the shell commands that prepare and train with it (the sizes from the data)."""
+        train = " ".join(shlex.quote(a) for a in self.train)
+        return (f"# {self.line()}\n"
+                f"eeg2arm prepare RECORDING... --out DIR --recipe {self.name}\n"
+                f"# --classes, --elec and --bands: the sizes of DIR/X.npy (N, elec, bands, T) and its classes\n"
+                f"eeg2arm train --x DIR/X.npy --y DIR/y.npy --save model.pt --classes K --elec C --bands F {train}")
 
 
 @functools.cache

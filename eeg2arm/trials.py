@@ -137,7 +137,7 @@ def continuous_signals(raw: mne.io.BaseRaw, recipe: Recipe, starts: np.ndarray, 
 
 
 def raw_signals(path: Path, raw: mne.io.BaseRaw, event_class: dict[str, int], recipe: Recipe, span: Span,
-                align: Alignment | None = None) -> Cut:
+                align: Alignment | None = None, quiet: bool = False) -> Cut:
     """Trials from annotations: [tmin, tmax) around each onset, or each annotation cut into `window` pieces."""
     sfreq = raw.info["sfreq"]
     codes = {name: i + 1 for i, name in enumerate(event_class)}
@@ -161,7 +161,7 @@ def raw_signals(path: Path, raw: mne.io.BaseRaw, event_class: dict[str, int], re
     except ValueError as e:
         raise UserInputError(f"cannot cut trials from {path} ({str(e).splitlines()[0]}): check the annotations "
                              f"and --tmin/--tmax/--window") from None
-    if len(epochs) < len(events):
+    if len(epochs) < len(events) and not quiet:
         log.warning("%s: %d of %d trials dropped (outside the data or overlapping BAD annotations)", path,
                     len(events) - len(epochs), len(events))
     if not len(epochs):
@@ -174,11 +174,13 @@ def raw_signals(path: Path, raw: mne.io.BaseRaw, event_class: dict[str, int], re
 
 
 def trial_signals(path: Path, inst: Recording, event_class: dict[str, int], recipe: Recipe, span: Span,
-                  align: Alignment | None = None) -> Cut:
+                  align: Alignment | None = None, quiet: bool = False) -> Cut:
     """The recipe's signals of the labelled trials of one file: its stored epochs, or trials cut from its
-    annotations (what CSP filters are fitted on)."""
-    cut = epochs_signals if isinstance(inst, mne.BaseEpochs) else raw_signals
-    return cut(path, inst, event_class, recipe, span, align)
+    annotations (what CSP filters are fitted on; `quiet`: no warning of dropped trials, which the features' pass
+    gives)."""
+    if isinstance(inst, mne.BaseEpochs):
+        return epochs_signals(path, inst, event_class, recipe, span, align)
+    return raw_signals(path, inst, event_class, recipe, span, align, quiet)
 
 
 def cut_trials(path: Path, inst: Recording, event_class: dict[str, int], recipe: Recipe, span: Span,

@@ -236,6 +236,9 @@ def test_channels_named_otherwise_are_one_line_with_the_fix_and_map_with_rename(
                     "--rename-file", tmp_path / "map.txt", "--out-jsonl", "-", "--device", "cpu")
     assert mapped.exit_code == 0, mapped.output
     same_decisions(rows(mapped.output), replayed)
+    typo = invoke("stream", "--raw", tmp_path / "spelled_raw.fif", "--ckpt", mmi_ckpt, "--fast", "--duration", 4,
+                  "--rename-file", tmp_path / "map.txt", "--rename", "C3..=C3", "--device", "cpu")
+    assert typo.exit_code == 0 and "has no channel C3.. to rename" in typo.output, typo.output  # was silent
     numbered = [str(i + 1) for i in range(len(r04.ch_names))]
     name = unique("numbered")
     with Amp(r04, name, microvolts=True, names=numbered):

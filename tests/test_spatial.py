@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from eeg2arm.cli import cli
 from eeg2arm.errors import UserInputError
 from eeg2arm.fitting import load_alignment
+from eeg2arm.realtime.live import open_features
 from eeg2arm.realtime.online import OnlineFeatures, model_recipe
 from eeg2arm.recipe import CausalChain
 from eeg2arm.spatial import Alignment, SignalMoments
@@ -58,6 +59,15 @@ def test_learned_recipes_online_equal_prepare(name, raw_dir, tmp_path):
     assert online_trials.shape == X.shape and np.isfinite(X).all() and X.std() > 0.05
     assert np.abs(online_trials - X).max() <= 1e-4
     assert held < online.w + 200
+
+
+def test_dropped_trials_are_one_warning_when_filters_are_fitted_too(raw_dir, tmp_path):
+    """Fitting the CSP filters cuts the trials once more: it said the drop a second time (stop 26's walkthrough)."""
+    edf = raw_dir / "eegmmidb" / "S001" / "S001R04.edf"
+    result = CliRunner().invoke(cli, ["prepare", str(edf), "--out", str(tmp_path / "p"), *map(str, CUES[:-1]), "40",
+                                      *MOTOR, *LEARNED["csp"]])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("trials dropped (outside the data") == 1, result.output
 
 
 def test_csp_beyond_two_classes_fits_each_class_against_the_rest(raw_dir, tmp_path):
@@ -151,9 +161,12 @@ def test_what_cannot_match_is_refused(raw_dir, tmp_path):
         load_alignment(tmp_path / "other" / "meta.json", recipe)
     with pytest.raises(UserInputError, match="give the subject's alignment"):
         OnlineFeatures(recipe)
+    unaligned = config_of(tmp_path / "other" / "meta.json").__class__.from_dict(
+        {**config_of(tmp_path / "other" / "meta.json").to_dict(), "align": None})
     with pytest.raises(UserInputError, match="does not align subjects"):
-        OnlineFeatures.for_model(config_of(tmp_path / "other" / "meta.json").__class__.from_dict(
-            {**config_of(tmp_path / "other" / "meta.json").to_dict(), "align": None}), align_seconds=10)
+        OnlineFeatures.for_model(unaligned, align_seconds=10)
+    with pytest.raises(UserInputError, match="does not align subjects: drop --align-from"):  # was ignored
+        open_features(unaligned, align_from=tmp_path / "other" / "meta.json")
 
 
 def test_a_csp_aligned_model_streams_alike_in_torch_onnx_and_the_server(raw_dir, tmp_path):
@@ -191,9 +204,22 @@ def test_a_csp_aligned_model_streams_alike_in_torch_onnx_and_the_server(raw_dir,
     estimated = run("stream", "--raw", runs[2], "--ckpt", ckpt, "--fast", "--device", "cpu", "--align-seconds", 30)
     assert estimated.exit_code == 0, estimated.output
     assert estimated.output.startswith("aligning: the subject's alignment is estimated from the first 30 s")
-    assert "aligned on the first 30 s of signal" in estimated.output
+    assert "aligned on the first 30 s of signal" in estimated.output and "not sent" in estimated.output
+    jsonl = tmp_path / "decisions.jsonl"  # the first 30 s were decided to carry the state, but never sent
+    sent = run("stream", "--raw", runs[2], "--ckpt", ckpt, "--fast", "--device", "cpu", "--align-seconds", 30,
+               "--out-jsonl", jsonl)
+    times = [json.loads(line)["t"] for line in jsonl.read_text().splitlines()]
+    assert sent.exit_code == 0 and times[0] > 30 and len(times) == int(sent.output.split("decisions=")[1].split()[0])
     both = run("stream", "--raw", runs[2], "--ckpt", ckpt, "--fast", "--align-seconds", 30, *align)
     assert both.exit_code == 2 and "not both" in both.output
+    for flags, message in [
+        (("--align-seconds", 30, "--duration", 20), "--duration 20 s ends before the first decision"),
+        (("--align-seconds", 1000), "its signal ended before the 1000 s the subject's alignment"),
+        (("--align-from", tmp_path / "nosuch.json"), "nosuch.json: no such file"),
+    ]:
+        refused = run("stream", "--raw", runs[2], "--ckpt", ckpt, "--fast", "--device", "cpu", *flags)
+        assert refused.exit_code == 2 and message in refused.output, refused.output
+        assert "aligning:" not in refused.output or flags[1] == 1000  # no line but the error before a signal
 
 
 def test_mean_alignment_takes_the_electrode_offsets_out_of_slow_potentials(raw_dir, tmp_path):
@@ -313,7 +339,7 @@ def test_a_dead_electrode_under_learned_filters_is_named_with_its_weight(raw_dir
     live = run("stream", "--raw", tmp_path / "dead_raw.fif", *flags[:2], "--align-seconds", 10, *flags[4:])
     assert live.exit_code == 0, live.output
     lines = live.output.splitlines()
-    aligned = lines.index("aligned on the first 10 s of signal")
+    aligned = next(i for i, line in enumerate(lines) if line.startswith("aligned on the first 10 s of signal;"))
     assert [i for i, line in enumerate(lines) if "learned spatial filters" in line] == [aligned + 1]
     signal = signal_of(tmp_path / "dead_raw.fif", model_config)[:, :10 * 160]
     repaired = ElectrodeRepair(recipe.input_channels, 160.0, recipe.montage).push(signal)

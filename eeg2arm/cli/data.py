@@ -103,7 +103,8 @@ def options_of(ctx: click.Context) -> PrepareOptions:
 
     p = ctx.params
     if p["like"] is not None:
-        clash = [f"--{name.replace('_', '-')}" for name in (*RECIPE_FLAGS, "recipe_name") if name in given(ctx)]
+        flags = {param.name: param.opts[0] for param in ctx.command.params}  # "events" is --event
+        clash = [flags[name] for name in (*RECIPE_FLAGS, "recipe_name") if name in given(ctx)]
         if clash:
             raise UserInputError(f"--like takes the recipe from {p['like']}: drop {', '.join(clash)}")
         return options_like(p["like"], p["resample"], p["group_by"])
@@ -147,9 +148,14 @@ def prepare_options(args: Sequence[str]) -> PrepareOptions:
 
 
 @cli.command()
-def recipes() -> None:
-    """List the named recipes (`prepare --recipe NAME`, `eeg2arm.Decoder(recipe=NAME)`): signal, task, channels."""
-    from ..named_recipes import named_recipes
+@click.argument("name", required=False)
+@user_errors
+def recipes(name: str | None) -> None:
+    """List the named recipes (`prepare --recipe NAME`, `eeg2arm.Decoder(recipe=NAME)`): signal, task, channels;
+    with NAME, the `prepare` and `train` commands that use it."""
+    from ..named_recipes import named_recipe, named_recipes
 
+    if name is not None:
+        return click.echo(named_recipe(name).commands())
     for recipe in named_recipes().values():
         click.echo(recipe.line())

@@ -82,7 +82,12 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
     echo = functools.partial(click.echo, err=out_jsonl == "-")  # stdout carries only JSON lines then
     with contextlib.ExitStack() as stack:
         decoder = open_decoder(ckpt, onnx_path, url, hysteresis, device)
-        online = open_features(decoder.config, align_from, align_seconds, echo)
+        online = open_features(decoder.config, align_from, align_seconds)
+        wait_s = online.align_samples / decoder.config.sfreq if online.aligning else 0.0
+        if duration is not None and duration <= wait_s:
+            raise UserInputError(f"--duration {duration:g} s ends before the first decision: the subject's alignment "
+                                 f"is estimated from the first {wait_s:g} s of signal; give a longer --duration, a "
+                                 f"shorter --align-seconds or a stored alignment (--align-from)")
         if url is not None:
             stack.callback(decoder.close)  # ends the server session
         source = f"LSL stream {lsl_name}" if lsl_name is not None else str(raw_path)
@@ -106,6 +111,10 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
             if summary.feature_frames:
                 echo(summary.line())
             raise
+    if not summary.decisions and not summary.interrupted and summary.align_s and not summary.aligned:
+        raise UserInputError(f"no decision from {source}: its signal ended before the {summary.align_s:g} s the "
+                             f"subject's alignment is estimated from; give a shorter --align-seconds or a stored "
+                             f"alignment (--align-from)")
     if not summary.decisions and not summary.interrupted:  # e.g. a recording shorter than one pooled frame
         config = decoder.config
         raise UserInputError(f"no decision from {source}: it gave {summary.feature_frames} frames of "

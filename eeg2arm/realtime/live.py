@@ -46,6 +46,9 @@ class StreamSummary:
     interrupted: bool = False  # stopped by Ctrl-C
     bad: BadTime = field(default_factory=BadTime)  # how long each channel was bad
     sfreq: float = 1.0
+    align_s: float = 0.0  # s of signal the subject's alignment is estimated from (0: none estimated)
+    aligned: bool = False  # ... and it was
+    unsent: int = 0  # decisions on the signal held for the alignment: decided to carry the decoder's state, not sent
 
     def line(self) -> str:
         p50, p99 = (np.percentile(self.latencies_ms, [50, 99]) if self.latencies_ms else (float("nan"),) * 2)
@@ -121,12 +124,14 @@ def describe(result: StepResult, index: int, t: float, class_names: tuple[str, .
 DEFAULT_ALIGN_S = 60.0  # s of a live stream a subject's alignment is estimated from, when none is given
 
 
-def open_features(config: EEGConfig, align_from: str | Path | None = None, align_seconds: float | None = None,
-                  echo: Callable[[str], None] = print) -> OnlineFeatures:
+def open_features(config: EEGConfig, align_from: str | Path | None = None,
+                  align_seconds: float | None = None) -> OnlineFeatures:
     """The model's recipe online; a recipe that aligns each subject gets the subject's alignment from a meta.json
     (`--align-from`) or estimates it from the stream's first `align_seconds` (default DEFAULT_ALIGN_S)."""
     if config.align is None:
-        return OnlineFeatures.for_model(config, None, align_seconds)  # refuses alignment options
+        if align_from is not None:
+            raise UserInputError("this model's recipe does not align subjects: drop --align-from")
+        return OnlineFeatures.for_model(config, None, align_seconds)  # refuses --align-seconds
     if align_from is not None:
         if align_seconds is not None:
             raise UserInputError("give --align-from (a stored alignment) or --align-seconds (estimate it), not both")
@@ -134,9 +139,7 @@ def open_features(config: EEGConfig, align_from: str | Path | None = None, align
 
         recipe = model_recipe(config)
         return OnlineFeatures(recipe, load_alignment(align_from, recipe))
-    seconds = align_seconds or DEFAULT_ALIGN_S
-    echo(f"aligning: the subject's alignment is estimated from the first {seconds:g} s of signal; decisions follow")
-    return OnlineFeatures.for_model(config, align_seconds=seconds)
+    return OnlineFeatures.for_model(config, align_seconds=align_seconds or DEFAULT_ALIGN_S)
 
 
 class StreamRun:
@@ -172,6 +175,8 @@ class StreamRun:
                   f"decoder start again")
 
     def push(self, piece: Chunk) -> list[StepResult]:
+        """One piece of signal -> the decoder's results on the frames it completes, every one sent to the sinks but
+        those on the signal held for the subject's alignment (summary.unsent)."""
         if piece.gap:
             self.restart(piece.gap)
         known = len(self.repair.changes)
@@ -180,9 +185,16 @@ class StreamRun:
             self.echo(bad_line(self.seconds(at), bad))
             self.warn_filters(bad)
         aligning = self.online.aligning
+        if aligning and not self.summary.align_s:
+            self.summary.align_s = seconds = self.online.align_samples / self.config.sfreq
+            self.echo(f"aligning: the subject's alignment is estimated from the first {seconds:g} s of signal; "
+                      f"decisions follow")
         frames = self.online.push(samples)  # (C, F, m)
-        if aligning and not self.online.aligning:
-            self.echo(f"aligned on the first {self.online.align_samples / self.config.sfreq:g} s of signal")
+        held = aligning and not self.online.aligning  # frames of the held signal: as old as the alignment's wait
+        if held:
+            self.summary.aligned = True
+            self.echo(f"aligned on the first {self.summary.align_s:g} s of signal; its decisions carry the decoder's "
+                      f"state and are not sent (up to {self.summary.align_s:g} s old): decisions follow")
             self.warn_filters(self.repair.bad)  # held until the filters' weights on the raw input were known
         ends, end_stamps = self.clock.push(piece.stamps, frames.shape[-1])  # (m,), (m,)
         self.summary.feature_frames += frames.shape[-1]
@@ -191,7 +203,10 @@ class StreamRun:
         for result in results:
             for _ in range(self.config.cnn_time_pool):  # a pooled frame ends where its last input frame ends
                 end, stamp = self.fed.popleft()
-            self.send(result, self.restart_at + end, stamp)
+            if held:  # an arm must not replay a minute of old moves at once
+                self.summary.unsent += 1
+            else:
+                self.send(result, self.restart_at + end, stamp)
         return results
 
     def warn_filters(self, bad: dict[str, str]) -> None:
@@ -234,9 +249,10 @@ def run_stream(chunks: Iterable[Chunk], decoder: Decoder, echo: Callable[[str], 
     run = StreamRun(decoder, online or OnlineFeatures.for_model(decoder.config), echo, list(sinks), summary)
     try:
         for chunk in chunks:
-            arrived = time.perf_counter()
-            decided = [result for piece in run.bridge.push(chunk) for result in run.push(piece)]
-            if decided:
+            arrived, sent = time.perf_counter(), summary.decisions
+            for piece in run.bridge.push(chunk):
+                run.push(piece)
+            if summary.decisions > sent:  # chunk in -> its decisions out
                 summary.latencies_ms.append((time.perf_counter() - arrived) * 1e3)
             if duration is not None and summary.feature_frames * decoder.config.frame_step >= duration:
                 break

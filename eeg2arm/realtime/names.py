@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from ..errors import UserInputError
+
+log = logging.getLogger("eeg2arm")
 
 
 def parse_renames(pairs: tuple[str, ...] = (), path: Path | None = None) -> dict[str, str]:
@@ -36,6 +39,10 @@ def pick_channels(available: list[str], wanted: tuple[str, ...], source: str,
                   renames: dict[str, str] | None = None) -> list[int]:
     """Indices into `available` of the `wanted` channels, in their order, after `renames`; a one-line error naming
     the missing ones and how to map them."""
+    unknown = [old for old in renames or {} if old not in available]
+    if unknown:  # a typo, or a rename file written for another amplifier
+        log.warning("%s has no channel %s to rename: --rename OLD=NEW takes the source's own name as OLD", source,
+                    ", ".join(unknown[:6]) + (" ..." if len(unknown) > 6 else ""))
     renamed = [(renames or {}).get(name, name) for name in available]
     missing = [c for c in wanted if c not in renamed]
     if not missing:
