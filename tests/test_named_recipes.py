@@ -36,6 +36,17 @@ def test_recipes_lists_each_one_line_with_signal_task_and_channels():
         assert recipe.signal in line and f"task: {recipe.task}" in line and f"channels: {recipe.channels}" in line
 
 
+def test_recipes_name_prints_the_commands_that_use_it():
+    """`eeg2arm recipes NAME`: a CLI user had to dig the training arguments out of the package (stop 26)."""
+    result = invoke("recipes", "motor-imagery-cross")
+    assert result.exit_code == 0, result.output
+    prepare, train = [line for line in result.output.splitlines() if line.startswith("eeg2arm ")]
+    assert prepare == "eeg2arm prepare RECORDING... --out DIR --recipe motor-imagery-cross"
+    assert train.endswith(" ".join(named_recipes()["motor-imagery-cross"].train)) and "--readout-first 13" in train
+    unknown = invoke("recipes", "motor")
+    assert unknown.exit_code == 2 and "no recipe is named 'motor': use one of eyes-alpha" in unknown.output
+
+
 @pytest.mark.parametrize("name", list(named_recipes()))
 def test_a_named_recipe_is_its_benchmark_row(name):
     """Parsed by the commands' own parsers, the prepare arguments equal the row's, and so do the train arguments but

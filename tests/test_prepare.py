@@ -198,6 +198,8 @@ def bad_inputs(raw_dir: Path, tmp: Path) -> dict[str, tuple[list, list[str], str
         "event span shorter than a frame": (mmi, ["--tmax", "0.3"], "shorter than one frame"),
         "band above Nyquist": (fingers, ["--bands", "gamma:30-60"], "Nyquist"),
         "bad band syntax": (fingers, ["--bands", "gamma30-60"], "NAME:LO-HI"),
+        "band edges swapped": (fingers, ["--bands", "mu:13-8"], "--bands mu:13-8: the low edge comes first and must be "
+                                                                "below the high one (e.g. mu:8-13)"),
         "tmin without tmax": (mmi, ["--tmin", "0"], "--tmin needs --tmax"),
         "span outside epochs": (kdd, ["--tmin", "0", "--tmax", "2"], "outside the epochs"),
         "not a number": (mmi, ["--tmax", "nan"], "--tmax must be a finite number"),
@@ -221,6 +223,7 @@ def bad_inputs(raw_dir: Path, tmp: Path) -> dict[str, tuple[list, list[str], str
 @pytest.mark.parametrize("case", ["unreadable", "unsupported", "missing", "no matching events", "rates differ",
                                   "channels differ", "unknown channel", "shorter than a frame",
                                   "event span shorter than a frame", "band above Nyquist", "bad band syntax",
+                                  "band edges swapped",
                                   "tmin without tmax", "span outside epochs", "not a number",
                                   "Nyquist after --resample", "no channel named", "unknown feature",
                                   "bad band-pass", "band-pass above Nyquist", "slow cut-off above Nyquist",
@@ -391,7 +394,7 @@ def like_mismatches(raw_dir: Path, tmp: Path) -> dict[str, tuple[list, list[str]
         "other rate": ([tmp / "at_128.edf"], [], "run at 128 Hz but the --like recipe was made at 160 Hz: pass "
                                                  "--resample 160"),
         "other --resample": (mmi, ["--resample", "100"], "--resample 100 differs from the 160 Hz"),
-        "recipe flag": (mmi, ["--tmin", "0", "--features", "slow"], "drop --tmin, --features"),
+        "recipe flag": (mmi, ["--tmin", "0", "--features", "slow", "--event", "T1"], "drop --event, --tmin, --features"),
         "not prepare's meta": (mmi, ["--like", str(raw_dir.parent / "bandpower" / "meta.json")], "lacks"),
     }
 
