@@ -28,6 +28,7 @@ from .json_scan import check_json, frames_bound
 from .streams import NO_STEP_GRAPH, StreamNotFound, TooManyStreams, as_json
 from .windows import TooLarge, frames_from_json, frames_from_npy
 
+UNCHANGED = "the stream is unchanged"
 IDLE_CLOSE = 4408  # application close codes are 4000-4999: "4" + HTTP's 408 Request Timeout
 TOO_BIG = 1009  # RFC 6455: a message too big to process
 
@@ -96,13 +97,19 @@ async def step(service: Any, session: str, message: dict[str, Any]) -> dict[str,
             X = frames_from_json(_frames_field(message.get("text") or "", config, max_frames), config, max_frames)
         results, pending, latest = await service.streams.push(session, X)
     except TooLarge as e:
-        return {"error": str(e), "status": 413}
+        return {"error": unchanged(e), "status": 413}
     except UserInputError as e:
-        return {"error": str(e), "status": 400}
+        return {"error": unchanged(e), "status": 400}
     except StreamNotFound as e:
         return {"error": str(e), "status": 404}
     return {"results": [as_json(r) for r in results], "pending": pending,
             "latest": None if latest is None else as_json(latest)}
+
+
+def unchanged(error: Exception) -> str:
+    """A bad message's error, saying that the session goes on as it was."""
+    message = str(error)
+    return message if message.endswith(UNCHANGED) else f"{message}; {UNCHANGED}"
 
 
 def _frames_field(text: str, config: Any, max_frames: int) -> Any:

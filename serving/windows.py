@@ -124,14 +124,13 @@ def windows_from_json(x: Any, config: EEGConfig, limits: Settings) -> np.ndarray
     return _checked(_from_json(x, "x", _expects(config)), config, limits, "x")
 
 
-def read_npy(body: bytes, check_shape, what: str, expects: str) -> np.ndarray:
+def read_npy(body: bytes, check_shape, what: str, expects: str, example: str = "") -> np.ndarray:
     """The array in a body written by numpy.save (no pickles). `check_shape(shape)` runs on the header's shape
     before the array is allocated; UserInputError naming what is `expects`ed when the body is not a consistent .npy
     file. numpy's own messages are never passed on: they quote the header, which the sender wrote."""
     if not body.startswith(NPY_MAGIC):
         raise UserInputError(f"{what} is not a .npy file (it must start with the numpy.save header): send {expects} "
-                             f"as the bytes written by numpy.save, e.g. curl -H 'Content-Type: "
-                             f"application/octet-stream' --data-binary @x.npy")
+                             f"as the bytes written by numpy.save{example}")
     unreadable = UserInputError(f"{what} could not be read as .npy (a header numpy.save does not write, or data that "
                                 f"do not fit its shape and dtype): send {expects}, saved with numpy.save")
     stream = io.BytesIO(body)
@@ -164,7 +163,8 @@ def return_logits_query(query: list[tuple[str, str]]) -> bool:
 
 def windows_from_npy(body: bytes, config: EEGConfig, limits: Settings) -> np.ndarray:
     """Windows from a request body holding one array saved with numpy.save."""
-    X = read_npy(body, lambda shape: check_size(shape, limits, "the .npy array"), "the body", _expects(config))
+    X = read_npy(body, lambda shape: check_size(shape, limits, "the .npy array"), "the body", _expects(config),
+                 ", e.g. curl -H 'Content-Type: application/octet-stream' --data-binary @x.npy")
     return _checked(X, config, limits, "the .npy array")
 
 
