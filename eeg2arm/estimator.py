@@ -231,7 +231,7 @@ def recipe_lists(recipe: str | dict[str, Any]) -> tuple[list[str], list[str], bo
 
     if isinstance(recipe, str):
         named = named_recipe(recipe)
-        return list(named.prepare), list(named.train), False
+        return list(named.prepare), list(named.train), named.groups
     if not isinstance(recipe, dict) or "prepare" not in recipe or set(recipe) - set(RECIPE_KEYS):
         raise ValueError(f"recipe must be a recipe's name or a dict with keys {', '.join(RECIPE_KEYS)} (prepare "
                          f"required), got {recipe!r}")

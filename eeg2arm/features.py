@@ -40,9 +40,10 @@ def parse_bands(text: str) -> tuple[Band, ...]:
         if not m:
             raise UserInputError(f"--bands entry {part.strip()!r} is not NAME:LO-HI (e.g. alpha:8-13)")
         name, lo, hi = m.group(1), float(m.group(2)), float(m.group(3))
-        if not lo < hi:
-            raise UserInputError(f"--bands {part.strip()}: the low edge comes first and must be below the high one "
-                                 f"(e.g. {name}:{min(lo, hi):g}-{max(lo, hi):g})")
+        if lo == hi:
+            raise UserInputError(f"--bands {part.strip()}: a band needs two different edges, e.g. {name}:8-13")
+        if lo > hi:
+            raise UserInputError(f"--bands {part.strip()}: the low edge comes first (e.g. {name}:{hi:g}-{lo:g})")
         bands.append((name, lo, hi))
     names = [b[0] for b in bands]
     if len(set(names)) != len(names):

@@ -24,6 +24,7 @@ except ModuleNotFoundError:  # Python 3.10
 class NamedRecipe:
     name: str
     row: str  # the row of benchmarks/recipes.toml it was measured as (docs/accuracy.md)
+    groups: bool  # train splits by the groups of prepare's groups.npy (else --no-groups), as the row
     signal: str  # what the features read
     task: str  # what it decodes, and the trials it cuts
     channels: str  # the channels it needs
@@ -36,10 +37,12 @@ class NamedRecipe:
 
     def commands(self) -> str:
         """`eeg2arm recipes NAME`: the shell commands that prepare and train with it (the sizes from the data)."""
-        train = " ".join(shlex.quote(a) for a in self.train)
+        train = " ".join(shlex.quote(a) for a in ("--no-groups",) * (not self.groups) + self.train)
+        split = "leaves whole groups of DIR/groups.npy out" if self.groups else "is drawn by trial (--no-groups)"
         return (f"# {self.line()}\n"
                 f"eeg2arm prepare RECORDING... --out DIR --recipe {self.name}\n"
-                f"# --classes, --elec and --bands: the sizes of DIR/X.npy (N, elec, bands, T) and its classes\n"
+                f"# --classes, --elec and --bands: the sizes of DIR/X.npy (N, elec, bands, T) and its classes; the "
+                f"validation split {split}\n"
                 f"eeg2arm train --x DIR/X.npy --y DIR/y.npy --save model.pt --classes K --elec C --bands F {train}")
 
 
@@ -47,8 +50,9 @@ class NamedRecipe:
 def named_recipes() -> dict[str, NamedRecipe]:
     """Every shipped recipe, by name, in the file's order."""
     table = tomllib.loads(files(__package__).joinpath("named_recipes.toml").read_text(encoding="utf-8"))
-    return {name: NamedRecipe(name=name, row=row["row"], signal=row["signal"], task=row["task"],
-                              channels=row["channels"], prepare=tuple(row["prepare"]), train=tuple(row["train"]))
+    return {name: NamedRecipe(name=name, row=row["row"], groups=row["groups"], signal=row["signal"],
+                              task=row["task"], channels=row["channels"], prepare=tuple(row["prepare"]),
+                              train=tuple(row["train"]))
             for name, row in table.items()}
 
 

@@ -24,7 +24,8 @@ from .windows import MAX_VALUE
 ERROR = {"type": "object", "required": ["error"], "additionalProperties": False,
          "properties": {"error": {"type": "string", "maxLength": 500, "description": "what was wrong, how to fix it"}}}
 STATUS = {
-    400: "Bad Request: the body does not fit the model (the message says what and how to fix it)",
+    400: "Bad Request: the body does not fit the model, a JSON route was given a query string, or a header the "
+         "server checks came twice (the message says what and how to fix it)",
     401: "Unauthorized: missing or wrong `Authorization: Bearer <token>` (EEG2ARM_API_TOKEN)",
     403: "Forbidden: a cross-origin browser request, or a Host header this server does not answer to "
          "(EEG2ARM_ALLOWED_HOSTS)",
@@ -124,7 +125,7 @@ def document(spec: dict[str, Any], config: EEGConfig, settings: Settings) -> dic
     for path, item in spec["paths"].items():
         for method, operation in item.items():
             codes = BODY_ERRORS + (SESSION_ERRORS if path.startswith("/stream/") else ()) if method == "post" \
-                else (403,)
+                else (400, 403)  # 400: a repeated header
             codes += (429,) if path == "/stream/open" else ()
             codes += (401,) if token and path not in OPEN_PATHS else ()
             ok = {"200": answer for code, answer in operation["responses"].items() if str(code) == "200"}

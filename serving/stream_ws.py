@@ -114,10 +114,7 @@ def unchanged(error: Exception) -> str:
 
 def _frames_field(text: str, config: Any, max_frames: int) -> Any:
     """The `frames` of a text message, its size and nesting checked (serving/json_scan.py) before it is parsed."""
-    try:
-        check_json(text.encode(), frames_bound(max_frames, config, "send the frames in parts"), "the message")
-    except UserInputError as e:
-        raise type(e)(f"{e}; the stream is unchanged") from None
+    check_json(text.encode(), frames_bound(max_frames, config, "send the frames in parts"), "the message")
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):  # malformed, or nested past the parser's recursion limit

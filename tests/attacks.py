@@ -253,14 +253,15 @@ def nested_json_on_the_websocket_is_an_error_message(target: Target, window: np.
 
 
 def odd_npy_sizes_on_the_websocket_are_an_error_message(target: Target, window: np.ndarray) -> None:
-    """A binary message whose .npy header gives a size of True or 2**70 (numpy's header check lets them through)
-    raised TypeError: an 80-line traceback and a dropped connection (stop 26's review). Now an error message."""
+    """A binary message whose .npy header gives a size of True (with its data) or 2**70 (numpy's header check lets
+    them through) raised TypeError: an 80-line traceback and a dropped connection (stop 26's review). Now an error
+    message."""
     with connect(target.url.replace("http", "ws") + "/stream/ws", additional_headers=target.auth, compression=None,
                  proxy=None) as ws:
         ws.recv(timeout=10)
-        for shape in ("(32, 4, True)", "(2**70, 4, 0)"):
+        for shape, data in (("(32, 4, True)", 32 * 4 * 4), ("(0, 1180591620717411303424, 4)", 0)):
             header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}".encode("latin-1")
-            ws.send(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header)
+            ws.send(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + b"\0" * data)
             answer = json.loads(ws.recv(timeout=10))
             assert answer["status"] == 400 and "could not be read as .npy" in answer["error"], answer
         ws.send(npy_bytes(window[..., :2]))  # (C, F, 2): the session goes on

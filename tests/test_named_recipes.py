@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from eeg2arm.cli import cli
 from eeg2arm.cli.common import command_context
+from eeg2arm.estimator import recipe_lists
 from eeg2arm.named_recipes import named_recipes, tomllib
 
 ROWS = Path(__file__).resolve().parents[1] / "benchmarks" / "recipes.toml"
@@ -43,6 +44,8 @@ def test_recipes_name_prints_the_commands_that_use_it():
     prepare, train = [line for line in result.output.splitlines() if line.startswith("eeg2arm ")]
     assert prepare == "eeg2arm prepare RECORDING... --out DIR --recipe motor-imagery-cross"
     assert train.endswith(" ".join(named_recipes()["motor-imagery-cross"].train)) and "--readout-first 13" in train
+    within = invoke("recipes", "motor-imagery").output  # measured with --no-groups: one run must not validate alone
+    assert "--bands F --no-groups --cnn-time-pool 1" in within and "--no-groups" not in train
     unknown = invoke("recipes", "motor")
     assert unknown.exit_code == 2 and "no recipe is named 'motor': use one of eyes-alpha" in unknown.output
 
@@ -61,6 +64,8 @@ def test_a_named_recipe_is_its_benchmark_row(name):
     assert {k: v for k, v in ours.items() if k not in DATA_SIZES} == \
         {k: v for k, v in theirs.items() if k not in DATA_SIZES}
     assert not any(f"--{flag}" in recipe.train for flag in DATA_SIZES)
+    assert recipe.groups == row["groups"]  # Decoder(recipe=NAME) split as the row was measured (it never grouped)
+    assert recipe_lists(name)[2] == row["groups"]
 
 
 def test_prepare_recipe_is_the_rows_flags_and_given_flags_win(eyes_files, tmp_path):

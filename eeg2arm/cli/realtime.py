@@ -111,10 +111,11 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
             if summary.feature_frames:
                 echo(summary.line())
             raise
-    if not summary.decisions and not summary.interrupted and summary.align_s and not summary.aligned:
-        raise UserInputError(f"no decision from {source}: its signal ended before the {summary.align_s:g} s the "
-                             f"subject's alignment is estimated from; give a shorter --align-seconds or a stored "
-                             f"alignment (--align-from)")
+    if not summary.decisions and not summary.interrupted and summary.align_s:
+        ended = "just after" if summary.aligned else "before"
+        raise UserInputError(f"no decision from {source}: its signal ended {ended} the {summary.align_s:g} s the "
+                             f"subject's alignment is estimated from; give a longer recording, a shorter "
+                             f"--align-seconds or a stored alignment (--align-from)")
     if not summary.decisions and not summary.interrupted:  # e.g. a recording shorter than one pooled frame
         config = decoder.config
         raise UserInputError(f"no decision from {source}: it gave {summary.feature_frames} frames of "

@@ -39,7 +39,7 @@ class Decoder(Protocol):
 @dataclass
 class StreamSummary:
     feature_frames: int = 0  # band-power frames computed (frame_step apart)
-    decisions: int = 0  # decisions made, one per cnn_time_pool feature frames (numbered `#K` / "index" from 0)
+    decisions: int = 0  # decisions sent, one per cnn_time_pool feature frames (numbered `#K` / "index" from 0)
     switches: int = 0  # changes of the smoothed decision (undecided counts as a state)
     gaps: int = 0  # gaps too long to bridge: the filters and the decoder started again after each
     latencies_ms: list[float] = field(default_factory=list)  # chunk in -> its decisions out
@@ -53,8 +53,9 @@ class StreamSummary:
     def line(self) -> str:
         p50, p99 = (np.percentile(self.latencies_ms, [50, 99]) if self.latencies_ms else (float("nan"),) * 2)
         bad = f"; {self.bad.line(self.sfreq)}" if self.bad.samples else ""
+        unsent = f"; {self.unsent} decisions on the alignment's {self.align_s:g} s not sent" if self.unsent else ""
         return (f"feature_frames={self.feature_frames} decisions={self.decisions} switches={self.switches} "
-                f"gaps={self.gaps} latency_ms p50={p50:.2f} p99={p99:.2f}{bad}")
+                f"gaps={self.gaps} latency_ms p50={p50:.2f} p99={p99:.2f}{unsent}{bad}")
 
 
 @dataclass(frozen=True)
@@ -171,8 +172,9 @@ class StreamRun:
         self.decoder.reset()
         self.repair.reset()
         self.decision, self.after_gap = Hysteresis.UNDECIDED, True
+        waits = f"; the alignment waits for {self.summary.align_s:g} s of signal again" if self.online.aligning else ""
         self.echo(f"[t={self.seconds(self.restart_at):.2f}s] gap: {gap:.2f} s of signal lost: the filters and the "
-                  f"decoder start again")
+                  f"decoder start again{waits}")
 
     def push(self, piece: Chunk) -> list[StepResult]:
         """One piece of signal -> the decoder's results on the frames it completes, every one sent to the sinks but
