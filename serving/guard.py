@@ -4,10 +4,10 @@ content-type checks, and the bounds on request bodies.
 Refusals happen here, before BentoML reads or parses a body: a request may send each header these checks read
 only once (400), a POST to a JSON route takes no query string (400: it would be ignored); a POST must declare the
 content type of its route (415 otherwise: a browser's cross-site form or text/plain POST never reaches a route),
-its Content-Length (411)
-within the limit (413), send its whole body within `body_timeout_s` (408), and a JSON body may hold at most the
-numbers and lists its route can use, nested no deeper than its route's bodies (serving/json_scan.py: 413, 400), so
-a body of tiny numbers or empty lists cannot fan out into millions of Python objects.
+its Content-Length (411) within the limit (413), send its whole body within `body_timeout_s` (408), and a JSON body
+may hold at most the numbers and lists its route can use, nested no deeper than its route's bodies
+(serving/json_scan.py: 413, 400), so a body of tiny numbers or empty lists cannot fan out into millions of Python
+objects.
 
 How many bodies a worker holds at once is bounded in two stages, each EEG2ARM_MAX_INFLIGHT_MB of declared bytes,
 first come first served (serving/budget.py), 503 with Retry-After after `body_timeout_s` of waiting:
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,8 +173,8 @@ class Guard:
 def _repeated(headers: list[tuple[bytes, bytes]]) -> tuple[int, str] | None:
     """400 for a request that sends a header these checks read more than once: the checks would read one of the
     values and the route another (a form's Content-Type first, JSON's second, got past the 415 and the JSON scan)."""
-    names = [name.lower() for name, _ in headers if name.lower() in SINGLE_HEADERS]
-    twice = sorted({name.decode() for name in names if names.count(name) > 1})
+    counts = Counter(name.lower() for name, _ in headers)
+    twice = sorted(name.decode() for name in SINGLE_HEADERS if counts[name] > 1)
     return None if not twice else (400, f"send each of these headers at most once: {', '.join(twice)}")
 
 

@@ -121,5 +121,5 @@ def _frames_field(text: str, config: Any, max_frames: int) -> Any:
         data = None
     if not isinstance(data, dict) or "frames" not in data:
         raise UserInputError('a text message must be JSON {"frames": ...} (or send the frames as numpy.save bytes '
-                             'in a binary message); the stream is unchanged')
+                             'in a binary message)')  # step() adds "the stream is unchanged" to every error
     return data["frames"]

@@ -83,7 +83,7 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
     with contextlib.ExitStack() as stack:
         decoder = open_decoder(ckpt, onnx_path, url, hysteresis, device)
         online = open_features(decoder.config, align_from, align_seconds)
-        wait_s = online.align_samples / decoder.config.sfreq if online.aligning else 0.0
+        wait_s = online.align_wait_s
         if duration is not None and duration <= wait_s:
             raise UserInputError(f"--duration {duration:g} s ends before the first decision: the subject's alignment "
                                  f"is estimated from the first {wait_s:g} s of signal; give a longer --duration, a "
@@ -111,12 +111,12 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
             if summary.feature_frames:
                 echo(summary.line())
             raise
-    if not summary.decisions and not summary.interrupted and summary.align_s:
-        ended = "just after" if summary.aligned else "before"
-        raise UserInputError(f"no decision from {source}: its signal ended {ended} the {summary.align_s:g} s the "
-                             f"subject's alignment is estimated from; give a longer recording, a shorter "
-                             f"--align-seconds or a stored alignment (--align-from)")
     if not summary.decisions and not summary.interrupted:  # e.g. a recording shorter than one pooled frame
+        if summary.align_s:
+            ended = "just after" if summary.aligned else "before"
+            raise UserInputError(f"no decision from {source}: its signal ended {ended} the {summary.align_s:g} s the "
+                                 f"subject's alignment is estimated from; give a longer recording, a shorter "
+                                 f"--align-seconds or a stored alignment (--align-from)")
         config = decoder.config
         raise UserInputError(f"no decision from {source}: it gave {summary.feature_frames} frames of "
                              f"{config.frame_window:g} s and the model decides on every {config.cnn_time_pool}: give "

@@ -188,7 +188,7 @@ class StreamRun:
             self.warn_filters(bad)
         aligning = self.online.aligning
         if aligning and not self.summary.align_s:
-            self.summary.align_s = seconds = self.online.align_samples / self.config.sfreq
+            self.summary.align_s = seconds = self.online.align_wait_s
             self.echo(f"aligning: the subject's alignment is estimated from the first {seconds:g} s of signal; "
                       f"decisions follow")
         frames = self.online.push(samples)  # (C, F, m)

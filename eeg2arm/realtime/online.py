@@ -65,6 +65,11 @@ class OnlineFeatures:
         """Whether the first samples are still being held to estimate the subject's alignment."""
         return self.chain is None
 
+    @property
+    def align_wait_s(self) -> float:
+        """Seconds of signal held before the alignment (and so the first frame) while aligning, else 0."""
+        return self.align_samples / self.recipe.sfreq if self.aligning else 0.0
+
     def push(self, samples: np.ndarray) -> np.ndarray:
         """samples (C_in, n) in µV -> the newly complete frames (C, F, m), m >= 0."""
         n_in = len(self.recipe.input_channels)
