@@ -7,7 +7,8 @@ benchmarks/accuracy.py's folds, so that no test fold is read.
     eegmmidb_cross(_mu)                   inside each fold's 9 training subjects, 3 left out at a time: 12 splits
 
 On every split it trains the row's recipe as benchmarks/recipes.toml holds it, the recipe with each variant's train
-arguments added (the last given wins), and scores accuracy.py's linear readout of the same windows. With `--seeds`,
+arguments added (the last given wins; a variant's arguments after a `prepare:` token are added to the recipe's
+prepare arguments instead, e.g. --variant="--bands 1 prepare: --bands mubeta:8-30"), and scores accuracy.py's linear readout of the same windows. With `--seeds`,
 each of them trains once per seed (`train --seed`, given last) and a split's score is the mean over the seeds: one
 seed favours the settings that were chosen with it (on eegmmidb_within_mu's splits the recipe scored 0.693 with its
 seed 1337 and 0.635-0.657 with four others, docs/accuracy.md). A setting with `--ensemble N` trains members S..S+N-1
@@ -20,6 +21,7 @@ beating the mean was enough; since stop 25, three seeds).
 
     .venv/bin/python benchmarks/criterion.py eegmmidb_within_mu --variant=--no-linear-stem    # ~10 min on 2 cores
     .venv/bin/python benchmarks/criterion.py FingerMovements --variant="--layers 2" --seeds 1337,1,2
+    .venv/bin/python benchmarks/criterion.py eegmmidb_cross_mu --variant="--bands 1 prepare: --bands mubeta:8-30"
 """
 from __future__ import annotations
 
@@ -84,9 +86,16 @@ def inner_folds(name: str, recipe: dict, tmp: Path, subjects: tuple[str, ...]) -
         yield from (eegmmidb_inner(name, outer, data) if data is not None else epochs_inner(name, outer, tmp, k))
 
 
+PREPARE = "prepare:"  # in a variant, the arguments after it are prepare's
+
+
 def seeded(recipe: dict, variant: str, seed: int) -> dict:
-    """The recipe with a variant's train arguments and `--seed seed` added, in that order (the last given wins)."""
-    return {**recipe, "train": [*recipe["train"], *shlex.split(variant), "--seed", str(seed)]}
+    """The recipe with a variant's train arguments and `--seed seed` added, in that order (the last given wins), and
+    the variant's prepare arguments (after `prepare:`) added to the recipe's."""
+    words = shlex.split(variant)
+    cut = words.index(PREPARE) if PREPARE in words else len(words)
+    return {**recipe, "prepare": [*recipe["prepare"], *words[cut + 1:]],
+            "train": [*recipe["train"], *words[:cut], "--seed", str(seed)]}
 
 
 def criterion(name: str, recipe: dict, variants: list[str], subjects: tuple[str, ...],
@@ -135,7 +144,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("row", choices=ROWS)
     p.add_argument("--variant", action="append", default=[], metavar="ARGS",
-                   help="train arguments added to the recipe's, e.g. --variant=--linear-stem (repeatable)")
+                   help="train arguments added to the recipe's, e.g. --variant=--linear-stem, then optionally "
+                        f"'{PREPARE} ' and prepare arguments added to the recipe's (repeatable)")
     p.add_argument("--subjects", type=int, default=len(SUBJECTS), choices=range(4, 13),
                    help="EEGMMIDB rows: the first N subjects (a quicker, noisier criterion)")
     p.add_argument("--seeds", type=seed_list, default=(DEFAULT_SEED,), metavar="S,S,...",
@@ -144,6 +154,8 @@ def main() -> None:
     args = p.parse_args()
     if len(set(args.variant)) < len(args.variant) or not all(v.strip() for v in args.variant):
         p.error("each --variant must be given once and name train arguments")
+    if any(shlex.split(v).count(PREPARE) > 1 for v in args.variant):
+        p.error(f"give a variant's prepare arguments after one '{PREPARE}'")
     if any(a == "--seed" or a.startswith("--seed=") for v in args.variant for a in shlex.split(v)):
         p.error("give seeds with --seeds, not in a --variant")
     mne.set_log_level("ERROR")

@@ -67,8 +67,11 @@ def test_each_seed_is_given_last_so_that_it_wins():
     recipe = {"prepare": ["--features", "slow"], "train": ["--epochs", "5"], "groups": False}
     each = criterion.seeded(recipe, "--epochs 9 --layers 1", 2)
     assert each["train"] == ["--epochs", "5", "--epochs", "9", "--layers", "1", "--seed", "2"]
-    assert recipe["train"] == ["--epochs", "5"] and each["prepare"] is recipe["prepare"]
+    assert recipe["train"] == ["--epochs", "5"] and each["prepare"] == recipe["prepare"]
     assert criterion.seed_list("1337,1,2") == (1337, 1, 2)
+    both = criterion.seeded(recipe, "--bands 1 prepare: --bands b:8-30", 2)
+    assert both["train"] == ["--epochs", "5", "--bands", "1", "--seed", "2"]
+    assert both["prepare"] == ["--features", "slow", "--bands", "b:8-30"] and recipe["prepare"] == ["--features", "slow"]
     for bad in ("1337,x", "1,1", "", "-1,2"):
         with pytest.raises(argparse.ArgumentTypeError):
             criterion.seed_list(bad)
