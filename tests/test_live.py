@@ -498,7 +498,36 @@ def test_the_example_controller_turns_decisions_into_velocity_commands(raw_dir, 
         direction = -1 if "left" in d["label"] else 1 if "right" in d["label"] else 0
         vx = direction * 0.05 * (d["probs"][d["decision"]] if d["decision"] >= 0 else 0.0)
         expected.append(f"t={d['time']:.3f} vx={vx:+.4f} m/s ({d['label']})")
-    assert commands == expected and any("vx=+0.0000" not in c for c in expected)
+    # each decision a command, or a stop where it came over 1 s late (a loaded machine): never another decision's
+    assert len(commands) == len(expected) and any("vx=+0.0000" not in c for c in expected)
+    for command, wanted in zip(commands, expected):
+        assert command == wanted or re.fullmatch(re.escape(wanted.split(" vx=")[0])
+                                                 + r" vx=\+0\.0000 m/s \(stopped: the decision is \d+\.\d s old\)", command)
+    assert sum(c == w for c, w in zip(commands, expected)) >= len(expected) // 2  # most came in time
+
+
+def test_the_example_controller_stops_the_arm_on_a_late_decision():
+    """A decision stamped 3 s before it arrives (a stalled decoder) stops the arm instead of moving it; a fresh
+    one after it moves it again. A real LSL outlet, shaped as `stream --out-lsl` makes it."""
+    from mne_lsl.lsl import StreamInfo, StreamOutlet, local_clock
+
+    name = unique_name("arm")
+    info = StreamInfo(name, "Decisions", 3, 0.0, "float64", name)
+    info.set_channel_names(["p_left_fist", "p_right_fist", "decision"])
+    outlet = StreamOutlet(info)
+    controller = subprocess.Popen([sys.executable, str(REPO / "examples" / "arm_controller.py"), name, "30"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert controller.stdout.readline().startswith(f"subscribed to {name}: classes ['left_fist', 'right_fist']")
+        assert outlet.wait_for_consumers(timeout=30)
+        late, fresh = local_clock() - 3.0, local_clock()
+        outlet.push_sample(np.array([0.9, 0.1, 0.0]), timestamp=late)
+        outlet.push_sample(np.array([0.2, 0.8, 1.0]), timestamp=fresh)
+        printed = [controller.stdout.readline().rstrip("\n") for _ in range(2)]
+    finally:
+        controller.kill()
+    assert re.fullmatch(rf"t={late:.3f} vx=\+0\.0000 m/s \(stopped: the decision is 3\.\d s old\)", printed[0]), printed
+    assert printed[1] == f"t={fresh:.3f} vx=+0.0400 m/s (right_fist)"
 
 
 def test_closing_the_decision_outlets_takes_both_streams_off_the_network_at_once(mmi_ckpt):
