@@ -156,11 +156,31 @@ def check_same_model(theirs: EEGConfig, ours: EEGConfig, flag: str, ignore: tupl
     keys = [k for k in theirs.hyperparameters() if k not in ignore]
     if flag == "--init":
         keys += [k for k in DATA_FIELDS if a[k] is not None and b[k] is not None]
-    differ = ", ".join(f"{k}={a[k]!r} (now {b[k]!r})" for k in keys if a[k] != b[k])
+    differ = ", ".join(difference(k, a[k], b[k]) for k in keys if a[k] != b[k])
     if differ:
         fix = "use the flags it was trained with" if flag == "--resume" else \
             "fine-tune on data prepared like its own (prepare --like) with the flags it was trained with"
         raise UserInputError(f"{flag} checkpoint was trained with {differ}: {fix}")
+
+
+BRIEF = 60  # characters of a value an error message shows
+
+
+def brief(value: object) -> str:
+    """repr(value), cut to BRIEF characters (a recipe's 64 channel names or CSP filters would fill a screen)."""
+    text = repr(value)
+    return text if len(text) <= BRIEF else f"{text[:BRIEF]}... ({len(value)} entries)" \
+        if isinstance(value, (list, tuple)) else f"{text[:BRIEF]}..."
+
+
+def difference(key: str, theirs: object, ours: object) -> str:
+    """"key=THEIRS (now OURS)", or for two long lists of one length the first entry where they differ."""
+    both = (theirs, ours)
+    if all(isinstance(v, (list, tuple)) for v in both) and len(theirs) == len(ours) and \
+            len(repr(theirs)) > BRIEF:
+        at = next(i for i, (t, o) in enumerate(zip(theirs, ours)) if t != o)
+        return f"{key}[{at}]={brief(theirs[at])} (now {brief(ours[at])}; {len(theirs)} entries)"
+    return f"{key}={brief(theirs)} (now {brief(ours)})"
 
 
 def refuse_ensemble(config: EEGConfig, path: str | Path, flag: str) -> None:

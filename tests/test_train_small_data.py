@@ -323,3 +323,23 @@ def test_an_ensemble_trains_anew_and_is_no_start_for_another_run(tmp_path, data,
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == \
         ["confusion.png", "training-member1.png", "training-member2.png"]
+
+
+def test_a_checkpoint_of_other_channels_is_named_in_a_short_line():
+    """--init of a 64-channel model on data with one channel renamed, or fewer channels: the error names the first
+    differing entry or cuts the lists, instead of printing every name (and every CSP filter) twice."""
+    import dataclasses
+
+    from eeg2arm.errors import UserInputError
+    from eeg2arm.train import check_same_model
+
+    names = tuple(f"EEG{i:03d}" for i in range(64))
+    theirs = EEGConfig(n_classes=2, n_electrodes=64, n_bands=1, channel_names=names)
+    renamed = dataclasses.replace(theirs, channel_names=names[:10] + ("Cz",) + names[11:])
+    fewer = dataclasses.replace(theirs, channel_names=names[:40], n_electrodes=40)
+    with pytest.raises(UserInputError, match=r"channel_names\[10\]='EEG010' \(now 'Cz'; 64 entries\)") as renamed_error:
+        check_same_model(theirs, renamed, "--init")
+    with pytest.raises(UserInputError, match=r"n_electrodes=64 \(now 40\), channel_names=\['EEG000', .*\.\.\. "
+                                             r"\(64 entries\) \(now \['EEG000', .*\.\.\. \(40 entries\)\)") as fewer_error:
+        check_same_model(theirs, fewer, "--init")
+    assert len(str(renamed_error.value)) < 200 and len(str(fewer_error.value)) < 400
