@@ -73,7 +73,9 @@ def _from_json(value: Any, name: str, expects: str) -> np.ndarray:
     except ValueError:  # numpy refuses ragged nesting
         raise UserInputError(f"{name} is a ragged nested list (rows of different lengths); expected {expects}") \
             from None
-    if X.dtype == object and X.size and all(type(v) in (int, float) for v in X.flat):
+    if X.dtype == object and X.size and all(type(v) in (int, float, bool) for v in X.flat):
+        if bool in map(type, X.flat):  # beside an integer beyond int64, which keeps the array of objects
+            raise UserInputError(f"{name} must hold only numbers (got booleans); expected {expects}")
         try:  # integers beyond int64, which numpy keeps as objects: the ±MAX_VALUE check meets them as floats
             X = X.astype(np.float64)
         except OverflowError:  # beyond float64 too

@@ -129,6 +129,7 @@ BAD_JSON = {  # name -> (body made from one real window w (C, F, T), message fra
     "wrong ndim": (lambda w: {"x": w[0].tolist()}, ["shape ({F}, 15)", "(C, F, T)"]),
     "T too short": (lambda w: {"x": w[..., :1].tolist()}, ["T=1", "at least T={min_T}"]),
     "non-numeric": (lambda w: {"x": [[["a", 1.0]]]}, ["only numbers", "(B, {C}, {F}, T)"]),
+    "booleans beside an integer beyond int64": (lambda w: {"x": [[[2 ** 64, True]]]}, ["(got booleans)"]),
     "ragged": (lambda w: {"x": [w.tolist(), w[:, :, :3].tolist()]}, ["ragged", "(B, {C}, {F}, T)"]),
     "empty batch": (lambda w: {"x": []}, ["shape (0,)", "(N, C, F, T)"]),
     "missing x": (lambda w: {"return_logits": True}, ["x", "required"]),
