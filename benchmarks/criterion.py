@@ -8,7 +8,8 @@ benchmarks/accuracy.py's folds, so that no test fold is read.
 
 On every split it trains the row's recipe as benchmarks/recipes.toml holds it, the recipe with each variant's train
 arguments added (the last given wins; a variant's arguments after a `prepare:` token are added to the recipe's
-prepare arguments instead, e.g. --variant="--bands 1 prepare: --bands mubeta:8-30"), and scores accuracy.py's linear readout of the same windows. With `--seeds`,
+prepare arguments: features only, e.g. --variant="prepare: --bands mubeta:8-30", since the splits' trials
+are the recipe's), and scores accuracy.py's linear readout of the same windows. With `--seeds`,
 each of them trains once per seed (`train --seed`, given last) and a split's score is the mean over the seeds: one
 seed favours the settings that were chosen with it (on eegmmidb_within_mu's splits the recipe scored 0.693 with its
 seed 1337 and 0.635-0.657 with four others, docs/accuracy.md). A setting with `--ensemble N` trains members S..S+N-1
@@ -21,7 +22,7 @@ beating the mean was enough; since stop 25, three seeds).
 
     .venv/bin/python benchmarks/criterion.py eegmmidb_within_mu --variant=--no-linear-stem    # ~10 min on 2 cores
     .venv/bin/python benchmarks/criterion.py FingerMovements --variant="--layers 2" --seeds 1337,1,2
-    .venv/bin/python benchmarks/criterion.py eegmmidb_cross_mu --variant="--bands 1 prepare: --bands mubeta:8-30"
+    .venv/bin/python benchmarks/criterion.py eegmmidb_cross_mu --variant="prepare: --bands mubeta:8-30"
 """
 from __future__ import annotations
 
@@ -87,6 +88,7 @@ def inner_folds(name: str, recipe: dict, tmp: Path, subjects: tuple[str, ...]) -
 
 
 PREPARE = "prepare:"  # in a variant, the arguments after it are prepare's
+TRIAL_FLAGS = ("--event", "--tmin", "--tmax", "--window", "--recipe", "--like", "--out", "--group-by", "--resample")
 
 
 def seeded(recipe: dict, variant: str, seed: int) -> dict:
@@ -154,8 +156,13 @@ def main() -> None:
     args = p.parse_args()
     if len(set(args.variant)) < len(args.variant) or not all(v.strip() for v in args.variant):
         p.error("each --variant must be given once and name train arguments")
-    if any(shlex.split(v).count(PREPARE) > 1 for v in args.variant):
-        p.error(f"give a variant's prepare arguments after one '{PREPARE}'")
+    for words in map(shlex.split, args.variant):
+        prepare = words[words.index(PREPARE) + 1:] if PREPARE in words else []
+        if words.count(PREPARE) > 1 or (PREPARE in words and not prepare):
+            p.error(f"give a variant's prepare arguments after one '{PREPARE}'")
+        if any(w.split("=")[0] in TRIAL_FLAGS for w in prepare):
+            p.error(f"a variant's prepare arguments may change the features, not the trials or the splits "
+                    f"({', '.join(TRIAL_FLAGS)}): the splits are cut with the recipe's")
     if any(a == "--seed" or a.startswith("--seed=") for v in args.variant for a in shlex.split(v)):
         p.error("give seeds with --seeds, not in a --variant")
     mne.set_log_level("ERROR")

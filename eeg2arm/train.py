@@ -169,17 +169,20 @@ BRIEF = 60  # characters of a value an error message shows
 def brief(value: object) -> str:
     """repr(value), cut to BRIEF characters (a recipe's 64 channel names or CSP filters would fill a screen)."""
     text = repr(value)
-    return text if len(text) <= BRIEF else f"{text[:BRIEF]}... ({len(value)} entries)" \
-        if isinstance(value, (list, tuple)) else f"{text[:BRIEF]}..."
+    if len(text) <= BRIEF:
+        return text
+    return f"{text[:BRIEF]}... ({len(value)} in all)" if isinstance(value, (list, tuple)) else f"{text[:BRIEF]}..."
 
 
 def difference(key: str, theirs: object, ours: object) -> str:
-    """"key=THEIRS (now OURS)", or for two long lists of one length the first entry where they differ."""
-    both = (theirs, ours)
-    if all(isinstance(v, (list, tuple)) for v in both) and len(theirs) == len(ours) and \
-            len(repr(theirs)) > BRIEF:
-        at = next(i for i, (t, o) in enumerate(zip(theirs, ours)) if t != o)
-        return f"{key}[{at}]={brief(theirs[at])} (now {brief(ours[at])}; {len(theirs)} entries)"
+    """"key=THEIRS (now OURS)"; for long lists of one length (nested too, as CSP filters are) the first entry where
+    they differ, "key[i][j]=..."."""
+    while isinstance(theirs, (list, tuple)) and isinstance(ours, (list, tuple)) and len(theirs) == len(ours) \
+            and len(repr(theirs)) > BRIEF:
+        at = next((i for i, (t, o) in enumerate(zip(theirs, ours)) if t != o), None)
+        if at is None:
+            break
+        key, theirs, ours = f"{key}[{at}]", theirs[at], ours[at]
     return f"{key}={brief(theirs)} (now {brief(ours)})"
 
 

@@ -20,6 +20,7 @@ if not found:
     sys.exit(f"no decision stream named {name!r}: start `eeg2arm stream ... --out-lsl {name}` first")
 inlet = StreamInlet(found[0])  # recovers: when the decoder comes back under the same name, decisions resume
 inlet.open_stream()
+inlet.time_correction(timeout=10)  # the first estimate takes a while; later calls return at once
 classes = [c.removeprefix("p_") for c in inlet.get_sinfo().get_channel_names()[:-1]]  # p_<class>..., decision
 print(f"subscribed to {name}: classes {classes}", flush=True)
 silence_said = False  # the silence's stop is printed once per silence

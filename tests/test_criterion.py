@@ -1,5 +1,6 @@
 """benchmarks/criterion.py: the inner splits a recipe's settings are chosen on never read a benchmark test fold."""
 import argparse
+import subprocess
 import sys
 from itertools import islice
 
@@ -75,3 +76,16 @@ def test_each_seed_is_given_last_so_that_it_wins():
     for bad in ("1337,x", "1,1", "", "-1,2"):
         with pytest.raises(argparse.ArgumentTypeError):
             criterion.seed_list(bad)
+
+
+@pytest.mark.parametrize("variant, message", [
+    ("prepare: --tmax 3", "may change the features, not the trials"),
+    ("prepare: --event=T0=rest", "may change the features, not the trials"),
+    ("--epochs 2 prepare:", "after one 'prepare:'"),
+    ("prepare: --bands a:8-30 prepare: --spatial csp:4", "after one 'prepare:'"),
+])
+def test_a_variant_that_would_cut_other_trials_is_refused(variant, message):
+    """The inner splits and the readout are cut with the recipe's trials: a variant may change features only."""
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "criterion.py"), "eegmmidb_within_mu", f"--variant={variant}"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and message in done.stderr, done.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import signal
 import subprocess
@@ -458,7 +459,7 @@ def test_the_example_controller_turns_decisions_into_velocity_commands(raw_dir, 
 
     eeg, out = unique_name("amp"), unique_name("arm")
     player = PlayerLSL(raw_dir / "eegmmidb" / "S001" / "S001R04.edf", chunk_size=16, name=eeg, source_id=eeg)
-    controller = subprocess.Popen([sys.executable, str(REPO / "examples" / "arm_controller.py"), out, "2"],
+    controller = subprocess.Popen([sys.executable, str(REPO / "examples" / "arm_controller.py"), out, "2", "30"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     printed: list[str] = []
 
@@ -498,12 +499,8 @@ def test_the_example_controller_turns_decisions_into_velocity_commands(raw_dir, 
         direction = -1 if "left" in d["label"] else 1 if "right" in d["label"] else 0
         vx = direction * 0.05 * (d["probs"][d["decision"]] if d["decision"] >= 0 else 0.0)
         expected.append(f"t={d['time']:.3f} vx={vx:+.4f} m/s ({d['label']})")
-    # each decision a command, or a stop where it came over 1 s late (a loaded machine): never another decision's
-    assert len(commands) == len(expected) and any("vx=+0.0000" not in c for c in expected)
-    for command, wanted in zip(commands, expected):
-        assert command == wanted or re.fullmatch(re.escape(wanted.split(" vx=")[0])
-                                                 + r" vx=\+0\.0000 m/s \(stopped: the decision is \d+\.\d s old\)", command)
-    assert sum(c == w for c, w in zip(commands, expected)) >= len(expected) // 2  # most came in time
+    # (a late decision's stop has its own test below: 30 s of age allowed here, so a loaded machine stops nothing)
+    assert commands == expected and any("vx=+0.0000" not in c for c in expected)
 
 
 def test_the_example_controller_stops_the_arm_on_a_late_decision():
@@ -517,16 +514,20 @@ def test_the_example_controller_stops_the_arm_on_a_late_decision():
     outlet = StreamOutlet(info)
     controller = subprocess.Popen([sys.executable, str(REPO / "examples" / "arm_controller.py"), name, "30"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line.rstrip("\n")) for line in controller.stdout], daemon=True).start()
     try:
-        assert controller.stdout.readline().startswith(f"subscribed to {name}: classes ['left_fist', 'right_fist']")
+        assert lines.get(timeout=60).startswith(f"subscribed to {name}: classes ['left_fist', 'right_fist']")
         assert outlet.wait_for_consumers(timeout=30)
-        late, fresh = local_clock() - 3.0, local_clock()
+        late, fresh = local_clock() - 3.0, local_clock()  # (the clocks' correction is ~0 on one machine)
         outlet.push_sample(np.array([0.9, 0.1, 0.0]), timestamp=late)
         outlet.push_sample(np.array([0.2, 0.8, 1.0]), timestamp=fresh)
-        printed = [controller.stdout.readline().rstrip("\n") for _ in range(2)]
+        printed = [lines.get(timeout=30) for _ in range(2)]
     finally:
         controller.kill()
-    assert re.fullmatch(rf"t={late:.3f} vx=\+0\.0000 m/s \(stopped: the decision is 3\.\d s old\)", printed[0]), printed
+        controller.wait(timeout=30)
+    assert re.fullmatch(rf"t={re.escape(f'{late:.3f}')} vx=\+0\.0000 m/s \(stopped: the decision is 3\.\d s old\)",
+                        printed[0]), printed
     assert printed[1] == f"t={fresh:.3f} vx=+0.0400 m/s (right_fist)"
 
 
