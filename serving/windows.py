@@ -74,9 +74,8 @@ def _from_json(value: Any, name: str, expects: str) -> np.ndarray:
         raise UserInputError(f"{name} is a ragged nested list (rows of different lengths); expected {expects}") \
             from None
     if X.dtype == object and X.size and all(type(v) in (int, float, bool) for v in X.flat):
-        if bool in map(type, X.flat):  # beside an integer beyond int64, which keeps the array of objects
-            raise UserInputError(f"{name} must hold only numbers (got booleans); expected {expects}")
-        try:  # integers beyond int64, which numpy keeps as objects: the ±MAX_VALUE check meets them as floats
+        try:  # integers beyond int64, which numpy keeps as objects (booleans too, beside them): the ±MAX_VALUE
+            # check meets them as floats, the booleans' check below as 0.0/1.0
             X = X.astype(np.float64)
         except OverflowError:  # beyond float64 too
             raise UserInputError(f"{name} contains integers beyond ±{MAX_VALUE:.0e}, far beyond any band power; "
