@@ -91,13 +91,19 @@ PREPARE = "prepare:"  # in a variant, the arguments after it are prepare's
 TRIAL_FLAGS = ("--event", "--tmin", "--tmax", "--window", "--recipe", "--like", "--out", "--group-by", "--resample")
 
 
+def variant_arguments(variant: str) -> tuple[list[str], list[str]]:
+    """(train arguments, prepare arguments) of a variant: the prepare ones are those after `prepare:`."""
+    words = shlex.split(variant)
+    cut = words.index(PREPARE) if PREPARE in words else len(words)
+    return words[:cut], words[cut + 1:]
+
+
 def seeded(recipe: dict, variant: str, seed: int) -> dict:
     """The recipe with a variant's train arguments and `--seed seed` added, in that order (the last given wins), and
     the variant's prepare arguments (after `prepare:`) added to the recipe's."""
-    words = shlex.split(variant)
-    cut = words.index(PREPARE) if PREPARE in words else len(words)
-    return {**recipe, "prepare": [*recipe["prepare"], *words[cut + 1:]],
-            "train": [*recipe["train"], *words[:cut], "--seed", str(seed)]}
+    train, prepare = variant_arguments(variant)
+    return {**recipe, "prepare": [*recipe["prepare"], *prepare],
+            "train": [*recipe["train"], *train, "--seed", str(seed)]}
 
 
 def criterion(name: str, recipe: dict, variants: list[str], subjects: tuple[str, ...],
@@ -156,8 +162,8 @@ def main() -> None:
     args = p.parse_args()
     if len(set(args.variant)) < len(args.variant) or not all(v.strip() for v in args.variant):
         p.error("each --variant must be given once and name train arguments")
-    for words in map(shlex.split, args.variant):
-        prepare = words[words.index(PREPARE) + 1:] if PREPARE in words else []
+    for variant in args.variant:
+        words, (_, prepare) = shlex.split(variant), variant_arguments(variant)
         if words.count(PREPARE) > 1 or (PREPARE in words and not prepare):
             p.error(f"give a variant's prepare arguments after one '{PREPARE}'")
         if any(w.split("=")[0] in TRIAL_FLAGS for w in prepare):

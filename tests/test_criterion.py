@@ -86,6 +86,6 @@ def test_each_seed_is_given_last_so_that_it_wins():
 ])
 def test_a_variant_that_would_cut_other_trials_is_refused(variant, message):
     """The inner splits and the readout are cut with the recipe's trials: a variant may change features only."""
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "criterion.py"), "eegmmidb_within_mu", f"--variant={variant}"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "criterion.py"), "eegmmidb_within_mu",
+                           f"--variant={variant}"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and message in done.stderr, done.stderr
