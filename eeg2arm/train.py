@@ -30,7 +30,6 @@ from .device import resolve_device
 from .ensemble import train_ensemble
 from .errors import UserInputError
 from .model import EEGModel
-from .readout import fit_readout
 
 log = logging.getLogger("eeg2arm")
 SCHEDULES = ("plateau", "cosine")
@@ -56,7 +55,6 @@ class TrainOptions:
     select: str = "loss"  # the epoch kept: lowest val loss, highest val accuracy (ties: lower loss), or the last
     val_last: bool = False  # validate on the last val_split of the trials in file order (time order), not at random
     readout_first: int = 0  # epochs that train the --readout alone (the network's head starts at zero), then all
-    fit_readout: bool = False  # the --readout fitted by logistic regression first, then fixed (eeg2arm.readout)
 
     @property
     def validates(self) -> bool:
@@ -85,9 +83,6 @@ class TrainOptions:
         if not 0 <= self.readout_first < self.epochs:
             raise UserInputError(f"--readout-first must be in [0, --epochs) so that the network trains too, got "
                                  f"{self.readout_first} with --epochs {self.epochs}")
-        if self.fit_readout and self.readout_first:
-            raise UserInputError("--fit-readout fits the readout before the first epoch: give it or --readout-first, "
-                                 "not both")
         if self.frame_loss < 1 or self.patience < 0:
             raise UserInputError(f"--frame-loss must be >= 1 and --patience >= 0, got --frame-loss "
                                  f"{self.frame_loss} --patience {self.patience}")
@@ -108,7 +103,7 @@ def settings_from_flags(flags: Mapping[str, Any]) -> tuple[EEGConfig, TrainOptio
                         augment=Augment(crop=f["crop"], noise=f["noise"], channel_drop=f["channel_drop"],
                                         mixup=f["mixup"]),
                         label_smoothing=f["label_smoothing"], frame_loss=f["frame_loss"], patience=f["patience"],
-                        readout_first=f["readout_first"], fit_readout=f["fit_readout"])
+                        readout_first=f["readout_first"])
     opts.check()
     config = EEGConfig(n_classes=f["classes"], n_electrodes=f["elec"], n_bands=f["bands"],
                        cnn_time_pool=f["cnn_time_pool"], frame_embed=f["frame_embed"], dropout=f["drop"],
@@ -231,11 +226,9 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
     opts.check()
     if opts.readout_first and not config.readout_frames:
         raise UserInputError("--readout-first trains the linear readout alone first: give --readout N too")
-    if opts.fit_readout and not config.readout_frames:
-        raise UserInputError("--fit-readout fits the linear readout first: give --readout N too")
-    if (opts.readout_first or opts.fit_readout) and init is not None:
-        flag = "--fit-readout" if opts.fit_readout else "--readout-first"
-        raise UserInputError(f"{flag} starts the network's head at zero: it trains a new model, not one from --init")
+    if opts.readout_first and init is not None:
+        raise UserInputError("--readout-first starts the network's head at zero: it trains a new model, not one "
+                             "from --init")
     if config.ensemble > 1:
         return train_ensemble(X, y, config, save, opts, groups, echo, resume=resume, init=init, freeze=freeze,
                               restandardize=restandardize)
@@ -289,10 +282,6 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
         model.set_input_stats(torch.from_numpy(X[train_idx]))
         if opts.readout_first:
             model.silence_network()
-        if opts.fit_readout:
-            fit_readout(model, X[train_idx], y[train_idx])
-    if opts.fit_readout:  # fixed from here on, also when a run resumes
-        model.readout.requires_grad_(False)
 
     def loader(idx: np.ndarray, shuffle: bool) -> DataLoader:
         ds = TensorDataset(torch.from_numpy(X[idx]), torch.from_numpy(y[idx]))

@@ -9,10 +9,6 @@ import torch
 from eeg2arm.augment import Augment, augment_batch, random_crop
 from eeg2arm.checkpoint import load_model_from_checkpoint
 from eeg2arm.config import EEGConfig
-from eeg2arm.data import split_indices
-from eeg2arm.errors import UserInputError
-from eeg2arm.model import EEGModel
-from eeg2arm.readout import fit_readout, linear_readout
 from eeg2arm.train import TrainOptions, train
 
 from test_cli import TRAIN_ARGS, X_OK, Y_OK, assert_clean_error, run, save_npy
@@ -159,9 +155,6 @@ def test_val_split_0_refuses_groups_and_a_resume_with_validation(tmp_path, data)
     (["--kernel-time", "0"], "config.kernel_time must be a positive integer"),
     (["--readout-first", "1", "--epochs", "2"], "--readout-first trains the linear readout alone first"),
     (["--readout", "8", "--readout-first", "1"], "--readout-first must be in [0, --epochs) so that the"),
-    (["--fit-readout"], "--fit-readout fits the linear readout first: give --readout N too"),
-    (["--readout", "8", "--fit-readout", "--readout-first", "1", "--epochs", "2"],
-     "--fit-readout fits the readout before the first epoch: give it or --readout-first, not both"),
     (["--seed", "-1"], "--seed must be in [0, 2**32), got -1"),
     (["--seed", "4294967295", "--ensemble", "2"], "the members' seeds run past 2**32 - 1"),
     (["--freeze", "stem"], "--freeze and --restandardize fine-tune a model: they need --init CKPT"),
@@ -302,63 +295,6 @@ def test_readout_first_is_for_a_new_model(tmp_path, data, base):
     result = run("train", *data, "--save", save, "--epochs", "2", *SMALL, "--readout", "8", "--readout-first", "1",
                  "--init", base)
     assert_clean_error(result, "--readout-first starts the network's head at zero", save)
-
-
-@pytest.mark.parametrize("n,pool,classes", [(8, 1, 2), (15, 1, 2), (4, 1, 3), (8, 2, 2)])
-def test_fit_readout_makes_the_model_the_benchmarks_logistic_regression(n, pool, classes):
-    """Before the network trains, the model's probabilities are those of accuracy.py's "features + LR" fitted on
-    the raw windows' n frames that the last decision reads (T = 15: with 2 frames pooled, the 14th is the last):
-    the standardizations differ, the fitted functions do not (3 classes: one logit per class)."""
-    y = Y_OK if classes == 2 else np.arange(len(Y_OK)) % 3
-    config = EEGConfig(n_classes=classes, n_electrodes=32, n_bands=4, frame_embed=32, readout_frames=n,
-                       cnn_time_pool=pool)
-    model = EEGModel(config).materialize(X_OK.shape).eval()
-    model.set_input_stats(torch.from_numpy(X_OK))
-    fit_readout(model, X_OK, y)
-    read = X_OK[..., 15 // pool * pool - n:15 // pool * pool].reshape(len(X_OK), -1)
-    expected = linear_readout(read, y).predict_proba(read)
-    with torch.no_grad():
-        got = torch.softmax(model(torch.from_numpy(X_OK)).double(), -1).numpy()
-    assert np.abs(got - expected).max() < 1e-5
-    assert np.abs(expected - 1 / classes).max() > 0.1  # a real fit, not the flat one of a zero readout
-
-
-def test_fit_readout_stays_as_fitted_while_the_network_trains(tmp_path):
-    """--fit-readout: the readout in every epoch's checkpoint is the regression fitted on the training split (not
-    the validation trials), and the network's head has moved away from zero."""
-    save, seen = tmp_path / "ckpt.pt", []
-
-    def echo(line: str) -> None:
-        if line.startswith("epoch ") and save.exists():
-            seen.append(torch.load(save, weights_only=True)["model_state"])
-
-    config = EEGConfig(n_classes=2, n_electrodes=32, n_bands=4, frame_embed=32, readout_frames=8)
-    opts = TrainOptions(epochs=3, lr=1e-2, fit_readout=True, select="last", workers=0, device="cpu")
-    train(X_OK, Y_OK, config, save, opts, echo=echo)
-    fitted = EEGModel(config).materialize(X_OK.shape)
-    train_idx, _ = split_indices(Y_OK, opts.val_split, opts.seed)
-    fitted.set_input_stats(torch.from_numpy(X_OK[train_idx]))
-    fit_readout(fitted, X_OK[train_idx], Y_OK[train_idx])
-    final = torch.load(save, weights_only=True)["model_state"]
-    for state in (*seen, final):
-        assert torch.equal(state["readout.weight"], fitted.readout.weight)
-        assert torch.equal(state["readout.bias"], fitted.readout.bias)
-    assert fitted.readout.weight.abs().max() > 0 and final["head.weight"].any()
-
-
-def test_fit_readout_needs_trials_of_two_classes(tmp_path):
-    config = EEGConfig(n_classes=2, n_electrodes=32, n_bands=4, frame_embed=32, readout_frames=8)
-    with pytest.raises(UserInputError, match="--fit-readout needs 10 or more training trials of at least 2 classes"):
-        train(X_OK, np.zeros_like(Y_OK), config, tmp_path / "ckpt.pt",
-              TrainOptions(epochs=1, fit_readout=True, workers=0, device="cpu"))
-    assert not (tmp_path / "ckpt.pt").exists()
-
-
-def test_fit_readout_is_for_a_new_model(tmp_path, data, base):
-    save = tmp_path / "ft.pt"
-    result = run("train", *data, "--save", save, "--epochs", "2", *SMALL, "--readout", "8", "--fit-readout",
-                 "--init", base)
-    assert_clean_error(result, "--fit-readout starts the network's head at zero", save)
 
 
 def test_patience_counts_from_the_end_of_the_readouts_epochs(tmp_path, data):

@@ -65,10 +65,6 @@ if TYPE_CHECKING:
 @click.option("--readout-first", type=click.IntRange(min=0), default=0, show_default=True,
               help="With --readout: train the readout alone for the first N epochs (the network's head starts at "
                    "zero, so it adds nothing), then the whole model; the epochs kept may be the readout's alone")
-@click.option("--fit-readout", is_flag=True,
-              help="With --readout: fit the readout first by logistic regression on the training windows (its L2 "
-                   "strength chosen on 5 inner folds, as benchmarks/accuracy.py's 'features + LR'), keep it fixed, "
-                   "and train the network (its head starting at zero) on what it misses")
 @click.option("--linear-stem/--no-linear-stem", default=False, show_default=True,
               help="No GELU in the per-electrode depthwise convs: the first nonlinearity follows the electrode mix, "
                    "so a contrast between electrodes (e.g. a lateralized potential) reaches it whole")
