@@ -89,3 +89,13 @@ def test_a_variant_that_would_cut_other_trials_is_refused(variant, message):
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "criterion.py"), "eegmmidb_within_mu",
                            f"--variant={variant}"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def test_the_table_prints_the_paired_difference_to_four_decimals_and_counts_no_float_noise_as_won():
+    """Stop 28: +0.00206 ± 0.00197 printed as +0.002 ± 0.002, and equal counts of trials averaged over seeds in
+    another order (2/3 + 1/3 against 1/3 + 2/3 in floats) counted as splits won or lost."""
+    recipe = [0.5, 0.6, 0.7, 0.1 + 0.2]
+    variant = [0.51, 0.6, 0.69, 0.3]  # + 0.01, a tie, - 0.01, a tie in exact arithmetic
+    assert recipe[3] != variant[3]
+    line = criterion.table({"the recipe": recipe, "V": variant})[-1]
+    assert line.startswith("| V | ") and "| +0.0000 ± 0.0041 | 1 / 1 |" in line
