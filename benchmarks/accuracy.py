@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import io
 import os
+import platform
 import re
 import shutil
 import sys
@@ -40,6 +41,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # per-epoch bars would drown the table; tqdm reads it on import
@@ -486,6 +488,16 @@ def cell(scores: list[float] | None) -> str:
     return "–" if not scores else f"{np.mean(scores):.3f} ± {np.std(scores):.3f}"
 
 
+def machine() -> str:
+    """The CPU, its cores and the versions the numbers depend on, printed under the table: FingerMovements' row
+    moved by 0.029 between two machines with the same code (docs/accuracy.md, stop 28)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M) if cpuinfo.exists() else []
+    versions = ", ".join(f"{name} {version(name)}" for name in ("torch", "numpy", "scipy", "mne", "scikit-learn"))
+    return f"{names[0] if names else platform.processor() or platform.machine()}, {os.cpu_count()} cores; " \
+           f"Python {platform.python_version()}, {versions}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
@@ -529,7 +541,7 @@ def main() -> None:
     print(f"| set | trials | folds | {' | '.join(HEADERS[m] for m in methods)} | time |")
     print("|---|---|---|" + "---|" * len(methods) + "---|")
     print("\n".join(rows))
-    print(f"total {time.perf_counter() - t_all:.0f} s")
+    print(f"total {time.perf_counter() - t_all:.0f} s on {machine()}")
 
 
 if __name__ == "__main__":

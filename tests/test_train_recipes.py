@@ -1,5 +1,8 @@
 """benchmarks/recipes.toml: it parses, holds what the accuracy benchmark needs, and the CLI accepts every flag."""
+import re
+import subprocess
 import sys
+from importlib.metadata import version
 
 import click
 import numpy as np
@@ -146,3 +149,15 @@ def test_an_executed_row_trains_on_the_executed_runs_and_tests_on_imagery_only()
                                                  "S001R11.edf"]
     assert [f.name for f in fold.test_files] == ["S001R04.edf"] and "eegmmidb_executed" in str(fold.train_files[2])
     assert len(fold.y_train) == len(fold.g_train) == 75 and fold.X_train.shape[1:] == (21, 640)
+
+
+def test_the_benchmark_prints_the_machine_and_versions_its_numbers_depend_on():
+    """Stop 28: FingerMovements' row moved by 0.029 between two machines with the same code; the table now says
+    which machine and which numpy, scipy, torch, mne and scikit-learn made it."""
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "accuracy.py"), "--sets", "KDD_Example",
+                           "--methods", "chance"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"total \d+ s on .+, \d+ cores; Python [\d.]+, .+", last), last
+    for name in ("torch", "numpy", "scipy", "mne", "scikit-learn"):
+        assert f"{name} {version(name)}" in last
