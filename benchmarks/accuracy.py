@@ -41,7 +41,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # per-epoch bars would drown the table; tqdm reads it on import
@@ -49,6 +48,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # per-epoch bars would drown the tab
 import click
 import mne
 import numpy as np
+import scipy
+import sklearn
+import torch
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -492,10 +494,13 @@ def machine() -> str:
     """The CPU, its cores and the versions the numbers depend on, printed under the table: FingerMovements' row
     moved by 0.029 between two machines with the same code (docs/accuracy.md, stop 28)."""
     cpuinfo = Path("/proc/cpuinfo")
-    names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M) if cpuinfo.exists() else []
-    versions = ", ".join(f"{name} {version(name)}" for name in ("torch", "numpy", "scipy", "mne", "scikit-learn"))
-    return f"{names[0] if names else platform.processor() or platform.machine()}, {os.cpu_count()} cores; " \
-           f"Python {platform.python_version()}, {versions}"
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M) if cpuinfo.exists() else None
+    cpu = model.group(1) if model else platform.processor() or platform.machine()  # ARM Linux, macOS: no model name
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()  # this process's
+    modules = {"torch": torch, "numpy": np, "scipy": scipy, "mne": mne, "scikit-learn": sklearn}  # as imported
+    versions = ", ".join(f"{name} {module.__version__}" for name, module in modules.items())
+    return (f"{cpu}, {cores} cores, {torch.get_num_threads()} torch threads; Python {platform.python_version()}, "
+            f"{versions}")
 
 
 def main() -> None:

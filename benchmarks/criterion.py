@@ -125,8 +125,9 @@ def criterion(name: str, recipe: dict, variants: list[str], subjects: tuple[str,
 
 def table(scores: dict[str, list[float]]) -> list[str]:
     """The printed table. The paired difference has four decimals: the rule compares it with its standard error,
-    and at three the two can print alike (stop 28). A split counts as won or lost only beyond float rounding: scores
-    from equal counts of trials, averaged over seeds in another order, may differ in their last bits."""
+    and at three the two can print alike (stop 28). A split counts as won or lost only beyond float rounding: the
+    same trial counts spread differently over the seeds (60, 60, 76 of 135 against 60, 76, 60) average to means that
+    differ in their last bits."""
     base = np.array(scores["the recipe"])
     lines = [(f"| train arguments (over the recipe's) | inner accuracy, {len(base)} splits (± sd) | paired difference "
               "to the recipe (± s.e.) | splits won / lost |"), "|---|---|---|---|"]

@@ -3,6 +3,7 @@ beside it win), and each is the benchmark row it was measured as (benchmarks/rec
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from eeg2arm.estimator import recipe_lists
 from eeg2arm.named_recipes import named_recipes, tomllib
 
 ROWS = Path(__file__).resolve().parents[1] / "benchmarks" / "recipes.toml"
+README = Path(__file__).resolve().parents[1] / "README.md"
 DATA_SIZES = {"classes", "elec", "bands"}  # train flags that the data give, left out of a named recipe
 
 
@@ -66,6 +68,19 @@ def test_a_named_recipe_is_its_benchmark_row(name):
     assert not any(f"--{flag}" in recipe.train for flag in DATA_SIZES)
     assert recipe.groups == row["groups"]  # Decoder(recipe=NAME) split as the row was measured (it never grouped)
     assert recipe_lists(name)[2] == row["groups"]
+
+
+def test_the_readmes_cross_subject_training_is_the_named_recipes():
+    """README.md's motor-imagery-cross commands train with the recipe's arguments (parsed by train's own parser), so
+    a retuned recipe cannot leave the README behind; only --device is left to its default there (a GPU if any)."""
+    text = README.read_text().replace("\\\n", " ")  # the shell's line continuations
+    line = next(line for line in text.splitlines() if line.startswith("eeg2arm train --x mi/X.npy"))
+    readme = command_context("train", shlex.split(line.split("#")[0])[2:]).params
+    sizes = ["--classes", "2", "--elec", "6", "--bands", "1"]
+    recipe = command_context("train", ["--x", "mi/X.npy", "--y", "mi/y.npy", "--save", "mi.pt", *sizes,
+                                       *named_recipes()["motor-imagery-cross"].train]).params
+    assert readme["mixup"] == 0.4 and readme["readout_first"] == 13
+    assert {k: v for k, v in readme.items() if k != "device"} == {k: v for k, v in recipe.items() if k != "device"}
 
 
 def test_prepare_recipe_is_the_rows_flags_and_given_flags_win(eyes_files, tmp_path):
