@@ -50,7 +50,6 @@ import mne
 import numpy as np
 import scipy
 import sklearn
-import torch
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -493,6 +492,7 @@ def cell(scores: list[float] | None) -> str:
 def machine() -> str:
     """The CPU, its cores and the versions the numbers depend on, printed under the table: FingerMovements' row
     moved by 0.029 between two machines with the same code (docs/accuracy.md, stop 28)."""
+    import torch  # here: loaded by then in a run that trains, and `--commands` need not load it
     cpuinfo = Path("/proc/cpuinfo")
     model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M) if cpuinfo.exists() else None
     cpu = model.group(1) if model else platform.processor() or platform.machine()  # ARM Linux, macOS: no model name
