@@ -51,8 +51,9 @@ class EEGConfig:
     montage: str | None = None  # MNE built-in montage of the channel positions (csd) and names
     bandpass: tuple[float, float] | None = None  # Hz, causal band-pass before the features
     input_channels: tuple[str, ...] | None = None  # channels read from a recording or stream, if not channel_names
-    # Learned spatial maps (eeg2arm.spatial): with `spatial` ("csp:K") channel_names are the CSP components and
-    # sensor_channels the channels their filters csp_filters (bands, components, sensor channels) read.
+    # Learned spatial maps (eeg2arm.spatial): with `spatial` ("csp:K", "csp-tangent:K") channel_names are the CSP
+    # components (or their pairs) and sensor_channels the channels their filters csp_filters (bands, components,
+    # sensor channels) read.
     sensor_channels: tuple[str, ...] | None = None
     spatial: str | None = None
     csp_filters: tuple[tuple[tuple[float, ...], ...], ...] | None = None

@@ -17,7 +17,7 @@ import numpy as np
 from .errors import UserInputError
 from .recipe import BANK, Recipe
 from .recordings import Recording
-from .spatial import Alignment, components_per_band, fit_csp
+from .spatial import Alignment, components_per_band, fit_csp, is_tangent, whitened
 from .trials import Span, recording_moments, trial_signals
 
 
@@ -29,7 +29,8 @@ def recording_alignments(recordings: dict[Path, Recording], recipe: Recipe) -> d
 
 def fit_spatial(recordings: dict[Path, Recording], recipe: Recipe, event_class: dict[str, int], span: Span,
                 alignments: dict[Path, Alignment]) -> Recipe:
-    """The recipe with its CSP filters fitted on every file's labelled trials (band-passed per band, aligned)."""
+    """The recipe with its CSP filters fitted on every file's labelled trials (band-passed per band, aligned);
+    whitened on the same trials for a csp-tangent recipe."""
     banks, labels = [], []
     for path, inst in recordings.items():
         signals, y, _ = trial_signals(path, inst, event_class, recipe, span, alignments.get(path), quiet=True)
@@ -39,7 +40,10 @@ def fit_spatial(recordings: dict[Path, Recording], recipe: Recipe, event_class: 
     if not labels:
         raise UserInputError("--spatial csp learns its filters from labelled trials, and the files give none: check "
                              "--event and --tmin/--tmax")
-    filters = fit_csp(np.concatenate(banks), np.concatenate(labels), components_per_band(recipe.spatial))
+    bank = np.concatenate(banks)  # (N, F, C, n)
+    filters = fit_csp(bank, np.concatenate(labels), components_per_band(recipe.spatial))
+    if is_tangent(recipe.spatial):  # the tangent space's reference becomes the identity
+        filters = whitened(filters, bank)
     return dataclasses.replace(recipe, csp_filters=filters)
 
 

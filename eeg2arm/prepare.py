@@ -35,7 +35,9 @@ log = logging.getLogger("eeg2arm")
 
 FEATURES = {"bandpower": "log10(mean one-sided Hann periodogram PSD in band, uV^2/Hz)",
             "slow": "mean of the low-passed signal over the frame, uV",
-            "csp": "log10(mean square over the frame of each CSP component, band-passed to its band)"}
+            "csp": "log10(mean square over the frame of each CSP component, band-passed to its band)",
+            "csp-tangent": "upper triangle of log(S), off-diagonals x sqrt(2); S the covariance (mean of x x^T) over "
+                           "the frame of the whitened CSP components, band-passed to their band"}
 GROUP_BY = ("recording", "subject")
 LIKE_KEYS = ("eeg2arm_version", "channels", "sfreq", "bands", "frame_window_s", "frame_step_s", "events",
              "classes", "tmin_s", "tmax_s", "epoch_s_for_continuous")
@@ -58,7 +60,7 @@ class PrepareOptions:
     montage: str | None = None
     bandpass: tuple[float, float] | None = None  # Hz
     group_by: str = "recording"
-    spatial: str | None = None  # "csp:K": filter-bank CSP fitted on the trials' labels (eeg2arm.spatial)
+    spatial: str | None = None  # "csp:K" / "csp-tangent:K": filter-bank CSP fitted on the trials' labels (eeg2arm.spatial)
     align: str | None = None  # "euclidean" | "mean": each recording's signal re-centred by its own moments
     input_channels: tuple[str, ...] | None = None  # --like: the channels the recipe reads (channels are then fixed)
     sfreq: float | None = None  # --like: the rate the files must have (after --resample)
@@ -273,7 +275,7 @@ def prepare_recordings(recordings: dict[Path, Recording], opts: PrepareOptions, 
         "groups": "index into group_names",
         "group_names": group_names,
         "trial_sources": sources,
-        "feature": [FEATURES["csp" if recipe.spatial else kind] for kind in recipe.features],
+        "feature": [FEATURES[recipe.spatial.partition(":")[0] if recipe.spatial else kind] for kind in recipe.features],
     }
     if alignments:  # each recording's, e.g. for `stream --align-from` on the same subject
         meta["alignment"] = {"method": recipe.align, "recordings": {str(p): a.to_json() for p, a in alignments.items()}}

@@ -19,7 +19,9 @@ re-centring (Euclidean: R^-1/2, joined to step 1; mean: the channels' means, sub
 estimated from the output of steps 1-2 of its own signal, so it is given to the chain, not stored in the recipe. With `spatial` ("csp:K", filter-bank CSP) step 3 is replaced: for each band,
 its K filters `csp_filters[band]` (fitted by `prepare` on the training trials) project the signal, a causal
 Butterworth band-pass of that band follows, and the feature is log10 of the mean square per frame; the model's C
-"electrodes" are the components (csp1..), its F the bands: X (N, components, bands, T).
+"electrodes" are the components (csp1..), its F the bands: X (N, components, bands, T). With "csp-tangent:K" the
+feature is instead the tangent vector of the components' covariance per frame (spatial.tangent_vectors; the filters
+are stored whitened): X (N, K(K+1)/2 pairs, bands, T).
 
 `prepare` runs a continuous recording through 1-2 whole, from its first sample, before cutting trials; an epoch
 from its own first sample. `realtime.online.OnlineFeatures` runs the same `CausalChain` on a live stream.
@@ -41,7 +43,7 @@ from scipy.signal import sosfilt, sosfilt_zi
 from .errors import UserInputError
 from .features import (DEFAULT_BANDS, LOG_FLOOR, Band, band_power_frames, check_bands, frame_geometry, frame_view,
                        slow_frames)
-from .spatial import ALIGN_METHODS, Alignment, component_names, parse_spatial
+from .spatial import ALIGN_METHODS, Alignment, component_names, is_tangent, parse_spatial, tangent_vectors
 
 FEATURE_KINDS = ("bandpower", "slow")
 log = logging.getLogger("eeg2arm")
@@ -186,7 +188,7 @@ class Recipe:
             return self.channels
         if self.csp_filters is None:
             raise UserInputError(f"--spatial {self.spatial} is not fitted yet: its filters come from labelled trials")
-        return component_names(len(self.csp_filters[0]))
+        return component_names(len(self.csp_filters[0]), is_tangent(self.spatial))
 
     def bank_filters(self) -> list[np.ndarray]:
         """One causal band-pass (second-order sections) per band of a CSP recipe."""
@@ -230,8 +232,11 @@ class Recipe:
 
     def frames(self, signals: dict[str, np.ndarray]) -> np.ndarray:
         """The features of CausalChain's signals (..., C, n) -> float32 (..., C, F, T)."""
-        if self.spatial is not None:  # bank (..., F, K, n): log mean square per frame of each band's components
-            power = (frame_view(signals[BANK], self.sfreq, self.frame_window, self.frame_step) ** 2).mean(axis=-1)
+        if self.spatial is not None:  # bank (..., F, K, n): each band's components
+            frames = frame_view(signals[BANK], self.sfreq, self.frame_window, self.frame_step)  # (..., F, K, T, w)
+            if is_tangent(self.spatial):  # the tangent vector of their covariance per frame (..., F, K(K+1)/2, T)
+                return np.moveaxis(tangent_vectors(frames), -3, -2).astype(np.float32)  # (..., P, F, T)
+            power = (frames ** 2).mean(axis=-1)  # log mean square per frame (..., F, K, T)
             return np.moveaxis(np.log10(power + LOG_FLOOR), -3, -2).astype(np.float32)  # (..., K, F, T)
         parts = [band_power_frames(signals["bandpower"], self.sfreq, self.bands, self.frame_window, self.frame_step)
                  if kind == "bandpower" else

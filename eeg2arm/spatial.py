@@ -4,6 +4,13 @@
   `mne.decoding.CSP` (Ledoit-Wolf regularized covariances, components from both ends of the spectrum) on the
   training trials' band-passed signal and labels; beyond two classes, K filters per class against the rest. The
   model then sees, per frame, the log power of each component in its own band: X (N, C = components, F = bands, T).
+* **Their covariance in the tangent space** (`--spatial csp-tangent:K`): the same filters, each band's whitened by
+  P^-1/2 (P the mean covariance of its components over the training trials, so that the reference point is the
+  identity), and per frame the upper triangle of log(S), S the components' covariance over the frame (the mean of
+  x x^T, as the log power above is the mean of x²), off-diagonal entries times sqrt(2) so that the vector's norm is the
+  Riemannian distance to the reference: K(K+1)/2 numbers per band and frame, X (N, C = pairs, F = bands, T). The
+  diagonal carries each component's power, the rest how the components co-vary, which the log powers drop and
+  tangent-space methods (TS + LR) read.
 * **Alignment** of each recording (a session of a subject) from its own signal, no labels needed, so a new subject
   is aligned from its own signal and a live stream from its first seconds: `--align euclidean` (He & Wu 2019) re-centres the signal by R^-1/2, R the spatial covariance
   of its own band-passed signal, so that every subject's covariance becomes the identity; `--align mean` subtracts
@@ -20,8 +27,10 @@ from typing import Any
 import numpy as np
 
 from .errors import UserInputError
+from .features import LOG_FLOOR
 
-SPATIAL_METHODS = ("csp",)
+SPATIAL_METHODS = ("csp", "csp-tangent")  # log power of each component; tangent vector of their covariance
+TANGENT = "csp-tangent"
 ALIGN_METHODS = ("euclidean", "mean")
 SHRINK = 1e-3  # R + SHRINK * mean eigenvalue: keeps R^-1/2 finite for a rank-deficient signal (a common average)
 
@@ -30,7 +39,8 @@ def parse_spatial(text: str) -> str:
     """'csp:4' -> 'csp:4' (validated): the method and K components per band (and per class beyond two)."""
     method, _, k = text.strip().partition(":")
     if method not in SPATIAL_METHODS or not k.isdigit() or int(k) < 1:
-        raise UserInputError(f"--spatial {text!r} must be csp:K with K >= 1 spatial filters per band, e.g. csp:4")
+        raise UserInputError(f"--spatial {text!r} must be csp:K or csp-tangent:K with K >= 1 spatial filters per band, "
+                             f"e.g. csp:4")
     return f"{method}:{int(k)}"
 
 
@@ -45,9 +55,46 @@ def parse_align(text: str) -> str:
     return text
 
 
-def component_names(n: int) -> tuple[str, ...]:
-    """The model's C 'electrodes' of a CSP recipe: csp1, csp2, ... (the same filters' index in every band)."""
-    return tuple(f"csp{i + 1}" for i in range(n))
+def is_tangent(spatial: str | None) -> bool:
+    return spatial is not None and spatial.partition(":")[0] == TANGENT
+
+
+def component_names(n: int, tangent: bool = False) -> tuple[str, ...]:
+    """The model's C 'electrodes' of a CSP recipe of n components per band: csp1, csp2, ... (the same filters' index
+    in every band), or for their tangent vectors the upper triangle's pairs in row order: csp1, csp1*csp2, ..., csp2,
+    csp2*csp3, ... (a diagonal entry keeps its component's name)."""
+    names = [f"csp{i + 1}" for i in range(n)]
+    if not tangent:
+        return tuple(names)
+    return tuple(a if i == j else f"{a}*{names[j]}" for i, a in enumerate(names) for j in range(i, n))
+
+
+def whitened(filters: np.ndarray, bank: np.ndarray) -> np.ndarray:
+    """Each band's filters (F, K, C) times P^-1/2, P the mean covariance of its components over the trials of bank
+    (N, F, C, n): the components then have the identity as their mean covariance, the tangent space's reference."""
+    out = []
+    for f, W in enumerate(filters):
+        total = np.zeros((len(W), len(W)))
+        for trial in bank[:, f]:  # (C, n), one at a time: the bank of all training trials is large
+            z = W @ trial.astype(np.float64)  # (K, n)
+            total += z @ z.T
+        out.append(inverse_sqrt(total / (bank.shape[0] * bank.shape[-1])) @ W)
+    return np.stack(out)
+
+
+def tangent_vectors(frames: np.ndarray) -> np.ndarray:
+    """(..., K, T, w) frames of whitened components -> float64 (..., K(K+1)/2, T): the upper triangle of log(S) in
+    row order, off-diagonals times sqrt(2), S the mean of x x^T over each frame. A frame holding a non-finite sample
+    (an amplifier dropout) gives NaN, as band power does."""
+    S = np.einsum("...ktw,...ltw->...tkl", frames, frames) / frames.shape[-1]  # (..., T, K, K)
+    bad = ~np.isfinite(S).all(axis=(-2, -1))  # (..., T)
+    S[bad] = np.eye(S.shape[-1])
+    values, vectors = np.linalg.eigh(S)
+    log_S = (vectors * np.log(np.clip(values, LOG_FLOOR, None))[..., None, :]) @ np.swapaxes(vectors, -1, -2)
+    rows, cols = np.triu_indices(S.shape[-1])
+    vector = log_S[..., rows, cols] * np.where(rows == cols, 1.0, np.sqrt(2.0))  # (..., T, P)
+    vector[bad] = np.nan
+    return np.moveaxis(vector, -1, -2)
 
 
 def fit_csp(bank: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:

@@ -27,7 +27,8 @@ MOTOR = ["--channels", "FC3,FC1,C3,C1,Cz,C2,C4,CP3,CP4", "--montage", MONTAGE, "
          "--bands", "mu:8-13,beta:13-30"]
 CUES = ["--event", "T1=left", "--event", "T2=right", "--tmin", 0, "--tmax", 4]
 LEARNED = {"csp": ["--spatial", "csp:2"], "align": ["--align", "euclidean"],
-           "csp+align": ["--spatial", "csp:3", "--align", "euclidean"]}
+           "csp+align": ["--spatial", "csp:3", "--align", "euclidean"],
+           "tangent+align": ["--spatial", "csp-tangent:3", "--align", "euclidean"]}
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,9 @@ def test_learned_recipes_online_equal_prepare(name, raw_dir, tmp_path):
         k = 3 if name == "csp+align" else 2
         assert config.channel_names == tuple(f"csp{i + 1}" for i in range(k)) and config.band_names == ("mu", "beta")
         assert np.asarray(config.csp_filters).shape == (2, k, 9) and len(config.sensor_channels) == 9
+    if "tangent" in name:  # the 6 pairs of 3 components
+        assert config.channel_names == ("csp1", "csp1*csp2", "csp1*csp3", "csp2", "csp2*csp3", "csp3")
+        assert np.asarray(config.csp_filters).shape == (2, 3, 9) and meta["feature"][0].startswith("upper triangle")
     recipe = model_recipe(config)
     align = load_alignment(tmp_path / "p" / "meta.json", recipe) if "align" in name else None
     online = OnlineFeatures(recipe, align)
