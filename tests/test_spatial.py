@@ -173,7 +173,8 @@ def test_what_cannot_match_is_refused(raw_dir, tmp_path):
         open_features(unaligned, align_from=tmp_path / "other" / "meta.json")
 
 
-def test_a_csp_aligned_model_streams_alike_in_torch_onnx_and_the_server(raw_dir, tmp_path):
+@pytest.mark.parametrize("name", ["csp+align", "tangent+align"])
+def test_a_csp_aligned_model_streams_alike_in_torch_onnx_and_the_server(name, raw_dir, tmp_path):
     """The filters travel meta.json -> config -> checkpoint -> ONNX metadata; the subject's alignment comes from
     `prepare --like` on its recording (--align-from), and every backend decides alike."""
     from eeg2arm.config import EEGConfig
@@ -182,7 +183,7 @@ def test_a_csp_aligned_model_streams_alike_in_torch_onnx_and_the_server(raw_dir,
     from export.onnx_export import export_onnx
 
     runs = sorted((raw_dir / "eegmmidb" / "S001").glob("*.edf"))
-    X, _ = prepare(runs[:2], tmp_path / "p", *CUES, *MOTOR, *LEARNED["csp+align"], "--group-by", "subject")
+    X, _ = prepare(runs[:2], tmp_path / "p", *CUES, *MOTOR, *LEARNED[name], "--group-by", "subject")
     prepare(runs[2:], tmp_path / "new", "--like", tmp_path / "p" / "meta.json")
     config = EEGConfig.from_dict({**config_of(tmp_path / "p" / "meta.json").to_dict(), "frame_embed": 32,
                                   "n_heads": 2, "spatial_filters": 8})
@@ -190,21 +191,27 @@ def test_a_csp_aligned_model_streams_alike_in_torch_onnx_and_the_server(raw_dir,
     train(X, np.load(tmp_path / "p" / "y.npy"), config, ckpt, TrainOptions(epochs=1, batch=16, workers=0,
                                                                             device="cpu"), echo=lambda s: None)
     align = ["--align-from", tmp_path / "new" / "meta.json"]
-    torch_run = run("stream", "--raw", runs[2], "--ckpt", ckpt, "--fast", "--device", "cpu", *align)
-    assert torch_run.exit_code == 0, torch_run.output
-    decisions = [line for line in torch_run.output.splitlines() if line.startswith("[t=")]
-    assert decisions
+
+    def streamed(*backend) -> tuple[list[str], np.ndarray]:
+        """(the printed decisions, every decided frame's probabilities from --out-jsonl) of one backend."""
+        out = tmp_path / f"{len(list(tmp_path.glob('*.jsonl')))}.jsonl"
+        result = run("stream", "--raw", runs[2], *backend, "--fast", *align, "--out-jsonl", out)
+        assert result.exit_code == 0, result.output
+        return ([line for line in result.output.splitlines() if line.startswith("[t=")],
+                np.array([json.loads(line)["probs"] for line in out.read_text().splitlines()]))
+
+    decisions, probs = streamed("--ckpt", ckpt, "--device", "cpu")
+    assert len(probs) > 200 and probs.std(axis=0).min() > 1e-3  # the frames move the model
     export_onnx(ckpt, tmp_path / "model.onnx", x_path=tmp_path / "p" / "X.npy", echo=lambda s: None)
     exported, _ = read_onnx_metadata(tmp_path / "model.onnx")
     assert exported == config and exported.csp_filters == config.csp_filters and exported.align == "euclidean"
-    onnx_run = run("stream", "--raw", runs[2], "--onnx", tmp_path / "model.onnx", "--fast", "--device", "cpu", *align)
-    assert [line for line in onnx_run.output.splitlines() if line.startswith("[t=")] == decisions
+    onnx_decisions, onnx_probs = streamed("--onnx", tmp_path / "model.onnx", "--device", "cpu")
     with serve({"EEG2ARM_ONNX": str(tmp_path / "model.onnx")}, tmp_path / "serve.log") as url:
         recipe = requests.get(f"{url}/metadata", timeout=10).json()["recipe"]
-        served = run("stream", "--raw", runs[2], "--url", url, "--fast", *align)
-    assert recipe["spatial"] == "csp:3" and recipe["align"] == "euclidean"
-    assert served.exit_code == 0, served.output
-    assert [line for line in served.output.splitlines() if line.startswith("[t=")] == decisions
+        served_decisions, served_probs = streamed("--url", url)
+    assert recipe["spatial"] == LEARNED[name][1] and recipe["align"] == "euclidean"
+    assert onnx_decisions == decisions and served_decisions == decisions
+    assert np.abs(onnx_probs - probs).max() <= 1e-4 and np.abs(served_probs - probs).max() <= 1e-4
     estimated = run("stream", "--raw", runs[2], "--ckpt", ckpt, "--fast", "--device", "cpu", "--align-seconds", 30)
     assert estimated.exit_code == 0, estimated.output
     assert estimated.output.startswith("aligning: the subject's alignment is estimated from the first 30 s")
@@ -369,3 +376,44 @@ def test_filter_shares_follow_the_weights_and_ignore_recipes_without_learned_fil
     averaged = Recipe(**kwargs, reference="average", spatial="csp:1", csp_filters=(((0.0, 0.0, 2.0),),))
     assert filter_shares(averaged, None) == pytest.approx({"C3": 1 / 6, "Cz": 1 / 6, "C4": 2 / 3})  # 2(e3 - mean)
     assert filter_shares(Recipe(**kwargs), None) is None
+
+
+def test_tangent_vectors_are_the_matrix_logarithm_of_each_frames_covariance():
+    """The upper triangle of log(S) (scipy's logm), off-diagonals times sqrt(2), so that the vector's norm is the
+    Riemannian distance of S to the identity; a frame with a dropout is NaN, its neighbours are not."""
+    from scipy.linalg import logm
+
+    from eeg2arm.spatial import tangent_vectors
+
+    rng = np.random.default_rng(0)
+    frames = rng.normal(size=(2, 3, 4, 40)) * np.array([1.0, 2.0, 0.5])[:, None, None]  # (N, K, T, w)
+    frames[0, 1] += 0.8 * frames[0, 0]  # correlated components: S far from diagonal
+    frames[1, 2, 3, 7] = np.nan
+    vectors = tangent_vectors(frames)  # (N, 6, T)
+    assert vectors.shape == (2, 6, 4)
+    S = frames[0, :, 2] @ frames[0, :, 2].T / 40  # (K, K): trial 0, frame 2
+    log_S = logm(S).real
+    rows, cols = np.triu_indices(3)
+    assert np.allclose(vectors[0, :, 2], log_S[rows, cols] * np.where(rows == cols, 1, np.sqrt(2)), atol=1e-10)
+    assert np.isclose(np.linalg.norm(vectors[0, :, 2]), np.linalg.norm(log_S), atol=1e-10)
+    assert abs(vectors[0, 1, 2]) > 0.3  # the correlation is carried off the diagonal
+    assert np.isnan(vectors[1, :, 3]).all() and np.isfinite(vectors[1, :, :3]).all() and np.isfinite(vectors[0]).all()
+
+
+def test_whitened_filters_give_components_of_identity_mean_covariance():
+    """The tangent space's reference: over the trials they were whitened on, the components' mean covariance is the
+    identity in every band; the unwhitened filters' is not."""
+    from eeg2arm.spatial import component_names, fit_csp, whitened
+
+    rng = np.random.default_rng(1)
+    mixing = rng.normal(size=(5, 5))
+    bank = np.einsum("cd,nfds->nfcs", mixing, rng.normal(size=(30, 2, 5, 200)))  # (N, F, C, n)
+    bank[:15, 0, 0] *= 3  # class 1 stronger on one source in the first band
+    y = np.repeat([0, 1], 15)
+    filters = fit_csp(bank, y, 2)  # (F, 2, C)
+    for W in (filters, whitened(filters, bank)):
+        z = np.einsum("fkc,nfcs->fnks", W, bank)
+        covariance = np.einsum("fnks,fnls->fkl", z, z) / (30 * 200)
+        identity = np.allclose(covariance, np.eye(2), atol=0.01)  # up to inverse_sqrt's shrinkage (1e-3)
+        assert identity == (W is not filters)
+    assert component_names(3, tangent=True) == ("csp1", "csp1*csp2", "csp1*csp3", "csp2", "csp2*csp3", "csp3")
