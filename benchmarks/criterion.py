@@ -23,6 +23,11 @@ beating the mean was enough; since stop 25, three seeds).
     .venv/bin/python benchmarks/criterion.py eegmmidb_within_mu --variant=--no-linear-stem    # ~10 min on 2 cores
     .venv/bin/python benchmarks/criterion.py FingerMovements --variant="--layers 2" --seeds 1337,1,2
     .venv/bin/python benchmarks/criterion.py eegmmidb_cross_mu --variant="prepare: --bands mubeta:8-30"
+    .venv/bin/python benchmarks/criterion.py eegmmidb_cross_mu --readout-only --variant="prepare: --spatial csp:8"
+
+`--readout-only` trains no EEGModel: each setting (the recipe, and variants of its prepare arguments only) is scored
+by the linear readout of its own windows, a screen of features in a minute or two (stop 29: it does not predict
+EEGModel's score, docs/accuracy.md; a feature that the readout likes still goes to the criterion).
 """
 from __future__ import annotations
 
@@ -107,17 +112,20 @@ def seeded(recipe: dict, variant: str, seed: int) -> dict:
 
 
 def criterion(name: str, recipe: dict, variants: list[str], subjects: tuple[str, ...],
-              seeds: tuple[int, ...] = (DEFAULT_SEED,)) -> dict[str, list[float]]:
-    """{"the recipe" | variant | READOUT: accuracy per inner split, the mean over `seeds` for EEGModel}."""
+              seeds: tuple[int, ...] = (DEFAULT_SEED,), readout_only: bool = False) -> dict[str, list[float]]:
+    """{"the recipe" | variant | READOUT: accuracy per inner split, the mean over `seeds` for EEGModel}; with
+    `readout_only`, {"the recipe" | variant: the linear readout of its windows} and no EEGModel trained."""
     settings = {"the recipe": ""} | {v: v for v in variants}  # name: train arguments over the recipe's
-    scores: dict[str, list[float]] = {key: [] for key in [*settings, READOUT]}
+    scores: dict[str, list[float]] = {key: [] for key in [*settings, *([] if readout_only else [READOUT])]}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for i, fold in enumerate(inner_folds(name, recipe, Path(tmp), subjects)):
             for key, variant in settings.items():
-                scores[key].append(float(np.mean([eegmodel_accuracy(fold, seeded(recipe, variant, seed))
-                                                  for seed in seeds])))
-            scores[READOUT].append(readout_accuracy(fold, recipe))
+                scores[key].append(readout_accuracy(fold, seeded(recipe, variant, DEFAULT_SEED)) if readout_only
+                                   else float(np.mean([eegmodel_accuracy(fold, seeded(recipe, variant, seed))
+                                                       for seed in seeds])))
+            if not readout_only:
+                scores[READOUT].append(readout_accuracy(fold, recipe))
             print(f"split {i + 1}: " + ", ".join(f"{key} {a[-1]:.3f}" for key, a in scores.items())
                   + f" ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     return scores
@@ -162,8 +170,13 @@ def main() -> None:
                    help="EEGMMIDB rows: the first N subjects (a quicker, noisier criterion)")
     p.add_argument("--seeds", type=seed_list, default=(DEFAULT_SEED,), metavar="S,S,...",
                    help=f"train each setting once per seed, a split's score the mean (default: {DEFAULT_SEED})")
+    p.add_argument("--readout-only", action="store_true",
+                   help="score each setting's features by accuracy.py's linear readout of its windows, no EEGModel "
+                        "trained (a screen of prepare variants in about a minute)")
     p.add_argument("--recipes", type=Path, default=HERE / "recipes.toml")
     args = p.parse_args()
+    if args.readout_only and (args.seeds != (DEFAULT_SEED,) or any(variant_arguments(v)[0] for v in args.variant)):
+        p.error("--readout-only trains nothing: give its variants as 'prepare: ...' only, and no --seeds")
     if len(set(args.variant)) < len(args.variant) or not all(v.strip() for v in args.variant):
         p.error("each --variant must be given once and name train arguments")
     for variant in args.variant:
@@ -178,8 +191,10 @@ def main() -> None:
     mne.set_log_level("ERROR")
     recipe = tomllib.loads(args.recipes.read_text())[args.row]
     t0 = time.perf_counter()
-    print("\n".join(table(criterion(args.row, recipe, args.variant, SUBJECTS[:args.subjects], args.seeds))))
-    print(f"seeds: {', '.join(map(str, args.seeds))} (EEGModel's score on a split: the mean over them)")
+    print("\n".join(table(criterion(args.row, recipe, args.variant, SUBJECTS[:args.subjects], args.seeds,
+                                    args.readout_only))))
+    print("each setting's score: the linear readout of its windows (no EEGModel trained)" if args.readout_only else
+          f"seeds: {', '.join(map(str, args.seeds))} (EEGModel's score on a split: the mean over them)")
     print(f"{args.row}: {time.perf_counter() - t0:.0f} s")
 
 

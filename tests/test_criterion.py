@@ -100,3 +100,23 @@ def test_the_table_prints_the_paired_difference_to_four_decimals_and_counts_no_f
     variant = [0.51, 0.6, 0.69, tie[1]]  # + 0.01, a tie, - 0.01, a tie in exact arithmetic
     line = criterion.table({"the recipe": recipe, "V": variant})[-1]
     assert line.startswith("| V | ") and "| +0.0000 ± 0.0041 | 1 / 1 |" in line
+
+
+def test_readout_only_scores_each_settings_own_windows_and_trains_nothing(monkeypatch):
+    """--readout-only: the recipe's and each variant's prepare arguments reach the readout; EEGModel never trains."""
+    seen = []
+    monkeypatch.setattr(criterion, "inner_folds", lambda *args: iter(["fold 1", "fold 2"]))
+    monkeypatch.setattr(criterion, "readout_accuracy", lambda fold, recipe: seen.append(recipe["prepare"]) or 0.5)
+    monkeypatch.setattr(criterion, "eegmodel_accuracy", lambda *args: pytest.fail("EEGModel trained"))
+    recipe = RECIPES["eegmmidb_cross_mu"]
+    scores = criterion.criterion("eegmmidb_cross_mu", recipe, ["prepare: --spatial csp:8"], accuracy.SUBJECTS,
+                                 readout_only=True)
+    assert scores == {"the recipe": [0.5, 0.5], "prepare: --spatial csp:8": [0.5, 0.5]}
+    assert seen == [recipe["prepare"], [*recipe["prepare"], "--spatial", "csp:8"]] * 2
+
+
+@pytest.mark.parametrize("flags", [["--variant=--elec 8 prepare: --spatial csp:8"], ["--seeds", "1,2"]])
+def test_readout_only_refuses_what_it_would_ignore(flags):
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "criterion.py"), "eegmmidb_cross_mu",
+                           "--readout-only", *flags], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--readout-only trains nothing" in done.stderr, done.stderr
