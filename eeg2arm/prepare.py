@@ -60,7 +60,7 @@ class PrepareOptions:
     montage: str | None = None
     bandpass: tuple[float, float] | None = None  # Hz
     group_by: str = "recording"
-    spatial: str | None = None  # "csp:K" / "csp-tangent:K": filter-bank CSP fitted on the trials' labels (eeg2arm.spatial)
+    spatial: str | None = None  # "csp:K" / "csp-tangent:K": filter-bank CSP fitted on the labels (eeg2arm.spatial)
     align: str | None = None  # "euclidean" | "mean": each recording's signal re-centred by its own moments
     input_channels: tuple[str, ...] | None = None  # --like: the channels the recipe reads (channels are then fixed)
     sfreq: float | None = None  # --like: the rate the files must have (after --resample)
