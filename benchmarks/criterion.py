@@ -26,7 +26,7 @@ beating the mean was enough; since stop 25, three seeds).
     .venv/bin/python benchmarks/criterion.py eegmmidb_cross_mu --readout-only --variant="prepare: --spatial csp:8"
 
 `--readout-only` trains no EEGModel: each setting (the recipe, and variants of its prepare arguments only) is scored
-by the linear readout of its own windows, a screen of features in a minute or two (stop 29: it does not predict
+by the linear readout of its own windows, a screen of features in one to three minutes on 2 cores (stop 29: it does not predict
 EEGModel's score, docs/accuracy.md; a feature that the readout likes still goes to the criterion).
 """
 from __future__ import annotations
@@ -114,7 +114,7 @@ def seeded(recipe: dict, variant: str, seed: int) -> dict:
 def criterion(name: str, recipe: dict, variants: list[str], subjects: tuple[str, ...],
               seeds: tuple[int, ...] = (DEFAULT_SEED,), readout_only: bool = False) -> dict[str, list[float]]:
     """{"the recipe" | variant | READOUT: accuracy per inner split, the mean over `seeds` for EEGModel}; with
-    `readout_only`, {"the recipe" | variant: the linear readout of its windows} and no EEGModel trained."""
+    `readout_only`, {"the recipe" | variant: the linear readout of its windows}, no EEGModel trained (no seeds)."""
     settings = {"the recipe": ""} | {v: v for v in variants}  # name: train arguments over the recipe's
     scores: dict[str, list[float]] = {key: [] for key in [*settings, *([] if readout_only else [READOUT])]}
     t0 = time.perf_counter()
@@ -172,7 +172,7 @@ def main() -> None:
                    help=f"train each setting once per seed, a split's score the mean (default: {DEFAULT_SEED})")
     p.add_argument("--readout-only", action="store_true",
                    help="score each setting's features by accuracy.py's linear readout of its windows, no EEGModel "
-                        "trained (a screen of prepare variants in about a minute)")
+                        "trained (a screen of prepare variants: one to three minutes on 2 cores)")
     p.add_argument("--recipes", type=Path, default=HERE / "recipes.toml")
     args = p.parse_args()
     if args.readout_only and (args.seeds != (DEFAULT_SEED,) or any(variant_arguments(v)[0] for v in args.variant)):

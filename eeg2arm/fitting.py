@@ -17,7 +17,7 @@ import numpy as np
 from .errors import UserInputError
 from .recipe import BANK, Recipe
 from .recordings import Recording
-from .spatial import Alignment, components_per_band, fit_csp, is_tangent, whitened
+from .spatial import Alignment, fit_csp, is_tangent, whitened
 from .trials import Span, recording_moments, trial_signals
 
 
@@ -41,7 +41,7 @@ def fit_spatial(recordings: dict[Path, Recording], recipe: Recipe, event_class: 
         raise UserInputError("--spatial csp learns its filters from labelled trials, and the files give none: check "
                              "--event and --tmin/--tmax")
     bank = np.concatenate(banks)  # (N, F, C, n)
-    filters = fit_csp(bank, np.concatenate(labels), components_per_band(recipe.spatial))
+    filters = fit_csp(bank, np.concatenate(labels), recipe.spatial)
     if is_tangent(recipe.spatial):  # the tangent space's reference becomes the identity
         filters = whitened(filters, bank)
     return dataclasses.replace(recipe, csp_filters=filters)

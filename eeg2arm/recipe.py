@@ -21,7 +21,7 @@ its K filters `csp_filters[band]` (fitted by `prepare` on the training trials) p
 Butterworth band-pass of that band follows, and the feature is log10 of the mean square per frame; the model's C
 "electrodes" are the components (csp1..), its F the bands: X (N, components, bands, T). With "csp-tangent:K" the
 feature is instead the tangent vector of the components' covariance per frame (spatial.tangent_vectors; the filters
-are stored whitened): X (N, K(K+1)/2 pairs, bands, T).
+are stored whitened): X (N, K'(K'+1)/2 pairs, bands, T), K' the components per band.
 
 `prepare` runs a continuous recording through 1-2 whole, from its first sample, before cutting trials; an epoch
 from its own first sample. `realtime.online.OnlineFeatures` runs the same `CausalChain` on a live stream.
@@ -43,7 +43,8 @@ from scipy.signal import sosfilt, sosfilt_zi
 from .errors import UserInputError
 from .features import (DEFAULT_BANDS, LOG_FLOOR, Band, band_power_frames, check_bands, frame_geometry, frame_view,
                        slow_frames)
-from .spatial import ALIGN_METHODS, Alignment, component_names, is_tangent, parse_spatial, tangent_vectors
+from .spatial import (ALIGN_METHODS, SPATIAL_METHODS, Alignment, component_names, is_tangent, parse_spatial,
+                      tangent_vectors)
 
 FEATURE_KINDS = ("bandpower", "slow")
 log = logging.getLogger("eeg2arm")
@@ -123,18 +124,18 @@ def montage_names(names: list[str], montage: str) -> dict[str, str]:
 
 
 def iir_sos(sfreq: float, l_freq: float | None, h_freq: float | None, what: str) -> np.ndarray:
-    """Second-order sections of MNE's causal Butterworth filter (phase='forward'), a copy of the design made once
-    per rate and edges: a recipe asks for its filters on every chain and check, and MNE's design took a sixth of a
-    CSP recipe's `prepare`."""
-    return designed_sos(sfreq, l_freq, h_freq, what).copy()
-
-
-@functools.lru_cache(maxsize=64)
-def designed_sos(sfreq: float, l_freq: float | None, h_freq: float | None, what: str) -> np.ndarray:
+    """Second-order sections of MNE's causal Butterworth filter (phase='forward'): a copy (scipy's sosfilt needs a
+    writable array) of the design made once per rate and edges, since a recipe asks for its filters on every chain
+    and check. `what` names the edges in the error."""
     for edge in (l_freq, h_freq):
         if edge is not None and not 0 < edge < sfreq / 2:
             raise UserInputError(f"{what} {edge:g} Hz must lie between 0 and the Nyquist frequency {sfreq / 2:g} Hz "
                                  f"of {sfreq:g} Hz data")
+    return _designed_sos(sfreq, l_freq, h_freq).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _designed_sos(sfreq: float, l_freq: float | None, h_freq: float | None) -> np.ndarray:
     params = mne.filter.create_filter(None, sfreq, l_freq, h_freq, method="iir", phase="forward", verbose="error",
                                       iir_params=dict(order=FILTER_ORDER, ftype="butter", output="sos"))
     return params["sos"]
@@ -155,7 +156,7 @@ class Recipe:
     reference: str = "none"  # none | average | csd | CH[,CH...]
     montage: str | None = None  # MNE built-in montage: electrode positions (csd) and channel spelling
     bandpass: tuple[float, float] | None = None  # Hz, causal band-pass before every feature
-    spatial: str | None = None  # "csp:K": filter-bank CSP (eeg2arm.spatial), fitted on labelled trials
+    spatial: str | None = None  # "csp:K" | "csp-tangent:K": filter-bank CSP (eeg2arm.spatial), fitted on labels
     csp_filters: tuple[tuple[tuple[float, ...], ...], ...] | None = None  # (bands, components, channels); None: unfitted
     align: str | None = None  # "euclidean" | "mean": every subject's signal re-centred (given to CausalChain)
 
@@ -283,6 +284,9 @@ class Recipe:
         channels = tuple(fields.get("sensor_channels") or fields["channel_names"])
         extra = {"slow_cutoff": slow[0][2]} if slow else {}
         if fields.get("spatial"):
+            if str(fields["spatial"]).partition(":")[0] not in SPATIAL_METHODS:
+                raise UserInputError(f"spatial filters {str(fields['spatial'])[:40]!r} cannot be computed by this "
+                                     f"eeg2arm version: update eeg2arm")
             if not fields.get("csp_filters") or not fields.get("sensor_channels"):
                 raise UserInputError("the recipe names --spatial but records no fitted filters: use the meta.json or "
                                      "model that eeg2arm wrote, unedited")

@@ -8,7 +8,8 @@
   P^-1/2 (P the mean covariance of its components over the training trials, so that the reference point is the
   identity), and per frame the upper triangle of log(S), S the components' covariance over the frame (the mean of
   x x^T, as the log power above is the mean of x²), off-diagonal entries times sqrt(2) so that the vector's norm is the
-  Riemannian distance to the reference: K(K+1)/2 numbers per band and frame, X (N, C = pairs, F = bands, T). The
+  Riemannian distance to the reference: K'(K'+1)/2 numbers per band and frame (K' = K, or K per class beyond two
+  classes), X (N, C = pairs, F = bands, T). The
   diagonal carries each component's power, the rest how the components co-vary, which the log powers drop and
   tangent-space methods (TS + LR) read.
 * **Alignment** of each recording (a session of a subject) from its own signal, no labels needed, so a new subject
@@ -45,7 +46,7 @@ def parse_spatial(text: str) -> str:
 
 
 def components_per_band(spatial: str) -> int:
-    """K of 'csp:K'."""
+    """K of 'csp:K' or 'csp-tangent:K'."""
     return int(spatial.partition(":")[2])
 
 
@@ -56,6 +57,7 @@ def parse_align(text: str) -> str:
 
 
 def is_tangent(spatial: str | None) -> bool:
+    """Whether a recipe's `spatial` reads the tangent vectors of its components' covariance (csp-tangent:K)."""
     return spatial is not None and spatial.partition(":")[0] == TANGENT
 
 
@@ -71,7 +73,8 @@ def component_names(n: int, tangent: bool = False) -> tuple[str, ...]:
 
 def whitened(filters: np.ndarray, bank: np.ndarray) -> np.ndarray:
     """Each band's filters (F, K, C) times P^-1/2, P the mean covariance of its components over the trials of bank
-    (N, F, C, n): the components then have the identity as their mean covariance, the tangent space's reference."""
+    (N, F, C, n) (inverse_sqrt's P^-1/2, shrunk by 1e-3 of its mean eigenvalue): the components then have about the
+    identity as their mean covariance, the tangent space's reference."""
     out = []
     for f, W in enumerate(filters):
         total = np.zeros((len(W), len(W)))
@@ -97,9 +100,10 @@ def tangent_vectors(frames: np.ndarray) -> np.ndarray:
     return np.moveaxis(vector, -1, -2)
 
 
-def fit_csp(bank: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
-    """Filter-bank CSP: bank (N, F, C, n) band-passed trials, y (N,) labels -> filters (F, K', C), K' = k for two
-    classes, k per class (one against the rest) beyond."""
+def fit_csp(bank: np.ndarray, y: np.ndarray, spatial: str) -> np.ndarray:
+    """Filter-bank CSP of `spatial` ("csp:k" or "csp-tangent:k"): bank (N, F, C, n) band-passed trials, y (N,)
+    labels -> filters (F, K', C), K' = k for two classes, k per class (one against the rest) beyond."""
+    method, k = spatial.partition(":")[0], components_per_band(spatial)
     from mne.decoding import CSP
     from mne.utils import use_log_level
 
@@ -109,8 +113,8 @@ def fit_csp(bank: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
                              "training trials hold one class: give --event for two or more classes, or prepare "
                              "--like a recipe fitted before")
     if k > bank.shape[2]:
-        raise UserInputError(f"--spatial csp:{k} asks for more filters than the {bank.shape[2]} channels: use at "
-                             f"most csp:{bank.shape[2]}")
+        raise UserInputError(f"--spatial {spatial} asks for more filters than the {bank.shape[2]} channels: use at "
+                             f"most {method}:{bank.shape[2]}")
     targets = [y] if len(classes) == 2 else [(y == c).astype(int) for c in classes]  # one against the rest
     filters = []
     for f in range(bank.shape[1]):

@@ -139,6 +139,9 @@ def test_a_supervised_recipe_without_labels_is_one_line_and_writes_nothing(raw_d
                                     "classes") and len(result.output.splitlines()) == 1
     result = run("prepare", edf, "--out", tmp_path / "p", *CUES, *MOTOR, "--spatial", "csp:10")
     assert result.exit_code == 2 and "more filters than the 9 channels" in result.output
+    result = run("prepare", edf, "--out", tmp_path / "p", *CUES, *MOTOR, "--spatial", "csp-tangent:12")
+    assert result.exit_code == 2 and "csp-tangent:12 asks for more filters than the 9 channels: use at most " \
+        "csp-tangent:9" in result.output and not (tmp_path / "p").exists()
     result = run("prepare", edf, "--out", tmp_path / "p", *CUES, *MOTOR, "--spatial", "pca:2")
     assert result.exit_code == 2 and "must be csp:K" in result.output
     result = run("prepare", edf, "--out", tmp_path / "p", *CUES, "--features", "slow", "--spatial", "csp:2")
@@ -410,10 +413,34 @@ def test_whitened_filters_give_components_of_identity_mean_covariance():
     bank = np.einsum("cd,nfds->nfcs", mixing, rng.normal(size=(30, 2, 5, 200)))  # (N, F, C, n)
     bank[:15, 0, 0] *= 3  # class 1 stronger on one source in the first band
     y = np.repeat([0, 1], 15)
-    filters = fit_csp(bank, y, 2)  # (F, 2, C)
+    filters = fit_csp(bank, y, "csp-tangent:2")  # (F, 2, C)
     for W in (filters, whitened(filters, bank)):
         z = np.einsum("fkc,nfcs->fnks", W, bank)
         covariance = np.einsum("fnks,fnls->fkl", z, z) / (30 * 200)
         identity = np.allclose(covariance, np.eye(2), atol=0.01)  # up to inverse_sqrt's shrinkage (1e-3)
         assert identity == (W is not filters)
     assert component_names(3, tangent=True) == ("csp1", "csp1*csp2", "csp1*csp3", "csp2", "csp2*csp3", "csp3")
+
+
+def test_a_spatial_method_this_version_does_not_know_asks_for_an_update():
+    """A model made by a later eeg2arm (a spatial method unknown here) is refused as unknown features are."""
+    from eeg2arm.recipe import Recipe
+
+    names = ("C3", "C4")
+    fields = {"sfreq": 160.0, "channel_names": ("csp1",), "sensor_channels": names, "band_names": ("mu",),
+              "band_edges": ((8.0, 13.0),), "frame_window": 0.5, "frame_step": 0.25,
+              "csp_filters": (((1.0, -1.0),),)}
+    assert Recipe.from_fields({**fields, "spatial": "csp:1"}).model_channels == ("csp1",)
+    with pytest.raises(UserInputError, match="'laplace-riemann:1' cannot be computed by this eeg2arm version: update"):
+        Recipe.from_fields({**fields, "spatial": "laplace-riemann:1"})
+
+
+def test_filter_designs_are_shared_but_each_caller_gets_its_own_copy():
+    from eeg2arm.recipe import iir_sos
+
+    first = iir_sos(160.0, 8.0, 30.0, "--bandpass edge")
+    first[:] = 0.0  # a caller that writes into its filter
+    again = iir_sos(160.0, 8.0, 30.0, "band mubeta edge")  # the same edges under another name: the same design
+    assert again.shape == first.shape and np.abs(again).max() > 0 and not np.shares_memory(first, again)
+    with pytest.raises(UserInputError, match="band x edge 90 Hz must lie between 0 and the Nyquist frequency 80"):
+        iir_sos(160.0, 8.0, 90.0, "band x edge")

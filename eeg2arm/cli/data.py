@@ -55,7 +55,7 @@ RECIPE_FLAGS = ("events", "tmin", "tmax", "window", "bands", "frame_window", "fr
               help="csp:K: filter-bank CSP learned from the trials' labels: K spatial filters per band of --bands (K "
                    "per class against the rest beyond two classes); X becomes (N, components, bands, T), the log "
                    "power of each component in its band. csp-tangent:K: the same filters, and per frame the tangent "
-                   "vector of the components' covariance, X (N, K(K+1)/2, bands, T)")
+                   "vector of the components' covariance, X (N, K'(K'+1)/2 pairs, bands, T), K' the components per band")
 @click.option("--align", type=click.Choice(["euclidean", "mean"]), default=None,
               help="Re-centre each recording's signal from its own samples, no labels needed: euclidean (by "
                    "R^-1/2, R its spatial covariance) or mean (less each channel's mean: electrode offsets and drift, "
