@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import io
 import os
-import platform
 import re
 import shutil
 import sys
@@ -64,6 +63,7 @@ from eeg2arm.recordings import open_recording, subject_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # noqa: E402
+from machine import machine_line  # noqa: E402
 from peers import DEEP, applies, peer_accuracy  # noqa: E402
 
 try:
@@ -490,17 +490,12 @@ def cell(scores: list[float] | None) -> str:
 
 
 def machine() -> str:
-    """The CPU, its cores and the versions the numbers depend on, printed under the table: FingerMovements' row
-    moved by 0.029 between two machines with the same code (docs/accuracy.md, stop 28)."""
+    """The machine (benchmarks/machine.py) with torch's threads and the versions of the modules as imported,
+    printed under the table."""
     import torch  # here: loaded by then in a run that trains, and `--commands` need not load it
-    cpuinfo = Path("/proc/cpuinfo")
-    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M) if cpuinfo.exists() else None
-    cpu = model.group(1) if model else platform.processor() or platform.machine()  # ARM Linux, macOS: no model name
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()  # this process's
-    modules = {"torch": torch, "numpy": np, "scipy": scipy, "mne": mne, "scikit-learn": sklearn}  # as imported
-    versions = ", ".join(f"{name} {module.__version__}" for name, module in modules.items())
-    return (f"{cpu}, {cores} cores, {torch.get_num_threads()} torch threads; Python {platform.python_version()}, "
-            f"{versions}")
+    modules = {"torch": torch, "numpy": np, "scipy": scipy, "mne": mne, "scikit-learn": sklearn}
+    return machine_line({name: module.__version__ for name, module in modules.items()},
+                        f"{torch.get_num_threads()} torch threads")
 
 
 def main() -> None:

@@ -21,8 +21,6 @@ import asyncio
 import contextlib
 import io
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +32,7 @@ from websockets.sync.client import connect
 
 from eeg2arm.sample import SAMPLE_X
 from serving.local_server import serve
+from machine import installed_versions, machine_line  # benchmarks/machine.py (the script's folder)
 
 SERVERS = (("floor: empty BentoML", ("benchmarks.floor_service:Floor",)),
            ("floor, tuned as eeg2arm", ("benchmarks.floor_service:TunedFloor",)),
@@ -136,7 +135,7 @@ def main() -> None:
         rows += [(name, workers, c, _best(runs[(name, c)])) for name, _ in SERVERS for c in clients]
 
     floor = {(w, c): r for name, w, c, r in rows if name == SERVERS[0][0]}
-    print(f"# {time.strftime('%Y-%m-%d')} {platform.node()} {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
+    print(f"# {time.strftime('%Y-%m-%d')} {machine_line(installed_versions('bentoml', 'onnxruntime'))}")
     print(f"{'server':<24} {'workers':>7} {'clients':>7} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
           f"{'req/s vs floor':>14} {'p50 vs floor':>12}")
     for name, w, c, (rps, p50, p99, err) in rows:

@@ -11,7 +11,6 @@ slows them alike. Results: docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import tempfile
 import time
@@ -25,6 +24,7 @@ from eeg2arm.checkpoint import load_model_from_checkpoint
 from export.onnx_export import export_onnx
 from export.parity import load_parity_windows, real_windows
 from export.session import OnnxPredictor
+from machine import machine_line  # benchmarks/machine.py (the script's folder)
 
 
 def median_ms(fns: list[Callable[[], object]], repeats: int, warmup: int) -> list[float]:
@@ -65,10 +65,11 @@ def main() -> None:
         predictor = OnnxPredictor(onnx_path, device="cpu", intra_op_num_threads=args.ort_threads)
 
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"# {platform.node()} | {platform.processor() or platform.machine()} | torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads) | onnxruntime {ort.__version__} ({args.ort_threads} intra-op threads, "
-          f"{predictor.providers[0]}) | frame_embed={config.frame_embed}, {n_params} parameters | "
-          f"median of {args.repeats} after {args.warmup} warm-up")
+    threads = (f"{torch.get_num_threads()} torch threads, {args.ort_threads} ORT intra-op threads "
+               f"({predictor.providers[0]})")
+    print(f"# {machine_line({'torch': torch.__version__, 'onnxruntime': ort.__version__}, threads)} | "
+          f"frame_embed={config.frame_embed}, {n_params} parameters | median of {args.repeats} after {args.warmup} "
+          f"warm-up")
     print(f"{'batch':>5} {'T':>4} {'torch_ms':>9} {'ort_ms':>8} {'ort_raw_ms':>10} {'ort/torch':>9}")
     for batch in (1, 64):
         for T in (example_T, 4 * example_T):

@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +22,7 @@ import requests
 from export.metadata import read_onnx_metadata
 from serving.local_server import peak_rss_kb, serve, worker_process
 from serving.settings import MiB, Settings
+from machine import installed_versions, machine_line  # benchmarks/machine.py (the script's folder)
 
 
 def npy(X: np.ndarray) -> bytes:
@@ -66,7 +65,7 @@ def main() -> None:
             elapsed = time.perf_counter() - t0
             r.raise_for_status()
             rows.append((name, len(body) / MiB, (peak_rss_kb(worker.pid) - before) / 1024, elapsed * 1e3))
-    print(f"# {time.strftime('%Y-%m-%d')} {platform.node()} {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; "
+    print(f"# {time.strftime('%Y-%m-%d')} {machine_line(installed_versions('bentoml', 'onnxruntime'))}; "
           f"model C={C} F={F} frame_embed={config.frame_embed}; limits max_T={s.max_T} max_windows={s.max_windows} "
           f"max_frames={s.max_frames} max_stream_frames={s.max_stream_frames}")
     print(f"{'largest request':<42} {'body MiB':>8} {'peak RSS growth MB':>18} {'time ms':>8}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import platform
 import statistics
 import tempfile
 import time
@@ -36,6 +35,7 @@ from export.session import OnnxPredictor
 from export.step import OnnxStep
 from serving.client import RemoteStreamer
 from serving.local_server import serve
+from machine import installed_versions, machine_line  # benchmarks/machine.py (the script's folder)
 
 HISTORIES = (16, 64, 256, 1024)
 
@@ -102,9 +102,9 @@ def main() -> None:
         url = None if args.no_server else stack.enter_context(
             serve({"EEG2ARM_ONNX": str(onnx_path)}, Path(folder) / "serve.log"))
 
-        print(f"streaming step vs forward_seq recompute, CPU ({platform.processor() or platform.machine()}), "
-              f"1 thread, context W={model.config.context} pooled frames, median of {args.repeats} "
-              f"(ms per decision)")
+        print(f"# {machine_line({'torch': torch.__version__, **installed_versions('onnxruntime')}, '1 thread')}")
+        print(f"streaming step vs forward_seq recompute, context W={model.config.context} pooled frames, median of "
+              f"{args.repeats} (ms per decision)")
         print(f"{'history (frames)':>16} | {'torch recompute':>15} | {'torch step':>10} | {'speed-up':>8} | "
               f"{'ORT recompute':>13} | {'ORT step':>8} | {'speed-up':>8} | {'server p50':>10} | {'server p99':>10}")
         for history in HISTORIES:

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import platform
 import re
 import subprocess
 import sys
@@ -47,6 +45,7 @@ from eeg2arm.features import DEFAULT_BANDS
 from eeg2arm.realtime.sources import quiet_liblsl
 from export.onnx_export import export_onnx
 from serving.local_server import serve
+from machine import installed_versions, machine_line  # benchmarks/machine.py (the script's folder)
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDING = REPO.parent / "shared" / "data" / "raw" / "eegmmidb" / "S001" / "S001R04.edf"
@@ -158,9 +157,9 @@ def main() -> None:
         if "server" in args.backends:
             url = stack.enter_context(serve({"EEG2ARM_ONNX": str(onnx)}, Path(folder) / "serve.log"))
             backends["server"] = ["--url", url]
-        load = os.getloadavg()
+        print(f"# {machine_line(installed_versions('torch', 'onnxruntime', 'mne_lsl', 'bentoml'))}")
         print(f"eeg2arm stream --lsl (PlayerLSL, {RECORDING.name}, chunks of {CHUNK}) --out-lsl, {args.seconds:g} s "
-              f"per backend, {platform.machine()} x{os.cpu_count()}, load {load[0]:.2f} {load[1]:.2f} (ms)")
+              f"per backend (ms)")
         print(f"{'backend':>8} | {'decisions':>9} | {'pushed->decided p50':>19} | {'p99':>6} | {'max':>6} | "
               f"{'in stream p50':>13} | {'p99':>6} | {'stamp->decided p50':>18} | {'player lead p50':>15}")
         for name in args.backends.split(","):

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import subprocess
 import sys
@@ -28,6 +26,7 @@ from websockets.sync.client import connect
 
 from bench_stream_lsl import RECORDING, random_checkpoint
 from export.onnx_export import export_onnx
+from machine import installed_versions, machine_line  # benchmarks/machine.py (the script's folder)
 
 SUMMARY = re.compile(r"decisions=(\d+) .*latency_ms p50=([\d.]+) p99=([\d.]+)")
 VIEW = re.compile(r"view: (http://\S+/)")
@@ -68,8 +67,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--pages", type=int, default=10)
     args = parser.parse_args()
-    load = os.getloadavg()[0]
-    print(f"# {platform.node()} ({os.cpu_count()} cores, load {load:.2f}), {args.seconds:g} s of "
+    print(f"# {machine_line(installed_versions('onnxruntime', 'mne_lsl'))}, {args.seconds:g} s of "
           f"{RECORDING.name} at real speed per run, ONNX step graph")
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(args.ckpt) if args.ckpt else random_checkpoint(Path(tmp))

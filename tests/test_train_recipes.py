@@ -1,4 +1,5 @@
 """benchmarks/recipes.toml: it parses, holds what the accuracy benchmark needs, and the CLI accepts every flag."""
+import os
 import re
 import subprocess
 import sys
@@ -161,6 +162,23 @@ def test_the_benchmark_prints_the_machine_and_versions_its_numbers_depend_on():
                            "--methods", "chance"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     last = done.stdout.strip().splitlines()[-1]
-    assert re.fullmatch(r"total \d+ s on .+, \d+ cores, \d+ torch threads; Python \S+, .+", last), last
+    assert re.fullmatch(r"total \d+ s on .+, \d+ cores, (load [\d.]+, )?\d+ torch threads; Python \S+, .+", last), last
     for name, module in {"torch": torch, "numpy": np, "scipy": scipy, "mne": mne, "scikit-learn": sklearn}.items():
         assert f"{name} {module.__version__}" in last
+
+
+def test_every_benchmark_says_its_machine_in_one_form():
+    """benchmarks/machine.py: the CPU, this process's cores, the load, the details, then Python and the versions given;
+    every script under benchmarks/ that times something prints it (none its own variant of it)."""
+    import machine  # noqa: E402  (benchmarks/, on sys.path above)
+
+    line = machine.machine_line({"torch": "2.13.0+cpu", **machine.installed_versions("numpy", "onnxruntime")},
+                                "1 thread")
+    cpu, rest = line.split(", ", 1)
+    assert cpu == machine.cpu_model() and cpu
+    assert re.fullmatch(r"\d+ cores, (load [\d.]+, )?1 thread; Python \S+, torch 2\.13\.0\+cpu, numpy \S+, "
+                        r"onnxruntime(-gpu)? \S+", rest), line  # the distribution installed on this platform
+    assert machine.usable_cores() <= (os.cpu_count() or 1) and f"numpy {np.__version__}" in line
+    for script in sorted((REPO / "benchmarks").glob("bench_*.py")):
+        text = script.read_text()
+        assert "machine_line(" in text and "platform." not in text and "cpu_count" not in text, script.name
