@@ -73,15 +73,14 @@ def component_names(n: int, tangent: bool = False) -> tuple[str, ...]:
 
 def whitened(filters: np.ndarray, bank: np.ndarray) -> np.ndarray:
     """Each band's filters (F, K, C) times P^-1/2, P the mean covariance of its components over the trials of bank
-    (N, F, C, n) (inverse_sqrt's P^-1/2, shrunk by 1e-3 of its mean eigenvalue): the components then have about the
-    identity as their mean covariance, the tangent space's reference."""
+    (N, F, C, n): their Euclidean alignment (SignalMoments, inverse_sqrt's shrinkage), so that the components have
+    about the identity as their mean covariance, the tangent space's reference."""
     out = []
     for f, W in enumerate(filters):
-        total = np.zeros((len(W), len(W)))
+        moments = SignalMoments(len(W))
         for trial in bank[:, f]:  # (C, n), one at a time: the bank of all training trials is large
-            z = W @ trial.astype(np.float64)  # (K, n)
-            total += z @ z.T
-        out.append(inverse_sqrt(total / (bank.shape[0] * bank.shape[-1])) @ W)
+            moments.add(W @ trial.astype(np.float64))  # (K, n)
+        out.append(moments.alignment("euclidean", f"the training trials' CSP components in band {f + 1}").matrix @ W)
     return np.stack(out)
 
 
