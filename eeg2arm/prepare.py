@@ -29,6 +29,7 @@ from .fitting import fit_spatial, recording_alignments
 from .recipe import Recipe
 from .recordings import (Recording, choose_channels, common_sfreq, open_recording, require_channels, same_rate,
                          subject_of)
+from .spatial import spatial_method
 from .trials import Span, class_mapping, cut_trials, event_names, trial_samples
 
 log = logging.getLogger("eeg2arm")
@@ -275,7 +276,7 @@ def prepare_recordings(recordings: dict[Path, Recording], opts: PrepareOptions, 
         "groups": "index into group_names",
         "group_names": group_names,
         "trial_sources": sources,
-        "feature": [FEATURES[recipe.spatial.partition(":")[0] if recipe.spatial else kind] for kind in recipe.features],
+        "feature": [FEATURES[spatial_method(recipe.spatial) if recipe.spatial else kind] for kind in recipe.features],
     }
     if alignments:  # each recording's, e.g. for `stream --align-from` on the same subject
         meta["alignment"] = {"method": recipe.align, "recordings": {str(p): a.to_json() for p, a in alignments.items()}}

@@ -44,7 +44,7 @@ from .errors import UserInputError
 from .features import (DEFAULT_BANDS, LOG_FLOOR, Band, band_power_frames, check_bands, frame_geometry, frame_view,
                        slow_frames)
 from .spatial import (ALIGN_METHODS, SPATIAL_METHODS, Alignment, component_names, is_tangent, parse_spatial,
-                      tangent_vectors)
+                      spatial_method, tangent_vectors)
 
 FEATURE_KINDS = ("bandpower", "slow")
 log = logging.getLogger("eeg2arm")
@@ -284,7 +284,7 @@ class Recipe:
         channels = tuple(fields.get("sensor_channels") or fields["channel_names"])
         extra = {"slow_cutoff": slow[0][2]} if slow else {}
         if fields.get("spatial"):
-            if str(fields["spatial"]).partition(":")[0] not in SPATIAL_METHODS:
+            if spatial_method(str(fields["spatial"])) not in SPATIAL_METHODS:
                 raise UserInputError(f"spatial filters {str(fields['spatial'])[:40]!r} cannot be computed by this "
                                      f"eeg2arm version: update eeg2arm")
             if not fields.get("csp_filters") or not fields.get("sensor_channels"):

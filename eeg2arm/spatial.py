@@ -45,6 +45,11 @@ def parse_spatial(text: str) -> str:
     return f"{method}:{int(k)}"
 
 
+def spatial_method(spatial: str) -> str:
+    """'csp' of 'csp:K', 'csp-tangent' of 'csp-tangent:K'."""
+    return spatial.partition(":")[0]
+
+
 def components_per_band(spatial: str) -> int:
     """K of 'csp:K' or 'csp-tangent:K'."""
     return int(spatial.partition(":")[2])
@@ -58,7 +63,7 @@ def parse_align(text: str) -> str:
 
 def is_tangent(spatial: str | None) -> bool:
     """Whether a recipe's `spatial` reads the tangent vectors of its components' covariance (csp-tangent:K)."""
-    return spatial is not None and spatial.partition(":")[0] == TANGENT
+    return spatial is not None and spatial_method(spatial) == TANGENT
 
 
 def component_names(n: int, tangent: bool = False) -> tuple[str, ...]:
@@ -102,7 +107,7 @@ def tangent_vectors(frames: np.ndarray) -> np.ndarray:
 def fit_csp(bank: np.ndarray, y: np.ndarray, spatial: str) -> np.ndarray:
     """Filter-bank CSP of `spatial` ("csp:k" or "csp-tangent:k"): bank (N, F, C, n) band-passed trials, y (N,)
     labels -> filters (F, K', C), K' = k for two classes, k per class (one against the rest) beyond."""
-    method, k = spatial.partition(":")[0], components_per_band(spatial)
+    method, k = spatial_method(spatial), components_per_band(spatial)
     from mne.decoding import CSP
     from mne.utils import use_log_level
 
