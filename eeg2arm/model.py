@@ -129,9 +129,13 @@ class EEGModel(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     @torch.no_grad()
-    def set_input_stats(self, X: torch.Tensor) -> None:
-        """Fix the input standardization to the mean and std of training windows X (N, C, F, T) over N and T."""
+    def set_input_stats(self, X: torch.Tensor, shared: bool = False) -> None:
+        """Fix the input standardization to the mean and std of training windows X (N, C, F, T) over N and T; with
+        `shared`, one std for every feature (the root of their mean variance), so that features already on one scale
+        (tangent vectors) keep their relative sizes."""
         std, mean = torch.std_mean(X.float().to(self.input_mean.device), dim=(0, 3), correction=0)  # (C, F)
+        if shared:
+            std = std.square().mean().sqrt().expand_as(std)
         self.input_mean.copy_(mean[..., None])
         self.input_std.copy_(std.clamp_min(1e-6)[..., None])
 

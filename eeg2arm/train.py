@@ -33,6 +33,7 @@ from .model import EEGModel
 
 log = logging.getLogger("eeg2arm")
 SCHEDULES = ("plateau", "cosine")
+INPUT_SCALES = ("feature", "shared")
 SELECT = ("loss", "accuracy", "last")
 
 
@@ -55,6 +56,7 @@ class TrainOptions:
     select: str = "loss"  # the epoch kept: lowest val loss, highest val accuracy (ties: lower loss), or the last
     val_last: bool = False  # validate on the last val_split of the trials in file order (time order), not at random
     readout_first: int = 0  # epochs that train the --readout alone (the network's head starts at zero), then all
+    input_scale: str = "feature"  # the input standardization's scale: each feature's own sd, or one shared by all
 
     @property
     def validates(self) -> bool:
@@ -83,6 +85,8 @@ class TrainOptions:
         if not 0 <= self.readout_first < self.epochs:
             raise UserInputError(f"--readout-first must be in [0, --epochs) so that the network trains too, got "
                                  f"{self.readout_first} with --epochs {self.epochs}")
+        if self.input_scale not in INPUT_SCALES:
+            raise UserInputError(f"--input-scale must be one of {', '.join(INPUT_SCALES)}, got {self.input_scale!r}")
         if self.frame_loss < 1 or self.patience < 0:
             raise UserInputError(f"--frame-loss must be >= 1 and --patience >= 0, got --frame-loss "
                                  f"{self.frame_loss} --patience {self.patience}")
@@ -103,7 +107,7 @@ def settings_from_flags(flags: Mapping[str, Any]) -> tuple[EEGConfig, TrainOptio
                         augment=Augment(crop=f["crop"], noise=f["noise"], channel_drop=f["channel_drop"],
                                         mixup=f["mixup"]),
                         label_smoothing=f["label_smoothing"], frame_loss=f["frame_loss"], patience=f["patience"],
-                        readout_first=f["readout_first"])
+                        readout_first=f["readout_first"], input_scale=f["input_scale"])
     opts.check()
     config = EEGConfig(n_classes=f["classes"], n_electrodes=f["elec"], n_bands=f["bands"],
                        cnn_time_pool=f["cnn_time_pool"], frame_embed=f["frame_embed"], dropout=f["drop"],
@@ -276,10 +280,10 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
     if init is not None:
         model = load_init(init, config, device, freeze)
         if restandardize:
-            model.set_input_stats(torch.from_numpy(X[train_idx]))
+            model.set_input_stats(torch.from_numpy(X[train_idx]), shared=opts.input_scale == "shared")
     elif resume is None:
         model = EEGModel(config).materialize(example_input_shape).to(device)
-        model.set_input_stats(torch.from_numpy(X[train_idx]))
+        model.set_input_stats(torch.from_numpy(X[train_idx]), shared=opts.input_scale == "shared")
         if opts.readout_first:
             model.silence_network()
 

@@ -65,6 +65,9 @@ if TYPE_CHECKING:
 @click.option("--readout-first", type=click.IntRange(min=0), default=0, show_default=True,
               help="With --readout: train the readout alone for the first N epochs (the network's head starts at "
                    "zero, so it adds nothing), then the whole model; the epochs kept may be the readout's alone")
+@click.option("--input-scale", type=click.Choice(["feature", "shared"]), default="feature", show_default=True,
+              help="The input standardization: each feature divided by its own training sd, or all by one shared sd "
+                   "(features already on one scale, e.g. --spatial csp-tangent's vectors, keep their relative sizes)")
 @click.option("--linear-stem/--no-linear-stem", default=False, show_default=True,
               help="No GELU in the per-electrode depthwise convs: the first nonlinearity follows the electrode mix, "
                    "so a contrast between electrodes (e.g. a lateralized potential) reaches it whole")
