@@ -37,7 +37,6 @@ import shutil
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +48,6 @@ import mne
 import numpy as np
 import scipy
 import sklearn
-from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -58,6 +56,7 @@ from eeg2arm import Decoder
 from eeg2arm.cli import cli
 from eeg2arm.cli.data import recipe_params
 from eeg2arm.estimator import prepare_options, recordings_of
+from eeg2arm.readout import logistic_cv, quiet_fit
 from eeg2arm.prepare import options_from_meta, prepare_recordings
 from eeg2arm.recordings import open_recording, subject_of
 
@@ -301,13 +300,8 @@ def readout_accuracy(fold: Fold, recipe: dict) -> float:
 
 def linear_readout(X: np.ndarray, y: np.ndarray) -> Pipeline:
     """Logistic regression fitted on standardized features X (N, D), its C chosen by accuracy on 5 contiguous inner
-    folds (in file order). scikit-learn 1.9 announces coming changes of LogisticRegressionCV's defaults on every
-    fit; the settings used here are given explicitly, so those notices are silenced."""
-    readout = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=np.logspace(-4, 2, 7), cv=KFold(5),
-                                                                   scoring="accuracy", max_iter=5000))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        return readout.fit(X, y)
+    folds (in file order): eeg2arm.readout's, after a scaler of every column."""
+    return quiet_fit(make_pipeline(StandardScaler(), logistic_cv()), X, y)
 
 
 def opened(files: list[Path]) -> dict[tuple[Path, str], mne.io.BaseRaw | mne.BaseEpochs]:

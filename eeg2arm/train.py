@@ -30,6 +30,7 @@ from .device import resolve_device
 from .ensemble import train_ensemble
 from .errors import UserInputError
 from .model import EEGModel
+from .readout import fit_readout
 
 log = logging.getLogger("eeg2arm")
 SCHEDULES = ("plateau", "cosine")
@@ -57,6 +58,7 @@ class TrainOptions:
     val_last: bool = False  # validate on the last val_split of the trials in file order (time order), not at random
     readout_first: int = 0  # epochs that train the --readout alone (the network's head starts at zero), then all
     input_scale: str = "feature"  # the input standardization's scale: each feature's own sd, or one shared by all
+    fit_readout: bool = False  # the --readout fitted by logistic regression first (epoch 0), then fixed (readout.py)
 
     @property
     def validates(self) -> bool:
@@ -72,8 +74,9 @@ class TrainOptions:
                                  "and neither --val-last nor --patience")
         if not 0 <= self.seed < 2**32:
             raise UserInputError(f"--seed must be in [0, 2**32), got {self.seed}")
-        if self.batch < 1 or self.epochs < 1 or self.workers < 0:
-            raise UserInputError("--batch and --epochs must be >= 1 and --workers >= 0")
+        if self.batch < 1 or self.epochs < (0 if self.fit_readout else 1) or self.workers < 0:
+            raise UserInputError("--batch and --epochs must be >= 1 (--epochs 0 only with --fit-readout) and "
+                                 "--workers >= 0")
         if not (self.lr > 0 and self.wd >= 0):  # also refuses NaN
             raise UserInputError(f"--lr must be > 0 and --wd >= 0, got --lr {self.lr} --wd {self.wd}")
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -82,7 +85,10 @@ class TrainOptions:
             raise UserInputError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.select not in SELECT:
             raise UserInputError(f"--select must be one of {', '.join(SELECT)}, got {self.select!r}")
-        if not 0 <= self.readout_first < self.epochs:
+        if self.fit_readout and self.readout_first:
+            raise UserInputError("--fit-readout fits the readout before the first epoch: give it or --readout-first, "
+                                 "not both")
+        if self.readout_first and not 0 <= self.readout_first < self.epochs:
             raise UserInputError(f"--readout-first must be in [0, --epochs) so that the network trains too, got "
                                  f"{self.readout_first} with --epochs {self.epochs}")
         if self.input_scale not in INPUT_SCALES:
@@ -107,7 +113,8 @@ def settings_from_flags(flags: Mapping[str, Any]) -> tuple[EEGConfig, TrainOptio
                         augment=Augment(crop=f["crop"], noise=f["noise"], channel_drop=f["channel_drop"],
                                         mixup=f["mixup"]),
                         label_smoothing=f["label_smoothing"], frame_loss=f["frame_loss"], patience=f["patience"],
-                        readout_first=f["readout_first"], input_scale=f["input_scale"])
+                        readout_first=f["readout_first"], input_scale=f["input_scale"],
+                        fit_readout=f["fit_readout"])
     opts.check()
     config = EEGConfig(n_classes=f["classes"], n_electrodes=f["elec"], n_bands=f["bands"],
                        cnn_time_pool=f["cnn_time_pool"], frame_embed=f["frame_embed"], dropout=f["drop"],
@@ -230,9 +237,11 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
     opts.check()
     if opts.readout_first and not config.readout_frames:
         raise UserInputError("--readout-first trains the linear readout alone first: give --readout N too")
-    if opts.readout_first and init is not None:
-        raise UserInputError("--readout-first starts the network's head at zero: it trains a new model, not one "
-                             "from --init")
+    if opts.fit_readout and not config.readout_frames:
+        raise UserInputError("--fit-readout fits the linear readout first: give --readout N too")
+    if (opts.readout_first or opts.fit_readout) and init is not None:
+        flag = "--fit-readout" if opts.fit_readout else "--readout-first"
+        raise UserInputError(f"{flag} starts the network's head at zero: it trains a new model, not one from --init")
     if config.ensemble > 1:
         return train_ensemble(X, y, config, save, opts, groups, echo, resume=resume, init=init, freeze=freeze,
                               restandardize=restandardize)
@@ -286,6 +295,10 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
         model.set_input_stats(torch.from_numpy(X[train_idx]), shared=opts.input_scale == "shared")
         if opts.readout_first:
             model.silence_network()
+        if opts.fit_readout:  # the regression's fit, as epoch 0: the network's head at zero
+            fit_readout(model, X[train_idx], y[train_idx])
+    if opts.fit_readout:  # fixed from here on, also when a run resumes
+        model.readout.requires_grad_(False)
 
     def loader(idx: np.ndarray, shuffle: bool) -> DataLoader:
         ds = TensorDataset(torch.from_numpy(X[idx]), torch.from_numpy(y[idx]))
@@ -306,6 +319,17 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
                 "freeze": list(freeze), "restandardize": restandardize}
 
     network = [p for name, p in model.named_parameters() if p.requires_grad and not name.startswith("readout.")]
+    if opts.fit_readout and resume is None:  # the fitted readout alone is a candidate like every epoch
+        train_loss, _ = evaluate_loss(runner, loader(train_idx, False), device)
+        val_loss, val_acc = evaluate_loss(runner, val_loader, device) if opts.validates else (None, None)
+        row = {"epoch": 0, "train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc, "lr": 0.0,
+               "seconds": 0.0}
+        history.append(row)
+        echo(f"epoch 0 (the fitted readout) train_loss={train_loss:.4f} {validation_text(row)}")
+        best = {**row, "best_epoch": 0, "n_train": len(train_idx), "n_val": len(val_idx),
+                "val_indices": val_idx.tolist(), **recorded}
+        best_state = state_copy(model)
+        save_checkpoint(save, model, example_input_shape, 0, {**best, "history": history})
     for epoch in tqdm(range(start_epoch, opts.epochs + 1), desc="training", unit="epoch", leave=False):
         t0 = time.perf_counter()
         for p in network:  # AdamW leaves a parameter without a gradient as it is (no step, no weight decay)

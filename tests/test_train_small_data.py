@@ -9,6 +9,10 @@ import torch
 from eeg2arm.augment import Augment, augment_batch, random_crop
 from eeg2arm.checkpoint import load_model_from_checkpoint
 from eeg2arm.config import EEGConfig
+from eeg2arm.data import split_indices
+from eeg2arm.errors import UserInputError
+from eeg2arm.model import EEGModel
+from eeg2arm.readout import fit_readout
 from eeg2arm.train import TrainOptions, train
 
 from test_cli import TRAIN_ARGS, X_OK, Y_OK, assert_clean_error, run, save_npy
@@ -139,7 +143,27 @@ def test_val_split_0_refuses_groups_and_a_resume_with_validation(tmp_path, data)
     assert save.read_bytes() == before
 
 
+def test_input_scale_shared_divides_every_feature_by_one_sd_and_is_recorded(tmp_path, data):
+    """--input-scale shared: the training windows' features are centred each by its own mean and all divided by
+    the root of their mean variance (the features' relative sizes kept); the default divides each by its own sd."""
+    runs = {}
+    for scale in ("feature", "shared"):
+        save = tmp_path / f"{scale}.pt"
+        result = run("train", *data, "--save", save, "--epochs", "1", *SMALL, "--input-scale", scale,
+                     "--val-split", "0", "--select", "last")
+        assert result.exit_code == 0, result.output
+        model, meta = load_model_from_checkpoint(save)
+        assert meta["metrics"]["train_options"]["input_scale"] == scale
+        runs[scale] = model
+    own_sd = X_OK.astype(np.float64).std(axis=(0, 3))  # (C, F): each feature's sd over trials and frames
+    feature, shared = runs["feature"].input_std[..., 0].double(), runs["shared"].input_std[..., 0].double()
+    assert torch.allclose(feature, torch.from_numpy(own_sd), rtol=1e-4)
+    assert torch.allclose(shared, torch.full_like(shared, np.sqrt(np.mean(own_sd ** 2))), rtol=1e-4)
+    assert torch.equal(runs["feature"].input_mean, runs["shared"].input_mean)
+
+
 @pytest.mark.parametrize("flags,message", [
+    (["--input-scale", "none"], "'none' is not one of 'feature', 'shared'"),
     (["--val-split", "0", "--select", "last", "--val-last"], "--val-split 0 trains on every trial"),
     (["--val-split", "0", "--select", "last", "--patience", "2"], "--val-split 0 trains on every trial"),
     (["--crop", "1.5"], "--crop must be between 0 (off) and 1"),
@@ -155,6 +179,10 @@ def test_val_split_0_refuses_groups_and_a_resume_with_validation(tmp_path, data)
     (["--kernel-time", "0"], "config.kernel_time must be a positive integer"),
     (["--readout-first", "1", "--epochs", "2"], "--readout-first trains the linear readout alone first"),
     (["--readout", "8", "--readout-first", "1"], "--readout-first must be in [0, --epochs) so that the"),
+    (["--fit-readout"], "--fit-readout fits the linear readout first: give --readout N too"),
+    (["--readout", "8", "--fit-readout", "--readout-first", "1", "--epochs", "2"],
+     "--fit-readout fits the readout before the first epoch: give it or --readout-first, not both"),
+    (["--readout", "8", "--epochs", "0"], "--epochs must be >= 1 (--epochs 0 only with --fit-readout)"),
     (["--seed", "-1"], "--seed must be in [0, 2**32), got -1"),
     (["--seed", "4294967295", "--ensemble", "2"], "the members' seeds run past 2**32 - 1"),
     (["--freeze", "stem"], "--freeze and --restandardize fine-tune a model: they need --init CKPT"),
@@ -295,6 +323,87 @@ def test_readout_first_is_for_a_new_model(tmp_path, data, base):
     result = run("train", *data, "--save", save, "--epochs", "2", *SMALL, "--readout", "8", "--readout-first", "1",
                  "--init", base)
     assert_clean_error(result, "--readout-first starts the network's head at zero", save)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # scikit-learn 1.9 announces coming defaults on every fit
+@pytest.mark.parametrize("n,pool,classes,scale", [(8, 1, 2, "feature"), (15, 1, 2, "shared"), (4, 1, 3, "feature"),
+                                                  (8, 2, 2, "shared")])
+def test_fit_readout_makes_the_model_a_logistic_regression_of_its_standardized_frames(n, pool, classes, scale):
+    """Before the network trains, the model's probabilities are those of scikit-learn's logistic regression (C on 5
+    contiguous inner folds) of the n standardized frames that the last decision reads (T = 15: with 2 frames
+    pooled, the 14th is the last), standardized here by hand (3 classes: one logit per class)."""
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.model_selection import KFold
+
+    y = Y_OK if classes == 2 else np.arange(len(Y_OK)) % 3
+    config = EEGConfig(n_classes=classes, n_electrodes=32, n_bands=4, frame_embed=32, readout_frames=n,
+                       cnn_time_pool=pool)
+    model = EEGModel(config).materialize(X_OK.shape).eval()
+    model.set_input_stats(torch.from_numpy(X_OK), shared=scale == "shared")
+    fit_readout(model, X_OK, y)
+    X = X_OK.astype(np.float64)
+    mean, sd = X.mean(axis=(0, 3), keepdims=True), X.std(axis=(0, 3), keepdims=True)  # (1, C, F, 1)
+    if scale == "shared":
+        sd = np.sqrt(np.mean(sd ** 2))
+    end = 15 // pool * pool
+    read = ((X - mean) / sd)[..., end - n:end].reshape(len(X), -1)
+    expected = LogisticRegressionCV(Cs=np.logspace(-4, 2, 7), cv=KFold(5), scoring="accuracy",
+                                    max_iter=5000).fit(read, y).predict_proba(read)
+    with torch.no_grad():
+        got = torch.softmax(model(torch.from_numpy(X_OK)).double(), -1).numpy()
+    assert np.abs(got - expected).max() < 1e-4
+    assert np.abs(expected - 1 / classes).max() > 0.1  # a real fit, not the flat one of a zero readout
+
+
+def test_fit_readout_is_epoch_0_and_stays_as_fitted_while_the_network_trains(tmp_path):
+    """--fit-readout: epoch 0 is the regression fitted on the training split (not the validation trials), a
+    candidate like every epoch; the readout in every later checkpoint is that fit, and the network's head moves."""
+    save, seen = tmp_path / "ckpt.pt", []
+
+    def echo(line: str) -> None:
+        if line.startswith("epoch ") and save.exists():
+            seen.append(torch.load(save, weights_only=True))
+
+    config = EEGConfig(n_classes=2, n_electrodes=32, n_bands=4, frame_embed=32, readout_frames=8)
+    opts = TrainOptions(epochs=3, lr=1e-2, fit_readout=True, select="last", workers=0, device="cpu")
+    train(X_OK, Y_OK, config, save, opts, echo=echo)
+    fitted = EEGModel(config).materialize(X_OK.shape)
+    train_idx, _ = split_indices(Y_OK, opts.val_split, opts.seed)
+    fitted.set_input_stats(torch.from_numpy(X_OK[train_idx]))
+    fit_readout(fitted, X_OK[train_idx], Y_OK[train_idx])
+    final = torch.load(save, weights_only=True)
+    assert seen[0]["epoch"] == 0 and not seen[0]["model_state"]["head.weight"].any()
+    assert [h["epoch"] for h in final["metrics"]["history"]] == [0, 1, 2, 3]
+    for state in (*(c["model_state"] for c in seen), final["model_state"]):
+        assert torch.equal(state["readout.weight"], fitted.readout.weight)
+        assert torch.equal(state["readout.bias"], fitted.readout.bias)
+    assert fitted.readout.weight.abs().max() > 0 and final["model_state"]["head.weight"].any()
+
+
+def test_fit_readout_with_0_epochs_keeps_the_regression_alone(tmp_path, data):
+    save = tmp_path / "ckpt.pt"
+    result = run("train", *data, "--save", save, "--epochs", "0", *SMALL, "--readout", "8", "--fit-readout",
+                 "--val-split", "0", "--select", "last")
+    assert result.exit_code == 0, result.output
+    assert "epoch 0 (the fitted readout)" in result.output
+    model, meta = load_model_from_checkpoint(save)
+    assert meta["epoch"] == 0 and meta["metrics"]["train_options"]["fit_readout"] is True
+    assert not model.head.weight.any() and model.readout.weight.any()
+
+
+def test_fit_readout_needs_trials_of_two_classes(tmp_path):
+    config = EEGConfig(n_classes=2, n_electrodes=32, n_bands=4, frame_embed=32, readout_frames=8)
+    with pytest.raises(UserInputError, match="--fit-readout needs 10 or more training trials of at least 2 classes"):
+        train(X_OK, np.zeros_like(Y_OK), config, tmp_path / "ckpt.pt",
+              TrainOptions(epochs=1, fit_readout=True, workers=0, device="cpu"))
+    assert not (tmp_path / "ckpt.pt").exists()
+
+
+def test_fit_readout_is_for_a_new_model(tmp_path, data, base):
+    save = tmp_path / "ft.pt"
+    result = run("train", *data, "--save", save, "--epochs", "1", *SMALL, "--readout", "8", "--fit-readout",
+                 "--init", base)
+    assert_clean_error(result, "--fit-readout starts the network's head at zero", save)
 
 
 def test_patience_counts_from_the_end_of_the_readouts_epochs(tmp_path, data):

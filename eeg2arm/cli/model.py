@@ -65,6 +65,11 @@ if TYPE_CHECKING:
 @click.option("--readout-first", type=click.IntRange(min=0), default=0, show_default=True,
               help="With --readout: train the readout alone for the first N epochs (the network's head starts at "
                    "zero, so it adds nothing), then the whole model; the epochs kept may be the readout's alone")
+@click.option("--fit-readout", is_flag=True,
+              help="With --readout: fit the readout first by logistic regression on the training windows' standardized "
+                   "frames (its L2 strength chosen on 5 inner folds in file order) and keep it fixed; that fit is "
+                   "epoch 0, a candidate like every epoch, and the network (its head from zero) trains on top for "
+                   "--epochs (0: the readout alone)")
 @click.option("--input-scale", type=click.Choice(["feature", "shared"]), default="feature", show_default=True,
               help="The input standardization: each feature divided by its own training sd, or all by one shared sd "
                    "(features already on one scale, e.g. --spatial csp-tangent's vectors, keep their relative sizes)")

@@ -1,0 +1,68 @@
+"""The linear readout fitted in closed form (`train --fit-readout`): a logistic regression on the model's own
+standardized input frames, its L2 strength chosen by accuracy on 5 contiguous inner folds of the training windows
+(scikit-learn). benchmarks/accuracy.py's "its features + LR" is the same regression after a scaler of every column.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegressionCV
+from sklearn.model_selection import KFold
+
+from .errors import UserInputError
+from .model import EEGModel
+
+MIN_TRIALS = 10  # 5 inner folds of at least 2 trials
+
+
+def logistic_cv() -> LogisticRegressionCV:
+    """Logistic regression whose C is chosen by accuracy on 5 contiguous inner folds (in the given order: a
+    recording's trials stay together), unfitted."""
+    return LogisticRegressionCV(Cs=np.logspace(-4, 2, 7), cv=KFold(5), scoring="accuracy", max_iter=5000)
+
+
+def quiet_fit(estimator: Any, X: np.ndarray, y: np.ndarray) -> Any:
+    """estimator.fit(X, y). scikit-learn 1.9 announces coming changes of LogisticRegressionCV's defaults on every
+    fit; the settings used here are given explicitly, so those notices are silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return estimator.fit(X, y)
+
+
+def last_decision_frames(model: EEGModel, X: np.ndarray) -> torch.Tensor:
+    """The standardized frames (N, C, F, n) of windows X (N, C, F, T) that the readout reads for the last decision
+    (the n = readout_frames frames up to the last pooled frame's end; zeros before the first frame)."""
+    n, pool = model.config.readout_frames, model.config.cnn_time_pool
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        x = model.standardized_input(torch.from_numpy(X).to(model.input_mean.device))  # (N, C, F, T)
+    model.train(was_training)
+    end = x.shape[-1] // pool * pool
+    return F.pad(x, (n - 1, 0))[..., end - 1:end - 1 + n]
+
+
+@torch.no_grad()
+def fit_readout(model: EEGModel, X: np.ndarray, y: np.ndarray) -> LogisticRegressionCV:
+    """Set model.readout to `logistic_cv`'s fit on the frames the last decision reads of windows X (N, C, F, T),
+    y (N,), and zero the network's head: the model's probabilities are then the regression's. Returns the fit."""
+    classes = np.unique(y)
+    if len(classes) < 2 or len(y) < MIN_TRIALS:
+        raise UserInputError(f"--fit-readout needs {MIN_TRIALS} or more training trials of at least 2 classes, got "
+                             f"{len(y)} of {len(classes)}: give more trials or leave --fit-readout out")
+    frames = last_decision_frames(model, X)  # (N, C, F, n)
+    fit = quiet_fit(logistic_cv(), frames.flatten(1).cpu().double().numpy(), y)  # (C, F, n) order, as the conv's
+    weight, bias = fit.coef_, fit.intercept_  # (K', C*F*n), (K',)
+    if len(fit.classes_) == 2:  # one log-odds d for class 1: logits (-d/2, d/2) give the same softmax
+        weight, bias = np.concatenate([-weight, weight]) / 2, np.concatenate([-bias, bias]) / 2
+    full_weight = np.zeros((model.config.n_classes, weight.shape[1]))
+    full_bias = np.zeros(model.config.n_classes)
+    full_weight[fit.classes_], full_bias[fit.classes_] = weight, bias  # classes absent from y stay at 0
+    model.readout.weight.copy_(torch.from_numpy(full_weight).reshape(model.readout.weight.shape))
+    model.readout.bias.copy_(torch.from_numpy(full_bias))
+    model.silence_network()
+    return fit
