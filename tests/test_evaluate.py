@@ -81,6 +81,10 @@ def test_the_groups_beside_x_keep_the_validation_split_honest_by_default(mmi, gr
     last = invoke(*train_args(mmi, tmp_path / "l.pt"), "--val-last")
     assert last.exit_code == 0, last.output
     assert read_checkpoint(tmp_path / "l.pt")["metrics"]["val_indices"] == list(range(len(groups) - 9, len(groups)))
+    undone = invoke(*train_args(mmi, tmp_path / "u.pt"), "--val-last", "--no-val-last")  # a recipe's, undone
+    assert undone.exit_code == 0, undone.output
+    assert read_checkpoint(tmp_path / "u.pt")["metrics"]["val_indices"] == \
+        read_checkpoint(tmp_path / "d.pt")["metrics"]["val_indices"]
     one_line_error(invoke(*train_args(mmi, tmp_path / "x.pt"), "--groups", mmi / "groups.npy", "--no-groups"))
 
 

@@ -45,7 +45,7 @@ def test_recipes_name_prints_the_commands_that_use_it():
     assert result.exit_code == 0, result.output
     prepare, train = [line for line in result.output.splitlines() if line.startswith("eeg2arm ")]
     assert prepare == "eeg2arm prepare RECORDING... --out DIR --recipe motor-imagery-cross"
-    assert train.endswith(" ".join(named_recipes()["motor-imagery-cross"].train)) and "--readout-first 13" in train
+    assert train.endswith(" ".join(named_recipes()["motor-imagery-cross"].train)) and "--fit-readout" in train
     within = invoke("recipes", "motor-imagery").output  # measured with --no-groups: one run must not validate alone
     assert "--bands F --no-groups --cnn-time-pool 1" in within and "--no-groups" not in train
     unknown = invoke("recipes", "motor")
@@ -76,10 +76,10 @@ def test_the_readmes_cross_subject_training_is_the_named_recipes():
     text = README.read_text().replace("\\\n", " ")  # the shell's line continuations
     line = next(line for line in text.splitlines() if line.startswith("eeg2arm train --x mi/X.npy"))
     readme = command_context("train", shlex.split(line.split("#")[0])[2:]).params
-    sizes = ["--classes", "2", "--elec", "6", "--bands", "1"]
+    sizes = ["--classes", "2", "--elec", "21", "--bands", "1"]
     recipe = command_context("train", ["--x", "mi/X.npy", "--y", "mi/y.npy", "--save", "mi.pt", *sizes,
                                        *named_recipes()["motor-imagery-cross"].train]).params
-    assert readme["mixup"] == 0.4 and readme["readout_first"] == 13
+    assert readme["fit_readout"] and readme["epochs"] == 0 and readme["elec"] == 21
     assert {k: v for k, v in readme.items() if k != "device"} == {k: v for k, v in recipe.items() if k != "device"}
 
 

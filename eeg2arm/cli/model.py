@@ -82,9 +82,9 @@ if TYPE_CHECKING:
 @click.option("--select", type=click.Choice(["loss", "accuracy", "last"]), default="loss", show_default=True,
               help="The epoch kept: lowest val loss, highest val accuracy (ties: lower val loss), or the last (when "
                    "the validation is a few trials, e.g. fine-tuning on a new subject's calibration)")
-@click.option("--val-last", is_flag=True, default=False,
+@click.option("--val-last/--no-val-last", default=False,
               help="Validate on the last --val-split of the trials in file order (a recording's latest), not a random "
-                   "split: shows whether the model holds up on later trials (drift)")
+                   "split: shows whether the model holds up on later trials (drift); --no-val-last undoes a recipe's")
 @click.option("--crop", type=float, default=0.0, show_default=True,
               help="Small data: train on random windows of at least this fraction of T frames (0: off)")
 @click.option("--noise", type=float, default=0.0, show_default=True,
