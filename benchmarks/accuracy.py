@@ -57,6 +57,7 @@ from eeg2arm.cli import cli
 from eeg2arm.cli.data import recipe_params
 from eeg2arm.estimator import prepare_options, recordings_of
 from eeg2arm.readout import logistic_cv, quiet_fit
+from eeg2arm.train import TrainOptions
 from eeg2arm.prepare import options_from_meta, prepare_recordings
 from eeg2arm.recordings import open_recording, subject_of
 
@@ -383,7 +384,7 @@ def new_subject_set(recipe: dict, base: dict, methods: tuple[str, ...], subjects
             if "eegmodel" in methods:
                 shutil.rmtree(tmp / "cross", ignore_errors=True)
                 eeg2arm("prepare", *[data.runs[k] for k in train_keys], "--out", tmp / "cross", *base["prepare"])
-                groups = ["--groups", tmp / "cross" / "groups.npy"] if base["groups"] else ["--no-groups"]
+                groups = ["--groups", tmp / "cross" / "groups.npy"] if split_by_group(base) else ["--no-groups"]
                 eeg2arm("train", "--x", tmp / "cross" / "X.npy", "--y", tmp / "cross" / "y.npy", "--save",
                         tmp / "cross.pt", *groups, *base["train"])
             for i in te:
@@ -398,6 +399,14 @@ def new_subject_set(recipe: dict, base: dict, methods: tuple[str, ...], subjects
     n_trials = sum(len(data.trials[(s, r)][1]) for s in subjects for r in RUNS)
     return (f"{len(subjects) // 4} subjects left out, 4 folds; {n_cal} calibration trials", scores, n_trials,
             time.perf_counter() - t0)
+
+
+def split_by_group(recipe: dict) -> bool:
+    """Whether `train` splits the row's validation by group: a grouped row whose recipe validates (not --val-split 0,
+    which `train --groups` refuses)."""
+    args = recipe["train"]
+    val_split = [float(v) for flag, v in zip(args, args[1:]) if flag == "--val-split"]
+    return recipe["groups"] and (val_split[-1] if val_split else TrainOptions.val_split) > 0
 
 
 def calibrated(fold: Fold, n_cal: int) -> tuple:
@@ -472,7 +481,7 @@ def commands(name: str, recipe: dict, recipes: dict) -> list[str]:
         train_in = " ".join(raw + f for f in train_files)
         train_in += f" {raw}eegmmidb_executed/S001/S001R{{03,07,11}}.edf" if executed else ""
         test_in = " ".join(f if f.startswith("NEW") else raw + f for f in test_files)
-    groups = f" --groups {name}/groups.npy" if recipe["groups"] else " --no-groups"
+    groups = f" --groups {name}/groups.npy" if split_by_group(recipe) else " --no-groups"
     return [f"eeg2arm prepare {train_in} --out {name} {' '.join(recipe['prepare'])}",
             f"eeg2arm train --x {name}/X.npy --y {name}/y.npy --save {name}.pt{groups} {' '.join(recipe['train'])}",
             f"eeg2arm prepare {test_in} --out {name}_test --like {name}/meta.json",
