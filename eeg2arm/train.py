@@ -318,6 +318,13 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
     recorded = {"train_options": opts.to_dict(), "init": None if init is None else str(init),
                 "freeze": list(freeze), "restandardize": restandardize}
 
+    def kept(row: dict[str, Any]) -> dict[str, Any]:
+        """The metrics of the best epoch so far (this row), saved with the model's weights as they are now."""
+        best = {**row, "best_epoch": row["epoch"], "n_train": len(train_idx), "n_val": len(val_idx),
+                "val_indices": val_idx.tolist(), **recorded}
+        save_checkpoint(save, model, example_input_shape, row["epoch"], {**best, "history": history})
+        return best
+
     network = [p for name, p in model.named_parameters() if p.requires_grad and not name.startswith("readout.")]
     if opts.fit_readout and resume is None:  # the fitted readout alone is a candidate like every epoch
         train_loss, _ = evaluate_loss(runner, loader(train_idx, False), device)
@@ -326,10 +333,7 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
                "seconds": 0.0}
         history.append(row)
         echo(f"epoch 0 (the fitted readout) train_loss={train_loss:.4f} {validation_text(row)}")
-        best = {**row, "best_epoch": 0, "n_train": len(train_idx), "n_val": len(val_idx),
-                "val_indices": val_idx.tolist(), **recorded}
-        best_state = state_copy(model)
-        save_checkpoint(save, model, example_input_shape, 0, {**best, "history": history})
+        best, best_state = kept(row), state_copy(model)
     for epoch in tqdm(range(start_epoch, opts.epochs + 1), desc="training", unit="epoch", leave=False):
         t0 = time.perf_counter()
         for p in network:  # AdamW leaves a parameter without a gradient as it is (no step, no weight decay)
@@ -359,10 +363,7 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
         history.append(row)
         echo(f"epoch {epoch}/{opts.epochs} train_loss={row['train_loss']:.4f} {validation_text(row)} lr={lr:.2e}")
         if best is None or better(row, best, opts.select):
-            best = {**row, "best_epoch": epoch, "n_train": len(train_idx), "n_val": len(val_idx),
-                    "val_indices": val_idx.tolist(), **recorded}
-            best_state = state_copy(model)
-            save_checkpoint(save, model, example_input_shape, epoch, {**best, "history": history})
+            best, best_state = kept(row), state_copy(model)
         elif opts.patience and epoch - max(best["best_epoch"], opts.readout_first) >= opts.patience:
             echo(f"early stop: no better val_{opts.select} for {opts.patience} epochs")
             break
