@@ -57,7 +57,7 @@ from eeg2arm.cli import cli
 from eeg2arm.cli.data import recipe_params
 from eeg2arm.estimator import prepare_options, recordings_of
 from eeg2arm.readout import logistic_cv, quiet_fit
-from eeg2arm.train import TrainOptions
+from eeg2arm.train import validates
 from eeg2arm.prepare import options_from_meta, prepare_recordings
 from eeg2arm.recordings import open_recording, subject_of
 
@@ -404,9 +404,7 @@ def new_subject_set(recipe: dict, base: dict, methods: tuple[str, ...], subjects
 def split_by_group(recipe: dict) -> bool:
     """Whether `train` splits the row's validation by group: a grouped row whose recipe validates (not --val-split 0,
     which `train --groups` refuses)."""
-    args = recipe["train"]
-    val_split = [float(v) for flag, v in zip(args, args[1:]) if flag == "--val-split"]
-    return recipe["groups"] and (val_split[-1] if val_split else TrainOptions.val_split) > 0
+    return recipe["groups"] and validates(recipe["train"])
 
 
 def calibrated(fold: Fold, n_cal: int) -> tuple:

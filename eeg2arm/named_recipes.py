@@ -37,8 +37,11 @@ class NamedRecipe:
 
     def commands(self) -> str:
         """`eeg2arm recipes NAME`: the shell commands that prepare and train with it (the sizes from the data)."""
+        from .train import validates  # torch, only for this command
+
         train = " ".join(shlex.quote(a) for a in ("--no-groups",) * (not self.groups) + self.train)
-        split = "leaves whole groups of DIR/groups.npy out" if self.groups else "is drawn by trial (--no-groups)"
+        split = ("leaves whole groups of DIR/groups.npy out" if self.groups else "is drawn by trial (--no-groups)") \
+            if validates(self.train) else "holds no trial out (--val-split 0)"
         return (f"# {self.line()}\n"
                 f"eeg2arm prepare RECORDING... --out DIR --recipe {self.name}\n"
                 f"# --classes, --elec and --bands: the sizes of DIR/X.npy (N, elec, bands, T) and its classes; the "

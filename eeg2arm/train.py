@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -100,6 +100,13 @@ class TrainOptions:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types, recorded in the checkpoint's metrics as train_options."""
         return dataclasses.asdict(self)
+
+
+def validates(train_args: Sequence[str]) -> bool:
+    """Whether `eeg2arm train` with these arguments holds trials out to validate (not --val-split 0; the last given
+    wins, as click takes it)."""
+    splits = [float(value) for flag, value in zip(train_args, train_args[1:]) if flag == "--val-split"]
+    return (splits[-1] if splits else TrainOptions.val_split) > 0
 
 
 def settings_from_flags(flags: Mapping[str, Any]) -> tuple[EEGConfig, TrainOptions, dict[str, Any]]:

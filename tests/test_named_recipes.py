@@ -48,6 +48,9 @@ def test_recipes_name_prints_the_commands_that_use_it():
     assert train.endswith(" ".join(named_recipes()["motor-imagery-cross"].train)) and "--fit-readout" in train
     within = invoke("recipes", "motor-imagery").output  # measured with --no-groups: one run must not validate alone
     assert "--bands F --no-groups --cnn-time-pool 1" in within and "--no-groups" not in train
+    assert "the validation split holds no trial out (--val-split 0)" in within
+    eyes = invoke("recipes", "eyes-alpha").output
+    assert "the validation split is drawn by trial (--no-groups)" in eyes
     unknown = invoke("recipes", "motor")
     assert unknown.exit_code == 2 and "no recipe is named 'motor': use one of eyes-alpha" in unknown.output
 
