@@ -6,7 +6,8 @@ from the first sample, flat (zero) or NaN, and each model trained with and witho
   * eyes: the eyes_open_closed recipe trained on the first 150 s of each recording, the last 50 s of each streamed,
     with the electrodes of the occipital alpha dead (Oz, O1, O2, Pz: what this task needs most); accuracy per
     decided frame against the recording's class;
-  * motor: the motor-rhythm recipe across subjects (eegmmidb_cross_mu) trained on S001-S009, the imagery runs of
+  * motor: the motor-rhythm recipe across subjects (eegmmidb_cross_mu) trained on S001-S009 (since stop 30 a fitted
+    regression that trains no network, so its `--channel-drop` model is the recipe's again), the imagery runs of
     S010-S012 streamed (each aligned by its clean recording, as `--align-from` gives it) with sensorimotor
     electrodes dead (C3, C4, Cz, FC3); accuracy of the decision 4 s after each left/right cue;
   * motor-live: the same, each run aligned from its own first 60 s as streamed (`--align-seconds 60`: through the

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegressionCV
-from sklearn.model_selection import KFold
+from sklearn.model_selection import KFold, StratifiedKFold
 
 from .errors import UserInputError
 from .model import EEGModel
@@ -19,10 +19,20 @@ from .model import EEGModel
 MIN_TRIALS = 10  # 5 inner folds of at least 2 trials
 
 
-def logistic_cv() -> LogisticRegressionCV:
-    """Logistic regression whose C is chosen by accuracy on 5 contiguous inner folds (in the given order: a
-    recording's trials stay together), unfitted."""
-    return LogisticRegressionCV(Cs=np.logspace(-4, 2, 7), cv=KFold(5), scoring="accuracy", max_iter=5000)
+def logistic_cv(y: np.ndarray | None = None) -> LogisticRegressionCV:
+    """Logistic regression whose C is chosen by accuracy on 5 inner folds (`inner_folds` of labels y; contiguous
+    without them), unfitted."""
+    folds = KFold(5) if y is None else inner_folds(y)
+    return LogisticRegressionCV(Cs=np.logspace(-4, 2, 7), cv=folds, scoring="accuracy", max_iter=5000)
+
+
+def inner_folds(y: np.ndarray) -> KFold | StratifiedKFold:
+    """5 contiguous folds in the given order (a recording's trials stay together), unless the training side of one
+    would lack a class (trials sorted by class): then 5 folds stratified by class, in order."""
+    contiguous = KFold(5)
+    if all(len(np.unique(y[train])) == len(np.unique(y)) for train, _ in contiguous.split(y)):
+        return contiguous
+    return StratifiedKFold(5)
 
 
 def quiet_fit(estimator: Any, X: np.ndarray, y: np.ndarray) -> Any:
@@ -50,19 +60,16 @@ def last_decision_frames(model: EEGModel, X: np.ndarray) -> torch.Tensor:
 def fit_readout(model: EEGModel, X: np.ndarray, y: np.ndarray) -> LogisticRegressionCV:
     """Set model.readout to `logistic_cv`'s fit on the frames the last decision reads of windows X (N, C, F, T),
     y (N,), and zero the network's head: the model's probabilities are then the regression's. Returns the fit."""
-    classes = np.unique(y)
-    if len(classes) < 2 or len(y) < MIN_TRIALS:
-        raise UserInputError(f"--fit-readout needs {MIN_TRIALS} or more training trials of at least 2 classes, got "
-                             f"{len(y)} of {len(classes)}: give more trials or leave --fit-readout out")
+    classes, k = np.unique(y), model.config.n_classes
+    if len(classes) < k or len(y) < MIN_TRIALS:
+        raise UserInputError(f"--fit-readout needs {MIN_TRIALS} or more training trials of each of the {k} classes, "
+                             f"got {len(y)} of {len(classes)}: give more trials or leave --fit-readout out")
     frames = last_decision_frames(model, X)  # (N, C, F, n)
-    fit = quiet_fit(logistic_cv(), frames.flatten(1).cpu().double().numpy(), y)  # (C, F, n) order, as the conv's
+    fit = quiet_fit(logistic_cv(y), frames.flatten(1).cpu().double().numpy(), y)  # (C, F, n) order, as the conv's
     weight, bias = fit.coef_, fit.intercept_  # (K', C*F*n), (K',)
     if len(fit.classes_) == 2:  # one log-odds d for class 1: logits (-d/2, d/2) give the same softmax
         weight, bias = np.concatenate([-weight, weight]) / 2, np.concatenate([-bias, bias]) / 2
-    full_weight = np.zeros((model.config.n_classes, weight.shape[1]))
-    full_bias = np.zeros(model.config.n_classes)
-    full_weight[fit.classes_], full_bias[fit.classes_] = weight, bias  # classes absent from y stay at 0
-    model.readout.weight.copy_(torch.from_numpy(full_weight).reshape(model.readout.weight.shape))
-    model.readout.bias.copy_(torch.from_numpy(full_bias))
+    model.readout.weight.copy_(torch.from_numpy(weight).reshape(model.readout.weight.shape))  # (K, C*F, n)
+    model.readout.bias.copy_(torch.from_numpy(bias))
     model.silence_network()
     return fit

@@ -103,10 +103,15 @@ class TrainOptions:
 
 
 def validates(train_args: Sequence[str]) -> bool:
-    """Whether `eeg2arm train` with these arguments holds trials out to validate (not --val-split 0; the last given
-    wins, as click takes it)."""
-    splits = [float(value) for flag, value in zip(train_args, train_args[1:]) if flag == "--val-split"]
-    return (splits[-1] if splits else TrainOptions.val_split) > 0
+    """Whether `eeg2arm train` with these arguments holds trials out to validate (not `--val-split 0` or
+    `--val-split=0`; the last given wins, as click takes it)."""
+    val_split = TrainOptions.val_split
+    for arg, following in zip(train_args, [*train_args[1:], ""]):
+        if arg == "--val-split":
+            val_split = float(following)
+        elif arg.startswith("--val-split="):
+            val_split = float(arg.split("=", 1)[1])
+    return val_split > 0
 
 
 def settings_from_flags(flags: Mapping[str, Any]) -> tuple[EEGConfig, TrainOptions, dict[str, Any]]:
@@ -249,6 +254,9 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
     if (opts.readout_first or opts.fit_readout) and init is not None:
         flag = "--fit-readout" if opts.fit_readout else "--readout-first"
         raise UserInputError(f"{flag} starts the network's head at zero: it trains a new model, not one from --init")
+    if config.ensemble > 1 and opts.fit_readout and not opts.epochs:
+        raise UserInputError(f"--ensemble {config.ensemble} with --fit-readout --epochs 0 would keep "
+                             f"{config.ensemble} identical members (the fit has no randomness): leave --ensemble out")
     if config.ensemble > 1:
         return train_ensemble(X, y, config, save, opts, groups, echo, resume=resume, init=init, freeze=freeze,
                               restandardize=restandardize)
@@ -267,10 +275,12 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
         model, meta = load_model_from_checkpoint(resume, device)
         refuse_ensemble(meta["config"], resume, "--resume")
         check_same_model(model.config, config, "--resume")
-        trained = meta["metrics"].get("train_options", {}).get("val_split", opts.val_split)
-        if trained != opts.val_split:
-            raise UserInputError(f"--resume checkpoint was trained with --val-split {trained} (now {opts.val_split}): "
-                                 f"use the flags it was trained with")
+        recorded_options = meta["metrics"].get("train_options", {})
+        for name in ("val_split", "fit_readout", "input_scale"):  # what the kept weights and the split depend on
+            trained, now = recorded_options.get(name, getattr(opts, name)), getattr(opts, name)
+            if trained != now:
+                raise UserInputError(f"--resume checkpoint was trained with {name}={trained!r} (now {now!r}): use "
+                                     f"the flags it was trained with")
         # Training goes on from the checkpoint's (best) weights, so the epochs after them are run again.
         start_epoch, best, best_state = meta["epoch"] + 1, meta["metrics"], state_copy(model)
         history = [h for h in meta["metrics"]["history"] if h["epoch"] <= meta["epoch"]]

@@ -139,7 +139,7 @@ def test_val_split_0_refuses_groups_and_a_resume_with_validation(tmp_path, data)
                *SMALL).exit_code == 0
     before = save.read_bytes()
     result = run("train", *data, "--save", save, "--epochs", "2", *SMALL, "--resume", save)
-    assert result.exit_code == 2 and "--resume checkpoint was trained with --val-split 0.0 (now 0.2)" in result.output
+    assert result.exit_code == 2 and "--resume checkpoint was trained with val_split=0.0 (now 0.2)" in result.output
     assert save.read_bytes() == before
 
 
@@ -391,12 +391,56 @@ def test_fit_readout_with_0_epochs_keeps_the_regression_alone(tmp_path, data):
     assert not model.head.weight.any() and model.readout.weight.any()
 
 
-def test_fit_readout_needs_trials_of_two_classes(tmp_path):
-    config = EEGConfig(n_classes=2, n_electrodes=32, n_bands=4, frame_embed=32, readout_frames=8)
-    with pytest.raises(UserInputError, match="--fit-readout needs 10 or more training trials of at least 2 classes"):
-        train(X_OK, np.zeros_like(Y_OK), config, tmp_path / "ckpt.pt",
+@pytest.mark.parametrize("labels,classes", [(np.zeros_like(Y_OK), 2), (Y_OK, 3)])
+def test_fit_readout_needs_trials_of_every_class(labels, classes, tmp_path):
+    config = EEGConfig(n_classes=classes, n_electrodes=32, n_bands=4, frame_embed=32, readout_frames=8)
+    with pytest.raises(UserInputError, match=f"--fit-readout needs 10 or more training trials of each of the "
+                                             f"{classes} classes"):
+        train(X_OK, labels, config, tmp_path / "ckpt.pt",
               TrainOptions(epochs=1, fit_readout=True, workers=0, device="cpu"))
     assert not (tmp_path / "ckpt.pt").exists()
+
+
+def test_fit_readout_folds_stay_contiguous_unless_a_fold_would_lose_a_class():
+    """The regression's inner folds keep a recording's trials together (contiguous); trials sorted by class, where
+    a contiguous fold's training side would hold one class, are split by class instead."""
+    from eeg2arm.readout import inner_folds
+
+    interleaved = np.tile([0, 1], 20)
+    assert [list(test) for _, test in inner_folds(interleaved).split(interleaved)][0] == list(range(8))
+    by_class = np.repeat([0, 1], [30, 10])
+    for train_side, _ in inner_folds(by_class).split(by_class, by_class):
+        assert set(by_class[train_side]) == {0, 1}
+
+
+def test_resuming_a_fit_readout_run_needs_its_flags(tmp_path, data):
+    save = tmp_path / "ckpt.pt"
+    assert run("train", *data, "--save", save, "--epochs", "1", *SMALL, "--readout", "8", "--fit-readout",
+               "--input-scale", "shared").exit_code == 0
+    before = save.read_bytes()
+    result = run("train", *data, "--save", save, "--epochs", "2", *SMALL, "--readout", "8", "--input-scale",
+                 "shared", "--resume", save)
+    assert result.exit_code == 2 and "was trained with fit_readout=True (now False)" in result.output
+    result = run("train", *data, "--save", save, "--epochs", "2", *SMALL, "--readout", "8", "--fit-readout",
+                 "--resume", save)
+    assert result.exit_code == 2 and "was trained with input_scale='shared' (now 'feature')" in result.output
+    assert save.read_bytes() == before
+
+
+def test_an_ensemble_of_the_fitted_readout_alone_is_refused(tmp_path, data):
+    save = tmp_path / "ckpt.pt"
+    result = run("train", *data, "--save", save, "--epochs", "0", *SMALL, "--readout", "8", "--fit-readout",
+                 "--ensemble", "2")
+    assert_clean_error(result, "--ensemble 2 with --fit-readout --epochs 0 would keep 2 identical members", save)
+
+
+@pytest.mark.parametrize("args,holds_out", [([], True), (["--val-split", "0"], False), (["--val-split=0"], False),
+                                            (["--val-split", "0", "--val-split", "0.1"], True),
+                                            (["--epochs", "0", "--val-split=0.3"], True)])
+def test_validates_reads_the_val_split_as_click_does(args, holds_out):
+    from eeg2arm.train import validates
+
+    assert validates(args) is holds_out
 
 
 def test_fit_readout_is_for_a_new_model(tmp_path, data, base):
