@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .augment import Augment, augment_batch
 from .atomic import check_writable
-from .checkpoint import load_model_from_checkpoint, save_checkpoint
+from .checkpoint import load_model_from_checkpoint, read_checkpoint, save_checkpoint
 from .config import DATA_FIELDS, EEGConfig
 from .data import check_groups, check_labels, check_windows, split_indices
 from .device import resolve_device
@@ -306,6 +306,10 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
     if init is not None:
         model = load_init(init, config, device, freeze)
         if restandardize:
+            trained = read_checkpoint(init)["metrics"].get("train_options", {}).get("input_scale", "feature")
+            if trained != opts.input_scale:
+                raise UserInputError(f"--restandardize refits the input scale the checkpoint's readout was fitted "
+                                     f"on: give --input-scale {trained}, as it was trained")
             model.set_input_stats(torch.from_numpy(X[train_idx]), shared=opts.input_scale == "shared")
     elif resume is None:
         model = EEGModel(config).materialize(example_input_shape).to(device)

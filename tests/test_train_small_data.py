@@ -427,6 +427,17 @@ def test_resuming_a_fit_readout_run_needs_its_flags(tmp_path, data):
     assert save.read_bytes() == before
 
 
+def test_restandardize_keeps_the_input_scale_the_checkpoint_was_trained_with(tmp_path, data):
+    base = tmp_path / "shared.pt"
+    assert run("train", *data, "--save", base, "--epochs", "1", *SMALL, "--input-scale", "shared").exit_code == 0
+    save = tmp_path / "ft.pt"
+    result = run("train", *data, "--save", save, "--epochs", "1", *SMALL, "--init", base, "--restandardize")
+    assert_clean_error(result, "--restandardize refits the input scale the checkpoint's readout was fitted on: give "
+                               "--input-scale shared", save)
+    assert run("train", *data, "--save", save, "--epochs", "1", *SMALL, "--init", base, "--restandardize",
+               "--input-scale", "shared").exit_code == 0
+
+
 def test_an_ensemble_of_the_fitted_readout_alone_is_refused(tmp_path, data):
     save = tmp_path / "ckpt.pt"
     result = run("train", *data, "--save", save, "--epochs", "0", *SMALL, "--readout", "8", "--fit-readout",
