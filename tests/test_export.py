@@ -409,6 +409,16 @@ def test_a_readout_trains_from_the_cli_and_exports_and_streams_with_parity(n, tm
         assert [s.shape for s in streamer.state][0][-1] == max(2, n - 2)  # conv1 keeps what the readout needs
 
 
+def test_a_fitted_readout_on_one_shared_scale_exports_and_streams_with_parity(tmp_path, bandpower, bandpower_dir):
+    """The motor-imagery recipes' training: the readout fitted as a regression, inputs on one shared sd, the network
+    off (--epochs 0): the regression's weights and the shared scale are ordinary weights and buffers."""
+    ckpt, model = trained_by_the_cli(tmp_path, bandpower_dir, "--readout", "5", "--fit-readout", "--input-scale",
+                                     "shared", "--epochs", "0", "--val-split", "0", "--select", "last")
+    assert not model.head.weight.any() and model.readout.weight.abs().max() > 0
+    assert torch.all(model.input_std == model.input_std.flatten()[0])
+    assert_exports_and_streams_alike(ckpt, model, tmp_path, bandpower)
+
+
 def test_a_linear_stem_trains_from_the_cli_and_exports_with_parity(tmp_path, bandpower, bandpower_dir):
     ckpt, model = trained_by_the_cli(tmp_path, bandpower_dir, "--linear-stem")
     assert model.config.linear_stem and all(isinstance(b.activation, torch.nn.Identity) for b in model.stem)
