@@ -301,8 +301,8 @@ def readout_accuracy(fold: Fold, recipe: dict) -> float:
 
 def linear_readout(X: np.ndarray, y: np.ndarray) -> Pipeline:
     """Logistic regression fitted on standardized features X (N, D), its C chosen by accuracy on 5 contiguous inner
-    folds (in file order): eeg2arm.readout's, after a scaler of every column."""
-    return quiet_fit(make_pipeline(StandardScaler(), logistic_cv()), X, y)
+    folds (in file order; eeg2arm.readout.inner_folds): eeg2arm.readout's, after a scaler of every column."""
+    return quiet_fit(make_pipeline(StandardScaler(), logistic_cv(y)), X, y)
 
 
 def opened(files: list[Path]) -> dict[tuple[Path, str], mne.io.BaseRaw | mne.BaseEpochs]:

@@ -36,8 +36,10 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # per-epoch bars would drown the tab
 import mne
 import numpy as np
 
+from eeg2arm.train import validates
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import EXECUTED, RAW, RUNS, SUBJECTS, eeg2arm, run_file, split_by_group, tomllib  # noqa: E402
+from accuracy import EXECUTED, RAW, RUNS, SUBJECTS, eeg2arm, run_file, tomllib  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 TRAIN_S = 150.0
@@ -150,8 +152,8 @@ def motor_models(tmp: Path, prepare: tuple[str, ...], train: tuple[str, ...]) ->
     """The cross-subject models trained on S001-S009, once per run: both motor cases stream them."""
     files = [run_file(s, r) for s in SUBJECTS[:9] for r in RUNS + EXECUTED]
     eeg2arm("prepare", *files, "--out", tmp / "motor", *prepare)
-    grouped = split_by_group({"train": list(train), "groups": True})  # the row's validation, if any, by subject
-    return train_models(tmp, tmp / "motor", list(train), ["--groups", tmp / "motor" / "groups.npy"] if grouped else [])
+    groups = ["--groups", tmp / "motor" / "groups.npy"] if validates(train) else []  # a validation split by subject
+    return train_models(tmp, tmp / "motor", list(train), groups)
 
 
 def motor_case(tmp: Path, recipes: dict, align_seconds: float | None = None) -> Case:

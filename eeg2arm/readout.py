@@ -19,18 +19,16 @@ from .model import EEGModel
 MIN_TRIALS = 10  # 5 inner folds of at least 2 trials
 
 
-def logistic_cv(y: np.ndarray | None = None) -> LogisticRegressionCV:
-    """Logistic regression whose C is chosen by accuracy on 5 inner folds (`inner_folds` of labels y; contiguous
-    without them), unfitted."""
-    folds = KFold(5) if y is None else inner_folds(y)
-    return LogisticRegressionCV(Cs=np.logspace(-4, 2, 7), cv=folds, scoring="accuracy", max_iter=5000)
+def logistic_cv(y: np.ndarray) -> LogisticRegressionCV:
+    """Logistic regression whose C is chosen by accuracy on 5 inner folds of labels y (`inner_folds`), unfitted."""
+    return LogisticRegressionCV(Cs=np.logspace(-4, 2, 7), cv=inner_folds(y), scoring="accuracy", max_iter=5000)
 
 
 def inner_folds(y: np.ndarray) -> KFold | StratifiedKFold:
     """5 contiguous folds in the given order (a recording's trials stay together), unless the training side of one
     would lack a class (trials sorted by class): then 5 folds stratified by class, in order."""
-    contiguous = KFold(5)
-    if all(len(np.unique(y[train])) == len(np.unique(y)) for train, _ in contiguous.split(y)):
+    contiguous, n_classes = KFold(5), len(np.unique(y))
+    if all(len(np.unique(y[train])) == n_classes for train, _ in contiguous.split(y)):
         return contiguous
     return StratifiedKFold(5)
 

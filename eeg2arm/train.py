@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from .augment import Augment, augment_batch
 from .atomic import check_writable
-from .checkpoint import load_model_from_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoint import load_model_from_checkpoint, save_checkpoint
 from .config import DATA_FIELDS, EEGConfig
 from .data import check_groups, check_labels, check_windows, split_indices
 from .device import resolve_device
@@ -216,8 +216,11 @@ def refuse_ensemble(config: EEGConfig, path: str | Path, flag: str) -> None:
                              f"network: train the ensemble anew with --ensemble {config.ensemble}")
 
 
-def load_init(path: str | Path, config: EEGConfig, device: torch.device, freeze: tuple[str, ...]) -> EEGModel:
-    """The model to fine-tune: a checkpoint's weights (same network, electrodes and classes), some parts frozen."""
+def load_init(path: str | Path, config: EEGConfig, device: torch.device, freeze: tuple[str, ...],
+              restandardize_scale: str | None = None) -> EEGModel:
+    """The model to fine-tune: a checkpoint's weights (same network, electrodes and classes), some parts frozen;
+    `restandardize_scale`: the --input-scale its input standardization is to be refitted with, which must be the
+    one the checkpoint was trained with."""
     unknown = sorted(set(freeze) - set(FREEZABLE))
     if unknown:
         raise UserInputError(f"--freeze {','.join(unknown)}: name parts of {', '.join(FREEZABLE)}")
@@ -227,6 +230,10 @@ def load_init(path: str | Path, config: EEGConfig, device: torch.device, freeze:
     model, meta = load_model_from_checkpoint(path, device)
     refuse_ensemble(meta["config"], path, "--init")
     check_same_model(meta["config"], config, "--init", ignore=("dropout",))
+    trained = meta["metrics"].get("train_options", {}).get("input_scale", "feature")
+    if restandardize_scale is not None and restandardize_scale != trained:
+        raise UserInputError(f"--restandardize refits the input scale the checkpoint's readout was fitted on: give "
+                             f"--input-scale {trained}, as it was trained")
     fresh = EEGModel(config).materialize(meta["example_input_shape"]).to(device)  # this run's dropout
     fresh.load_state_dict(model.state_dict())
     for name in freeze:
@@ -304,12 +311,8 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
     train_idx, val_idx = split_indices(y, opts.val_split, opts.seed, groups, opts.val_last)
     example_input_shape = (1, *X.shape[1:])
     if init is not None:
-        model = load_init(init, config, device, freeze)
+        model = load_init(init, config, device, freeze, opts.input_scale if restandardize else None)
         if restandardize:
-            trained = read_checkpoint(init)["metrics"].get("train_options", {}).get("input_scale", "feature")
-            if trained != opts.input_scale:
-                raise UserInputError(f"--restandardize refits the input scale the checkpoint's readout was fitted "
-                                     f"on: give --input-scale {trained}, as it was trained")
             model.set_input_stats(torch.from_numpy(X[train_idx]), shared=opts.input_scale == "shared")
     elif resume is None:
         model = EEGModel(config).materialize(example_input_shape).to(device)
