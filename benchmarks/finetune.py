@@ -25,7 +25,7 @@ import numpy as np
 from sklearn.model_selection import KFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import RAW, SUBJECTS, eeg2arm, evaluated, tomllib  # noqa: E402
+from accuracy import RAW, SUBJECTS, eeg2arm, evaluated, split_by_group, tomllib  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 METHODS = ("zero-shot", "fine-tune", "fine-tune + restandardize", "head only + restandardize",
@@ -52,7 +52,8 @@ def main() -> None:
                      for r in ("R04", "R08", "R12")]
             shutil.rmtree(tmp / "cross", ignore_errors=True)
             eeg2arm("prepare", *files, "--out", tmp / "cross", *cross["prepare"])
-            ckpt = trained(tmp, "cross.pt", tmp / "cross", [*cross["train"], "--groups", tmp / "cross" / "groups.npy"])
+            groups = ["--groups", tmp / "cross" / "groups.npy"] if split_by_group(cross) else ["--no-groups"]
+            ckpt = trained(tmp, "cross.pt", tmp / "cross", [*cross["train"], *groups])
             for i in test_idx:
                 s = SUBJECTS[i]
                 for part, runs in (("calibration", ("R04",)), ("test", ("R08", "R12"))):
