@@ -1,0 +1,141 @@
+"""How soon after the cue a motor-rhythm decision is right, decided as `eeg2arm stream` decides it.
+
+For each fold of benchmarks/accuracy.py's motor-rhythm rows (eegmmidb_within_mu: a subject's model, one imagery run
+held out; eegmmidb_cross_mu: the cross-subject model, three subjects held out) the row's Decoder is fitted on the
+fold's training files, and every held-out imagery run is replayed from its first sample: its signal in µV through
+OnlineFeatures (the run aligned by its own signal, as `prepare --like` and `stream --align-from` align it) and the
+Streamer (the PyTorch step; hysteresis as `stream`'s defaults unless --enter/--exit/--min-frames say otherwise). At
+each time t after a cue, the decision of the newest frame that had ended by then is compared with the cue: the raw
+one (the class of highest probability) and the hysteresis one (right, wrong, or not yet decided).
+
+Each cue is followed by ~4.1 s of imagery, then ~4.2 s of rest before the next cue, and in these runs 76% of
+consecutive cues name the other fist: so at t = 0, when nothing of the trial has been seen, what the last seconds
+of the previous trial leave in the window already says something of this cue. Read the rise above the t = 0
+column, not above chance. "offline": the same models on each trial's 0-4 s window prepared by `prepare --like`, as
+accuracy.py scores them; the streamed frames lie on the recording's 0.25 s grid, not the trial's, so at 4 s the two
+read windows up to 0.125 s apart.
+
+    .venv/bin/python benchmarks/timecourse.py                     # both rows (~2 min on 2 cores)
+    .venv/bin/python benchmarks/timecourse.py --rows eegmmidb_within_mu --subjects 4 --enter 0.6
+
+Prints one table: for each row and decision, the share of cues (mean ± sd over subjects) at each t. Results:
+docs/accuracy.md.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import mne
+import numpy as np
+
+from eeg2arm import Decoder
+from eeg2arm.fitting import recording_alignments
+from eeg2arm.realtime.online import OnlineFeatures, model_recipe
+from eeg2arm.realtime.smoothing import Hysteresis
+from eeg2arm.realtime.streamer import Streamer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from accuracy import HERE, SUBJECTS, eegmmidb_folds, event_classes, machine, opened, recipe_sides, tomllib  # noqa: E402
+
+ROWS = ("eegmmidb_within_mu", "eegmmidb_cross_mu")
+TIMES = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0)  # s after the cue
+CHUNK_S = 0.0625  # s of signal per push: `stream --raw`'s default chunk
+UNDECIDED = -1
+
+
+def decisions_at(ends: np.ndarray, decisions: np.ndarray, cues: np.ndarray, delays: np.ndarray) -> np.ndarray:
+    """ends (n,) the end sample (exclusive) of each decided frame, in order; decisions (n,); cues (m,) and delays
+    (d,) in samples -> (m, d): the decision of the newest frame that had ended by cue + delay (UNDECIDED before
+    the first)."""
+    newest = np.searchsorted(ends, cues[:, None] + delays[None, :], side="right") - 1  # (m, d)
+    return np.where(newest >= 0, decisions[np.maximum(newest, 0)], UNDECIDED)
+
+
+def streamed(decoder: Decoder, path: Path, raw: mne.io.BaseRaw, hysteresis: Hysteresis
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One recording replayed from its first sample: (end sample of each decided frame, its raw decision, its
+    hysteresis decision)."""
+    config = decoder.model_.config
+    recipe = model_recipe(config)
+    align = recording_alignments({path: raw}, recipe)[path] if recipe.align else None
+    online, streamer = OnlineFeatures(recipe, align), Streamer.from_model(decoder.model_, hysteresis)
+    signal = raw.get_data(picks=list(config.stream_channels), units="uV")  # (C_in, n)
+    chunk, results = round(CHUNK_S * config.sfreq), []
+    for start in range(0, signal.shape[1], chunk):
+        results += streamer.push(online.push(signal[:, start:start + chunk]))
+    pool = config.cnn_time_pool
+    ends = np.array([((r.frame + 1) * pool - 1) * online.s + online.w for r in results])
+    return ends, np.array([r.pred for r in results]), np.array([r.decision for r in results])
+
+
+def cues_of(raw: mne.io.BaseRaw, classes: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(onset sample, class) of each cue the recipe's --event names."""
+    picked = [(round((a["onset"] - raw.first_time) * raw.info["sfreq"]), classes[a["description"]])
+              for a in raw.annotations if a["description"] in classes]
+    return np.array([s for s, _ in picked]), np.array([c for _, c in picked])
+
+
+def row_timecourse(name: str, recipe: dict, subjects: tuple[str, ...], hysteresis: Hysteresis
+                   ) -> dict[str, dict[str, np.ndarray]]:
+    """{subject: {"raw" | "right" | "wrong": (len(TIMES),) shares of its cues, "offline": (1,)}}."""
+    classes, counts = event_classes(recipe["prepare"]), defaultdict(lambda: defaultdict(float))
+    for fold in eegmmidb_folds(name, recipe["prepare"], subjects, recipe.get("executed", False)):
+        decoder = Decoder({"prepare": recipe["prepare"], "train": recipe["train"], "groups": recipe["groups"]})
+        train, groups, _ = recipe_sides(fold, recipe)
+        decoder.fit(train, groups=groups)
+        for (path, subject), raw in opened(fold.test_files).items():
+            cues, labels = cues_of(raw, classes)
+            ends, raw_pred, held = streamed(decoder, path, raw, hysteresis)
+            delays = np.round(np.array(TIMES) * raw.info["sfreq"]).astype(int)
+            offline = decoder.predict([raw])
+            c = counts[subject]
+            c["raw"] = c["raw"] + (decisions_at(ends, raw_pred, cues, delays) == labels[:, None]).sum(axis=0)
+            at = decisions_at(ends, held, cues, delays)
+            c["right"] = c["right"] + (at == labels[:, None]).sum(axis=0)
+            c["wrong"] = c["wrong"] + ((at != labels[:, None]) & (at != UNDECIDED)).sum(axis=0)
+            c["offline"] += float((offline == decoder.classes_[labels]).sum())
+            c["n"] += len(labels)
+        print(f"{name}: {', '.join(path.stem for path in fold.test_files)} streamed", file=sys.stderr, flush=True)
+    return {s: {k: np.atleast_1d(v) / c["n"] for k, v in c.items() if k != "n"} for s, c in counts.items()}
+
+
+def table(results: dict[str, dict[str, dict[str, np.ndarray]]]) -> list[str]:
+    head = " | ".join(f"{t:g} s" for t in TIMES)
+    lines = [f"| row | decision | {head} | offline (0-4 s) |", "|---|---|" + "---|" * (len(TIMES) + 1)]
+    what = {"raw": "raw (arg max) right", "right": "hysteresis right", "wrong": "hysteresis wrong"}
+    for name, per_subject in results.items():
+        for key, label in what.items():
+            shares = np.stack([s[key] for s in per_subject.values()])  # (subjects, len(TIMES))
+            cells = " | ".join(f"{m:.3f} ± {sd:.3f}" for m, sd in zip(shares.mean(axis=0), shares.std(axis=0)))
+            offline = np.array([s["offline"][0] for s in per_subject.values()])
+            last = f"{offline.mean():.3f} ± {offline.std():.3f}" if key == "raw" else "–"
+            lines.append(f"| {name} | {label} | {cells} | {last} |")
+    return lines
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
+    p.add_argument("--subjects", type=int, default=len(SUBJECTS), choices=range(4, 13),
+                   help="the first N subjects (the cross row: 4 folds of N // 4 held out)")
+    p.add_argument("--enter", type=float, default=0.7, help="hysteresis: probability to enter a class (stream's)")
+    p.add_argument("--exit", type=float, default=0.5, help="hysteresis: probability below which it is released")
+    p.add_argument("--min-frames", type=int, default=3, help="hysteresis: consecutive frames above --enter")
+    args = p.parse_args()
+    mne.set_log_level("ERROR")
+    recipes = tomllib.loads((HERE / "recipes.toml").read_text())
+    t0 = time.perf_counter()
+    hysteresis = Hysteresis(args.enter, args.exit, args.min_frames)
+    results = {name: row_timecourse(name, recipes[name], SUBJECTS[:args.subjects], hysteresis) for name in args.rows}
+    print("\n".join(table(results)))
+    print(f"mean ± sd over {args.subjects} subjects; hysteresis enter {args.enter:g}, exit {args.exit:g}, "
+          f"{args.min_frames} frames; "
+          f"{time.strftime('%Y-%m-%d')}, total {time.perf_counter() - t0:.0f} s on {machine()}")
+
+
+if __name__ == "__main__":
+    main()
