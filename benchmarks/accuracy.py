@@ -5,8 +5,9 @@ Every fold of every set splits the same raw trials for every method:
                 (opened as `eeg2arm prepare` opens them) and scored on the test files, prepared like the training
                 data (`prepare --like`): what `--commands` prints; model selection only on train's own validation split;
   * its features + LR: the very windows EEGModel is given on the fold, read by a logistic regression (its
-                regularization chosen on 5 contiguous inner folds of the training windows): what the network adds
-                to, or loses from, its features;
+                regularization chosen on 5 contiguous inner folds of the training windows, every column scaled):
+                what the model adds to, or loses from, its features (where the recipe's network is off, the
+                difference is how the two fit the same regression: the scaling and the penalty);
   * the field's methods (benchmarks/peers.py): CSP + LDA, FBCSP + LDA, TS + LR, EA + TS + LR (cross-subject rows),
                 EEGNet and ShallowFBCSPNet (braindecode), MiniRocket (aeon), chance.
 Folds: stratified 5-fold for the aeon sets (FingerMovements: 5 contiguous blocks in recording order), 40 s blocks

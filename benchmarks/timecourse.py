@@ -3,19 +3,22 @@
 For each fold of benchmarks/accuracy.py's motor-rhythm rows (eegmmidb_within_mu: a subject's model, one imagery run
 held out; eegmmidb_cross_mu: the cross-subject model, three subjects held out) the row's Decoder is fitted on the
 fold's training files, and every held-out imagery run is replayed from its first sample: its signal in µV through
-OnlineFeatures (the run aligned by its own signal, as `prepare --like` and `stream --align-from` align it) and the
-Streamer (the PyTorch step; hysteresis as `stream`'s defaults unless --enter/--exit/--min-frames say otherwise). At
-each time t after a cue, the decision of the newest frame that had ended by then is compared with the cue: the raw
-one (the class of highest probability) and the hysteresis one (right, wrong, or not yet decided).
+OnlineFeatures and the Streamer (the PyTorch step; hysteresis as `stream`'s defaults unless --enter/--exit/
+--min-frames say otherwise). Each run is aligned by its own whole signal, as `prepare --like` aligns it offline and
+`stream --align-from` applies that estimate; a live session without a stored alignment estimates it from its first
+seconds (`stream --align-seconds`, measured by benchmarks/bad_channels.py's motor-live case). At each time t after a
+cue, the decision of the newest frame that had ended by then is compared with the cue: the raw one (the class of
+highest probability) and the hysteresis one (right, wrong, or none held). A cue counts at t only if its run lasts
+until then.
 
 Each cue is followed by ~4.1 s of imagery, then ~4.2 s of rest before the next cue, and in these runs 76% of
-consecutive cues name the other fist: so at t = 0, when nothing of the trial has been seen, what the last seconds
-of the previous trial leave in the window already says something of this cue. Read the rise above the t = 0
-column, not above chance. "offline": the same models on each trial's 0-4 s window prepared by `prepare --like`, as
-accuracy.py scores them; the streamed frames lie on the recording's 0.25 s grid, not the trial's, so at 4 s the two
-read windows up to 0.125 s apart.
+consecutive cues name the other fist. At t = 0 the window holds the seconds before the cue and nothing of its
+trial; what the decisions score there is not the decoding of this cue (why it is above chance is not measured), so
+read the rise above the t = 0 column. "offline": the same models on each trial's 0-4 s window prepared by `prepare
+--like`, as accuracy.py scores them. At 4 s the newest streamed frame ends up to one frame step (0.25 s) before the
+trial's last frame (in these runs 0-0.2 s); for a cue on the stream's frame grid the two are the same frame.
 
-    .venv/bin/python benchmarks/timecourse.py                     # both rows (~2 min on 2 cores)
+    .venv/bin/python benchmarks/timecourse.py                     # both rows (~90 s on 2 cores)
     .venv/bin/python benchmarks/timecourse.py --rows eegmmidb_within_mu --subjects 4 --enter 0.6
 
 Prints one table: for each row and decision, the share of cues (mean ± sd over subjects) at each t. Results:
@@ -57,9 +60,11 @@ def decisions_at(ends: np.ndarray, decisions: np.ndarray, cues: np.ndarray, dela
 
 def streamed(decoder: Decoder, path: Path, raw: mne.io.BaseRaw, hysteresis: Hysteresis
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One recording replayed from its first sample: (end sample of each decided frame, its raw decision, its
-    hysteresis decision)."""
+    """One recording replayed from its first sample: (end sample of each decided frame (n,), its probabilities
+    (n, K), its hysteresis decision (n,))."""
     config = decoder.model_.config
+    if raw.info["sfreq"] != config.sfreq:
+        raise SystemExit(f"{path} runs at {raw.info['sfreq']:g} Hz, the model at {config.sfreq:g} Hz")
     recipe = model_recipe(config)
     align = recording_alignments({path: raw}, recipe)[path] if recipe.align else None
     online, streamer = OnlineFeatures(recipe, align), Streamer.from_model(decoder.model_, hysteresis)
@@ -69,7 +74,7 @@ def streamed(decoder: Decoder, path: Path, raw: mne.io.BaseRaw, hysteresis: Hyst
         results += streamer.push(online.push(signal[:, start:start + chunk]))
     pool = config.cnn_time_pool
     ends = np.array([((r.frame + 1) * pool - 1) * online.s + online.w for r in results])
-    return ends, np.array([r.pred for r in results]), np.array([r.decision for r in results])
+    return ends, np.stack([r.probs for r in results]), np.array([r.decision for r in results])
 
 
 def cues_of(raw: mne.io.BaseRaw, classes: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +86,8 @@ def cues_of(raw: mne.io.BaseRaw, classes: dict[str, int]) -> tuple[np.ndarray, n
 
 def row_timecourse(name: str, recipe: dict, subjects: tuple[str, ...], hysteresis: Hysteresis
                    ) -> dict[str, dict[str, np.ndarray]]:
-    """{subject: {"raw" | "right" | "wrong": (len(TIMES),) shares of its cues, "offline": (1,)}}."""
+    """{subject: {"raw" | "right" | "wrong": (len(TIMES),) shares of its cues, "offline": (1,)}}. A cue counts at
+    time t only if the recording lasts until cue + t (the last cue of a run has no 5 s and 6 s)."""
     classes, counts = event_classes(recipe["prepare"]), defaultdict(lambda: defaultdict(float))
     for fold in eegmmidb_folds(name, recipe["prepare"], subjects, recipe.get("executed", False)):
         decoder = Decoder({"prepare": recipe["prepare"], "train": recipe["train"], "groups": recipe["groups"]})
@@ -89,18 +95,23 @@ def row_timecourse(name: str, recipe: dict, subjects: tuple[str, ...], hysteresi
         decoder.fit(train, groups=groups)
         for (path, subject), raw in opened(fold.test_files).items():
             cues, labels = cues_of(raw, classes)
-            ends, raw_pred, held = streamed(decoder, path, raw, hysteresis)
-            delays = np.round(np.array(TIMES) * raw.info["sfreq"]).astype(int)
             offline = decoder.predict([raw])
-            c = counts[subject]
-            c["raw"] = c["raw"] + (decisions_at(ends, raw_pred, cues, delays) == labels[:, None]).sum(axis=0)
+            if len(offline) != len(labels):  # the offline trials must be the cues read here, in order
+                raise SystemExit(f"{path}: the recipe cuts {len(offline)} trials of its {len(labels)} cues")
+            ends, probs, held = streamed(decoder, path, raw, hysteresis)
+            delays = np.round(np.array(TIMES) * raw.info["sfreq"]).astype(int)
+            lasts = cues[:, None] + delays[None, :] <= raw.n_times  # (m, d): the recording reaches cue + t
+            c, truth = counts[subject], labels[:, None]
+            c["raw"] = c["raw"] + ((decisions_at(ends, probs.argmax(axis=1), cues, delays) == truth) & lasts).sum(0)
             at = decisions_at(ends, held, cues, delays)
-            c["right"] = c["right"] + (at == labels[:, None]).sum(axis=0)
-            c["wrong"] = c["wrong"] + ((at != labels[:, None]) & (at != UNDECIDED)).sum(axis=0)
-            c["offline"] += float((offline == decoder.classes_[labels]).sum())
-            c["n"] += len(labels)
+            c["right"] = c["right"] + ((at == truth) & lasts).sum(axis=0)
+            c["wrong"] = c["wrong"] + ((at != truth) & (at != UNDECIDED) & lasts).sum(axis=0)
+            c["cues"] = c["cues"] + lasts.sum(axis=0)
+            c["offline"] += float((offline == decoder.classes_[labels]).sum()) / len(labels)
+            c["runs"] += 1
         print(f"{name}: {', '.join(path.stem for path in fold.test_files)} streamed", file=sys.stderr, flush=True)
-    return {s: {k: np.atleast_1d(v) / c["n"] for k, v in c.items() if k != "n"} for s, c in counts.items()}
+    return {s: {**{k: c[k] / c["cues"] for k in ("raw", "right", "wrong")},
+                "offline": np.atleast_1d(c["offline"] / c["runs"])} for s, c in counts.items()}
 
 
 def table(results: dict[str, dict[str, dict[str, np.ndarray]]]) -> list[str]:

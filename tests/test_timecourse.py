@@ -1,7 +1,6 @@
 """benchmarks/timecourse.py: a streamed decision is read at the right frame, and equals the offline one."""
 import sys
 
-import mne
 import numpy as np
 
 from conftest import REPO
@@ -22,21 +21,23 @@ def test_the_decision_read_at_a_time_is_the_newest_frames_that_had_ended():
                            [0, 1, 1, 0, 0]]  # cue 100: a frame ending at its sample counts
 
 
-def test_a_streamed_run_decides_each_cue_on_the_frame_grid_as_the_offline_trial():
+def test_a_streamed_run_gives_each_cue_on_the_frame_grid_the_offline_trials_probabilities():
     """The within-subject motor-rhythm recipe on S001's imagery runs 4 and 8; run 12 streamed from its first sample.
-    A cue on the recording's 0.25 s grid ends a streamed frame exactly where its trial's last offline frame ends."""
+    A cue on the recording's 0.25 s grid ends a streamed frame exactly where its trial's last offline frame ends, so
+    the streamed probabilities 4 s after it are Decoder.predict_proba's for that trial."""
     recipe, files = RECIPES["eegmmidb_within_mu"], [accuracy.run_file("S001", r) for r in accuracy.RUNS]
     decoder = Decoder({"prepare": recipe["prepare"], "train": recipe["train"], "groups": recipe["groups"]})
     decoder.fit([accuracy.opened([path]).popitem()[1] for path in files[:2]])
     (path, _), raw = accuracy.opened([files[2]]).popitem()
-    ends, raw_pred, held = timecourse.streamed(decoder, path, raw, Hysteresis())
+    ends, probs, held = timecourse.streamed(decoder, path, raw, Hysteresis())
     step, sfreq = np.diff(ends), raw.info["sfreq"]
     assert len(ends) > 400 and (step == round(0.25 * sfreq)).all() and ends[0] == round(3 * sfreq)
     cues, labels = timecourse.cues_of(raw, accuracy.event_classes(recipe["prepare"]))
-    assert len(cues) == len(decoder.predict([raw])) and set(labels) == {0, 1}
+    offline = decoder.predict_proba([raw])  # (cues, K)
+    assert len(cues) == len(offline) == 15 and set(labels) == {0, 1}
     on_grid = (cues + round(4 * sfreq) - ends[0]) % step[0] == 0
-    assert on_grid.sum() >= 3
-    at_4s = timecourse.decisions_at(ends, raw_pred, cues, np.array([round(4 * sfreq)]))[:, 0]
-    offline = np.searchsorted(decoder.classes_, decoder.predict([raw]))
-    assert np.array_equal(at_4s[on_grid], offline[on_grid])
-    assert set(np.unique(held)) <= {-1, 0, 1}
+    assert on_grid.sum() == 3  # S001R12's cues at 12.5, 54 and 95.5 s (of 15)
+    frame = timecourse.decisions_at(ends, np.arange(len(ends)), cues, np.array([round(4 * sfreq)]))[:, 0]
+    assert np.allclose(probs[frame[on_grid]], offline[on_grid], atol=1e-4)
+    assert not np.allclose(probs[frame[~on_grid]], offline[~on_grid], atol=1e-4)  # off the grid: other windows
+    assert held.tolist() == Hysteresis().run(probs)  # the stream's smoothing of these very probabilities
