@@ -31,8 +31,8 @@ from conftest import push_in_chunks
 
 REPO = Path(__file__).resolve().parents[1]
 
-SUMMARY = re.compile(r"^feature_frames=(\d+) decisions=(\d+) switches=(\d+) gaps=0 latency_ms p50=[\d.]+ p99=[\d.]+$",
-                     re.M)
+SUMMARY = re.compile(r"^feature_frames=(\d+) decisions=(\d+) switches=(\d+) held=([01]\.\d\d) gaps=0 "
+                     r"latency_ms p50=[\d.]+ p99=[\d.]+$", re.M)
 
 
 def invoke(*args):
@@ -84,9 +84,17 @@ def test_online_frames_equal_prepare_on_a_whole_recording(eyes_files, eyes_ckpt,
 
 
 def summary_of(output: str) -> tuple[int, int, int]:
+    """(feature_frames, decisions, switches) of the summary line."""
     m = SUMMARY.search(output)
     assert m, output
-    return tuple(int(g) for g in m.groups())
+    return tuple(int(g) for g in m.groups()[:3])
+
+
+def held_of(output: str) -> float:
+    """The summary's held=: the share of decisions that held a class."""
+    m = SUMMARY.search(output)
+    assert m, output
+    return float(m.group(4))
 
 
 def decision_lines(output: str) -> list[str]:
@@ -118,6 +126,8 @@ def test_stream_a_recording_with_checkpoint_and_onnx_alike(eyes_files, eyes_ckpt
     assert [f"[t={d['t']:.2f}s #{d['index']}]" for d in changes] == [line.split(" decision")[0] for line in lines]
     t0 = np.array([d["time"] - d["t"] for d in decided])  # a replay stamps sample j at t0 + (j + 1) / sfreq
     assert np.ptp(t0) < 1e-6 and all(d["label"] in ("undecided", "eyes_open", "eyes_closed") for d in decided)
+    held = np.mean([d["decision"] != -1 for d in decided])  # the hysteresis needs min_frames before its first class
+    assert 0 < held < 1 and held_of(outputs["ckpt"]) == pytest.approx(held, abs=0.005) == held_of(outputs["onnx"])
 
 
 def test_stream_from_a_live_lsl_stream(raw_dir, mmi_ckpt):

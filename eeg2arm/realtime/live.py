@@ -41,6 +41,7 @@ class StreamSummary:
     feature_frames: int = 0  # band-power frames computed (frame_step apart)
     decisions: int = 0  # decisions sent, one per cnn_time_pool feature frames (numbered `#K` / "index" from 0)
     switches: int = 0  # changes of the smoothed decision (undecided counts as a state)
+    held: int = 0  # decisions that held a class (not undecided): their share says whether --enter suits the model
     gaps: int = 0  # gaps too long to bridge: the filters and the decoder started again after each
     latencies_ms: list[float] = field(default_factory=list)  # chunk in -> its decisions out
     interrupted: bool = False  # stopped by Ctrl-C
@@ -54,8 +55,9 @@ class StreamSummary:
         p50, p99 = (np.percentile(self.latencies_ms, [50, 99]) if self.latencies_ms else (float("nan"),) * 2)
         bad = f"; {self.bad.line(self.sfreq)}" if self.bad.samples else ""
         unsent = f"; {self.unsent} decisions on the alignment's {self.align_s:g} s not sent" if self.unsent else ""
+        held = self.held / self.decisions if self.decisions else 0.0
         return (f"feature_frames={self.feature_frames} decisions={self.decisions} switches={self.switches} "
-                f"gaps={self.gaps} latency_ms p50={p50:.2f} p99={p99:.2f}{unsent}{bad}")
+                f"held={held:.2f} gaps={self.gaps} latency_ms p50={p50:.2f} p99={p99:.2f}{unsent}{bad}")
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,7 @@ class StreamRun:
         """One decided frame (its last sample `end` - 1 from the stream's first) to the sinks, a line on a change."""
         t, bad, index = self.seconds(end), tuple(self.repair.bad_at(end - 1)), self.summary.decisions
         self.summary.decisions += 1
+        self.summary.held += result.decision != Hysteresis.UNDECIDED
         changed = result.decision != self.decision
         decided = Decided(result, t, float(stamp), label_of(result.decision, self.config.class_names), index, bad,
                           bad != self.bad, self.after_gap, self.repair.recent)
