@@ -5,8 +5,9 @@ held out; eegmmidb_cross_mu: the cross-subject model, three subjects held out) t
 fold's training files, and every held-out imagery run is replayed from its first sample: its signal in µV through
 OnlineFeatures and the Streamer (the PyTorch step; hysteresis as `stream`'s defaults unless --enter/--exit/
 --min-frames say otherwise). Each run is aligned by its own whole signal, as `prepare --like` aligns it offline and
-`stream --align-from` applies that estimate; a live session without a stored alignment estimates it from its first
-seconds (`stream --align-seconds`, measured by benchmarks/bad_channels.py's motor-live case). At each time t after a
+`stream --align-from` applies that estimate. With --align-seconds S each row is also streamed as a live session
+without a stored alignment is (`stream --align-seconds S`: aligned from its first S s), and both rows then count
+only the cues after those S s ("offline" stays every cue's). At each time t after a
 cue, the decision of the newest frame that had ended by then is compared with the cue: the raw one (the class of
 highest probability) and the hysteresis one (right, wrong, or none held). A cue counts at t only if its run lasts
 until then.
@@ -20,6 +21,7 @@ trial's last frame (in these runs 0-0.2 s); for a cue on the stream's frame grid
 
     .venv/bin/python benchmarks/timecourse.py                     # both rows (~90 s on 2 cores)
     .venv/bin/python benchmarks/timecourse.py --rows eegmmidb_within_mu --subjects 4 --enter 0.6
+    .venv/bin/python benchmarks/timecourse.py --align-seconds 60    # + aligned as a live session is (later cues)
 
 Prints one table: for each row and decision, the share of cues (mean ± sd over subjects) at each t. Results:
 docs/accuracy.md.
@@ -58,16 +60,19 @@ def decisions_at(ends: np.ndarray, decisions: np.ndarray, cues: np.ndarray, dela
     return np.where(newest >= 0, decisions[np.maximum(newest, 0)], UNDECIDED)
 
 
-def streamed(decoder: Decoder, path: Path, raw: mne.io.BaseRaw, hysteresis: Hysteresis
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def streamed(decoder: Decoder, path: Path, raw: mne.io.BaseRaw, hysteresis: Hysteresis,
+             align_samples: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One recording replayed from its first sample: (end sample of each decided frame (n,), its probabilities
-    (n, K), its hysteresis decision (n,))."""
+    (n, K), its hysteresis decision (n,)). An aligned recipe takes the recording's alignment from all its samples,
+    or with `align_samples` from its first ones, as `stream --align-seconds` does."""
     config = decoder.model_.config
     if raw.info["sfreq"] != config.sfreq:
         raise SystemExit(f"{path} runs at {raw.info['sfreq']:g} Hz, the model at {config.sfreq:g} Hz")
     recipe = model_recipe(config)
-    align = recording_alignments({path: raw}, recipe)[path] if recipe.align else None
-    online, streamer = OnlineFeatures(recipe, align), Streamer.from_model(decoder.model_, hysteresis)
+    whole = recipe.align and not align_samples
+    align = recording_alignments({path: raw}, recipe)[path] if whole else None
+    online = OnlineFeatures(recipe, align, align_samples if recipe.align else None)
+    streamer = Streamer.from_model(decoder.model_, hysteresis)
     signal = raw.get_data(picks=list(config.stream_channels), units="uV")  # (C_in, n)
     chunk, results = round(CHUNK_S * config.sfreq), []
     for start in range(0, signal.shape[1], chunk):
@@ -84,11 +89,15 @@ def cues_of(raw: mne.io.BaseRaw, classes: dict[str, int]) -> tuple[np.ndarray, n
     return np.array([s for s, _ in picked]), np.array([c for _, c in picked])
 
 
-def row_timecourse(name: str, recipe: dict, subjects: tuple[str, ...], hysteresis: Hysteresis
-                   ) -> dict[str, dict[str, np.ndarray]]:
-    """{subject: {"raw" | "right" | "wrong": (len(TIMES),) shares of its cues, "offline": (1,)}}. A cue counts at
-    time t only if the recording lasts until cue + t (the last cue of a run has no 5 s and 6 s)."""
+def row_timecourse(name: str, recipe: dict, subjects: tuple[str, ...], hysteresis: Hysteresis,
+                   align_seconds: float | None = None) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """{row label: {subject: {"raw" | "right" | "wrong": (len(TIMES),) shares of its cues, "offline": (1,)}}}: the
+    row with each run aligned by its whole signal and, with `align_seconds`, also by its first seconds, both then
+    counting only the cues after them (before, `stream` sends no decision). A cue counts at time t only if its run
+    lasts until cue + t (the last cue of a run has no 5 s and 6 s)."""
     classes, counts = event_classes(recipe["prepare"]), defaultdict(lambda: defaultdict(float))
+    variants = ({f"{name}, aligned from the whole run": None, f"{name}, aligned from its first {align_seconds:g} s":
+                 align_seconds} if align_seconds else {name: None})
     for fold in eegmmidb_folds(name, recipe["prepare"], subjects, recipe.get("executed", False)):
         decoder = Decoder({"prepare": recipe["prepare"], "train": recipe["train"], "groups": recipe["groups"]})
         train, groups, _ = recipe_sides(fold, recipe)
@@ -98,20 +107,25 @@ def row_timecourse(name: str, recipe: dict, subjects: tuple[str, ...], hysteresi
             offline = decoder.predict([raw])
             if len(offline) != len(labels):  # the offline trials must be the cues read here, in order
                 raise SystemExit(f"{path}: the recipe cuts {len(offline)} trials of its {len(labels)} cues")
-            ends, probs, held = streamed(decoder, path, raw, hysteresis)
+            waited = round(align_seconds * raw.info["sfreq"]) if align_seconds else 0
             delays = np.round(np.array(TIMES) * raw.info["sfreq"]).astype(int)
-            lasts = cues[:, None] + delays[None, :] <= raw.n_times  # (m, d): the recording reaches cue + t
-            c, truth = counts[subject], labels[:, None]
-            c["raw"] = c["raw"] + ((decisions_at(ends, probs.argmax(axis=1), cues, delays) == truth) & lasts).sum(0)
-            at = decisions_at(ends, held, cues, delays)
-            c["right"] = c["right"] + ((at == truth) & lasts).sum(axis=0)
-            c["wrong"] = c["wrong"] + ((at != truth) & (at != UNDECIDED) & lasts).sum(axis=0)
-            c["cues"] = c["cues"] + lasts.sum(axis=0)
-            c["offline"] += float((offline == decoder.classes_[labels]).sum()) / len(labels)
-            c["runs"] += 1
+            lasts = cues[:, None] + delays[None, :] <= raw.n_times  # (m, d): the run reaches cue + t
+            lasts &= cues[:, None] >= waited  # ... and the cue comes after the alignment's seconds
+            truth = labels[:, None]
+            for label, seconds in variants.items():
+                ends, probs, held = streamed(decoder, path, raw, hysteresis, waited if seconds else None)
+                c = counts[label, subject]
+                c["raw"] = c["raw"] + ((decisions_at(ends, probs.argmax(axis=1), cues, delays) == truth) & lasts).sum(0)
+                at = decisions_at(ends, held, cues, delays)
+                c["right"] = c["right"] + ((at == truth) & lasts).sum(axis=0)
+                c["wrong"] = c["wrong"] + ((at != truth) & (at != UNDECIDED) & lasts).sum(axis=0)
+                c["cues"] = c["cues"] + lasts.sum(axis=0)
+                c["offline"] += float((offline == decoder.classes_[labels]).sum()) / len(labels)
+                c["runs"] += 1
         print(f"{name}: {', '.join(path.stem for path in fold.test_files)} streamed", file=sys.stderr, flush=True)
-    return {s: {**{k: c[k] / c["cues"] for k in ("raw", "right", "wrong")},
-                "offline": np.atleast_1d(c["offline"] / c["runs"])} for s, c in counts.items()}
+    return {label: {subject: {**{k: c[k] / c["cues"] for k in ("raw", "right", "wrong")},
+                              "offline": np.atleast_1d(c["offline"] / c["runs"])}
+                    for (row, subject), c in counts.items() if row == label} for label in variants}
 
 
 def table(results: dict[str, dict[str, dict[str, np.ndarray]]]) -> list[str]:
@@ -136,15 +150,21 @@ def main() -> None:
     p.add_argument("--enter", type=float, default=0.7, help="hysteresis: probability to enter a class (stream's)")
     p.add_argument("--exit", type=float, default=0.5, help="hysteresis: probability below which it is released")
     p.add_argument("--min-frames", type=int, default=3, help="hysteresis: consecutive frames above --enter")
+    p.add_argument("--align-seconds", type=float, default=None,
+                   help="also align each run from its first S s, as `stream --align-seconds` does; both rows then "
+                        "count only the cues after them (default: aligned from the whole run, every cue)")
     args = p.parse_args()
     mne.set_log_level("ERROR")
     recipes = tomllib.loads((HERE / "recipes.toml").read_text())
     t0 = time.perf_counter()
     hysteresis = Hysteresis(args.enter, args.exit, args.min_frames)
-    results = {name: row_timecourse(name, recipes[name], SUBJECTS[:args.subjects], hysteresis) for name in args.rows}
+    results = {label: per_subject for name in args.rows
+               for label, per_subject in row_timecourse(name, recipes[name], SUBJECTS[:args.subjects], hysteresis,
+                                                        args.align_seconds).items()}
+    cues = f"the cues after the first {args.align_seconds:g} s of each run" if args.align_seconds else "every cue"
     print("\n".join(table(results)))
     print(f"mean ± sd over {args.subjects} subjects; hysteresis enter {args.enter:g}, exit {args.exit:g}, "
-          f"{args.min_frames} frames; "
+          f"{args.min_frames} frames; {cues} (offline: every cue); "
           f"{time.strftime('%Y-%m-%d')}, total {time.perf_counter() - t0:.0f} s on {machine()}")
 
 

@@ -41,3 +41,5 @@ def test_a_streamed_run_gives_each_cue_on_the_frame_grid_the_offline_trials_prob
     assert np.allclose(probs[frame[on_grid]], offline[on_grid], atol=1e-4)
     assert not np.allclose(probs[frame[~on_grid]], offline[~on_grid], atol=1e-4)  # off the grid: other windows
     assert held.tolist() == Hysteresis().run(probs)  # the stream's smoothing of these very probabilities
+    live_ends, live_probs, _ = timecourse.streamed(decoder, path, raw, Hysteresis(), round(60 * sfreq))
+    assert np.array_equal(live_ends, ends) and not np.allclose(live_probs, probs, atol=1e-3)  # aligned on 60 s only
