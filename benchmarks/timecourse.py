@@ -7,7 +7,8 @@ OnlineFeatures and the Streamer (the PyTorch step; hysteresis as `stream`'s defa
 --min-frames say otherwise). Each run is aligned by its own whole signal, as `prepare --like` aligns it offline and
 `stream --align-from` applies that estimate. With --align-seconds S each row is also streamed as a live session
 without a stored alignment is (`stream --align-seconds S`: aligned from its first S s), and both rows then count
-only the cues after those S s ("offline" stays every cue's). At each time t after a
+only the cues after those S s ("offline" stays every cue's; a cue within a frame step after S may be read from a
+frame that `stream` decided on the held signal and did not send). At each time t after a
 cue, the decision of the newest frame that had ended by then is compared with the cue: the raw one (the class of
 highest probability) and the hysteresis one (right, wrong, or none held). A cue counts at t only if its run lasts
 until then.
@@ -108,6 +109,8 @@ def row_timecourse(name: str, recipe: dict, subjects: tuple[str, ...], hysteresi
             if len(offline) != len(labels):  # the offline trials must be the cues read here, in order
                 raise SystemExit(f"{path}: the recipe cuts {len(offline)} trials of its {len(labels)} cues")
             waited = round(align_seconds * raw.info["sfreq"]) if align_seconds else 0
+            if not (cues >= waited).any():
+                raise SystemExit(f"--align-seconds {align_seconds:g}: {path.name} has no cue after it")
             delays = np.round(np.array(TIMES) * raw.info["sfreq"]).astype(int)
             lasts = cues[:, None] + delays[None, :] <= raw.n_times  # (m, d): the run reaches cue + t
             lasts &= cues[:, None] >= waited  # ... and the cue comes after the alignment's seconds
@@ -154,6 +157,8 @@ def main() -> None:
                    help="also align each run from its first S s, as `stream --align-seconds` does; both rows then "
                         "count only the cues after them (default: aligned from the whole run, every cue)")
     args = p.parse_args()
+    if args.align_seconds is not None and not args.align_seconds > 0:
+        p.error("--align-seconds must be > 0 (leave it out to align each run from its whole signal)")
     mne.set_log_level("ERROR")
     recipes = tomllib.loads((HERE / "recipes.toml").read_text())
     t0 = time.perf_counter()

@@ -55,7 +55,7 @@ class StreamSummary:
         p50, p99 = (np.percentile(self.latencies_ms, [50, 99]) if self.latencies_ms else (float("nan"),) * 2)
         bad = f"; {self.bad.line(self.sfreq)}" if self.bad.samples else ""
         unsent = f"; {self.unsent} decisions on the alignment's {self.align_s:g} s not sent" if self.unsent else ""
-        held = self.held / self.decisions if self.decisions else 0.0
+        held = self.held / self.decisions if self.decisions else float("nan")
         return (f"feature_frames={self.feature_frames} decisions={self.decisions} switches={self.switches} "
                 f"held={held:.2f} gaps={self.gaps} latency_ms p50={p50:.2f} p99={p99:.2f}{unsent}{bad}")
 
