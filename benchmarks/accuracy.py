@@ -250,23 +250,37 @@ def folds(name: str, recipe: dict, tmp: Path, subjects: tuple[str, ...]) -> tupl
     return epochs_folds(name, classes, tmp), "5 blocks in recording order" if name in IN_ORDER else "stratified 5-fold"
 
 
-def recipe_sides(fold: Fold, recipe: dict) -> tuple[list, list | None, list[list]]:
-    """The fold's files opened as `prepare` opens them: (training recordings, their groups when the recipe aligns or
-    splits by subject, else None; the test recordings in the groups `prepare --like` aligns together)."""
-    by_subject = prepare_params(recipe["prepare"])["group_by"] == "subject"
+def by_subject(recipe: dict) -> bool:
+    """Whether the recipe aligns and splits by subject (prepare --group-by subject), not by recording."""
+    return prepare_params(recipe["prepare"])["group_by"] == "subject"
+
+
+def training_side(fold: Fold, recipe: dict) -> tuple[list, list | None]:
+    """The fold's training files opened as `prepare` opens them, and their groups when the recipe aligns or splits by
+    subject (else None)."""
     train = opened(fold.train_files)
+    return list(train.values()), [group for _, group in train] if by_subject(recipe) else None
+
+
+def test_side(fold: Fold, recipe: dict) -> list[list]:
+    """The fold's test files opened, in the groups `prepare --like` aligns together."""
     test: dict[str, list] = {}
     for (path, subject), recording in opened(fold.test_files).items():
-        test.setdefault(subject if by_subject else str(path), []).append(recording)
-    return list(train.values()), [group for _, group in train] if by_subject else None, list(test.values())
+        test.setdefault(subject if by_subject(recipe) else str(path), []).append(recording)
+    return list(test.values())
+
+
+def fitted_decoder(fold: Fold, recipe: dict) -> Decoder:
+    """The recipe's Decoder fitted on one fold's training files, as `prepare` -> `train` would."""
+    decoder = Decoder({"prepare": recipe["prepare"], "train": recipe["train"], "groups": recipe["groups"]})
+    train, groups = training_side(fold, recipe)
+    return decoder.fit(train, groups=groups)
 
 
 def eegmodel_accuracy(fold: Fold, recipe: dict) -> float:
     """The recipe's Decoder fitted on one fold's training files and scored on its test files, as `prepare` ->
     `train` -> `prepare --like` -> `evaluate` would (files in sorted order, grouped as --group-by says)."""
-    decoder = Decoder({"prepare": recipe["prepare"], "train": recipe["train"], "groups": recipe["groups"]})
-    train, groups, test = recipe_sides(fold, recipe)
-    decoder.fit(train, groups=groups)
+    decoder, test = fitted_decoder(fold, recipe), test_side(fold, recipe)
     predicted = np.concatenate([decoder.predict(recordings) for recordings in test])
     if len(predicted) != len(fold.y_test):  # the peers must score the very same trials
         raise SystemExit(f"the recipe cuts {len(predicted)} test trials, the peers {len(fold.y_test)}")
@@ -278,7 +292,7 @@ def recipe_windows(fold: Fold, recipe: dict) -> tuple[np.ndarray, np.ndarray, np
     Decoder.fit prepares the training files (fitting the recipe's filters and alignments) and `prepare --like`
     the test files."""
     opts = prepare_options(recipe["prepare"])
-    train, groups, test = recipe_sides(fold, recipe)
+    (train, groups), test = training_side(fold, recipe), test_side(fold, recipe)
     recordings, group_of = recordings_of(train, groups, opts.resample)
     prepared = prepare_recordings(recordings, opts, group_of)
     like = options_from_meta(prepared.meta, opts.resample, None)

@@ -45,7 +45,8 @@ from eeg2arm.realtime.smoothing import Hysteresis
 from eeg2arm.realtime.streamer import Streamer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import HERE, SUBJECTS, eegmmidb_folds, event_classes, machine, opened, recipe_sides, tomllib  # noqa: E402
+from accuracy import HERE, SUBJECTS, eegmmidb_folds, event_classes, fitted_decoder, machine, opened  # noqa: E402
+from accuracy import tomllib  # noqa: E402
 
 ROWS = ("eegmmidb_within_mu", "eegmmidb_cross_mu")
 TIMES = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0)  # s after the cue
@@ -100,9 +101,7 @@ def row_timecourse(name: str, recipe: dict, subjects: tuple[str, ...], hysteresi
     variants = ({f"{name}, aligned from the whole run": None, f"{name}, aligned from its first {align_seconds:g} s":
                  align_seconds} if align_seconds else {name: None})
     for fold in eegmmidb_folds(name, recipe["prepare"], subjects, recipe.get("executed", False)):
-        decoder = Decoder({"prepare": recipe["prepare"], "train": recipe["train"], "groups": recipe["groups"]})
-        train, groups, _ = recipe_sides(fold, recipe)
-        decoder.fit(train, groups=groups)
+        decoder = fitted_decoder(fold, recipe)
         for (path, subject), raw in opened(fold.test_files).items():
             cues, labels = cues_of(raw, classes)
             offline = decoder.predict([raw])
