@@ -1,6 +1,8 @@
 """The linear readout fitted in closed form (`train --fit-readout`): a logistic regression on the model's own
 standardized input frames, its L2 strength chosen by accuracy on 5 contiguous inner folds of the training windows
-(scikit-learn). benchmarks/accuracy.py's "its features + LR" is the same regression after a scaler of every column.
+(scikit-learn). With `columns` (`--input-scale column`) each of its inputs, a feature at a frame position, is first
+scaled to zero mean and unit sd over the training windows, as benchmarks/accuracy.py's "its features + LR" does; that
+scaler is folded into the readout's weights, so the model's graph is the same either way.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.preprocessing import StandardScaler
 
 from .errors import UserInputError
 from .model import EEGModel
@@ -55,16 +58,23 @@ def last_decision_frames(model: EEGModel, X: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def fit_readout(model: EEGModel, X: np.ndarray, y: np.ndarray) -> LogisticRegressionCV:
+def fit_readout(model: EEGModel, X: np.ndarray, y: np.ndarray, columns: bool = False) -> LogisticRegressionCV:
     """Set model.readout to `logistic_cv`'s fit on the frames the last decision reads of windows X (N, C, F, T),
-    y (N,), and zero the network's head: the model's probabilities are then the regression's. Returns the fit."""
+    y (N,), and zero the network's head: the model's probabilities are then the regression's. With `columns`, the
+    regression reads each frame column standardized over X (scikit-learn's StandardScaler, folded into the readout's
+    weights and bias). Returns the fit."""
     classes, k = np.unique(y), model.config.n_classes
     if len(classes) < k or len(y) < MIN_TRIALS:
         raise UserInputError(f"--fit-readout needs {MIN_TRIALS} or more training trials of each of the {k} classes, "
                              f"got {len(y)} of {len(classes)}: give more trials or leave --fit-readout out")
-    frames = last_decision_frames(model, X)  # (N, C, F, n)
-    fit = quiet_fit(logistic_cv(y), frames.flatten(1).cpu().double().numpy(), y)  # (C, F, n) order, as the conv's
-    weight, bias = fit.coef_, fit.intercept_  # (K', C*F*n), (K',)
+    frames = last_decision_frames(model, X).flatten(1).cpu().double().numpy()  # (N, C*F*n), the conv's order
+    mean, scale = np.zeros(frames.shape[1]), np.ones(frames.shape[1])  # (D,): the identity unless columns
+    if columns:
+        scaler = StandardScaler().fit(frames)
+        mean, scale = scaler.mean_, scaler.scale_
+    fit = quiet_fit(logistic_cv(y), (frames - mean) / scale, y)
+    weight = fit.coef_ / scale  # (K', D): w . (z - m) / s = (w / s) . z - (w / s) . m
+    bias = fit.intercept_ - weight @ mean  # (K',)
     if len(fit.classes_) == 2:  # one log-odds d for class 1: logits (-d/2, d/2) give the same softmax
         weight, bias = np.concatenate([-weight, weight]) / 2, np.concatenate([-bias, bias]) / 2
     model.readout.weight.copy_(torch.from_numpy(weight).reshape(model.readout.weight.shape))  # (K, C*F, n)

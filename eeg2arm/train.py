@@ -34,7 +34,7 @@ from .readout import fit_readout
 
 log = logging.getLogger("eeg2arm")
 SCHEDULES = ("plateau", "cosine")
-INPUT_SCALES = ("feature", "shared")
+INPUT_SCALES = ("feature", "shared", "column")
 SELECT = ("loss", "accuracy", "last")
 
 
@@ -57,7 +57,7 @@ class TrainOptions:
     select: str = "loss"  # the epoch kept: lowest val loss, highest val accuracy (ties: lower loss), or the last
     val_last: bool = False  # validate on the last val_split of the trials in file order (time order), not at random
     readout_first: int = 0  # epochs that train the --readout alone (the network's head starts at zero), then all
-    input_scale: str = "feature"  # the input standardization's scale: each feature's own sd, or one shared by all
+    input_scale: str = "feature"  # each feature's own sd, one shared by all, or per feature and per readout column
     fit_readout: bool = False  # the --readout fitted by logistic regression first (epoch 0), then fixed (readout.py)
 
     @property
@@ -93,6 +93,9 @@ class TrainOptions:
                                  f"{self.readout_first} with --epochs {self.epochs}")
         if self.input_scale not in INPUT_SCALES:
             raise UserInputError(f"--input-scale must be one of {', '.join(INPUT_SCALES)}, got {self.input_scale!r}")
+        if self.input_scale == "column" and not self.fit_readout:
+            raise UserInputError("--input-scale column scales the columns of the fitted readout: give --fit-readout, "
+                                 "or --input-scale feature")
         if self.frame_loss < 1 or self.patience < 0:
             raise UserInputError(f"--frame-loss must be >= 1 and --patience >= 0, got --frame-loss "
                                  f"{self.frame_loss} --patience {self.patience}")
@@ -320,7 +323,7 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
         if opts.readout_first:
             model.silence_network()
         if opts.fit_readout:  # the regression's fit, as epoch 0: the network's head at zero
-            fit_readout(model, X[train_idx], y[train_idx])
+            fit_readout(model, X[train_idx], y[train_idx], columns=opts.input_scale == "column")
     if opts.fit_readout:  # fixed from here on, also when a run resumes
         model.readout.requires_grad_(False)
 

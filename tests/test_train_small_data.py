@@ -163,7 +163,8 @@ def test_input_scale_shared_divides_every_feature_by_one_sd_and_is_recorded(tmp_
 
 
 @pytest.mark.parametrize("flags,message", [
-    (["--input-scale", "none"], "'none' is not one of 'feature', 'shared'"),
+    (["--input-scale", "none"], "'none' is not one of 'feature', 'shared', 'column'"),
+    (["--input-scale", "column"], "--input-scale column scales the columns of the fitted readout: give --fit-readout"),
     (["--val-split", "0", "--select", "last", "--val-last"], "--val-split 0 trains on every trial"),
     (["--val-split", "0", "--select", "last", "--patience", "2"], "--val-split 0 trains on every trial"),
     (["--crop", "1.5"], "--crop must be between 0 (off) and 1"),
@@ -327,28 +328,36 @@ def test_readout_first_is_for_a_new_model(tmp_path, data, base):
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # scikit-learn 1.9 announces coming defaults on every fit
 @pytest.mark.parametrize("n,pool,classes,scale", [(8, 1, 2, "feature"), (15, 1, 2, "shared"), (4, 1, 3, "feature"),
-                                                  (8, 2, 2, "shared")])
+                                                  (8, 2, 2, "shared"), (8, 1, 2, "column"), (4, 1, 3, "column"),
+                                                  (15, 2, 2, "column")])
 def test_fit_readout_makes_the_model_a_logistic_regression_of_its_standardized_frames(n, pool, classes, scale):
     """Before the network trains, the model's probabilities are those of scikit-learn's logistic regression (C on 5
     contiguous inner folds) of the n standardized frames that the last decision reads (T = 15: with 2 frames
-    pooled, the 14th is the last), standardized here by hand (3 classes: one logit per class)."""
+    pooled, the 14th is the last), standardized here by hand (3 classes: one logit per class); with the column
+    scale, scikit-learn's StandardScaler of every column first, as accuracy.py's "its features + LR" (n = 15 with 2
+    frames pooled: the oldest column is padding, all zeros)."""
     from sklearn.linear_model import LogisticRegressionCV
     from sklearn.model_selection import KFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     y = Y_OK if classes == 2 else np.arange(len(Y_OK)) % 3
     config = EEGConfig(n_classes=classes, n_electrodes=32, n_bands=4, frame_embed=32, readout_frames=n,
                        cnn_time_pool=pool)
     model = EEGModel(config).materialize(X_OK.shape).eval()
     model.set_input_stats(torch.from_numpy(X_OK), shared=scale == "shared")
-    fit_readout(model, X_OK, y)
+    fit_readout(model, X_OK, y, columns=scale == "column")
     X = X_OK.astype(np.float64)
     mean, sd = X.mean(axis=(0, 3), keepdims=True), X.std(axis=(0, 3), keepdims=True)  # (1, C, F, 1)
     if scale == "shared":
         sd = np.sqrt(np.mean(sd ** 2))
     end = 15 // pool * pool
-    read = ((X - mean) / sd)[..., end - n:end].reshape(len(X), -1)
-    expected = LogisticRegressionCV(Cs=np.logspace(-4, 2, 7), cv=KFold(5), scoring="accuracy",
-                                    max_iter=5000).fit(read, y).predict_proba(read)
+    framed = np.pad((X - mean) / sd, [(0, 0)] * 3 + [(n, 0)])[..., end:end + n]  # n frames up to `end`, zeros before
+    read = framed.reshape(len(X), -1)
+    regression = LogisticRegressionCV(Cs=np.logspace(-4, 2, 7), cv=KFold(5), scoring="accuracy", max_iter=5000)
+    if scale == "column":
+        regression = make_pipeline(StandardScaler(), regression)
+    expected = regression.fit(read, y).predict_proba(read)
     with torch.no_grad():
         got = torch.softmax(model(torch.from_numpy(X_OK)).double(), -1).numpy()
     assert np.abs(got - expected).max() < 1e-4

@@ -70,9 +70,12 @@ if TYPE_CHECKING:
                    "frames (its L2 strength chosen on 5 inner folds in file order) and keep it fixed; that fit is "
                    "epoch 0, a candidate like every epoch, and the network (its head from zero) trains on top for "
                    "--epochs (0: the readout alone)")
-@click.option("--input-scale", type=click.Choice(["feature", "shared"]), default="feature", show_default=True,
+@click.option("--input-scale", type=click.Choice(["feature", "shared", "column"]), default="feature",
+              show_default=True,
               help="The input standardization: each feature divided by its own training sd, or all by one shared sd "
-                   "(features already on one scale, e.g. --spatial csp-tangent's vectors, keep their relative sizes)")
+                   "(features already on one scale, e.g. --spatial csp-tangent's vectors, keep their relative sizes); "
+                   "column: as feature, and --fit-readout's regression also standardizes each of its inputs (a "
+                   "feature at a frame position), folded into the readout's weights")
 @click.option("--linear-stem/--no-linear-stem", default=False, show_default=True,
               help="No GELU in the per-electrode depthwise convs: the first nonlinearity follows the electrode mix, "
                    "so a contrast between electrodes (e.g. a lateralized potential) reaches it whole")
