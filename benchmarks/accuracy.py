@@ -196,12 +196,17 @@ def edf_trials(path: Path, classes: dict[str, int], tmin: float, tmax: float,
     if channels is not None:
         names = {c.strip(" .").lower(): c for c in raw.ch_names}
         raw.pick([names[c.lower()] for c in channels])
-    sfreq, data = raw.info["sfreq"], raw.get_data() * 1e6
-    n = round((tmax - tmin) * sfreq)
-    picked = [(round((a["onset"] + tmin) * sfreq), classes[a["description"]]) for a in raw.annotations
-              if a["description"] in classes]
-    X = np.stack([data[:, a0:a0 + n] for a0, _ in picked if a0 + n <= data.shape[1]])
-    return X, np.array([c for a0, c in picked if a0 + n <= data.shape[1]])
+    data, n = raw.get_data() * 1e6, round((tmax - tmin) * raw.info["sfreq"])
+    starts, labels = cues_of(raw, classes, tmin)
+    whole = starts + n <= data.shape[1]
+    return np.stack([data[:, a0:a0 + n] for a0 in starts[whole]]), labels[whole]
+
+
+def cues_of(raw: mne.io.BaseRaw, classes: dict[str, int], tmin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(sample of each cue the recipe's --event names, plus tmin; its class), in the recording's order."""
+    picked = [(round((a["onset"] - raw.first_time + tmin) * raw.info["sfreq"]), classes[a["description"]])
+              for a in raw.annotations if a["description"] in classes]
+    return np.array([s for s, _ in picked], dtype=int), np.array([c for _, c in picked], dtype=int)
 
 
 class EegmmidbTrials:

@@ -45,7 +45,8 @@ from eeg2arm.realtime.smoothing import Hysteresis
 from eeg2arm.realtime.streamer import Streamer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import HERE, SUBJECTS, eegmmidb_folds, event_classes, fitted_decoder, machine, opened  # noqa: E402
+from accuracy import (HERE, SUBJECTS, cues_of, eegmmidb_folds, event_classes, fitted_decoder, machine,  # noqa: E402
+                      opened)
 from accuracy import tomllib  # noqa: E402
 
 ROWS = ("eegmmidb_within_mu", "eegmmidb_cross_mu")
@@ -82,13 +83,6 @@ def streamed(decoder: Decoder, path: Path, raw: mne.io.BaseRaw, hysteresis: Hyst
     pool = config.cnn_time_pool
     ends = np.array([((r.frame + 1) * pool - 1) * online.s + online.w for r in results])
     return ends, np.stack([r.probs for r in results]), np.array([r.decision for r in results])
-
-
-def cues_of(raw: mne.io.BaseRaw, classes: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(onset sample, class) of each cue the recipe's --event names."""
-    picked = [(round((a["onset"] - raw.first_time) * raw.info["sfreq"]), classes[a["description"]])
-              for a in raw.annotations if a["description"] in classes]
-    return np.array([s for s, _ in picked]), np.array([c for _, c in picked])
 
 
 def row_timecourse(name: str, recipe: dict, subjects: tuple[str, ...], hysteresis: Hysteresis,

@@ -32,7 +32,7 @@ def test_a_streamed_run_gives_each_cue_on_the_frame_grid_the_offline_trials_prob
     ends, probs, held = timecourse.streamed(decoder, path, raw, Hysteresis())
     step, sfreq = np.diff(ends), raw.info["sfreq"]
     assert len(ends) > 400 and (step == round(0.25 * sfreq)).all() and ends[0] == round(3 * sfreq)
-    cues, labels = timecourse.cues_of(raw, accuracy.event_classes(recipe["prepare"]))
+    cues, labels = accuracy.cues_of(raw, accuracy.event_classes(recipe["prepare"]))
     offline = decoder.predict_proba([raw])  # (cues, K)
     assert len(cues) == len(offline) == 15 and set(labels) == {0, 1}
     on_grid = (cues + round(4 * sfreq) - ends[0]) % step[0] == 0
