@@ -24,7 +24,9 @@ trial's last frame (in these runs 0-0.2 s); for a cue on the stream's frame grid
     .venv/bin/python benchmarks/timecourse.py --rows eegmmidb_within_mu --subjects 4 --enter 0.6
     .venv/bin/python benchmarks/timecourse.py --align-seconds 60    # + aligned as a live session is (later cues)
 
-Prints one table: for each row and decision, the share of cues (mean ± sd over subjects) at each t. Results:
+Prints one table: for each row and decision, the share of cues (mean ± sd over subjects) at each t, and the raw
+decision's mean probability (its class's), which a calibrated model's raw share right matches: above it the
+probabilities are overconfident, below it underconfident (what `stream --enter` is set against). Results:
 docs/accuracy.md.
 """
 from __future__ import annotations
@@ -87,7 +89,8 @@ def streamed(decoder: Decoder, path: Path, raw: mne.io.BaseRaw, hysteresis: Hyst
 
 def row_timecourse(name: str, recipe: dict, subjects: tuple[str, ...], hysteresis: Hysteresis,
                    align_seconds: float | None = None) -> dict[str, dict[str, dict[str, np.ndarray]]]:
-    """{row label: {subject: {"raw" | "right" | "wrong": (len(TIMES),) shares of its cues, "offline": (1,)}}}: the
+    """{row label: {subject: {"raw" | "right" | "wrong": (len(TIMES),) shares of its cues, "confidence": the raw
+    decision's mean probability, "offline": (1,)}}}: the
     row with each run aligned by its whole signal and, with `align_seconds`, also by its first seconds, both then
     counting only the cues after them (before, `stream` sends no decision). A cue counts at time t only if its run
     lasts until cue + t (the last cue of a run has no 5 s and 6 s)."""
@@ -112,6 +115,9 @@ def row_timecourse(name: str, recipe: dict, subjects: tuple[str, ...], hysteresi
                 ends, probs, held = streamed(decoder, path, raw, hysteresis, waited if seconds else None)
                 c = counts[label, subject]
                 c["raw"] = c["raw"] + ((decisions_at(ends, probs.argmax(axis=1), cues, delays) == truth) & lasts).sum(0)
+                top = decisions_at(ends, probs.max(axis=1), cues, delays)  # (m, d), UNDECIDED before the first frame
+                top = np.where(top == UNDECIDED, 1 / probs.shape[1], top)  # no frame yet: no preference
+                c["confidence"] = c["confidence"] + (top * lasts).sum(axis=0)
                 at = decisions_at(ends, held, cues, delays)
                 c["right"] = c["right"] + ((at == truth) & lasts).sum(axis=0)
                 c["wrong"] = c["wrong"] + ((at != truth) & (at != UNDECIDED) & lasts).sum(axis=0)
@@ -119,7 +125,7 @@ def row_timecourse(name: str, recipe: dict, subjects: tuple[str, ...], hysteresi
                 c["offline"] += float((offline == decoder.classes_[labels]).sum()) / len(labels)
                 c["runs"] += 1
         print(f"{name}: {', '.join(path.stem for path in fold.test_files)} streamed", file=sys.stderr, flush=True)
-    return {label: {subject: {**{k: c[k] / c["cues"] for k in ("raw", "right", "wrong")},
+    return {label: {subject: {**{k: c[k] / c["cues"] for k in ("raw", "confidence", "right", "wrong")},
                               "offline": np.atleast_1d(c["offline"] / c["runs"])}
                     for (row, subject), c in counts.items() if row == label} for label in variants}
 
@@ -127,7 +133,8 @@ def row_timecourse(name: str, recipe: dict, subjects: tuple[str, ...], hysteresi
 def table(results: dict[str, dict[str, dict[str, np.ndarray]]]) -> list[str]:
     head = " | ".join(f"{t:g} s" for t in TIMES)
     lines = [f"| row | decision | {head} | offline (0-4 s) |", "|---|---|" + "---|" * (len(TIMES) + 1)]
-    what = {"raw": "raw (arg max) right", "right": "hysteresis right", "wrong": "hysteresis wrong"}
+    what = {"raw": "raw (arg max) right", "confidence": "raw: its mean probability", "right": "hysteresis right",
+            "wrong": "hysteresis wrong"}
     for name, per_subject in results.items():
         for key, label in what.items():
             shares = np.stack([s[key] for s in per_subject.values()])  # (subjects, len(TIMES))
