@@ -409,13 +409,17 @@ def test_a_readout_trains_from_the_cli_and_exports_and_streams_with_parity(n, tm
         assert [s.shape for s in streamer.state][0][-1] == max(2, n - 2)  # conv1 keeps what the readout needs
 
 
-def test_a_fitted_readout_on_one_shared_scale_exports_and_streams_with_parity(tmp_path, bandpower, bandpower_dir):
-    """The motor-imagery recipes' training: the readout fitted as a regression, inputs on one shared sd, the network
-    off (--epochs 0): the regression's weights and the shared scale are ordinary weights and buffers."""
+@pytest.mark.parametrize("scale", ["shared", "column"])
+def test_a_fitted_readout_exports_and_streams_with_parity(tmp_path, bandpower, bandpower_dir, scale):
+    """The motor-imagery recipes' training: the readout fitted as a regression, inputs on one shared sd (within a
+    subject) or each column of the regression standardized (across subjects), the network off (--epochs 0): the
+    regression's weights, the column scaler folded into them, and the input scale are ordinary weights and buffers."""
     ckpt, model = trained_by_the_cli(tmp_path, bandpower_dir, "--readout", "5", "--fit-readout", "--input-scale",
-                                     "shared", "--epochs", "0", "--val-split", "0", "--select", "last")
+                                     scale, "--epochs", "0", "--val-split", "0", "--select", "last")
     assert not model.head.weight.any() and model.readout.weight.abs().max() > 0
-    assert torch.all(model.input_std == model.input_std.flatten()[0])
+    one_sd = bool(torch.all(model.input_std == model.input_std.flatten()[0]))
+    assert one_sd == (scale == "shared")  # column keeps each feature's own sd for the network's input
+    assert torch.load(ckpt, weights_only=True)["metrics"]["train_options"]["input_scale"] == scale
     assert_exports_and_streams_alike(ckpt, model, tmp_path, bandpower)
 
 
