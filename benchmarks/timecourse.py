@@ -25,9 +25,9 @@ trial's last frame (in these runs 0-0.2 s); for a cue on the stream's frame grid
     .venv/bin/python benchmarks/timecourse.py --align-seconds 60    # + aligned as a live session is (later cues)
 
 Prints one table: for each row and decision, the share of cues (mean ± sd over subjects) at each t, and the raw
-decision's mean probability (its class's), which a calibrated model's raw share right matches: above it the
-probabilities are overconfident, below it underconfident (what `stream --enter` is set against). Results:
-docs/accuracy.md.
+decision's mean probability (that of the class it chose). A calibrated model's mean probability matches its raw
+share right; where the mean probability is higher, the probabilities are overconfident, where lower, underconfident
+(`stream --enter` is set against them). Results: docs/accuracy.md.
 """
 from __future__ import annotations
 
@@ -89,11 +89,11 @@ def streamed(decoder: Decoder, path: Path, raw: mne.io.BaseRaw, hysteresis: Hyst
 
 def row_timecourse(name: str, recipe: dict, subjects: tuple[str, ...], hysteresis: Hysteresis,
                    align_seconds: float | None = None) -> dict[str, dict[str, dict[str, np.ndarray]]]:
-    """{row label: {subject: {"raw" | "right" | "wrong": (len(TIMES),) shares of its cues, "confidence": the raw
-    decision's mean probability, "offline": (1,)}}}: the
-    row with each run aligned by its whole signal and, with `align_seconds`, also by its first seconds, both then
-    counting only the cues after them (before, `stream` sends no decision). A cue counts at time t only if its run
-    lasts until cue + t (the last cue of a run has no 5 s and 6 s)."""
+    """{row label: {subject: {"raw" | "right" | "wrong": (len(TIMES),) shares of its cues, "confidence": (len(TIMES),)
+    the raw decision's mean probability, "offline": (1,)}}}: the row with each run aligned by its whole signal and,
+    with `align_seconds`, also by its first seconds, both then counting only the cues after them (before, `stream`
+    sends no decision). A cue counts at time t only if its run lasts until cue + t (the last cue of a run has no 5 s
+    and 6 s)."""
     classes, counts = event_classes(recipe["prepare"]), defaultdict(lambda: defaultdict(float))
     variants = ({f"{name}, aligned from the whole run": None, f"{name}, aligned from its first {align_seconds:g} s":
                  align_seconds} if align_seconds else {name: None})

@@ -62,7 +62,7 @@ def fit_readout(model: EEGModel, X: np.ndarray, y: np.ndarray, columns: bool = F
     """Set model.readout to `logistic_cv`'s fit on the frames the last decision reads of windows X (N, C, F, T),
     y (N,), and zero the network's head: the model's probabilities are then the regression's. With `columns`, the
     regression reads each frame column standardized over X (scikit-learn's StandardScaler, folded into the readout's
-    weights and bias). Returns the fit."""
+    weights and bias). Returns the fit (its coef_ reads the standardized columns; the readout holds them folded)."""
     classes, k = np.unique(y), model.config.n_classes
     if len(classes) < k or len(y) < MIN_TRIALS:
         raise UserInputError(f"--fit-readout needs {MIN_TRIALS} or more training trials of each of the {k} classes, "

@@ -222,8 +222,8 @@ def refuse_ensemble(config: EEGConfig, path: str | Path, flag: str) -> None:
 def load_init(path: str | Path, config: EEGConfig, device: torch.device, freeze: tuple[str, ...],
               restandardize_scale: str | None = None) -> EEGModel:
     """The model to fine-tune: a checkpoint's weights (same network, electrodes and classes), some parts frozen;
-    `restandardize_scale`: the --input-scale its input standardization is to be refitted with, which must be the
-    one the checkpoint was trained with."""
+    `restandardize_scale`: the --input-scale its input standardization is to be refitted with, which must
+    standardize as the checkpoint's did (one shared sd, or each feature's own: feature and column)."""
     unknown = sorted(set(freeze) - set(FREEZABLE))
     if unknown:
         raise UserInputError(f"--freeze {','.join(unknown)}: name parts of {', '.join(FREEZABLE)}")
@@ -234,9 +234,10 @@ def load_init(path: str | Path, config: EEGConfig, device: torch.device, freeze:
     refuse_ensemble(meta["config"], path, "--init")
     check_same_model(meta["config"], config, "--init", ignore=("dropout",))
     trained = meta["metrics"].get("train_options", {}).get("input_scale", "feature")
-    if restandardize_scale is not None and restandardize_scale != trained:
+    shared = trained == "shared"  # "column" standardizes the input per feature, as "feature" does
+    if restandardize_scale is not None and (restandardize_scale == "shared") != shared:
         raise UserInputError(f"--restandardize refits the input scale the checkpoint's readout was fitted on: give "
-                             f"--input-scale {trained}, as it was trained")
+                             f"--input-scale {'shared' if shared else 'feature'}, as it was trained")
     fresh = EEGModel(config).materialize(meta["example_input_shape"]).to(device)  # this run's dropout
     fresh.load_state_dict(model.state_dict())
     for name in freeze:

@@ -7,26 +7,36 @@
 The session is a WebSocket (/stream/ws): one connection, one session, on whichever server worker accepted it.
 Frames go as numpy.save bytes (NaN included: the server reports them), one reply per push. $EEG2ARM_API_TOKEN, when
 set, is sent as the bearer token; a private CA for https is taken from $SSL_CERT_FILE and $REQUESTS_CA_BUNDLE.
+
+The connection is websockets' asyncio client on the streamer's own event loop, each step (open, send, receive,
+close) bounded by `timeout`. Not its threaded (sync) client: that one reads a TLS socket in a background thread
+while the caller writes, and once left `wss://` opening forever (a handshake that stalled, then a thread join that
+never returned), which the asyncio client's non-blocking TLS cannot do. The loop runs only inside push() and
+close(), so the client sends no keepalive pings of its own (the server's are answered at the next push).
 """
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 import os
 import ssl
+from collections.abc import Awaitable
+from typing import TypeVar
 from urllib.parse import urlencode, urlsplit
 
 import numpy as np
 import requests
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, WebSocketException
-from websockets.sync.client import ClientConnection, connect
 
 from eeg2arm.config import EEGConfig
 from eeg2arm.errors import UserInputError
 from eeg2arm.realtime.streamer import StepResult
 
 log = logging.getLogger("eeg2arm")
+T = TypeVar("T")
 
 
 class RemoteStreamer:
@@ -38,7 +48,14 @@ class RemoteStreamer:
         token = os.environ.get("EEG2ARM_API_TOKEN")
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.ws: ClientConnection | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the session's, from its opening to close()
         self.config = EEGConfig.from_dict(self._metadata()["config"])
+
+    def _run(self, step: Awaitable[T]) -> T:
+        """One step of the session on its event loop, at most `timeout` seconds (TimeoutError beyond)."""
+        if self.loop is None:
+            self.loop = asyncio.new_event_loop()
+        return self.loop.run_until_complete(asyncio.wait_for(step, self.timeout))
 
     def _metadata(self) -> dict:
         try:
@@ -56,26 +73,31 @@ class RemoteStreamer:
                                  f"fix --url") from None
         return meta
 
-    def _open(self) -> ClientConnection:
+    def _open(self) -> None:
+        """Connect and wait for the server's hello (the session is then open); on any failure nothing stays open."""
         parts = urlsplit(self.url)
         scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
         uri = f"{scheme}://{parts.netloc}{parts.path}/stream/ws?{urlencode(self.smoothing)}"
+        opened = False
         try:
-            ws = connect(uri, additional_headers=self.headers, compression=None, proxy=None,
-                         ssl=ssl.create_default_context() if scheme == "wss" else None,
-                         open_timeout=self.timeout, max_size=None, legacy=True)
+            self.ws = self._run(connect(uri, additional_headers=self.headers, compression=None, proxy=None,
+                                        ssl=ssl.create_default_context() if scheme == "wss" else None,
+                                        open_timeout=self.timeout, ping_interval=None, max_size=None))
+            self._receive(self.ws)
+            opened = True
         except InvalidStatus as e:
             raise UserInputError(f"server answered {e.response.status_code} to /stream/ws: "
                                  f"{error_message(e.response.body or b'')}") from None
-        except (OSError, WebSocketException) as e:
+        except (OSError, WebSocketException) as e:  # TimeoutError is an OSError
             raise UserInputError(f"cannot open a stream on the eeg2arm server at {self.url} ({type(e).__name__}): "
                                  f"start it with `bentoml serve` or fix --url") from None
-        self._receive(ws)  # the server's hello: the session is open
-        return ws
+        finally:
+            if not opened:
+                self.close()
 
     def _receive(self, ws: ClientConnection) -> dict:
         try:
-            return json.loads(ws.recv(timeout=self.timeout))
+            return json.loads(self._run(ws.recv()))
         except TimeoutError:
             raise UserInputError(f"the eeg2arm server at {self.url} did not answer within {self.timeout:g} s") \
                 from None
@@ -86,12 +108,12 @@ class RemoteStreamer:
     def push(self, frames: np.ndarray) -> list[StepResult]:
         """frames (C, F, n) -> one StepResult per pooled frame the server completed."""
         if self.ws is None:
-            self.ws = self._open()
+            self._open()
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(frames, dtype=np.float32))
         try:
-            self.ws.send(buf.getvalue())
-        except WebSocketException:
+            self._run(self.ws.send(buf.getvalue()))
+        except (TimeoutError, WebSocketException):
             raise UserInputError(f"the stream session on {self.url} ended: start a new stream") from None
         answer = self._receive(self.ws)
         if "error" in answer:
@@ -106,10 +128,13 @@ class RemoteStreamer:
         """End the session: closing the connection closes it on the server."""
         if self.ws is not None:
             try:
-                self.ws.close()
+                self._run(self.ws.close())
             except (OSError, WebSocketException) as e:
                 log.warning("stream connection not closed cleanly (%s)", type(e).__name__)
             self.ws = None
+        if self.loop is not None:
+            self.loop.close()
+            self.loop = None
 
 
 def error_message(body: bytes) -> str:

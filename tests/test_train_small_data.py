@@ -447,6 +447,27 @@ def test_restandardize_keeps_the_input_scale_the_checkpoint_was_trained_with(tmp
                "--input-scale", "shared").exit_code == 0
 
 
+def test_a_column_scaled_readout_is_restandardized_per_feature(tmp_path, data):
+    """--input-scale column standardizes the input per feature (its column scaler lives in the readout's weights), so
+    its checkpoint fine-tunes with --restandardize as a per-feature one does, and refuses the shared scale."""
+    base = tmp_path / "column.pt"
+    assert run("train", *data, "--save", base, *SMALL, "--readout", "8", "--fit-readout", "--input-scale", "column",
+               "--epochs", "0", "--val-split", "0", "--select", "last").exit_code == 0
+    save = tmp_path / "ft.pt"
+    result = run("train", *data, "--save", save, "--epochs", "1", *SMALL, "--readout", "8", "--init", base,
+                 "--restandardize", "--input-scale", "shared")
+    assert_clean_error(result, "--restandardize refits the input scale the checkpoint's readout was fitted on: give "
+                               "--input-scale feature", save)
+    new_subject = (X_OK * 3).astype(np.float32)  # another scale: the refit must show
+    new_data = ["--x", save_npy(tmp_path, "X.npy", new_subject), "--y", save_npy(tmp_path, "y.npy", Y_OK)]
+    result = run("train", *new_data, "--save", save, "--epochs", "1", *SMALL, "--readout", "8", "--init", base,
+                 "--restandardize", "--freeze", "stem,mix,embed,blocks", "--val-split", "0", "--select", "last")
+    assert result.exit_code == 0, result.output
+    tuned, _ = load_model_from_checkpoint(save)
+    own_sd = torch.from_numpy(new_subject.astype(np.float64).std(axis=(0, 3)))  # (C, F): each feature's own
+    assert torch.allclose(tuned.input_std[..., 0].double(), own_sd, rtol=1e-4)
+
+
 def test_an_ensemble_of_the_fitted_readout_alone_is_refused(tmp_path, data):
     save = tmp_path / "ckpt.pt"
     result = run("train", *data, "--save", save, "--epochs", "0", *SMALL, "--readout", "8", "--fit-readout",

@@ -74,8 +74,8 @@ if TYPE_CHECKING:
               show_default=True,
               help="The input standardization: each feature divided by its own training sd, or all by one shared sd "
                    "(features already on one scale, e.g. --spatial csp-tangent's vectors, keep their relative sizes); "
-                   "column: as feature, and --fit-readout's regression also standardizes each of its inputs (a "
-                   "feature at a frame position), folded into the readout's weights")
+                   "column (only with --fit-readout): as feature, and the regression also standardizes each of its "
+                   "inputs (a feature at a frame position), folded into the readout's weights")
 @click.option("--linear-stem/--no-linear-stem", default=False, show_default=True,
               help="No GELU in the per-electrode depthwise convs: the first nonlinearity follows the electrode mix, "
                    "so a contrast between electrodes (e.g. a lateralized potential) reaches it whole")
