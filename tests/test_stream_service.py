@@ -358,3 +358,41 @@ def test_remote_streamer_is_a_websocket_session_and_its_errors_are_one_line(serv
     remote.close()
     with pytest.raises(UserInputError, match="cannot reach the eeg2arm server"):
         RemoteStreamer("http://127.0.0.1:9")
+
+
+def test_remote_streamer_gives_up_on_a_server_that_never_opens_the_stream(server):
+    """A peer that answers /metadata as the server does and then never answers the WebSocket handshake: the push
+    fails with one line within the client's timeout, and nothing of the attempt stays open."""
+    import http.server
+    import threading
+
+    metadata = requests.get(f"{server}/metadata", timeout=10).content
+    stop = threading.Event()
+
+    class Stalling(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/metadata":
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(metadata)))
+                self.end_headers()
+                self.wfile.write(metadata)
+            else:  # the upgrade request: read, never answered
+                stop.wait(30)
+
+        def log_message(self, *args):
+            pass
+
+    peer = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    threading.Thread(target=peer.serve_forever, daemon=True).start()
+    try:
+        remote = RemoteStreamer(f"http://127.0.0.1:{peer.server_address[1]}", timeout=1.0)
+        started = time.perf_counter()
+        with pytest.raises(UserInputError, match="cannot open a stream on the eeg2arm server .* \\(TimeoutError\\)"):
+            remote.push(np.zeros((32, 4, 2), np.float32))
+        assert time.perf_counter() - started < 5  # bounded by the timeout, not by the peer
+        assert remote.ws is None and remote.loop is None  # nothing of the attempt stays open
+    finally:
+        stop.set()
+        peer.shutdown()
+        peer.server_close()
