@@ -8,11 +8,12 @@ The session is a WebSocket (/stream/ws): one connection, one session, on whichev
 Frames go as numpy.save bytes (NaN included: the server reports them), one reply per push. $EEG2ARM_API_TOKEN, when
 set, is sent as the bearer token; a private CA for https is taken from $SSL_CERT_FILE and $REQUESTS_CA_BUNDLE.
 
-The connection is websockets' asyncio client on the streamer's own event loop, each step (open, send, receive,
-close) bounded by `timeout`. Not its threaded (sync) client: that one reads a TLS socket in a background thread
-while the caller writes, and once left `wss://` opening forever (a handshake that stalled, then a thread join that
-never returned), which the asyncio client's non-blocking TLS cannot do. The loop runs only inside push() and
-close(), so the client sends no keepalive pings of its own (the server's are answered at the next push).
+The connection is websockets' asyncio client on a private event loop in a daemon thread (`LoopThread`), every step
+(open, send, receive, close) bounded by `timeout`. Not its threaded sync client: that one polls a TLS socket and then
+reads it blocking in a background thread, and once left a `wss://` open hanging for good (the handshake stalled, and
+the join of a reader thread stuck in a TLS read never returned); asyncio's TLS never blocks. The loop keeps running
+between pushes, so the server's keepalive pings are answered during pauses, and the caller's thread may run its own
+event loop (a notebook).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import json
 import logging
 import os
 import ssl
+import threading
 from collections.abc import Awaitable
 from typing import TypeVar
 from urllib.parse import urlencode, urlsplit
@@ -39,6 +41,40 @@ log = logging.getLogger("eeg2arm")
 T = TypeVar("T")
 
 
+class LoopThread:
+    """A private asyncio event loop running in a daemon thread, for steps called from any thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="eeg2arm-remote-stream", daemon=True)
+        self.thread.start()
+
+    def run(self, step: Awaitable[T], timeout: float) -> T:
+        """The step's result, or TimeoutError after `timeout` seconds (the step cancelled)."""
+        future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(step, timeout), self.loop)
+        try:
+            return future.result(timeout + 1)  # wait_for ends it first; the extra second is for its cancelling
+        except TimeoutError:
+            future.cancel()
+            raise
+
+    def stop(self) -> None:
+        """Cancel whatever still runs on the loop (a step a Ctrl-C left behind), then end the thread and the loop."""
+        async def cancel_the_rest() -> None:
+            rest = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in rest:
+                task.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+
+        try:  # not through run(): its wait_for would be one of the tasks cancelled
+            asyncio.run_coroutine_threadsafe(cancel_the_rest(), self.loop).result(5)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+            if not self.thread.is_alive():
+                self.loop.close()
+
+
 class RemoteStreamer:
     """The server session opens with the first push, so nothing is held on the server before frames flow."""
 
@@ -48,14 +84,14 @@ class RemoteStreamer:
         token = os.environ.get("EEG2ARM_API_TOKEN")
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.ws: ClientConnection | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None  # the session's, from its opening to close()
+        self.loop: LoopThread | None = None  # the session's, from its opening to close()
         self.config = EEGConfig.from_dict(self._metadata()["config"])
 
     def _run(self, step: Awaitable[T]) -> T:
-        """One step of the session on its event loop, at most `timeout` seconds (TimeoutError beyond)."""
+        """One step of the session on its loop, at most `timeout` seconds (TimeoutError beyond)."""
         if self.loop is None:
-            self.loop = asyncio.new_event_loop()
-        return self.loop.run_until_complete(asyncio.wait_for(step, self.timeout))
+            self.loop = LoopThread()
+        return self.loop.run(step, self.timeout)
 
     def _metadata(self) -> dict:
         try:
@@ -82,7 +118,8 @@ class RemoteStreamer:
         try:
             self.ws = self._run(connect(uri, additional_headers=self.headers, compression=None, proxy=None,
                                         ssl=ssl.create_default_context() if scheme == "wss" else None,
-                                        open_timeout=self.timeout, ping_interval=None, max_size=None))
+                                        open_timeout=self.timeout, close_timeout=self.timeout / 2,
+                                        max_size=None))
             self._receive(self.ws)
             opened = True
         except InvalidStatus as e:
@@ -113,9 +150,13 @@ class RemoteStreamer:
         np.save(buf, np.ascontiguousarray(frames, dtype=np.float32))
         try:
             self._run(self.ws.send(buf.getvalue()))
+            answer = self._receive(self.ws)
         except (TimeoutError, WebSocketException):
+            self.close()
             raise UserInputError(f"the stream session on {self.url} ended: start a new stream") from None
-        answer = self._receive(self.ws)
+        except UserInputError:  # no answer in time, or the session ended: a late answer must not be read as the next
+            self.close()
+            raise
         if "error" in answer:
             raise UserInputError(f"server answered {answer.get('status', 400)} to /stream/ws: {answer['error']}")
         return [StepResult(r["frame"], np.asarray(r["probs"]), r["pred"], r["decision"]) for r in answer["results"]]
@@ -133,7 +174,7 @@ class RemoteStreamer:
                 log.warning("stream connection not closed cleanly (%s)", type(e).__name__)
             self.ws = None
         if self.loop is not None:
-            self.loop.close()
+            self.loop.stop()
             self.loop = None
 
 

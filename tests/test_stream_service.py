@@ -363,8 +363,10 @@ def test_remote_streamer_is_a_websocket_session_and_its_errors_are_one_line(serv
 def test_remote_streamer_gives_up_on_a_server_that_never_opens_the_stream(server):
     """A peer that answers /metadata as the server does and then never answers the WebSocket handshake: the push
     fails with one line within the client's timeout, and nothing of the attempt stays open."""
+    import gc
     import http.server
     import threading
+    import warnings
 
     metadata = requests.get(f"{server}/metadata", timeout=10).content
     stop = threading.Event()
@@ -386,12 +388,18 @@ def test_remote_streamer_gives_up_on_a_server_that_never_opens_the_stream(server
     peer = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
     threading.Thread(target=peer.serve_forever, daemon=True).start()
     try:
-        remote = RemoteStreamer(f"http://127.0.0.1:{peer.server_address[1]}", timeout=1.0)
-        started = time.perf_counter()
-        with pytest.raises(UserInputError, match="cannot open a stream on the eeg2arm server .* \\(TimeoutError\\)"):
-            remote.push(np.zeros((32, 4, 2), np.float32))
-        assert time.perf_counter() - started < 5  # bounded by the timeout, not by the peer
-        assert remote.ws is None and remote.loop is None  # nothing of the attempt stays open
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            remote = RemoteStreamer(f"http://127.0.0.1:{peer.server_address[1]}", timeout=1.0)
+            started = time.perf_counter()
+            with pytest.raises(UserInputError, match="cannot open a stream on the eeg2arm server .* \\(TimeoutError\\)"):
+                remote.push(np.zeros((32, 4, 2), np.float32))
+            assert time.perf_counter() - started < 5  # bounded by the timeout, not by the peer
+            assert remote.ws is None and remote.loop is None
+            del remote
+            gc.collect()
+        assert not [w for w in caught if issubclass(w.category, ResourceWarning)]  # no socket or loop left open
+        assert not [t for t in threading.enumerate() if t.name == "eeg2arm-remote-stream"]  # its loop thread ended
     finally:
         stop.set()
         peer.shutdown()
