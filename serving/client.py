@@ -6,7 +6,8 @@
 
 The session is a WebSocket (/stream/ws): one connection, one session, on whichever server worker accepted it.
 Frames go as numpy.save bytes (NaN included: the server reports them), one reply per push. $EEG2ARM_API_TOKEN, when
-set, is sent as the bearer token; a private CA for https is taken from $SSL_CERT_FILE and $REQUESTS_CA_BUNDLE.
+set, is sent as the bearer token; a private CA for https is taken from $SSL_CERT_FILE (both connections) and
+$REQUESTS_CA_BUNDLE (the /metadata request).
 
 The connection is websockets' asyncio client on a private event loop in a daemon thread (`LoopThread`), every step
 (open, send, receive, close) bounded by `timeout`. Not its threaded sync client: that one polls a TLS socket and then
