@@ -1,5 +1,5 @@
 """Per-decision latency of the streaming step vs recomputing forward_seq over the whole history, in PyTorch and
-ONNX Runtime, and end to end through the server's /stream endpoint.
+ONNX Runtime, and end to end through the server's /stream/ws session.
 
     python benchmarks/bench_stream.py [--ckpt ckpt.pt] [--repeats 200] [--no-server]
 
@@ -8,8 +8,8 @@ sample's shape (32 electrodes, 4 bands; speed does not depend on the weights). I
 folder: ONNX Runtime recomputes with the batch graph (its frame_logits over the history) and steps with the step
 graph. "torch step" is TorchStep, the decoder behind `eeg2arm stream --ckpt`. Both runtimes use one thread, as
 `eeg2arm stream` does. "server" is `bentoml serve` on that export: a session is brought to the history, then the
-client times the POST /stream/step of each frame that completes a group (the frame a decision comes back for), on
-one keep-alive connection sharing the machine's cores with the server. Frames are real: the embedded
+client (RemoteStreamer, that of `eeg2arm stream --url`) times the WebSocket round trip of each frame that completes
+a group (the frame a decision comes back for), on one connection sharing the machine's cores with the server. Frames are real: the embedded
 eyes-open/closed windows joined along time. Prints one table: median ms over repeats after warm-up (server: also
 p99). Results: docs/benchmarks.md.
 """

@@ -6,7 +6,7 @@
 
 The session is a WebSocket (/stream/ws): one connection, one session, on whichever server worker accepted it.
 Frames go as numpy.save bytes (NaN included: the server reports them), one reply per push. $EEG2ARM_API_TOKEN, when
-set, is sent as the bearer token; a private CA for https is taken from $SSL_CERT_FILE (both connections) and
+set, is sent as the bearer token; a private CA for https is taken from $SSL_CERT_FILE (the WebSocket) and
 $REQUESTS_CA_BUNDLE (the /metadata request).
 
 The connection is websockets' asyncio client on a private event loop in a daemon thread (`LoopThread`), every step
@@ -55,7 +55,7 @@ class LoopThread:
         future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(step, timeout), self.loop)
         try:
             return future.result(timeout + 1)  # wait_for ends it first; the extra second is for its cancelling
-        except TimeoutError:
+        except BaseException:  # a timeout, or Ctrl-C while waiting: the step must not go on alone
             future.cancel()
             raise
 
@@ -69,6 +69,8 @@ class LoopThread:
 
         try:  # not through run(): its wait_for would be one of the tasks cancelled
             asyncio.run_coroutine_threadsafe(cancel_the_rest(), self.loop).result(5)
+        except TimeoutError:
+            log.warning("stream tasks still running after 5 s; leaving them to the process's exit")
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5)
@@ -155,7 +157,7 @@ class RemoteStreamer:
         except (TimeoutError, WebSocketException):
             self.close()
             raise UserInputError(f"the stream session on {self.url} ended: start a new stream") from None
-        except UserInputError:  # no answer in time, or the session ended: a late answer must not be read as the next
+        except BaseException:  # no answer in time, the session ended, Ctrl-C: a late answer must not pass for the next
             self.close()
             raise
         if "error" in answer:
@@ -167,16 +169,24 @@ class RemoteStreamer:
         self.close()
 
     def close(self) -> None:
-        """End the session: closing the connection closes it on the server."""
-        if self.ws is not None:
+        """End the session: closing the connection closes it on the server; the socket is let go of either way."""
+        ws, self.ws, loop, self.loop = self.ws, None, self.loop, None
+        if ws is not None:
             try:
-                self._run(self.ws.close())
+                loop.run(aborted_after(ws.close(), ws), self.timeout)
             except (OSError, WebSocketException) as e:
                 log.warning("stream connection not closed cleanly (%s)", type(e).__name__)
-            self.ws = None
-        if self.loop is not None:
-            self.loop.stop()
-            self.loop = None
+        if loop is not None:
+            loop.stop()
+
+
+async def aborted_after(closing: Awaitable[None], ws: ClientConnection) -> None:
+    """Await the closing handshake, then abort the transport whatever happened (a no-op after a clean close), so that
+    a close cut short (a full send buffer, a timeout) leaves no socket open."""
+    try:
+        await closing
+    finally:
+        ws.transport.abort()
 
 
 def error_message(body: bytes) -> str:
