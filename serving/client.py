@@ -10,9 +10,9 @@ set, is sent as the bearer token; a private CA for https is taken from $SSL_CERT
 $REQUESTS_CA_BUNDLE (the /metadata request).
 
 The connection is websockets' asyncio client on a private event loop in a daemon thread (`LoopThread`), every step
-(open, send, receive, close) bounded by `timeout`. Not its threaded sync client: that one polls a TLS socket and then
-reads it blocking in a background thread, and once left a `wss://` open hanging for good (the handshake stalled, and
-the join of a reader thread stuck in a TLS read never returned); asyncio's TLS never blocks. The loop keeps running
+(open, send, receive, close) bounded by `timeout`. Not its threaded sync client: over `wss://`, when the server does
+not answer the upgrade in time, it waits for good to join its reader thread, which stays blocked in a TLS read
+(tests/test_stream_service.py reproduces it with a TLS peer that never answers); asyncio's TLS never blocks. The loop keeps running
 between pushes, so the server's keepalive pings are answered during pauses, and the caller's thread may run its own
 event loop (a notebook).
 """

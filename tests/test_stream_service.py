@@ -360,13 +360,18 @@ def test_remote_streamer_is_a_websocket_session_and_its_errors_are_one_line(serv
         RemoteStreamer("http://127.0.0.1:9")
 
 
-def test_remote_streamer_gives_up_on_a_server_that_never_opens_the_stream(server):
-    """A peer that answers /metadata as the server does and then never answers the WebSocket handshake: the push
-    fails with one line within the client's timeout, and nothing of the attempt stays open."""
+@pytest.mark.parametrize("tls", [False, True])
+def test_remote_streamer_gives_up_on_a_server_that_never_opens_the_stream(server, tls, tmp_path, monkeypatch):
+    """A peer that answers /metadata as the server does and then never answers the WebSocket handshake, over ws://
+    and over wss://: the push fails with one line within the client's timeout, and nothing of the attempt stays
+    open. Over wss:// websockets' threaded client, which RemoteStreamer used before, hangs here for good."""
     import gc
     import http.server
+    import ssl
     import threading
     import warnings
+
+    from test_service_safety import self_signed
 
     metadata = requests.get(f"{server}/metadata", timeout=10).content
     stop = threading.Event()
@@ -386,11 +391,19 @@ def test_remote_streamer_gives_up_on_a_server_that_never_opens_the_stream(server
             pass
 
     peer = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stalling)
+    if tls:  # the client trusts the peer's self-signed certificate as `eeg2arm stream --url https://` is told to
+        cert, key = self_signed(tmp_path)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        peer.socket = context.wrap_socket(peer.socket, server_side=True)
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
     threading.Thread(target=peer.serve_forever, daemon=True).start()
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ResourceWarning)
-            remote = RemoteStreamer(f"http://127.0.0.1:{peer.server_address[1]}", timeout=1.0)
+            scheme = "https" if tls else "http"
+            remote = RemoteStreamer(f"{scheme}://127.0.0.1:{peer.server_address[1]}", timeout=1.0)
             started = time.perf_counter()
             with pytest.raises(UserInputError, match="cannot open a stream on the eeg2arm server .* \\(TimeoutError\\)"):
                 remote.push(np.zeros((32, 4, 2), np.float32))
