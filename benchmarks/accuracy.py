@@ -270,16 +270,21 @@ def training_side(fold: Fold, recipe: dict) -> tuple[list, list | None]:
 def test_side(fold: Fold, recipe: dict) -> list[list]:
     """The fold's test files opened, in the groups `prepare --like` aligns together."""
     test: dict[str, list] = {}
+    per_subject = by_subject(recipe)
     for (path, subject), recording in opened(fold.test_files).items():
-        test.setdefault(subject if by_subject(recipe) else str(path), []).append(recording)
+        test.setdefault(subject if per_subject else str(path), []).append(recording)
     return list(test.values())
+
+
+def recipe_decoder(recipe: dict) -> Decoder:
+    """An unfitted Decoder of a recipes.toml row: its prepare and train arguments, its validation grouping."""
+    return Decoder({"prepare": recipe["prepare"], "train": recipe["train"], "groups": recipe["groups"]})
 
 
 def fitted_decoder(fold: Fold, recipe: dict) -> Decoder:
     """The recipe's Decoder fitted on one fold's training files, as `prepare` -> `train` would."""
-    decoder = Decoder({"prepare": recipe["prepare"], "train": recipe["train"], "groups": recipe["groups"]})
     train, groups = training_side(fold, recipe)
-    return decoder.fit(train, groups=groups)
+    return recipe_decoder(recipe).fit(train, groups=groups)
 
 
 def eegmodel_accuracy(fold: Fold, recipe: dict) -> float:

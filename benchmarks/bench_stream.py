@@ -9,9 +9,9 @@ folder: ONNX Runtime recomputes with the batch graph (its frame_logits over the 
 graph. "torch step" is TorchStep, the decoder behind `eeg2arm stream --ckpt`. Both runtimes use one thread, as
 `eeg2arm stream` does. "server" is `bentoml serve` on that export: a session is brought to the history, then the
 client (RemoteStreamer, that of `eeg2arm stream --url`) times the WebSocket round trip of each frame that completes
-a group (the frame a decision comes back for), on one connection sharing the machine's cores with the server. Frames are real: the embedded
-eyes-open/closed windows joined along time. Prints one table: median ms over repeats after warm-up (server: also
-p99). Results: docs/benchmarks.md.
+a group (the frame a decision comes back for), on one connection sharing the machine's cores with the server. Frames
+are real: the embedded eyes-open/closed windows joined along time. Prints one table: median ms over repeats after
+warm-up (server: also p99). Results: docs/benchmarks.md.
 """
 from __future__ import annotations
 

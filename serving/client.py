@@ -12,9 +12,9 @@ $REQUESTS_CA_BUNDLE (the /metadata request).
 The connection is websockets' asyncio client on a private event loop in a daemon thread (`LoopThread`), every step
 (open, send, receive, close) bounded by `timeout`. Not its threaded sync client: over `wss://`, when the server does
 not answer the upgrade in time, it waits for good to join its reader thread, which stays blocked in a TLS read
-(tests/test_stream_service.py reproduces it with a TLS peer that never answers); asyncio's TLS never blocks. The loop keeps running
-between pushes, so the server's keepalive pings are answered during pauses, and the caller's thread may run its own
-event loop (a notebook).
+(tests/test_stream_service.py reproduces it with a TLS peer that never answers); asyncio's TLS never blocks. The loop
+keeps running between pushes, so the server's keepalive pings are answered during pauses, and the caller's thread
+may run its own event loop (a notebook).
 """
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ class RemoteStreamer:
                                         ssl=ssl.create_default_context() if scheme == "wss" else None,
                                         open_timeout=self.timeout, close_timeout=self.timeout / 2,
                                         max_size=None))
-            self._receive(self.ws)
+            self._receive()  # the server's hello
             opened = True
         except InvalidStatus as e:
             raise UserInputError(f"server answered {e.response.status_code} to /stream/ws: "
@@ -135,9 +135,10 @@ class RemoteStreamer:
             if not opened:
                 self.close()
 
-    def _receive(self, ws: ClientConnection) -> dict:
+    def _receive(self) -> dict:
+        """The session's next message."""
         try:
-            return json.loads(self._run(ws.recv()))
+            return json.loads(self._run(self.ws.recv()))
         except TimeoutError:
             raise UserInputError(f"the eeg2arm server at {self.url} did not answer within {self.timeout:g} s") \
                 from None
@@ -153,7 +154,7 @@ class RemoteStreamer:
         np.save(buf, np.ascontiguousarray(frames, dtype=np.float32))
         try:
             self._run(self.ws.send(buf.getvalue()))
-            answer = self._receive(self.ws)
+            answer = self._receive()
         except (TimeoutError, WebSocketException):
             self.close()
             raise UserInputError(f"the stream session on {self.url} ended: start a new stream") from None

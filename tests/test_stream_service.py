@@ -2,11 +2,16 @@
 PyTorch model on the same frames."""
 from __future__ import annotations
 
+import gc
+import http.server
 import io
 import json
 import shutil
+import ssl
 import struct
+import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
@@ -24,6 +29,7 @@ from export.parity import real_stream
 from serving.client import RemoteStreamer
 from serving.local_server import serve
 from serving.settings import Settings
+from test_service_safety import self_signed
 
 MAX_STREAM_FRAMES = Settings().max_stream_frames
 
@@ -365,14 +371,6 @@ def test_remote_streamer_gives_up_on_a_server_that_never_opens_the_stream(server
     """A peer that answers /metadata as the server does and then never answers the WebSocket handshake, over ws://
     and over wss://: the push fails with one line within the client's timeout, and nothing of the attempt stays
     open. Over wss:// websockets' threaded client, which RemoteStreamer used before, hangs here for good."""
-    import gc
-    import http.server
-    import ssl
-    import threading
-    import warnings
-
-    from test_service_safety import self_signed
-
     metadata = requests.get(f"{server}/metadata", timeout=10).content
     stop = threading.Event()
 
@@ -405,7 +403,8 @@ def test_remote_streamer_gives_up_on_a_server_that_never_opens_the_stream(server
             scheme = "https" if tls else "http"
             remote = RemoteStreamer(f"{scheme}://127.0.0.1:{peer.server_address[1]}", timeout=1.0)
             started = time.perf_counter()
-            with pytest.raises(UserInputError, match="cannot open a stream on the eeg2arm server .* \\(TimeoutError\\)"):
+            opening = "cannot open a stream on the eeg2arm server .* \\(TimeoutError\\)"
+            with pytest.raises(UserInputError, match=opening):
                 remote.push(np.zeros((32, 4, 2), np.float32))
             assert time.perf_counter() - started < 5  # bounded by the timeout, not by the peer
             assert remote.ws is None and remote.loop is None

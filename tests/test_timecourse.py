@@ -8,7 +8,6 @@ from conftest import REPO
 sys.path.insert(0, str(REPO / "benchmarks"))
 import accuracy  # noqa: E402
 import timecourse  # noqa: E402
-from eeg2arm import Decoder  # noqa: E402
 from eeg2arm.realtime.smoothing import Hysteresis  # noqa: E402
 
 RECIPES = accuracy.tomllib.loads((REPO / "benchmarks" / "recipes.toml").read_text())
@@ -26,8 +25,7 @@ def test_a_streamed_run_gives_each_cue_on_the_frame_grid_the_offline_trials_prob
     A cue on the recording's 0.25 s grid ends a streamed frame exactly where its trial's last offline frame ends, so
     the streamed probabilities 4 s after it are Decoder.predict_proba's for that trial."""
     recipe, files = RECIPES["eegmmidb_within_mu"], [accuracy.run_file("S001", r) for r in accuracy.RUNS]
-    decoder = Decoder({"prepare": recipe["prepare"], "train": recipe["train"], "groups": recipe["groups"]})
-    decoder.fit([accuracy.opened([path]).popitem()[1] for path in files[:2]])
+    decoder = accuracy.recipe_decoder(recipe).fit([accuracy.opened([path]).popitem()[1] for path in files[:2]])
     (path, _), raw = accuracy.opened([files[2]]).popitem()
     ends, probs, held = timecourse.streamed(decoder, path, raw, Hysteresis())
     step, sfreq = np.diff(ends), raw.info["sfreq"]
