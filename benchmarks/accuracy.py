@@ -16,9 +16,9 @@ for eegmmidb_within (mean over subjects), three subjects left out per fold for e
 sets are the motor rhythm: there every method sees only the recipe's --channels (the FC, C and CP rows), none of
 the frontal and temporal channels that carry the eye movements most. A row with `executed = true` also trains every method on the executed runs (eegmmidb_executed: R03, R07,
 R11) of its training subjects; testing stays on imagery. eegmmidb_new_subject_mu: the cross-subject motor-rhythm
-model of each fold meets a subject it never saw, aligned from that subject's own unlabelled signal (and fine-tuned on
-its first CALIBRATION trials where the row has `finetune` arguments; the peers train on those trials), tested on the
-subject's other imagery trials; mean over the 12 subjects.
+model of each fold meets a subject it never saw, aligned from that subject's own unlabelled signal and calibrated on
+its first CALIBRATION trials (`eeg2arm calibrate`; the peers train on those trials), tested on the subject's other
+imagery trials; mean over the 12 subjects.
 
     pip install -e '.[bench]'                      # the peers: pyriemann, aeon, braindecode
     .venv/bin/python benchmarks/accuracy.py         # every row, every peer but the deep ones (~22 min on 2 cores)
@@ -396,8 +396,8 @@ def new_subject_set(recipe: dict, base: dict, methods: tuple[str, ...], subjects
                     log: Callable[[str], None], unfiltered: bool = False
                     ) -> tuple[str, dict[str, list[float]], int, float]:
     """Each fold's cross-subject model (the `base` row's recipe) on each subject it never saw: `prepare --like` its
-    imagery runs (aligned from its own signal), `train --init` on its first `calibration` trials when the row has
-    `finetune` arguments, `evaluate` on the rest. The peers train on the fold's subjects and those calibration
+    imagery runs (aligned from its own signal), `eeg2arm calibrate` on its first `calibration` trials with the row's
+    `calibrate` arguments, `evaluate` on the rest. The peers train on the fold's subjects and those calibration
     trials, pooled."""
     t0, n_cal, executed = time.perf_counter(), recipe["calibration"], base.get("executed", False)
     data = EegmmidbTrials(base["prepare"], subjects, executed)
@@ -440,26 +440,22 @@ def calibrated(fold: Fold, n_cal: int) -> tuple:
 
 
 def new_subject_eegmodel(fold: Fold, recipe: dict, n_cal: int, tmp: Path) -> float:
-    """`prepare --like` the new subject's runs, `train --init` on the first n_cal trials (if the row fine-tunes:
-    else the cross model as it is), evaluate the rest."""
+    """`prepare --like` the new subject's runs, `calibrate` the cross model on the first n_cal trials, evaluate the
+    rest."""
     for sub in ("new", "cal", "rest"):
         shutil.rmtree(tmp / sub, ignore_errors=True)
     eeg2arm("prepare", *fold.test_files, "--out", tmp / "new", "--like", tmp / "cross" / "meta.json")
     X, y = np.load(tmp / "new" / "X.npy"), np.load(tmp / "new" / "y.npy")
     if not np.array_equal(y, fold.y_test):
         raise SystemExit(f"prepare's labels of {fold.subject} differ from the peers' trials")
-    parts = {"cal": slice(None, n_cal)} if recipe["finetune"] else {}  # the calibration set only to fine-tune on
-    for sub, part in {**parts, "rest": slice(n_cal, None)}.items():
+    for sub, part in {"cal": slice(None, n_cal), "rest": slice(n_cal, None)}.items():
         (tmp / sub).mkdir()
         np.save(tmp / sub / "X.npy", X[part])
         np.save(tmp / sub / "y.npy", y[part])
         shutil.copy(tmp / "new" / "meta.json", tmp / sub / "meta.json")
-    model = tmp / "cross.pt"
-    if recipe["finetune"]:
-        model = tmp / "new.pt"
-        eeg2arm("train", "--x", tmp / "cal" / "X.npy", "--y", tmp / "cal" / "y.npy", "--save", model,
-                "--init", tmp / "cross.pt", *recipe["finetune"])
-    return evaluated(model, tmp / "rest")
+    eeg2arm("calibrate", "--ckpt", tmp / "cross.pt", "--x", tmp / "cal" / "X.npy", "--y", tmp / "cal" / "y.npy",
+            "--save", tmp / "new.pt", *recipe["calibrate"])
+    return evaluated(tmp / "new.pt", tmp / "rest")
 
 
 def evaluated(ckpt: Path, data: Path) -> float:
@@ -486,14 +482,11 @@ def commands(name: str, recipe: dict, recipes: dict) -> list[str]:
     raw = "../shared/data/raw/"
     if name == "eegmmidb_new_subject_mu":
         base, n = recipe["cross"], recipe["calibration"]
-        lines = [f"# the model of {base} (its commands), then for a subject it never saw, e.g. S010:",
-                 f"eeg2arm prepare {raw}eegmmidb/S010/S010R{{04,08,12}}.edf --out S010 --like {base}/meta.json"]
-        if not recipe["finetune"]:  # the cross model as it is, the subject aligned from its own signal
-            return [*lines, f"# rest/ = S010's trials after the first {n} (X.npy, y.npy and its meta.json)",
-                    f"eeg2arm evaluate --ckpt {base}.pt --x rest/X.npy --y rest/y.npy"]
-        return [*lines, f"# cal/ = the first {n} trials of S010 (X.npy, y.npy and its meta.json), rest/ = the others",
-                f"eeg2arm train --x cal/X.npy --y cal/y.npy --save S010.pt --init {base}.pt "
-                f"{' '.join(recipe['finetune'])}",
+        return [f"# the model of {base} (its commands), then for a subject it never saw, e.g. S010:",
+                f"eeg2arm prepare {raw}eegmmidb/S010/S010R{{04,08,12}}.edf --out S010 --like {base}/meta.json",
+                f"# cal/ = the first {n} trials of S010 (X.npy, y.npy and its meta.json), rest/ = the others",
+                f"eeg2arm calibrate --ckpt {base}.pt --x cal/X.npy --y cal/y.npy --save S010.pt "
+                f"{' '.join(recipe['calibrate'])}".rstrip(),
                 "eeg2arm evaluate --ckpt S010.pt --x rest/X.npy --y rest/y.npy"]
     train_files, test_files = EXAMPLES[name]
     executed = recipe.get("executed", False)

@@ -2,7 +2,9 @@
 standardized input frames, its L2 strength chosen by accuracy on 5 contiguous inner folds of the training windows
 (scikit-learn). With `columns` (`--input-scale column`) each of its inputs, a feature at a frame position, is first
 scaled to zero mean and unit sd over the training windows, as benchmarks/accuracy.py's "its features + LR" does; that
-scaler is folded into the readout's weights, so the model's graph is the same either way.
+scaler is folded into the readout's weights, so the model's graph is the same either way. A two-class fit is also
+kept as a Gaussian over its coefficients (`readout_prior`), which `eeg2arm calibrate` (calibrate.py) updates with a
+new subject's trials.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.special import expit
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.preprocessing import StandardScaler
@@ -58,26 +61,68 @@ def last_decision_frames(model: EEGModel, X: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def fit_readout(model: EEGModel, X: np.ndarray, y: np.ndarray, columns: bool = False) -> LogisticRegressionCV:
+def fit_readout(model: EEGModel, X: np.ndarray, y: np.ndarray, columns: bool = False) -> dict[str, torch.Tensor] | None:
     """Set model.readout to `logistic_cv`'s fit on the frames the last decision reads of windows X (N, C, F, T),
     y (N,), and zero the network's head: the model's probabilities are then the regression's. With `columns`, the
     regression reads each frame column standardized over X (scikit-learn's StandardScaler, folded into the readout's
-    weights and bias). Returns the fit (its coef_ reads the standardized columns; the readout holds them folded)."""
+    weights and bias). Returns the fit's `readout_prior` (two classes; None beyond)."""
     classes, k = np.unique(y), model.config.n_classes
     if len(classes) < k or len(y) < MIN_TRIALS:
         raise UserInputError(f"--fit-readout needs {MIN_TRIALS} or more training trials of each of the {k} classes, "
                              f"got {len(y)} of {len(classes)}: give more trials or leave --fit-readout out")
-    frames = last_decision_frames(model, X).flatten(1).cpu().double().numpy()  # (N, C*F*n), the conv's order
+    frames = last_decision_frames(model, X).flatten(1).cpu().double().numpy()  # (N, D = C*F*n), the conv's order
     mean, scale = np.zeros(frames.shape[1]), np.ones(frames.shape[1])  # (D,): the identity unless columns
     if columns:
         scaler = StandardScaler().fit(frames)
         mean, scale = scaler.mean_, scaler.scale_
-    fit = quiet_fit(logistic_cv(y), (frames - mean) / scale, y)
-    weight = fit.coef_ / scale  # (K', D): w . (z - m) / s = (w / s) . z - (w / s) . m
-    bias = fit.intercept_ - weight @ mean  # (K',)
-    if len(fit.classes_) == 2:  # one log-odds d for class 1: logits (-d/2, d/2) give the same softmax
-        weight, bias = np.concatenate([-weight, weight]) / 2, np.concatenate([-bias, bias]) / 2
-    model.readout.weight.copy_(torch.from_numpy(weight).reshape(model.readout.weight.shape))  # (K, C*F, n)
-    model.readout.bias.copy_(torch.from_numpy(bias))
+    columns_read = (frames - mean) / scale  # (N, D)
+    fit = quiet_fit(logistic_cv(y), columns_read, y)
+    set_readout(model, fit.coef_, fit.intercept_, mean, scale)
     model.silence_network()
-    return fit
+    if len(fit.classes_) != 2:
+        return None
+    return readout_prior(columns_read, np.append(fit.coef_[0], fit.intercept_[0]), float(fit.C_[0]), mean, scale)
+
+
+def set_readout(model: EEGModel, coef: np.ndarray, intercept: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> None:
+    """Write a logistic regression of the standardized columns (z - mean) / scale (coef (K', D), intercept (K',); K' =
+    1 for two classes) into model.readout, the scaler folded in: w . (z - m) / s = (w / s) . z - (w / s) . m."""
+    weight = coef / scale  # (K', D)
+    bias = intercept - weight @ mean  # (K',)
+    if len(bias) == 1:  # one log-odds d for class 1: logits (-d/2, d/2) give the same softmax
+        weight, bias = np.concatenate([-weight, weight]) / 2, np.concatenate([-bias, bias]) / 2
+    with torch.no_grad():
+        model.readout.weight.copy_(torch.from_numpy(weight).reshape(model.readout.weight.shape))  # (K, C*F, n)
+        model.readout.bias.copy_(torch.from_numpy(bias))
+
+
+def readout_prior(columns: np.ndarray, coef: np.ndarray, C: float, mean: np.ndarray,
+                  scale: np.ndarray) -> dict[str, Any]:
+    """A two-class fit as a Gaussian over its coefficients (Laplace's approximation), kept in the checkpoint: its
+    optimum `coef` (D + 1: the weights of the standardized columns (N, D), then the intercept), C, the columns'
+    scaler (mean, scale), and the curvature of its objective there, H = F'F + I / C on the weights (scikit-learn's
+    penalty; the intercept unpenalized), F'F = sum p(1 - p) u u' over the training windows (u = the columns and a 1).
+    F is stored as a triangular factor of min(N, D + 1) rows, so the prior grows with the trials or the columns,
+    whichever is fewer. A new subject's trials then update the fit as if they had been among the training windows
+    (calibrate.py)."""
+    read = np.hstack([columns, np.ones((len(columns), 1))])  # (N, D + 1)
+    p = expit(read @ coef)  # (N,)
+    return {"coef": torch.from_numpy(coef), "factor": curvature_factor(read, p * (1 - p)), "C": C,
+            "mean": torch.from_numpy(np.asarray(mean, dtype=np.float64)),
+            "scale": torch.from_numpy(np.asarray(scale, dtype=np.float64))}
+
+
+def curvature_factor(read: np.ndarray, weights: np.ndarray, factor: torch.Tensor | None = None) -> torch.Tensor:
+    """R (min(n, D + 1), D + 1) with R'R = sum weights u u' over the rows u of read (N, D + 1), plus factor'factor
+    when a factor is given (n counts its rows too): the R of a QR decomposition."""
+    rows = np.sqrt(weights)[:, None] * read
+    if factor is not None:
+        rows = np.vstack([factor.double().numpy(), rows])
+    return torch.from_numpy(np.linalg.qr(rows, mode="r")).float()
+
+
+def prior_penalty(prior: dict[str, Any]) -> np.ndarray:
+    """The diagonal I / C of the prior's curvature (D + 1,): the weights' L2 penalty, none on the intercept."""
+    penalty = np.full(len(prior["coef"]), 1 / prior["C"])
+    penalty[-1] = 0.0
+    return penalty

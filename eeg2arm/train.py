@@ -176,16 +176,17 @@ FREEZABLE = {"stem": ("stem",), "mix": ("mix",), "embed": ("embed", "ln_embed"),
 
 
 def check_same_model(theirs: EEGConfig, ours: EEGConfig, flag: str, ignore: tuple[str, ...] = ()) -> None:
-    """Raise UserInputError naming every hyper-parameter where a checkpoint differs from this run; for --init also
-    every description of the data (electrode, class and feature names, recipe) that both know and that differs."""
+    """Raise UserInputError naming every hyper-parameter where a checkpoint differs from this run; for new data (not
+    --resume) also every description of the data (electrode, class and feature names, recipe) that both know and
+    that differs."""
     a, b = theirs.to_dict(), ours.to_dict()
     keys = [k for k in theirs.hyperparameters() if k not in ignore]
-    if flag == "--init":
+    if flag != "--resume":
         keys += [k for k in DATA_FIELDS if a[k] is not None and b[k] is not None]
     differ = ", ".join(difference(k, a[k], b[k]) for k in keys if a[k] != b[k])
     if differ:
         fix = "use the flags it was trained with" if flag == "--resume" else \
-            "fine-tune on data prepared like its own (prepare --like) with the flags it was trained with"
+            "give it data prepared like its own (prepare --like) and the flags it was trained with"
         raise UserInputError(f"{flag} checkpoint was trained with {differ}: {fix}")
 
 
@@ -281,7 +282,7 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
     torch.manual_seed(opts.seed)
     np.random.seed(opts.seed)
 
-    start_epoch, best, history, best_state = 1, None, [], None
+    start_epoch, best, history, best_state, prior = 1, None, [], None, None
     if resume is not None:
         model, meta = load_model_from_checkpoint(resume, device)
         refuse_ensemble(meta["config"], resume, "--resume")
@@ -324,7 +325,7 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
         if opts.readout_first:
             model.silence_network()
         if opts.fit_readout:  # the regression's fit, as epoch 0: the network's head at zero
-            fit_readout(model, X[train_idx], y[train_idx], columns=opts.input_scale == "column")
+            prior = fit_readout(model, X[train_idx], y[train_idx], columns=opts.input_scale == "column")
     if opts.fit_readout:  # fixed from here on, also when a run resumes
         model.readout.requires_grad_(False)
 
@@ -346,10 +347,11 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
     recorded = {"train_options": opts.to_dict(), "init": None if init is None else str(init),
                 "freeze": list(freeze), "restandardize": restandardize}
 
-    def kept(row: dict[str, Any]) -> dict[str, Any]:
-        """The metrics of the best epoch so far (this row), saved with the model's weights as they are now."""
+    def kept(row: dict[str, Any], fitted: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The metrics of the best epoch so far (this row), saved with the model's weights as they are now; `fitted`:
+        the fitted readout's prior, which describes the model only while the network adds nothing (epoch 0)."""
         best = {**row, "best_epoch": row["epoch"], "n_train": len(train_idx), "n_val": len(val_idx),
-                "val_indices": val_idx.tolist(), **recorded}
+                "val_indices": val_idx.tolist(), **recorded, **({"readout_prior": fitted} if fitted else {})}
         save_checkpoint(save, model, example_input_shape, row["epoch"], {**best, "history": history})
         return best
 
@@ -361,7 +363,7 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
                "seconds": 0.0}
         history.append(row)
         echo(f"epoch 0 (the fitted readout) train_loss={train_loss:.4f} {validation_text(row)}")
-        best, best_state = kept(row), state_copy(model)
+        best, best_state = kept(row, prior), state_copy(model)
     for epoch in tqdm(range(start_epoch, opts.epochs + 1), desc="training", unit="epoch", leave=False):
         t0 = time.perf_counter()
         for p in network:  # AdamW leaves a parameter without a gradient as it is (no step, no weight decay)

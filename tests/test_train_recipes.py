@@ -73,19 +73,18 @@ def parsed(command: str, args: list[str]) -> dict:
         return ctx.params
 
 
-def test_the_new_subject_recipe_aligns_or_fine_tunes_the_cross_subject_model(tmp_path):
+def test_the_new_subject_recipe_aligns_and_calibrates_the_cross_subject_model(tmp_path):
     """The new-subject row adapts the cross model to the subject: by its alignment (the cross recipe re-centres each
-    recording from its own signal), and by `train --init` on the calibration trials where it has finetune arguments,
-    which must then fit the cross model's sizes."""
+    recording from its own signal), and by `eeg2arm calibrate` on the calibration trials, which needs the cross
+    model's readout fitted alone on two classes."""
     row = RECIPES[NEW_SUBJECT]
     assert accuracy.prepare_params(RECIPES[row["cross"]]["prepare"])["align"] == "euclidean"
-    assert row["calibration"] >= 1 and isinstance(row["finetune"], list)
-    if row["finetune"]:
-        required = ["--x", str(tmp_path / "X.npy"), "--y", str(tmp_path / "y.npy"), "--save", str(tmp_path / "m.pt"),
-                    "--init", str(tmp_path / "c.pt")]
-        params = parsed("train", required + row["finetune"])
-        cross = parsed("train", required + RECIPES[row["cross"]]["train"])
-        assert all(params[k] == cross[k] for k in ("elec", "bands", "cnn_time_pool", "frame_embed", "classes"))
+    assert row["calibration"] >= 1 and isinstance(row["calibrate"], list)
+    params = parsed("calibrate", ["--ckpt", str(tmp_path / "c.pt"), "--x", str(tmp_path / "X.npy"), "--y",
+                                  str(tmp_path / "y.npy"), "--save", str(tmp_path / "m.pt"), *row["calibrate"]])
+    assert params["weight"] > 0
+    cross = parsed("train", ["--x", "X.npy", "--y", "y.npy", "--save", "m.pt", *RECIPES[row["cross"]]["train"]])
+    assert cross["fit_readout"] and cross["epochs"] == 0 and cross["classes"] == 2
 
 
 @pytest.mark.parametrize("name", SETS)

@@ -1,4 +1,4 @@
-"""The model commands: train, infer, export, parity, evaluate."""
+"""The model commands: train, calibrate, infer, export, parity, evaluate."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -133,6 +133,29 @@ def train(x_path, y_path, save, groups_path, no_groups, meta_path, val_last, **_
     groups = training_groups(x_path, groups_path, no_groups, val_last or opts.val_split == 0)
     run_training(X, y, config, save, opts, groups=groups, echo=click.echo, **extra)
 
+
+
+@cli.command()
+@click.option("--ckpt", type=FILE, required=True,
+              help="A checkpoint of `train --fit-readout --epochs 0` on two classes, e.g. a cross-subject model")
+@click.option("--x", "x_path", type=FILE, required=True,
+              help="X.npy (N,C,F,T) of the new subject's labelled trials, prepared --like the checkpoint's data")
+@click.option("--y", "y_path", type=FILE, required=True, help="y.npy (N,) of those trials")
+@click.option("--save", type=FILE, required=True, help="Output checkpoint path (the calibrated model)")
+@click.option("--weight", type=float, default=10.0, show_default=True,
+              help="How many training trials each new trial counts as (more: the new subject weighs more)")
+@click.option("--meta", "meta_path", type=FILE, default=None,
+              help="meta.json of the data, checked against the checkpoint's recipe (default: the one beside X.npy)")
+@user_errors
+def calibrate(ckpt, x_path, y_path, save, weight, meta_path) -> None:
+    """Update a checkpoint's fitted readout with a new subject's labelled trials: the regression refitted as if they
+    had been among its training windows (its fit kept as the prior); network and graph unchanged."""
+    from ..calibrate import calibrate as run_calibration
+    from ..data import load_data_meta, load_npy, meta_beside
+
+    meta_path = meta_path or meta_beside(x_path)
+    data_fields = load_data_meta(meta_path) if meta_path else None
+    run_calibration(ckpt, load_npy(x_path, "X"), load_npy(y_path, "y"), save, weight, data_fields, click.echo)
 
 
 def training_groups(x_path: Path, groups_path: Path | None, no_groups: bool, ungrouped: bool) -> "np.ndarray | None":
