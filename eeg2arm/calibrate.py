@@ -26,7 +26,7 @@ from .checkpoint import load_model_from_checkpoint, save_checkpoint
 from .data import check_labels, check_windows
 from .errors import UserInputError
 from .readout import curvature_factor, last_decision_frames, prior_penalty, set_readout
-from .train import check_same_model, refuse_ensemble
+from .train import check_same_model
 
 DEFAULT_WEIGHT = 10.0  # rule AI (docs/accuracy.md, stop 33): 10 against 3 and 30 on the inner criterion
 
@@ -42,12 +42,11 @@ def calibrate(ckpt: str | Path, X: np.ndarray, y: np.ndarray, save: str | Path, 
     save = Path(save)
     check_writable(save, "--save")
     model, meta = load_model_from_checkpoint(ckpt, "cpu")
-    refuse_ensemble(meta["config"], ckpt, "calibrate --ckpt")
     prior = meta["metrics"].get("readout_prior")
     if prior is None:
         raise UserInputError(f"{ckpt} holds no fitted two-class readout to update: calibrate takes a checkpoint of "
-                             f"`train --fit-readout --epochs 0` on two classes (e.g. motor-imagery-cross); fine-tune "
-                             f"others with `train --init`")
+                             f"`train --fit-readout --epochs 0` on two classes, one network (e.g. "
+                             f"motor-imagery-cross); fine-tune others with `train --init`")
     if data_fields:
         check_same_model(meta["config"], dataclasses.replace(meta["config"], **data_fields), "calibrate --ckpt")
     X = check_windows(X, model.config, single_ok=False)

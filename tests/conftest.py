@@ -32,6 +32,12 @@ def bandpower_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def raw_dir(bandpower_dir) -> Path:
+    """../shared/data/raw: the recordings (EEGMMIDB, eyes open/closed, the epoch files)."""
+    return bandpower_dir.parent / "raw"
+
+
+@pytest.fixture(scope="session")
 def bandpower(bandpower_dir) -> tuple[np.ndarray, np.ndarray]:
     """The eyes-open/closed set: X (100, 32, 4, 15) float32, y (100,) int64."""
     return np.load(bandpower_dir / "X.npy"), np.load(bandpower_dir / "y.npy")

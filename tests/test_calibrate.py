@@ -6,7 +6,6 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
-from scipy.optimize import minimize
 from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 
@@ -15,7 +14,7 @@ from eeg2arm.infer import predict_logits
 from eeg2arm.readout import last_decision_frames, prior_penalty, readout_prior
 
 from test_cli import X_OK, Y_OK, assert_clean_error, run, save_npy
-from test_spatial import CUES, MOTOR, raw_dir  # noqa: F401  (raw_dir: the fixture)
+from test_spatial import CUES, MOTOR
 
 N_READ = 8
 FIT = ["--classes", "2", "--elec", "32", "--bands", "4", "--frame-embed", "32", "--workers", "0", "--device", "cpu",
@@ -161,7 +160,7 @@ def test_calibrate_refuses_what_it_cannot_update_in_one_line_and_writes_nothing(
                        "labels must be in [0, 1]", save)
 
 
-def test_a_new_subject_of_real_eeg_calibrates_and_exports_with_parity(raw_dir, tmp_path):  # noqa: F811
+def test_a_new_subject_of_real_eeg_calibrates_and_exports_with_parity(raw_dir, tmp_path):
     """Motor imagery: a tangent-space readout fitted on S001 and S002 (each aligned from its own signal), S003
     prepared --like it (aligned from its own), calibrated on its first 10 trials; the recipe's meta.json is checked
     (another recipe's is refused), and the calibrated model exports to ONNX with parity."""

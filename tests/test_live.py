@@ -40,11 +40,6 @@ def invoke(*args):
 
 
 @pytest.fixture(scope="module")
-def raw_dir(bandpower_dir):
-    return bandpower_dir.parent / "raw"
-
-
-@pytest.fixture(scope="module")
 def eyes_files(raw_dir):
     return {name: raw_dir / "eyes_open_closed" / f"sub-01_ses-01_task-{name}_run-01_eeg_0-200s_raw.fif"
             for name in ("EC", "EO")}

@@ -32,11 +32,6 @@ RECIPES = {  # name: prepare options (every recipe kind: features, reference, mo
 }
 
 
-@pytest.fixture(scope="module")
-def raw_dir(bandpower_dir) -> Path:
-    return bandpower_dir.parent / "raw"
-
-
 def prepare(files, out: Path, *options) -> tuple[np.ndarray, dict]:
     result = CliRunner().invoke(cli, ["prepare", *map(str, files), "--out", str(out), *map(str, options)])
     assert result.exit_code == 0, result.output

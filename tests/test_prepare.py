@@ -25,11 +25,6 @@ SETS = {  # name: (files under raw/, prepare options that match the README's tab
 }
 
 
-@pytest.fixture(scope="module")
-def raw_dir(bandpower_dir) -> Path:
-    return bandpower_dir.parent / "raw"
-
-
 def run_prepare(files, out: Path, *options: str):
     return CliRunner().invoke(cli, ["prepare", *map(str, files), "--out", str(out), *options])
 

@@ -31,11 +31,6 @@ LEARNED = {"csp": ["--spatial", "csp:2"], "align": ["--align", "euclidean"],
            "tangent+align": ["--spatial", "csp-tangent:3", "--align", "euclidean"]}
 
 
-@pytest.fixture(scope="module")
-def raw_dir(bandpower_dir) -> Path:
-    return bandpower_dir.parent / "raw"
-
-
 def signal_of(path: Path, config) -> np.ndarray:
     return mne.io.read_raw(path, verbose="error").get_data(picks=list(config.stream_channels), units="uV")
 

@@ -6,17 +6,11 @@ from pathlib import Path
 
 import mne
 import numpy as np
-import pytest
 from click.testing import CliRunner
 
 from eeg2arm.checkpoint import load_model_from_checkpoint
 from eeg2arm.cli import cli
 from eeg2arm.infer import predict_logits
-
-
-@pytest.fixture(scope="module")
-def raw_dir(bandpower_dir) -> Path:
-    return bandpower_dir.parent / "raw"
 
 
 def invoke(*args):
