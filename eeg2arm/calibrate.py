@@ -2,15 +2,14 @@
 
 The checkpoint's regression (train --fit-readout --epochs 0) is kept as a Gaussian over its coefficients (readout.py's
 `readout_prior`: its optimum and the curvature of its objective there). Calibration is the Bayesian update of that
-fit: the new trials' log-loss, each trial weighted `weight` training trials, plus the prior's quadratic, minimized
-(scipy's trust-region Newton-CG). To second order it is the regression refitted on the training windows and the new
+fit (readout.py's `laplace_update`): the new trials' log-loss, each trial weighted `weight` training trials, plus the
+prior's quadratic, minimized. To second order it is the regression refitted on the training windows and the new
 trials together, without the training windows; on the inner criterion (docs/accuracy.md, stop 33) 10 calibration
 trials weighted 10 scored as that refit did. The network, the input standardization and the graph stay as they were,
 so export, streaming and serving take the new checkpoint as any other.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -18,15 +17,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.optimize import minimize
-from scipy.special import expit
 
 from .atomic import check_writable
 from .checkpoint import load_model_from_checkpoint, save_checkpoint
 from .data import check_labels, check_windows
 from .errors import UserInputError
-from .readout import curvature_factor, last_decision_frames, prior_penalty, set_readout
-from .train import check_same_model
+from .evaluate import check_data_meta
+from .readout import check_prior, laplace_update, last_decision_frames, set_readout
 
 DEFAULT_WEIGHT = 10.0  # rule AI (docs/accuracy.md, stop 33): 10 against 3 and 30 on the inner criterion
 
@@ -47,37 +44,28 @@ def calibrate(ckpt: str | Path, X: np.ndarray, y: np.ndarray, save: str | Path, 
         raise UserInputError(f"{ckpt} holds no fitted two-class readout to update: calibrate takes a checkpoint of "
                              f"`train --fit-readout --epochs 0` on two classes, one network (e.g. "
                              f"motor-imagery-cross); fine-tune others with `train --init`")
+    config = model.config
+    check_prior(prior, config.n_electrodes * config.n_bands * config.readout_frames, str(ckpt))
+    X = check_windows(X, config, single_ok=False)
+    y = check_labels(y, len(X), config.n_classes, training=False)
+    trained_frames = meta["example_input_shape"][-1]
+    if X.shape[-1] != trained_frames:
+        raise UserInputError(f"X has windows of T={X.shape[-1]} frames but the readout was fitted on T="
+                             f"{trained_frames}: prepare the trials like the model's data (prepare --like its "
+                             f"meta.json)")
     if data_fields:
-        check_same_model(meta["config"], dataclasses.replace(meta["config"], **data_fields), "calibrate --ckpt")
-    X = check_windows(X, model.config, single_ok=False)
-    y = check_labels(y, len(X), model.config.n_classes, training=False)
+        check_data_meta(config, data_fields)
     mean, scale = prior["mean"].numpy(), prior["scale"].numpy()
     read = (last_decision_frames(model, X).flatten(1).double().numpy() - mean) / scale  # (N, D)
     read = np.hstack([read, np.ones((len(read), 1))])  # (N, D + 1): the intercept's column
-    start, factor, penalty = prior["coef"].numpy(), prior["factor"].double().numpy(), prior_penalty(prior)
-
-    def curved(step: np.ndarray) -> np.ndarray:  # H step, H = factor'factor + diag(penalty): the prior's curvature
-        return factor.T @ (factor @ step) + penalty * step
-
-    def objective(v: np.ndarray) -> tuple[float, np.ndarray]:
-        z, step = read @ v, v - start  # (N,), (D + 1,)
-        loss = weight * np.sum(np.logaddexp(0, z) - y * z) + step @ curved(step) / 2
-        return loss, weight * read.T @ (expit(z) - y) + curved(step)
-
-    def curved_at(v: np.ndarray, direction: np.ndarray) -> np.ndarray:  # the objective's Hessian times a direction
-        p = expit(read @ v)
-        return curved(direction) + weight * read.T @ (p * (1 - p) * (read @ direction))
-
-    result = minimize(objective, start, jac=True, hessp=curved_at, method="trust-ncg", options={"gtol": 1e-8})
-    if not np.all(np.isfinite(result.x)):
-        raise UserInputError(f"calibrate found no finite update of {ckpt}'s readout on these trials; check X.npy")
-    before = float(np.mean((read @ start > 0) == (y == 1)))
-    after = float(np.mean((read @ result.x > 0) == (y == 1)))
-    set_readout(model, result.x[None, :-1], result.x[-1:], mean, scale)
-    p = expit(read @ result.x)
-    posterior = {**prior, "coef": torch.from_numpy(result.x),
-                 "factor": curvature_factor(read, weight * p * (1 - p), prior["factor"])}
-    metrics = {**meta["metrics"], "readout_prior": posterior,
+    coef, factor, converged = laplace_update(read, y, prior, weight)
+    if not converged:
+        raise UserInputError(f"calibrate found no update of {ckpt}'s readout on these trials (the solver did not "
+                             f"converge); check X.npy, or give a smaller --weight")
+    before = float(np.mean((read @ prior["coef"].numpy() > 0) == (y == 1)))
+    after = float(np.mean((read @ coef > 0) == (y == 1)))
+    set_readout(model, coef[None, :-1], coef[-1:], mean, scale)
+    metrics = {**meta["metrics"], "readout_prior": {**prior, "coef": torch.from_numpy(coef), "factor": factor},
                "calibration": [*meta["metrics"].get("calibration", []),
                                {"ckpt": str(ckpt), "trials": len(y), "weight": weight, "accuracy_before": before,
                                 "accuracy_after": after}]}

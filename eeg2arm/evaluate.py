@@ -17,7 +17,7 @@ from .checkpoint import load_model_from_checkpoint
 from .config import DATA_FIELDS, EEGConfig
 from .data import check_groups, check_labels, check_windows
 from .device import resolve_device
-from .errors import UserInputError
+from .errors import UserInputError, brief, first_difference
 from .infer import predict_logits
 from .recipe import RECIPE_NEEDS, Recipe
 
@@ -129,9 +129,10 @@ def check_data_meta(config: EEGConfig, fields: dict[str, Any]) -> None:
     theirs, ours = recorded(data), recorded(config)
     for name, value in theirs.items():
         if value is not None and ours.get(name) is not None and value != ours[name]:
-            raise UserInputError(f"the data's meta.json has {name}={value} but the model was trained on {ours[name]}: "
-                                 f"prepare the data with the training options (prepare --like the training data's "
-                                 f"meta.json)")
+            name, value, trained = first_difference(name, value, ours[name])
+            raise UserInputError(f"the data's meta.json has {name}={brief(value, str)} but the model was trained on "
+                                 f"{brief(trained, str)}: prepare the data with the training options (prepare --like "
+                                 f"the training data's meta.json)")
 
 
 def evaluate(ckpt: str | Path, X: np.ndarray, y: np.ndarray, report: str | Path | None = None,

@@ -28,9 +28,9 @@ from .config import DATA_FIELDS, EEGConfig
 from .data import check_groups, check_labels, check_windows, split_indices
 from .device import resolve_device
 from .ensemble import train_ensemble
-from .errors import UserInputError
+from .errors import UserInputError, difference
 from .model import EEGModel
-from .readout import fit_readout
+from .readout import MAX_PRIOR_COLUMNS, fit_readout
 
 log = logging.getLogger("eeg2arm")
 SCHEDULES = ("plateau", "cosine")
@@ -176,41 +176,17 @@ FREEZABLE = {"stem": ("stem",), "mix": ("mix",), "embed": ("embed", "ln_embed"),
 
 
 def check_same_model(theirs: EEGConfig, ours: EEGConfig, flag: str, ignore: tuple[str, ...] = ()) -> None:
-    """Raise UserInputError naming every hyper-parameter where a checkpoint differs from this run; for new data (not
-    --resume) also every description of the data (electrode, class and feature names, recipe) that both know and
-    that differs."""
+    """Raise UserInputError naming every hyper-parameter where a checkpoint differs from this run; for --init also
+    every description of the data (electrode, class and feature names, recipe) that both know and that differs."""
     a, b = theirs.to_dict(), ours.to_dict()
     keys = [k for k in theirs.hyperparameters() if k not in ignore]
-    if flag != "--resume":
+    if flag == "--init":
         keys += [k for k in DATA_FIELDS if a[k] is not None and b[k] is not None]
     differ = ", ".join(difference(k, a[k], b[k]) for k in keys if a[k] != b[k])
     if differ:
         fix = "use the flags it was trained with" if flag == "--resume" else \
-            "give it data prepared like its own (prepare --like) and the flags it was trained with"
+            "fine-tune on data prepared like its own (prepare --like) with the flags it was trained with"
         raise UserInputError(f"{flag} checkpoint was trained with {differ}: {fix}")
-
-
-BRIEF = 60  # characters of a value an error message shows
-
-
-def brief(value: object) -> str:
-    """repr(value), cut to BRIEF characters (a recipe's 64 channel names or CSP filters would fill a screen)."""
-    text = repr(value)
-    if len(text) <= BRIEF:
-        return text
-    return f"{text[:BRIEF]}... ({len(value)} in all)" if isinstance(value, (list, tuple)) else f"{text[:BRIEF]}..."
-
-
-def difference(key: str, theirs: object, ours: object) -> str:
-    """"key=THEIRS (now OURS)"; for long lists of one length (nested too, as CSP filters are) the first entry where
-    they differ, "key[i][j]=..."."""
-    while isinstance(theirs, (list, tuple)) and isinstance(ours, (list, tuple)) and len(theirs) == len(ours) \
-            and len(repr(theirs)) > BRIEF:
-        at = next((i for i, (t, o) in enumerate(zip(theirs, ours)) if t != o), None)
-        if at is None:
-            break
-        key, theirs, ours = f"{key}[{at}]", theirs[at], ours[at]
-    return f"{key}={brief(theirs)} (now {brief(ours)})"
 
 
 def refuse_ensemble(config: EEGConfig, path: str | Path, flag: str) -> None:
@@ -286,6 +262,9 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
     if resume is not None:
         model, meta = load_model_from_checkpoint(resume, device)
         refuse_ensemble(meta["config"], resume, "--resume")
+        if "calibration" in meta["metrics"]:
+            raise UserInputError(f"--resume {resume} was calibrated (eeg2arm calibrate) after its run: resume the "
+                                 f"checkpoint it was calibrated from, then calibrate again")
         check_same_model(model.config, config, "--resume")
         recorded_options = meta["metrics"].get("train_options", {})
         for name in ("val_split", "fit_readout", "input_scale"):  # what the kept weights and the split depend on
@@ -326,6 +305,9 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
             model.silence_network()
         if opts.fit_readout:  # the regression's fit, as epoch 0: the network's head at zero
             prior = fit_readout(model, X[train_idx], y[train_idx], columns=opts.input_scale == "column")
+            if prior is None and config.n_classes == 2:
+                echo(f"the readout reads more than {MAX_PRIOR_COLUMNS - 1} columns: no readout_prior kept, so "
+                     f"`eeg2arm calibrate` cannot update it (fewer --readout frames would)")
     if opts.fit_readout:  # fixed from here on, also when a run resumes
         model.readout.requires_grad_(False)
 

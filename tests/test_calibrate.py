@@ -158,6 +158,46 @@ def test_calibrate_refuses_what_it_cannot_update_in_one_line_and_writes_nothing(
     assert_clean_error(run("calibrate", "--ckpt", ckpt, data[0], data[1], "--y",
                            save_npy(tmp_path, "y2.npy", Y_OK[NEW] + 1), "--save", save),
                        "labels must be in [0, 1]", save)
+    assert_clean_error(run("calibrate", "--ckpt", ckpt, "--x", save_npy(tmp_path, "Xt.npy", X_OK[NEW, ..., :12]),
+                           data[2], data[3], "--save", save), "windows of T=12 frames but the readout was fitted on T=15",
+                       save)
+    edited = torch.load(ckpt, weights_only=True)
+    edited["metrics"]["readout_prior"]["scale"] = edited["metrics"]["readout_prior"]["scale"][:-1]
+    torch.save(edited, tmp_path / "edited.pt")
+    assert_clean_error(run("calibrate", "--ckpt", tmp_path / "edited.pt", *data, "--save", save),
+                       "metrics.readout_prior is not the fit `train --fit-readout` keeps", save)
+    ensemble = tmp_path / "ensemble.pt"  # its members fitted alone, then trained an epoch: epoch 0 may be kept
+    assert run("train", *data, "--save", ensemble, *FIT[:-5], "1", "--val-split", "0.2", "--select", "loss",
+               "--ensemble", "2").exit_code == 0
+    assert not any("readout_prior" in member for member in torch.load(ensemble, weights_only=True)["metrics"]["members"])
+    assert_clean_error(run("calibrate", "--ckpt", ensemble, *data, "--save", save),
+                       "holds no fitted two-class readout to update", save)
+
+
+def test_a_calibrated_checkpoint_does_not_resume_its_training(fitted, tmp_path):
+    ckpt, folder = fitted
+    data = ["--x", save_npy(tmp_path, "X.npy", X_OK[NEW]), "--y", save_npy(tmp_path, "y.npy", Y_OK[NEW])]
+    assert run("calibrate", "--ckpt", ckpt, *data, "--save", tmp_path / "new.pt").exit_code == 0
+    assert_clean_error(run("train", "--x", folder / "X.npy", "--y", folder / "y.npy", "--save", tmp_path / "r.pt",
+                           *FIT[:-5], "2", "--val-split", "0", "--select", "last", "--resume", tmp_path / "new.pt"),
+                       "was calibrated (eeg2arm calibrate) after its run", tmp_path / "r.pt")
+
+
+def test_a_readout_too_wide_keeps_no_prior_and_says_so(tmp_path):
+    """64 electrodes (the sample's twice) x 4 bands x 8 frames: 2048 columns and an intercept, over
+    MAX_PRIOR_COLUMNS."""
+    save, wide = tmp_path / "wide.pt", np.concatenate([X_OK, X_OK[:, ::-1]], axis=1)  # (100, 64, 4, 15)
+    result = run("train", "--x", save_npy(tmp_path, "X.npy", wide), "--y", save_npy(tmp_path, "y.npy", Y_OK),
+                 "--save", save, *FIT[:3], "64", *FIT[4:])
+    assert result.exit_code == 0 and "no readout_prior kept" in result.output, result.output
+    assert "readout_prior" not in torch.load(save, weights_only=True)["metrics"]
+
+
+def test_the_cli_default_weight_is_the_librarys():
+    from eeg2arm.calibrate import DEFAULT_WEIGHT
+    from eeg2arm.cli import cli
+
+    assert {p.name: p.default for p in cli.commands["calibrate"].params}["weight"] == DEFAULT_WEIGHT
 
 
 def test_a_new_subject_of_real_eeg_calibrates_and_exports_with_parity(raw_dir, tmp_path):
@@ -188,7 +228,9 @@ def test_a_new_subject_of_real_eeg_calibrates_and_exports_with_parity(raw_dir, t
     other = tmp_path / "other"  # the same trials under another recipe's names: refused
     assert run("prepare", raw_dir / "eegmmidb" / "S003" / "S003R04.edf", "--out", other, *recipe[:-4],
                "--frame-window", "0.5", "--frame-step", "0.25").exit_code == 0
-    assert_clean_error(run("calibrate", "--ckpt", tmp_path / "cross.pt", *data, "--meta", other / "meta.json",
-                           "--save", tmp_path / "x.pt"), "prepared like its own (prepare --like)", tmp_path / "x.pt")
+    refused = run("calibrate", "--ckpt", tmp_path / "cross.pt", *data, "--meta", other / "meta.json", "--save",
+                  tmp_path / "x.pt")
+    assert_clean_error(refused, "prepare --like the training data's meta.json", tmp_path / "x.pt")
+    assert len(refused.output) < 300 and "csp_filters[" in refused.output  # the first entry that differs, not all
     result = run("export", "--ckpt", tmp_path / "S003.pt", "--out", tmp_path / "S003.onnx", "--x", cal / "X.npy")
     assert result.exit_code == 0 and "parity" in result.output, result.output

@@ -525,7 +525,8 @@ def test_a_checkpoint_of_other_channels_is_named_in_a_short_line():
     import dataclasses
 
     from eeg2arm.errors import UserInputError
-    from eeg2arm.train import check_same_model, difference
+    from eeg2arm.errors import difference
+    from eeg2arm.train import check_same_model
 
     names = tuple(f"EEG{i:03d}" for i in range(64))
     theirs = EEGConfig(n_classes=2, n_electrodes=64, n_bands=1, channel_names=names)
