@@ -1,6 +1,7 @@
 """`eeg2arm calibrate`: a new subject's labelled trials update a fitted two-class readout (the fit's Laplace
 approximation as the prior). The fit's prior is checked against scikit-learn's objective, the update against its own
 optimality condition; network and graph unchanged; bad input refused."""
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -203,7 +204,8 @@ def test_the_cli_default_weight_is_the_librarys():
 def test_a_new_subject_of_real_eeg_calibrates_and_exports_with_parity(raw_dir, tmp_path):
     """Motor imagery: a tangent-space readout fitted on S001 and S002 (each aligned from its own signal), S003
     prepared --like it (aligned from its own), calibrated on its first 10 trials; the recipe's meta.json is checked
-    (another recipe's is refused), and the calibrated model exports to ONNX with parity."""
+    (another recipe's is refused), and the calibrated model exports to ONNX with parity and streams S003's next run
+    aligned from the calibration's meta.json, as a lab session would."""
     files = [raw_dir / "eegmmidb" / s / f"{s}R04.edf" for s in ("S001", "S002")]
     recipe = [*CUES, *MOTOR[:-2], "--bands", "mubeta:8-30", "--spatial", "csp-tangent:3", "--align", "euclidean",
               "--frame-window", "0.5", "--frame-step", "0.25"]
@@ -234,3 +236,6 @@ def test_a_new_subject_of_real_eeg_calibrates_and_exports_with_parity(raw_dir, t
     assert len(refused.output) < 300 and "csp_filters[" in refused.output  # the first entry that differs, not all
     result = run("export", "--ckpt", tmp_path / "S003.pt", "--out", tmp_path / "S003.onnx", "--x", cal / "X.npy")
     assert result.exit_code == 0 and "parity" in result.output, result.output
+    result = run("stream", "--raw", raw_dir / "eegmmidb" / "S003" / "S003R08.edf", "--onnx", tmp_path / "S003.onnx",
+                 "--align-from", tmp_path / "new" / "meta.json", "--fast")  # a later run, aligned as calibrated
+    assert result.exit_code == 0 and re.search(r"decisions=[1-9]", result.output), result.output
