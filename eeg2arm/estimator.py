@@ -146,6 +146,41 @@ class Decoder(ClassifierMixin, BaseEstimator):
         probs = self.predict_proba(X)  # (N, K)
         return self.classes_[probs.argmax(axis=1)]
 
+    def calibrate(self, X: mne.BaseEpochs | np.ndarray | list[Recording], y: np.ndarray | None = None,
+                  weight: float = 10.0) -> Decoder:
+        """Update the fitted readout with a new subject's labelled trials, as `eeg2arm calibrate` does (README, "A new
+        subject: calibrate"; a recipe of `--fit-readout --epochs 0` on two classes): X the subject's recordings
+        (labelled by their events through the recipe's --event, aligned together from their own signal as predict
+        aligns them), or its trials as an mne.Epochs (events named as in fit) or an array with labels y among
+        classes_. Returns self, calibrated: predict, save and export as after fit."""
+        from .calibrate import calibrate
+        from .checkpoint import load_model_from_checkpoint, read_checkpoint
+
+        check_is_fitted(self)
+        if is_recordings(X):
+            if y is not None:
+                raise ValueError("recordings are labelled by their events through the recipe's --event: give y=None")
+            recordings, _ = recordings_of(X, None, self.like_.resample)
+            prepared = prepare_recordings(recordings, self.like_, {path: "new" for path in recordings})
+        else:
+            opts = self.like_
+            if y is not None:  # labels among classes_, named as fit named them
+                unknown = sorted(set(np.asarray(y).tolist()) - set(self.classes_.tolist()))
+                if unknown:
+                    raise ValueError(f"y holds {unknown[:3]}, not classes of this decoder ({list(self.classes_)})")
+                opts = dataclasses.replace(opts, events=tuple((str(c), str(c)) for c in self.classes_))
+            epochs, _ = self._epochs(X, y)
+            if not isinstance(X, mne.BaseEpochs):
+                opts = dataclasses.replace(opts, tmin=None, tmax=None)
+            prepared = prepare_trials(epochs, opts, None)
+        with tempfile.TemporaryDirectory(prefix="eeg2arm-calibrate-") as tmp:
+            before, after = Path(tmp) / "before.pt", Path(tmp) / "after.pt"
+            self.save(before)
+            calibrate(before, prepared.X, prepared.y, after, weight, echo=log.info)
+            self.checkpoint_ = read_checkpoint(after)
+            self.model_, _ = load_model_from_checkpoint(after, "cpu")
+        return self
+
     def save(self, path: str | Path) -> None:
         """Write the standard checkpoint (the guide's keys; `eeg2arm infer`, `export` and `stream` read it)."""
         from .atomic import check_writable

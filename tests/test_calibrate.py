@@ -194,11 +194,15 @@ def test_a_readout_too_wide_keeps_no_prior_and_says_so(tmp_path):
     assert "readout_prior" not in torch.load(save, weights_only=True)["metrics"]
 
 
-def test_the_cli_default_weight_is_the_librarys():
+def test_the_default_weight_is_the_same_everywhere():
+    import inspect
+
+    from eeg2arm import Decoder
     from eeg2arm.calibrate import DEFAULT_WEIGHT
     from eeg2arm.cli import cli
 
     assert {p.name: p.default for p in cli.commands["calibrate"].params}["weight"] == DEFAULT_WEIGHT
+    assert inspect.signature(Decoder.calibrate).parameters["weight"].default == DEFAULT_WEIGHT
 
 
 def test_a_new_subject_of_real_eeg_calibrates_and_exports_with_parity(raw_dir, tmp_path):
@@ -239,3 +243,38 @@ def test_a_new_subject_of_real_eeg_calibrates_and_exports_with_parity(raw_dir, t
     result = run("stream", "--raw", raw_dir / "eegmmidb" / "S003" / "S003R08.edf", "--onnx", tmp_path / "S003.onnx",
                  "--align-from", tmp_path / "new" / "meta.json", "--fast")  # a later run, aligned as calibrated
     assert result.exit_code == 0 and re.search(r"decisions=[1-9]", result.output), result.output
+
+
+def test_the_decoder_calibrates_as_the_cli_does(raw_dir, tmp_path):
+    """eeg2arm.Decoder.calibrate on a new subject's recordings (S003, aligned from its own signal) gives the model
+    that `prepare --like` + `eeg2arm calibrate` give from the same decoder's checkpoint and meta.json."""
+    import json
+
+    import mne
+
+    from eeg2arm import Decoder
+
+    def opened(subject: str) -> list:
+        return [mne.io.read_raw(raw_dir / "eegmmidb" / subject / f"{subject}R04.edf", verbose="error")]
+
+    recipe = {"prepare": [*map(str, CUES), *MOTOR[:-2], "--bands", "mubeta:8-30", "--spatial", "csp-tangent:3",
+                          "--align", "euclidean", "--frame-window", "0.5", "--frame-step", "0.25"],
+              "train": ["--cnn-time-pool", "1", "--frame-embed", "16", "--readout", "15", "--fit-readout",
+                        "--input-scale", "column", "--epochs", "0", "--val-split", "0", "--select", "last",
+                        "--workers", "0", "--device", "cpu"], "groups": False}
+    decoder = Decoder(recipe).fit(opened("S001") + opened("S002"), groups=["S001", "S002"])
+    decoder.save(tmp_path / "cross.pt")
+    (tmp_path / "meta.json").write_text(json.dumps(decoder.meta_))
+    before = decoder.predict_proba(opened("S003"))
+    after = decoder.calibrate(opened("S003"), weight=5.0).predict_proba(opened("S003"))
+    assert np.abs(after - before).max() > 1e-3
+    assert run("prepare", raw_dir / "eegmmidb" / "S003" / "S003R04.edf", "--out", tmp_path / "new", "--like",
+               tmp_path / "meta.json").exit_code == 0
+    result = run("calibrate", "--ckpt", tmp_path / "cross.pt", "--x", tmp_path / "new" / "X.npy", "--y",
+                 tmp_path / "new" / "y.npy", "--save", tmp_path / "S003.pt", "--weight", 5)
+    assert result.exit_code == 0, result.output
+    model, _ = load_model_from_checkpoint(tmp_path / "S003.pt")
+    cli = torch.softmax(torch.from_numpy(predict_logits(model, np.load(tmp_path / "new" / "X.npy"))), -1).numpy()
+    assert np.abs(after - cli).max() < 1e-5
+    with pytest.raises(ValueError, match="not classes of this decoder"):
+        decoder.calibrate(np.zeros((2, 9, 640)), y=np.array(["up", "down"]))
