@@ -20,22 +20,20 @@ import torch
 
 from .atomic import check_writable
 from .checkpoint import load_model_from_checkpoint, save_checkpoint
+from .config import CALIBRATION_WEIGHT
 from .data import check_labels, check_windows
 from .errors import UserInputError
 from .evaluate import check_data_meta
 from .readout import check_prior, laplace_update, last_decision_frames, set_readout
 
-DEFAULT_WEIGHT = 10.0  # rule AI (docs/accuracy.md, stop 33): 10 against 3 and 30 on the inner criterion
-
-
-def calibrate(ckpt: str | Path, X: np.ndarray, y: np.ndarray, save: str | Path, weight: float = DEFAULT_WEIGHT,
-              data_fields: dict[str, Any] | None = None, echo: Callable[[str], None] = print) -> dict[str, Any]:
+def calibrate(ckpt: str | Path, X: np.ndarray, y: np.ndarray, save: str | Path, weight: float = CALIBRATION_WEIGHT,
+              data_fields: dict[str, Any] | None = None, echo: Callable[[str], None] = print,
+              source: str | None = None) -> dict[str, Any]:
     """Update `ckpt`'s fitted readout with labelled windows X (N, C, F, T), y (N,) prepared like its training data
     (`data_fields`: their meta.json's names, checked against the checkpoint's), and save the result at `save`; returns
-    its metrics. Any number of trials, one class only too: the prior keeps the fit defined."""
-    if not (math.isfinite(weight) and weight > 0):
-        raise UserInputError(f"--weight must be a number > 0 (each new trial counts as that many training trials), "
-                             f"got {weight}")
+    its metrics. Any number of trials, one class only too: the prior keeps the fit defined. `source` names what was
+    calibrated in metrics.calibration (default: ckpt)."""
+    check_weight(weight)
     save = Path(save)
     check_writable(save, "--save")
     model, meta = load_model_from_checkpoint(ckpt, "cpu")
@@ -46,6 +44,8 @@ def calibrate(ckpt: str | Path, X: np.ndarray, y: np.ndarray, save: str | Path, 
                              f"motor-imagery-cross); fine-tune others with `train --init`")
     config = model.config
     check_prior(prior, config.n_electrodes * config.n_bands * config.readout_frames, str(ckpt))
+    if data_fields:  # first: a meta.json of another recipe is named as such, not by the shapes it gives
+        check_data_meta(config, data_fields)
     X = check_windows(X, config, single_ok=False)
     y = check_labels(y, len(X), config.n_classes, training=False)
     trained_frames = meta["example_input_shape"][-1]
@@ -53,8 +53,6 @@ def calibrate(ckpt: str | Path, X: np.ndarray, y: np.ndarray, save: str | Path, 
         raise UserInputError(f"X has windows of T={X.shape[-1]} frames but the readout was fitted on T="
                              f"{trained_frames}: prepare the trials like the model's data (prepare --like its "
                              f"meta.json)")
-    if data_fields:
-        check_data_meta(config, data_fields)
     mean, scale = prior["mean"].numpy(), prior["scale"].numpy()
     read = (last_decision_frames(model, X).flatten(1).double().numpy() - mean) / scale  # (N, D)
     read = np.hstack([read, np.ones((len(read), 1))])  # (N, D + 1): the intercept's column
@@ -67,9 +65,19 @@ def calibrate(ckpt: str | Path, X: np.ndarray, y: np.ndarray, save: str | Path, 
     set_readout(model, coef[None, :-1], coef[-1:], mean, scale)
     metrics = {**meta["metrics"], "readout_prior": {**prior, "coef": torch.from_numpy(coef), "factor": factor},
                "calibration": [*meta["metrics"].get("calibration", []),
-                               {"ckpt": str(ckpt), "trials": len(y), "weight": weight, "accuracy_before": before,
-                                "accuracy_after": after}]}
+                               {"ckpt": source or str(ckpt), "trials": len(y), "weight": weight,
+                                "accuracy_before": before, "accuracy_after": after}]}
     save_checkpoint(save, model, meta["example_input_shape"], meta["epoch"], metrics)
     echo(f"calibrated on {len(y)} trials, each weighted as {weight:g} training trials: their accuracy "
          f"{before:.3f} before, {after:.3f} after; saved to {save}")
     return metrics
+
+
+MAX_WEIGHT = 1e6  # a new trial counts as at most this many training trials (beyond, float64 overflows the loss)
+
+
+def check_weight(weight: float) -> None:
+    """UserInputError unless weight is a number in (0, MAX_WEIGHT]."""
+    if not (math.isfinite(weight) and 0 < weight <= MAX_WEIGHT):
+        raise UserInputError(f"--weight must be a number > 0 and at most {MAX_WEIGHT:g} (each new trial counts as "
+                             f"that many training trials), got {weight}")

@@ -12,6 +12,8 @@ from typing import Any
 
 from .errors import UserInputError
 
+CALIBRATION_WEIGHT = 10.0  # `calibrate --weight`'s default (rule AI, docs/accuracy.md stop 33: 10 against 3 and 30)
+
 DATA_FIELDS = ("class_names", "channel_names", "band_names", "band_edges", "sfreq", "frame_window", "frame_step",
                "features", "reference", "montage", "bandpass", "input_channels", "sensor_channels", "spatial",
                "csp_filters", "align")

@@ -27,6 +27,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from .config import CALIBRATION_WEIGHT
 from .data import check_windows, data_fields
 from .prepare import PrepareOptions, Prepared, options_from_meta, prepare_recordings
 from .recordings import Recording, resampled
@@ -129,17 +130,7 @@ class Decoder(ClassifierMixin, BaseEstimator):
         from .infer import predict_logits, softmax
 
         check_is_fitted(self)
-        if is_recordings(X):  # the trials the recipe cuts, all the recordings one group
-            recordings, _ = recordings_of(X, None, self.like_.resample)
-            prepared = prepare_recordings(recordings, self.like_, {path: "new" for path in recordings})
-        else:
-            epochs, _ = self._epochs(X, None)
-            names = tuple(epochs.event_id) if isinstance(X, mne.BaseEpochs) else (TRIAL,)
-            opts = dataclasses.replace(self.like_, events=tuple((name, TRIAL) for name in names))
-            if not isinstance(X, mne.BaseEpochs):
-                opts = dataclasses.replace(opts, tmin=None, tmax=None)
-            prepared = prepare_trials(epochs, opts, None)
-        features = check_windows(prepared.X, self.model_.config)  # (N, C, F, T)
+        features = check_windows(self._prepared_like(X).X, self.model_.config)  # (N, C, F, T)
         return softmax(predict_logits(self.model_, features))
 
     def predict(self, X: mne.BaseEpochs | np.ndarray | list[Recording]) -> np.ndarray:
@@ -147,39 +138,64 @@ class Decoder(ClassifierMixin, BaseEstimator):
         return self.classes_[probs.argmax(axis=1)]
 
     def calibrate(self, X: mne.BaseEpochs | np.ndarray | list[Recording], y: np.ndarray | None = None,
-                  weight: float = 10.0) -> Decoder:
+                  weight: float = CALIBRATION_WEIGHT) -> Decoder:
         """Update the fitted readout with a new subject's labelled trials, as `eeg2arm calibrate` does (README, "A new
         subject: calibrate"; a recipe of `--fit-readout --epochs 0` on two classes): X the subject's recordings
         (labelled by their events through the recipe's --event, aligned together from their own signal as predict
-        aligns them), or its trials as an mne.Epochs (events named as in fit) or an array with labels y among
-        classes_. Returns self, calibrated: predict, save and export as after fit."""
-        from .calibrate import calibrate
+        aligns them), or its trials as an mne.Epochs (its events named as in fit) or an array with labels y among
+        classes_. Returns self, calibrated: predict, save and export as after fit (the subject's alignment is not
+        kept: predict aligns each X from its own signal)."""
+        from .calibrate import calibrate, check_weight
         from .checkpoint import load_model_from_checkpoint, read_checkpoint
 
         check_is_fitted(self)
-        if is_recordings(X):
-            if y is not None:
-                raise ValueError("recordings are labelled by their events through the recipe's --event: give y=None")
-            recordings, _ = recordings_of(X, None, self.like_.resample)
-            prepared = prepare_recordings(recordings, self.like_, {path: "new" for path in recordings})
-        else:
-            opts = self.like_
-            if y is not None:  # labels among classes_, named as fit named them
-                unknown = sorted(set(np.asarray(y).tolist()) - set(self.classes_.tolist()))
-                if unknown:
-                    raise ValueError(f"y holds {unknown[:3]}, not classes of this decoder ({list(self.classes_)})")
-                opts = dataclasses.replace(opts, events=tuple((str(c), str(c)) for c in self.classes_))
-            epochs, _ = self._epochs(X, y)
-            if not isinstance(X, mne.BaseEpochs):
-                opts = dataclasses.replace(opts, tmin=None, tmax=None)
-            prepared = prepare_trials(epochs, opts, None)
+        check_weight(weight)
+        if "readout_prior" not in self.checkpoint_["metrics"]:
+            raise ValueError("this decoder's readout was not fitted alone on two classes (a recipe of --fit-readout "
+                             "--epochs 0): it has nothing to calibrate")
+        prepared = self._prepared_like(X, self._class_labels(X, y), labelled=True)
         with tempfile.TemporaryDirectory(prefix="eeg2arm-calibrate-") as tmp:
             before, after = Path(tmp) / "before.pt", Path(tmp) / "after.pt"
             self.save(before)
-            calibrate(before, prepared.X, prepared.y, after, weight, echo=log.info)
+            calibrate(before, prepared.X, prepared.y, after, weight, echo=log.info, source="Decoder.calibrate")
             self.checkpoint_ = read_checkpoint(after)
             self.model_, _ = load_model_from_checkpoint(after, "cpu")
         return self
+
+    def _class_labels(self, X: Any, y: np.ndarray | None) -> np.ndarray | None:
+        """y as values of classes_ (checked), or None where X's events label the trials (recordings, Epochs)."""
+        if is_recordings(X) and y is not None:
+            raise ValueError("recordings are labelled by their events through the recipe's --event: give y=None")
+        if y is None:
+            if not (is_recordings(X) or isinstance(X, mne.BaseEpochs)):
+                raise ValueError("calibrate needs the labels y of an array X (only recordings and mne.Epochs name "
+                                 "their classes)")
+            return None
+        labels = np.asarray(y)
+        index = {c: i for i, c in enumerate(self.classes_.tolist())}
+        if labels.ndim != 1 or not all(c in index for c in labels.tolist()):
+            raise ValueError(f"y must be one label per trial among this decoder's classes {self.classes_.tolist()}")
+        return self.classes_[[index[c] for c in labels.tolist()]]
+
+    def _prepared_like(self, X: mne.BaseEpochs | np.ndarray | list[Recording], labels: np.ndarray | None = None,
+                       labelled: bool = False) -> Prepared:
+        """New trials prepared like the training data (`prepare --like`): recordings one group aligned from its own
+        signal, labelled by their events; an Epochs or array labelled by `labels` (values of classes_), else an
+        Epochs by its events through the recipe when `labelled`, else every trial unlabelled (predict)."""
+        if is_recordings(X):
+            recordings, _ = recordings_of(X, None, self.like_.resample)
+            return prepare_recordings(recordings, self.like_, {path: "new" for path in recordings})
+        epochs, _ = self._epochs(X, labels)
+        if labels is not None:  # named as fit names an array's classes
+            opts = dataclasses.replace(self.like_, events=tuple((str(c), str(c)) for c in self.classes_))
+        elif labelled:
+            opts = self.like_
+        else:
+            names = tuple(epochs.event_id) if isinstance(X, mne.BaseEpochs) else (TRIAL,)
+            opts = dataclasses.replace(self.like_, events=tuple((name, TRIAL) for name in names))
+        if not isinstance(X, mne.BaseEpochs):
+            opts = dataclasses.replace(opts, tmin=None, tmax=None)
+        return prepare_trials(epochs, opts, None)
 
     def save(self, path: str | Path) -> None:
         """Write the standard checkpoint (the guide's keys; `eeg2arm infer`, `export` and `stream` read it)."""

@@ -164,7 +164,8 @@ def laplace_update(read: np.ndarray, y: np.ndarray, prior: dict[str, Any],
 
     result = minimize(objective, start, jac=True, hessp=curved_at, method="trust-ncg", options={"gtol": 1e-8})
     p = expit(read @ result.x)
-    converged = bool(np.all(np.isfinite(result.x)) and np.abs(result.jac).max() <= 1e-5 * (1 + abs(result.fun)))
+    converged = bool(np.all(np.isfinite(result.x)) and np.isfinite(result.fun)
+                     and np.abs(result.jac).max() <= 1e-5 * (1 + abs(result.fun)))
     return result.x, curvature_factor(read, weight * p * (1 - p), prior["factor"]), converged
 
 

@@ -142,9 +142,9 @@ def test_calibrate_refuses_what_it_cannot_update_in_one_line_and_writes_nothing(
     ckpt, _ = fitted
     save = tmp_path / "new.pt"
     data = ["--x", save_npy(tmp_path, "X.npy", X_OK[NEW]), "--y", save_npy(tmp_path, "y.npy", Y_OK[NEW])]
-    for weight in ("0", "-1", "nan", "inf"):
+    for weight in ("0", "-1", "nan", "inf", "1e7"):
         assert_clean_error(run("calibrate", "--ckpt", ckpt, *data, "--save", save, "--weight", weight),
-                           "--weight must be a number > 0", save)
+                           "--weight must be a number > 0 and at most 1e+06", save)
     network = tmp_path / "network.pt"  # a trained network: no fitted readout to update
     assert run("train", *data, "--save", network, *FIT[:12], "--epochs", "1").exit_code == 0
     assert_clean_error(run("calibrate", "--ckpt", network, *data, "--save", save),
@@ -159,9 +159,9 @@ def test_calibrate_refuses_what_it_cannot_update_in_one_line_and_writes_nothing(
     assert_clean_error(run("calibrate", "--ckpt", ckpt, data[0], data[1], "--y",
                            save_npy(tmp_path, "y2.npy", Y_OK[NEW] + 1), "--save", save),
                        "labels must be in [0, 1]", save)
-    assert_clean_error(run("calibrate", "--ckpt", ckpt, "--x", save_npy(tmp_path, "Xt.npy", X_OK[NEW, ..., :12]),
-                           data[2], data[3], "--save", save), "windows of T=12 frames but the readout was fitted on T=15",
-                       save)
+    shorter = save_npy(tmp_path, "Xt.npy", X_OK[NEW, ..., :12])
+    assert_clean_error(run("calibrate", "--ckpt", ckpt, "--x", shorter, data[2], data[3], "--save", save),
+                       "windows of T=12 frames but the readout was fitted on T=15", save)
     edited = torch.load(ckpt, weights_only=True)
     edited["metrics"]["readout_prior"]["scale"] = edited["metrics"]["readout_prior"]["scale"][:-1]
     torch.save(edited, tmp_path / "edited.pt")
@@ -169,8 +169,9 @@ def test_calibrate_refuses_what_it_cannot_update_in_one_line_and_writes_nothing(
                        "metrics.readout_prior is not the fit `train --fit-readout` keeps", save)
     ensemble = tmp_path / "ensemble.pt"  # its members fitted alone, then trained an epoch: epoch 0 may be kept
     assert run("train", *data, "--save", ensemble, *FIT[:-5], "1", "--val-split", "0.2", "--select", "loss",
-               "--ensemble", "2").exit_code == 0
-    assert not any("readout_prior" in member for member in torch.load(ensemble, weights_only=True)["metrics"]["members"])
+               "--ensemble", "2", "--lr", "1e-12").exit_code == 0  # a step too small to beat the fit: epoch 0 kept
+    members = torch.load(ensemble, weights_only=True)["metrics"]["members"]
+    assert 0 in [m["best_epoch"] for m in members] and not any("readout_prior" in m for m in members)
     assert_clean_error(run("calibrate", "--ckpt", ensemble, *data, "--save", save),
                        "holds no fitted two-class readout to update", save)
 
@@ -184,6 +185,18 @@ def test_a_calibrated_checkpoint_does_not_resume_its_training(fitted, tmp_path):
                        "was calibrated (eeg2arm calibrate) after its run", tmp_path / "r.pt")
 
 
+def test_a_prior_is_kept_up_to_max_prior_columns():
+    from eeg2arm.readout import MAX_PRIOR_COLUMNS
+
+    rng = np.random.default_rng(0)
+    for n_columns, kept in ((MAX_PRIOR_COLUMNS - 1, True), (MAX_PRIOR_COLUMNS, False)):  # with the intercept: at most
+        columns = rng.normal(size=(20, n_columns))
+        prior = readout_prior(columns, np.zeros(n_columns + 1), 1.0, np.zeros(n_columns), np.ones(n_columns))
+        assert (prior is not None) == kept
+        if kept:
+            assert prior["factor"].shape == (20, n_columns + 1)
+
+
 def test_a_readout_too_wide_keeps_no_prior_and_says_so(tmp_path):
     """64 electrodes (the sample's twice) x 4 bands x 8 frames: 2048 columns and an intercept, over
     MAX_PRIOR_COLUMNS."""
@@ -194,15 +207,44 @@ def test_a_readout_too_wide_keeps_no_prior_and_says_so(tmp_path):
     assert "readout_prior" not in torch.load(save, weights_only=True)["metrics"]
 
 
-def test_the_default_weight_is_the_same_everywhere():
-    import inspect
+def test_the_decoder_calibrates_epochs_and_labelled_arrays_alike(raw_dir):
+    """A Decoder fitted on arrays (labels y) calibrates on an array with y, or on an Epochs labelled by its events,
+    to the same model; labels given are the ones learnt (flipped labels pull the decisions to them); y must be 1-D
+    labels of its classes, and an array needs y."""
+    import mne
 
     from eeg2arm import Decoder
-    from eeg2arm.calibrate import DEFAULT_WEIGHT
-    from eeg2arm.cli import cli
 
-    assert {p.name: p.default for p in cli.commands["calibrate"].params}["weight"] == DEFAULT_WEIGHT
-    assert inspect.signature(Decoder.calibrate).parameters["weight"].default == DEFAULT_WEIGHT
+    def epochs_of(subject: str) -> mne.Epochs:
+        raw = mne.io.read_raw(raw_dir / "eegmmidb" / subject / f"{subject}R04.edf", verbose="error")
+        events, _ = mne.events_from_annotations(raw, {"T1": 1, "T2": 2}, verbose="error")
+        return mne.Epochs(raw, events, {"left": 1, "right": 2}, 0, 4 - 1 / raw.info["sfreq"], baseline=None,
+                          preload=True, verbose="error")
+
+    train = mne.concatenate_epochs([epochs_of("S001"), epochs_of("S002")], verbose="error")
+    recipe = {"prepare": [*MOTOR[:-2], "--bands", "mubeta:8-30", "--spatial", "csp-tangent:3", "--frame-window", "0.5",
+                          "--frame-step", "0.25"],
+              "train": ["--cnn-time-pool", "1", "--frame-embed", "16", "--readout", "15", "--fit-readout",
+                        "--input-scale", "column", "--epochs", "0", "--val-split", "0", "--select", "last",
+                        "--workers", "0", "--device", "cpu"], "groups": False}
+    names = np.array(["left", "right"])
+    X, y = train.get_data(), names[train.events[:, 2] - 1]
+    new = epochs_of("S003")
+    X_new, y_new = new.get_data(), names[new.events[:, 2] - 1]
+    flipped = names[new.events[:, 2] % 2]  # left <-> right
+    decoder = Decoder(recipe, sfreq=train.info["sfreq"], ch_names=train.ch_names).fit(X, y)
+    before = np.mean(decoder.predict(X_new) == flipped)
+    on_array = decoder.calibrate(X_new, flipped, weight=100.0).predict_proba(X_new)
+    assert np.mean(decoder.predict(X_new) == flipped) > before
+    relabelled = new.copy()
+    relabelled.event_id = {"left": 2, "right": 1}  # the same trials, their events named the other way
+    on_epochs = Decoder(recipe, sfreq=train.info["sfreq"], ch_names=train.ch_names).fit(X, y).calibrate(
+        relabelled, weight=100.0).predict_proba(X_new)
+    assert np.abs(on_array - on_epochs).max() < 1e-5
+    for bad, message in ((y_new[:, None], "one label per trial"), (np.where(y_new == "left", "up", y_new), "among"),
+                         (None, "needs the labels y of an array")):
+        with pytest.raises(ValueError, match=message):
+            decoder.calibrate(X_new, bad)
 
 
 def test_a_new_subject_of_real_eeg_calibrates_and_exports_with_parity(raw_dir, tmp_path):
@@ -276,5 +318,10 @@ def test_the_decoder_calibrates_as_the_cli_does(raw_dir, tmp_path):
     model, _ = load_model_from_checkpoint(tmp_path / "S003.pt")
     cli = torch.softmax(torch.from_numpy(predict_logits(model, np.load(tmp_path / "new" / "X.npy"))), -1).numpy()
     assert np.abs(after - cli).max() < 1e-5
-    with pytest.raises(ValueError, match="not classes of this decoder"):
-        decoder.calibrate(np.zeros((2, 9, 640)), y=np.array(["up", "down"]))
+    with pytest.raises(ValueError, match="recordings are labelled by their events"):
+        decoder.calibrate(opened("S003"), y=np.array(["left_fist"] * 15))
+    network = ["--cnn-time-pool", "1", "--frame-embed", "16", "--epochs", "1", "--val-split", "0", "--select", "last",
+               "--workers", "0", "--device", "cpu"]  # a trained network: nothing to calibrate
+    with pytest.raises(ValueError, match="has nothing to calibrate"):
+        Decoder({**recipe, "train": network}).fit(opened("S001") + opened("S002"),
+                                                  groups=["S001", "S002"]).calibrate(opened("S003"))

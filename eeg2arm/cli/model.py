@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..config import CALIBRATION_WEIGHT
 from ..errors import UserInputError
 from .common import ATOL, DEVICE, FILE, cli, log, user_errors
 
@@ -142,7 +143,7 @@ def train(x_path, y_path, save, groups_path, no_groups, meta_path, val_last, **_
               help="X.npy (N,C,F,T) of the new subject's labelled trials, prepared --like the checkpoint's data")
 @click.option("--y", "y_path", type=FILE, required=True, help="y.npy (N,) of those trials")
 @click.option("--save", type=FILE, required=True, help="Output checkpoint path (the calibrated model)")
-@click.option("--weight", type=float, default=10.0, show_default=True,
+@click.option("--weight", type=float, default=CALIBRATION_WEIGHT, show_default=True,
               help="How many training trials each new trial counts as (more: the new subject weighs more)")
 @click.option("--meta", "meta_path", type=FILE, default=None,
               help="meta.json of the data, checked against the checkpoint's recipe (default: the one beside X.npy)")
