@@ -1,8 +1,8 @@
 """`eeg2arm calibrate`: a new subject's labelled trials update a checkpoint's fitted two-class readout.
 
-The checkpoint's regression (train --fit-readout --epochs 0) is kept as a Gaussian over its coefficients (readout.py's
+The checkpoint's regression (train --fit-readout --epochs 0) is kept as a Gaussian over its coefficients (laplace.py's
 `readout_prior`: its optimum and the curvature of its objective there). Calibration is the Bayesian update of that
-fit (readout.py's `laplace_update`): the new trials' log-loss, each trial weighted `weight` training trials, plus the
+fit (laplace.py's `laplace_update`): the new trials' log-loss, each trial weighted `weight` training trials, plus the
 prior's quadratic, minimized. To second order it is the regression refitted on the training windows and the new
 trials together, without the training windows; on the inner criterion (docs/accuracy.md, stop 33) 10 calibration
 trials weighted 10 scored as that refit did. The network, the input standardization and the graph stay as they were,
@@ -24,7 +24,11 @@ from .config import CALIBRATION_WEIGHT
 from .data import check_labels, check_windows
 from .errors import UserInputError
 from .evaluate import check_data_meta
-from .readout import check_prior, laplace_update, last_decision_frames, set_readout
+from .laplace import check_prior, laplace_update
+from .readout import last_decision_frames, set_readout
+
+MAX_WEIGHT = 1e6  # a new trial counts as at most this many training trials (beyond, float64 overflows the loss)
+
 
 def calibrate(ckpt: str | Path, X: np.ndarray, y: np.ndarray, save: str | Path, weight: float = CALIBRATION_WEIGHT,
               data_fields: dict[str, Any] | None = None, echo: Callable[[str], None] = print,
@@ -71,9 +75,6 @@ def calibrate(ckpt: str | Path, X: np.ndarray, y: np.ndarray, save: str | Path, 
     echo(f"calibrated on {len(y)} trials, each weighted as {weight:g} training trials: their accuracy "
          f"{before:.3f} before, {after:.3f} after; saved to {save}")
     return metrics
-
-
-MAX_WEIGHT = 1e6  # a new trial counts as at most this many training trials (beyond, float64 overflows the loss)
 
 
 def check_weight(weight: float) -> None:

@@ -30,7 +30,8 @@ from .device import resolve_device
 from .ensemble import train_ensemble
 from .errors import UserInputError, difference
 from .model import EEGModel
-from .readout import MAX_PRIOR_COLUMNS, fit_readout
+from .laplace import MAX_PRIOR_COLUMNS
+from .readout import fit_readout
 
 log = logging.getLogger("eeg2arm")
 SCHEDULES = ("plateau", "cosine")

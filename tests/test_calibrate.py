@@ -12,7 +12,8 @@ from sklearn.linear_model import LogisticRegression
 
 from eeg2arm.checkpoint import load_model_from_checkpoint
 from eeg2arm.infer import predict_logits
-from eeg2arm.readout import last_decision_frames, prior_penalty, readout_prior
+from eeg2arm.laplace import prior_penalty, readout_prior
+from eeg2arm.readout import last_decision_frames
 
 from test_cli import X_OK, Y_OK, assert_clean_error, run, save_npy
 from test_spatial import CUES, MOTOR
@@ -186,7 +187,7 @@ def test_a_calibrated_checkpoint_does_not_resume_its_training(fitted, tmp_path):
 
 
 def test_a_prior_is_kept_up_to_max_prior_columns():
-    from eeg2arm.readout import MAX_PRIOR_COLUMNS
+    from eeg2arm.laplace import MAX_PRIOR_COLUMNS
 
     rng = np.random.default_rng(0)
     for n_columns, kept in ((MAX_PRIOR_COLUMNS - 1, True), (MAX_PRIOR_COLUMNS, False)):  # with the intercept: at most
