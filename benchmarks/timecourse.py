@@ -1,8 +1,9 @@
 """How soon after the cue a motor-rhythm decision is right, decided as `eeg2arm stream` decides it.
 
 For each fold of benchmarks/accuracy.py's motor-rhythm rows (eegmmidb_within_mu: a subject's model, one imagery run
-held out; eegmmidb_cross_mu: the cross-subject model, three subjects held out) the row's Decoder is fitted on the
-fold's training files, and every held-out imagery run is replayed from its first sample: its signal in µV through
+held out; eegmmidb_cross_mu: the cross-subject model, three subjects held out; eegmmidb_new_subject_mu: that model
+calibrated for each held-out subject on the first 10 trials of its first run, which are then not counted) the row's
+Decoder is fitted on the fold's training files, and every held-out imagery run is replayed from its first sample: its signal in µV through
 OnlineFeatures and the Streamer (the PyTorch step; hysteresis as `stream`'s defaults unless --enter/--exit/
 --min-frames say otherwise). Each run is aligned by its own whole signal, as `prepare --like` aligns it offline and
 `stream --align-from` applies that estimate. With --align-seconds S each row is also streamed as a live session
@@ -20,7 +21,7 @@ read the rise above the t = 0 column. "offline": the same models on each trial's
 --like`, as accuracy.py scores them. At 4 s the newest streamed frame ends up to one frame step (0.25 s) before the
 trial's last frame (in these runs 0-0.2 s); for a cue on the stream's frame grid the two are the same frame.
 
-    .venv/bin/python benchmarks/timecourse.py                     # both rows (~90 s on 2 cores)
+    .venv/bin/python benchmarks/timecourse.py                     # the three rows (~2 min on 2 cores)
     .venv/bin/python benchmarks/timecourse.py --rows eegmmidb_within_mu --subjects 4 --enter 0.6
     .venv/bin/python benchmarks/timecourse.py --align-seconds 60    # + aligned as a live session is (later cues)
 
@@ -32,7 +33,9 @@ share right; where the mean probability is higher, the probabilities are overcon
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -41,17 +44,19 @@ import mne
 import numpy as np
 
 from eeg2arm import Decoder
+from eeg2arm.checkpoint import load_model_from_checkpoint
 from eeg2arm.fitting import recording_alignments
+from eeg2arm.prepare import prepare_recordings
 from eeg2arm.realtime.online import OnlineFeatures, model_recipe
 from eeg2arm.realtime.smoothing import Hysteresis
 from eeg2arm.realtime.streamer import Streamer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import (HERE, SUBJECTS, cues_of, eegmmidb_folds, event_classes, fitted_decoder, machine,  # noqa: E402
-                      opened)
+from accuracy import (HERE, SUBJECTS, cues_of, eeg2arm, eegmmidb_folds, event_classes, fitted_decoder,  # noqa: E402
+                      machine, opened)
 from accuracy import tomllib  # noqa: E402
 
-ROWS = ("eegmmidb_within_mu", "eegmmidb_cross_mu")
+ROWS = ("eegmmidb_within_mu", "eegmmidb_cross_mu", "eegmmidb_new_subject_mu")
 TIMES = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0)  # s after the cue
 CHUNK_S = 0.0625  # s of signal per push: `stream --raw`'s default chunk
 UNDECIDED = -1
@@ -87,19 +92,42 @@ def streamed(decoder: Decoder, path: Path, raw: mne.io.BaseRaw, hysteresis: Hyst
     return ends, np.stack([r.probs for r in results]), np.array([r.decision for r in results])
 
 
+def calibrated(decoder: Decoder, path: Path, raw: mne.io.BaseRaw, n_cal: int, calibrate_args: list[str]) -> Decoder:
+    """A copy of the cross-subject decoder calibrated (`eeg2arm calibrate` with the row's arguments) on the first n_cal
+    trials of a new subject's first run, prepared like the training data and aligned by that run's whole signal."""
+    prepared = prepare_recordings({path: raw}, decoder.like_, {path: "new"})
+    with tempfile.TemporaryDirectory() as tmp:
+        cross, new = Path(tmp) / "cross.pt", Path(tmp) / "new.pt"
+        decoder.save(cross)
+        np.save(Path(tmp) / "X.npy", prepared.X[:n_cal])
+        np.save(Path(tmp) / "y.npy", prepared.y[:n_cal])
+        eeg2arm("calibrate", "--ckpt", cross, "--x", Path(tmp) / "X.npy", "--y", Path(tmp) / "y.npy", "--save", new,
+                *calibrate_args)
+        own = copy.copy(decoder)  # the cross decoder keeps its model
+        own.model_, _ = load_model_from_checkpoint(new, "cpu")
+    return own
+
+
 def row_timecourse(name: str, recipe: dict, subjects: tuple[str, ...], hysteresis: Hysteresis,
-                   align_seconds: float | None = None) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+                   align_seconds: float | None = None,
+                   new_subject: dict | None = None) -> dict[str, dict[str, dict[str, np.ndarray]]]:
     """{row label: {subject: {"raw" | "right" | "wrong": (len(TIMES),) shares of its cues, "confidence": (len(TIMES),)
     the raw decision's mean probability, "offline": (1,)}}}: the row with each run aligned by its whole signal and,
     with `align_seconds`, also by its first seconds, both then counting only the cues after them (before, `stream`
     sends no decision). A cue counts at time t only if its run lasts until cue + t (the last cue of a run has no 5 s
-    and 6 s)."""
+    and 6 s). With `new_subject` (the new-subject row of recipes.toml; `recipe` its cross row's), each held-out
+    subject's model is the cross model calibrated on the first `calibration` trials of its first run, and those
+    trials are not counted."""
     classes, counts = event_classes(recipe["prepare"]), defaultdict(lambda: defaultdict(float))
     variants = ({f"{name}, aligned from the whole run": None, f"{name}, aligned from its first {align_seconds:g} s":
                  align_seconds} if align_seconds else {name: None})
     for fold in eegmmidb_folds(name, recipe["prepare"], subjects, recipe.get("executed", False)):
-        decoder = fitted_decoder(fold, recipe)
+        cross, own = fitted_decoder(fold, recipe), {}
         for (path, subject), raw in opened(fold.test_files).items():
+            first_run = new_subject is not None and subject not in own
+            if first_run:
+                own[subject] = calibrated(cross, path, raw, new_subject["calibration"], new_subject["calibrate"])
+            decoder = own.get(subject, cross)
             cues, labels = cues_of(raw, classes)
             offline = decoder.predict([raw])
             if len(offline) != len(labels):  # the offline trials must be the cues read here, in order
@@ -110,6 +138,8 @@ def row_timecourse(name: str, recipe: dict, subjects: tuple[str, ...], hysteresi
             delays = np.round(np.array(TIMES) * raw.info["sfreq"]).astype(int)
             lasts = cues[:, None] + delays[None, :] <= raw.n_times  # (m, d): the run reaches cue + t
             lasts &= cues[:, None] >= waited  # ... and the cue comes after the alignment's seconds
+            scored = np.arange(len(cues)) >= (new_subject["calibration"] if first_run else 0)  # not calibration's
+            lasts &= scored[:, None]
             truth = labels[:, None]
             for label, seconds in variants.items():
                 ends, probs, held = streamed(decoder, path, raw, hysteresis, waited if seconds else None)
@@ -122,7 +152,7 @@ def row_timecourse(name: str, recipe: dict, subjects: tuple[str, ...], hysteresi
                 c["right"] = c["right"] + ((at == truth) & lasts).sum(axis=0)
                 c["wrong"] = c["wrong"] + ((at != truth) & (at != UNDECIDED) & lasts).sum(axis=0)
                 c["cues"] = c["cues"] + lasts.sum(axis=0)
-                c["offline"] += float((offline == decoder.classes_[labels]).sum()) / len(labels)
+                c["offline"] += float((offline == decoder.classes_[labels])[scored].mean())
                 c["runs"] += 1
         print(f"{name}: {', '.join(path.stem for path in fold.test_files)} streamed", file=sys.stderr, flush=True)
     return {label: {subject: {**{k: c[k] / c["cues"] for k in ("raw", "confidence", "right", "wrong")},
@@ -164,9 +194,13 @@ def main() -> None:
     t0 = time.perf_counter()
     hysteresis = Hysteresis(args.enter, args.exit, args.min_frames)
     results = {label: per_subject for name in args.rows
-               for label, per_subject in row_timecourse(name, recipes[name], SUBJECTS[:args.subjects], hysteresis,
-                                                        args.align_seconds).items()}
+               for label, per_subject in row_timecourse(
+                   name, recipes[recipes[name]["cross"]] if "cross" in recipes[name] else recipes[name],
+                   SUBJECTS[:args.subjects], hysteresis, args.align_seconds,
+                   recipes[name] if "cross" in recipes[name] else None).items()}
     cues = f"the cues after the first {args.align_seconds:g} s of each run" if args.align_seconds else "every cue"
+    if "eegmmidb_new_subject_mu" in args.rows:
+        cues += " (eegmmidb_new_subject_mu: but its calibration trials)"
     print("\n".join(table(results)))
     print(f"mean ± sd over {args.subjects} subjects; hysteresis enter {args.enter:g}, exit {args.exit:g}, "
           f"{args.min_frames} frames; {cues} (offline: every cue); "

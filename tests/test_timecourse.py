@@ -42,3 +42,16 @@ def test_a_streamed_run_gives_each_cue_on_the_frame_grid_the_offline_trials_prob
     assert held.tolist() == Hysteresis().run(probs)  # the stream's smoothing of these very probabilities
     live_ends, live_probs, _ = timecourse.streamed(decoder, path, raw, Hysteresis(), round(60 * sfreq))
     assert np.array_equal(live_ends, ends) and not np.allclose(live_probs, probs, atol=1e-3)  # aligned on 60 s only
+
+
+def test_a_new_subject_is_calibrated_on_its_first_trials_and_the_cross_decoder_is_kept():
+    """The new-subject row: a copy of the cross decoder calibrated (`eeg2arm calibrate`) on the first 10 trials of
+    the subject's first run; the cross decoder's own model is unchanged."""
+    recipe = RECIPES["eegmmidb_cross_mu"]
+    recordings = [accuracy.opened([accuracy.run_file(s, "R04")]).popitem()[1] for s in ("S001", "S002")]
+    decoder = accuracy.recipe_decoder(recipe).fit(recordings, groups=["S001", "S002"])
+    (path, _), raw = accuracy.opened([accuracy.run_file("S003", "R04")]).popitem()
+    before = decoder.predict_proba([raw])
+    own = timecourse.calibrated(decoder, path, raw, 10, RECIPES["eegmmidb_new_subject_mu"]["calibrate"])
+    assert np.array_equal(decoder.predict_proba([raw]), before)
+    assert np.abs(own.predict_proba([raw]) - before).max() > 1e-3 and own.model_ is not decoder.model_
