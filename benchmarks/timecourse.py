@@ -200,7 +200,7 @@ def main() -> None:
                    recipes[name] if "cross" in recipes[name] else None).items()}
     cues = f"the cues after the first {args.align_seconds:g} s of each run" if args.align_seconds else "every cue"
     if "eegmmidb_new_subject_mu" in args.rows:
-        cues += " (eegmmidb_new_subject_mu: but its calibration trials)"
+        cues += ", the new-subject row's but its 10 calibration trials (offline too)"
     print("\n".join(table(results)))
     print(f"mean ± sd over {args.subjects} subjects; hysteresis enter {args.enter:g}, exit {args.exit:g}, "
           f"{args.min_frames} frames; {cues} (offline: every cue); "
