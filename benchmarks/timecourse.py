@@ -200,10 +200,12 @@ def main() -> None:
                    recipes[name] if "cross" in recipes[name] else None).items()}
     cues = f"the cues after the first {args.align_seconds:g} s of each run" if args.align_seconds else "every cue"
     if "eegmmidb_new_subject_mu" in args.rows:
-        cues += ", the new-subject row's but its 10 calibration trials (offline too)"
+        cues += " (offline: every cue); the new-subject row leaves out its calibration trials, offline too"
+    else:
+        cues += " (offline: every cue)"
     print("\n".join(table(results)))
     print(f"mean ± sd over {args.subjects} subjects; hysteresis enter {args.enter:g}, exit {args.exit:g}, "
-          f"{args.min_frames} frames; {cues} (offline: every cue); "
+          f"{args.min_frames} frames; {cues}; "
           f"{time.strftime('%Y-%m-%d')}, total {time.perf_counter() - t0:.0f} s on {machine()}")
 
 
