@@ -3,16 +3,15 @@
 For each fold of benchmarks/accuracy.py's motor-rhythm rows (eegmmidb_within_mu: a subject's model, one imagery run
 held out; eegmmidb_cross_mu: the cross-subject model, three subjects held out; eegmmidb_new_subject_mu: that model
 calibrated for each held-out subject on the first 10 trials of its first run, which are then not counted) the row's
-Decoder is fitted on the fold's training files, and every held-out imagery run is replayed from its first sample: its signal in µV through
-OnlineFeatures and the Streamer (the PyTorch step; hysteresis as `stream`'s defaults unless --enter/--exit/
---min-frames say otherwise). Each run is aligned by its own whole signal, as `prepare --like` aligns it offline and
-`stream --align-from` applies that estimate. With --align-seconds S each row is also streamed as a live session
-without a stored alignment is (`stream --align-seconds S`: aligned from its first S s), and both rows then count
-only the cues after those S s ("offline" stays every cue's; a cue within a frame step after S may be read from a
-frame that `stream` decided on the held signal and did not send). At each time t after a
-cue, the decision of the newest frame that had ended by then is compared with the cue: the raw one (the class of
-highest probability) and the hysteresis one (right, wrong, or none held). A cue counts at t only if its run lasts
-until then.
+Decoder is fitted on the fold's training files, and every held-out imagery run is replayed from its first sample:
+its signal in µV through OnlineFeatures and the Streamer (the PyTorch step; hysteresis as `stream`'s defaults unless
+--enter/--exit/--min-frames say otherwise). Each run is aligned by its own whole signal, as `prepare --like` aligns
+it offline and `stream --align-from` applies that estimate. With --align-seconds S each row is also streamed as a
+live session without a stored alignment is (`stream --align-seconds S`: aligned from its first S s), and both rows
+then count only the cues after those S s ("offline" stays every cue's; a cue within a frame step after S may be read
+from a frame that `stream` decided on the held signal and did not send). At each time t after a cue, the decision
+of the newest frame that had ended by then is compared with the cue: the raw one (the class of highest probability)
+and the hysteresis one (right, wrong, or none held). A cue counts at t only if its run lasts until then.
 
 Each cue is followed by ~4.1 s of imagery, then ~4.2 s of rest before the next cue, and in these runs 76% of
 consecutive cues name the other fist. At t = 0 the window holds the seconds before the cue and nothing of its
@@ -193,16 +192,15 @@ def main() -> None:
     recipes = tomllib.loads((HERE / "recipes.toml").read_text())
     t0 = time.perf_counter()
     hysteresis = Hysteresis(args.enter, args.exit, args.min_frames)
-    results = {label: per_subject for name in args.rows
-               for label, per_subject in row_timecourse(
-                   name, recipes[recipes[name]["cross"]] if "cross" in recipes[name] else recipes[name],
-                   SUBJECTS[:args.subjects], hysteresis, args.align_seconds,
-                   recipes[name] if "cross" in recipes[name] else None).items()}
+    results = {}
+    for name in args.rows:
+        row = recipes[name]  # the new-subject row streams its cross row's model, calibrated
+        recipe, new_subject = (recipes[row["cross"]], row) if "cross" in row else (row, None)
+        results |= row_timecourse(name, recipe, SUBJECTS[:args.subjects], hysteresis, args.align_seconds, new_subject)
     cues = f"the cues after the first {args.align_seconds:g} s of each run" if args.align_seconds else "every cue"
+    cues += " (offline: every cue)"
     if "eegmmidb_new_subject_mu" in args.rows:
-        cues += " (offline: every cue); the new-subject row leaves out its calibration trials, offline too"
-    else:
-        cues += " (offline: every cue)"
+        cues += "; the new-subject row leaves out its calibration trials, offline too"
     print("\n".join(table(results)))
     print(f"mean ± sd over {args.subjects} subjects; hysteresis enter {args.enter:g}, exit {args.exit:g}, "
           f"{args.min_frames} frames; {cues}; "

@@ -21,6 +21,10 @@ from test_spatial import CUES, MOTOR
 N_READ = 8
 FIT = ["--classes", "2", "--elec", "32", "--bands", "4", "--frame-embed", "32", "--workers", "0", "--device", "cpu",
        "--readout", str(N_READ), "--fit-readout", "--epochs", "0", "--val-split", "0", "--select", "last"]
+TANGENT = [*MOTOR[:-2], "--bands", "mubeta:8-30", "--spatial", "csp-tangent:3", "--frame-window", "0.5",
+           "--frame-step", "0.25"]  # real EEG: 6 tangent coordinates of 3 CSP components per 0.5 s frame, 15 frames
+READOUT_ALONE = ["--cnn-time-pool", "1", "--frame-embed", "16", "--readout", "15", "--fit-readout", "--input-scale",
+                 "column", "--epochs", "0", "--val-split", "0", "--select", "last", "--workers", "0", "--device", "cpu"]
 TRAINING, NEW = np.split(np.random.default_rng(0).permutation(100), [70])  # the embedded sample's trials (sorted by
 # class): the "cross" fit, then a "new subject"
 Y_FIT = np.where(np.arange(70) % 4 == 0, 1 - Y_OK[TRAINING], Y_OK[TRAINING])  # a quarter flipped: not separable,
@@ -223,11 +227,7 @@ def test_the_decoder_calibrates_epochs_and_labelled_arrays_alike(raw_dir):
                           preload=True, verbose="error")
 
     train = mne.concatenate_epochs([epochs_of("S001"), epochs_of("S002")], verbose="error")
-    recipe = {"prepare": [*MOTOR[:-2], "--bands", "mubeta:8-30", "--spatial", "csp-tangent:3", "--frame-window", "0.5",
-                          "--frame-step", "0.25"],
-              "train": ["--cnn-time-pool", "1", "--frame-embed", "16", "--readout", "15", "--fit-readout",
-                        "--input-scale", "column", "--epochs", "0", "--val-split", "0", "--select", "last",
-                        "--workers", "0", "--device", "cpu"], "groups": False}
+    recipe = {"prepare": TANGENT, "train": READOUT_ALONE, "groups": False}
     names = np.array(["left", "right"])
     X, y = train.get_data(), names[train.events[:, 2] - 1]
     new = epochs_of("S003")
@@ -254,18 +254,13 @@ def test_a_new_subject_of_real_eeg_calibrates_and_exports_with_parity(raw_dir, t
     (another recipe's is refused), and the calibrated model exports to ONNX with parity and streams S003's next run
     aligned from the calibration's meta.json, as a lab session would."""
     files = [raw_dir / "eegmmidb" / s / f"{s}R04.edf" for s in ("S001", "S002")]
-    recipe = [*CUES, *MOTOR[:-2], "--bands", "mubeta:8-30", "--spatial", "csp-tangent:3", "--align", "euclidean",
-              "--frame-window", "0.5", "--frame-step", "0.25"]
+    recipe = [*CUES, *TANGENT, "--align", "euclidean"]
     assert run("prepare", *files, "--out", tmp_path / "cross", *recipe).exit_code == 0
     assert run("prepare", raw_dir / "eegmmidb" / "S003" / "S003R04.edf", "--out", tmp_path / "new", "--like",
                tmp_path / "cross" / "meta.json").exit_code == 0
     X, y = np.load(tmp_path / "new" / "X.npy"), np.load(tmp_path / "new" / "y.npy")
-    C, F, T = X.shape[1:]
-    fit = ["--classes", "2", "--elec", C, "--bands", F, "--cnn-time-pool", 1, "--frame-embed", 16, "--readout", T,
-           "--fit-readout", "--input-scale", "column", "--epochs", 0, "--val-split", 0, "--select", "last",
-           "--workers", 0, "--device", "cpu"]
     result = run("train", "--x", tmp_path / "cross" / "X.npy", "--y", tmp_path / "cross" / "y.npy", "--save",
-                 tmp_path / "cross.pt", *fit)
+                 tmp_path / "cross.pt", "--classes", 2, "--elec", X.shape[1], "--bands", X.shape[2], *READOUT_ALONE)
     assert result.exit_code == 0, result.output
     cal = tmp_path / "new" / "cal"
     cal.mkdir()
@@ -274,9 +269,8 @@ def test_a_new_subject_of_real_eeg_calibrates_and_exports_with_parity(raw_dir, t
     result = run("calibrate", "--ckpt", tmp_path / "cross.pt", *data, "--save", tmp_path / "S003.pt")
     assert result.exit_code == 0, result.output
     assert np.abs(log_odds(tmp_path / "S003.pt", X) - log_odds(tmp_path / "cross.pt", X)).max() > 1e-3
-    other = tmp_path / "other"  # the same trials under another recipe's names: refused
-    assert run("prepare", raw_dir / "eegmmidb" / "S003" / "S003R04.edf", "--out", other, *recipe[:-4],
-               "--frame-window", "0.5", "--frame-step", "0.25").exit_code == 0
+    other = tmp_path / "other"  # the recipe fitted on S003 itself: other CSP filters, so another recipe: refused
+    assert run("prepare", raw_dir / "eegmmidb" / "S003" / "S003R04.edf", "--out", other, *recipe).exit_code == 0
     refused = run("calibrate", "--ckpt", tmp_path / "cross.pt", *data, "--meta", other / "meta.json", "--save",
                   tmp_path / "x.pt")
     assert_clean_error(refused, "prepare --like the training data's meta.json", tmp_path / "x.pt")
@@ -300,11 +294,7 @@ def test_the_decoder_calibrates_as_the_cli_does(raw_dir, tmp_path):
     def opened(subject: str) -> list:
         return [mne.io.read_raw(raw_dir / "eegmmidb" / subject / f"{subject}R04.edf", verbose="error")]
 
-    recipe = {"prepare": [*map(str, CUES), *MOTOR[:-2], "--bands", "mubeta:8-30", "--spatial", "csp-tangent:3",
-                          "--align", "euclidean", "--frame-window", "0.5", "--frame-step", "0.25"],
-              "train": ["--cnn-time-pool", "1", "--frame-embed", "16", "--readout", "15", "--fit-readout",
-                        "--input-scale", "column", "--epochs", "0", "--val-split", "0", "--select", "last",
-                        "--workers", "0", "--device", "cpu"], "groups": False}
+    recipe = {"prepare": [*map(str, CUES), *TANGENT, "--align", "euclidean"], "train": READOUT_ALONE, "groups": False}
     decoder = Decoder(recipe).fit(opened("S001") + opened("S002"), groups=["S001", "S002"])
     decoder.save(tmp_path / "cross.pt")
     (tmp_path / "meta.json").write_text(json.dumps(decoder.meta_))

@@ -135,7 +135,6 @@ def train(x_path, y_path, save, groups_path, no_groups, meta_path, val_last, **_
     run_training(X, y, config, save, opts, groups=groups, echo=click.echo, **extra)
 
 
-
 @cli.command()
 @click.option("--ckpt", type=FILE, required=True,
               help="A checkpoint of `train --fit-readout --epochs 0` on two classes, e.g. a cross-subject model")
