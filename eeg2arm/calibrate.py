@@ -63,7 +63,8 @@ def calibrate(ckpt: str | Path, X: np.ndarray, y: np.ndarray, save: str | Path, 
     coef, factor, converged = laplace_update(read, y, prior, weight)
     if not converged:
         raise UserInputError(f"calibrate found no update of {ckpt}'s readout on these trials (the solver did not "
-                             f"converge); check X.npy, or give a smaller --weight")
+                             f"converge): check that X.npy is prepared like the model's data (prepare --like its "
+                             f"meta.json; not in another unit), or give a smaller --weight")
     before = float(np.mean((read @ prior["coef"].numpy() > 0) == (y == 1)))
     after = float(np.mean((read @ coef > 0) == (y == 1)))
     set_readout(model, coef[None, :-1], coef[-1:], mean, scale)

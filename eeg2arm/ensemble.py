@@ -78,8 +78,8 @@ def train_ensemble(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | 
             echo(f"member {i + 1}/{config.ensemble} (seed {opts.seed + i})")
             path = Path(tmp) / f"member{i}.pt"
             member = train(X, y, member_config, path, dataclasses.replace(opts, seed=opts.seed + i), groups=groups,
-                           echo=lambda line: echo(line.replace(f" saved to {path}", "")))
-            metrics.append({k: v for k, v in member.items() if k != "readout_prior"})  # calibrate takes one network
+                           echo=lambda line: echo(line.replace(f" saved to {path}", "")), keep_prior=False)
+            metrics.append(member)
             model, meta = load_model_from_checkpoint(path)
             members.append(model)
     ensemble = EEGEnsemble(config)

@@ -228,9 +228,10 @@ def load_init(path: str | Path, config: EEGConfig, device: torch.device, freeze:
 def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opts: TrainOptions,
           groups: np.ndarray | None = None, resume: str | Path | None = None,
           echo: Callable[[str], None] = tqdm.write, init: str | Path | None = None,
-          freeze: tuple[str, ...] = (), restandardize: bool = False) -> dict[str, Any]:
+          freeze: tuple[str, ...] = (), restandardize: bool = False, keep_prior: bool = True) -> dict[str, Any]:
     """Train EEGModel on X (N, C, F, T), y (N,), keep the best epoch (by val loss, or opts.select) at `save`;
-    returns its metrics.
+    returns its metrics. With `keep_prior` a fitted two-class readout kept as it was fitted (epoch 0) keeps its
+    fit as metrics.readout_prior, for `eeg2arm calibrate` (an ensemble's members keep none).
 
     `resume` goes on with a checkpoint's run (same flags, its epoch count); `init` starts a new run from a
     checkpoint's weights with a fresh optimizer (fine-tuning), optionally with `freeze`-named parts fixed and,
@@ -306,7 +307,9 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
             model.silence_network()
         if opts.fit_readout:  # the regression's fit, as epoch 0: the network's head at zero
             prior = fit_readout(model, X[train_idx], y[train_idx], columns=opts.input_scale == "column")
-            if prior is None and config.n_classes == 2:
+            if not keep_prior:
+                prior = None
+            elif prior is None and config.n_classes == 2:
                 echo(f"the readout reads more than {MAX_PRIOR_COLUMNS - 1} columns: no readout_prior kept, so "
                      f"`eeg2arm calibrate` cannot update it (fewer --readout frames would)")
     if opts.fit_readout:  # fixed from here on, also when a run resumes

@@ -179,6 +179,9 @@ def test_calibrate_refuses_what_it_cannot_update_in_one_line_and_writes_nothing(
     assert 0 in [m["best_epoch"] for m in members] and not any("readout_prior" in m for m in members)
     assert_clean_error(run("calibrate", "--ckpt", ensemble, *data, "--save", save),
                        "holds no fitted two-class readout to update", save)
+    volts = save_npy(tmp_path, "Xv.npy", X_OK[NEW] * np.float32(1e6))  # another unit: the solver finds no optimum
+    assert_clean_error(run("calibrate", "--ckpt", ckpt, "--x", volts, data[2], data[3], "--save", save),
+                       "the solver did not converge", save)
 
 
 def test_a_calibrated_checkpoint_does_not_resume_its_training(fitted, tmp_path):
@@ -202,14 +205,17 @@ def test_a_prior_is_kept_up_to_max_prior_columns():
             assert prior["factor"].shape == (20, n_columns + 1)
 
 
-def test_a_readout_too_wide_keeps_no_prior_and_says_so(tmp_path):
+def test_a_readout_too_wide_keeps_no_prior_and_says_so_once(tmp_path):
     """64 electrodes (the sample's twice) x 4 bands x 8 frames: 2048 columns and an intercept, over
-    MAX_PRIOR_COLUMNS."""
+    MAX_PRIOR_COLUMNS. An ensemble's members keep no prior whatever their width, and say nothing of it."""
     save, wide = tmp_path / "wide.pt", np.concatenate([X_OK, X_OK[:, ::-1]], axis=1)  # (100, 64, 4, 15)
-    result = run("train", "--x", save_npy(tmp_path, "X.npy", wide), "--y", save_npy(tmp_path, "y.npy", Y_OK),
-                 "--save", save, *FIT[:3], "64", *FIT[4:])
-    assert result.exit_code == 0 and "no readout_prior kept" in result.output, result.output
+    data = ["--x", save_npy(tmp_path, "X.npy", wide), "--y", save_npy(tmp_path, "y.npy", Y_OK)]
+    result = run("train", *data, "--save", save, *FIT[:3], "64", *FIT[4:])
+    assert result.exit_code == 0 and result.output.count("no readout_prior kept") == 1, result.output
     assert "readout_prior" not in torch.load(save, weights_only=True)["metrics"]
+    ensemble = run("train", *data, "--save", save, *FIT[:3], "64", *FIT[4:-5], "1", "--ensemble", "2")
+    assert ensemble.exit_code == 0 and "member 2/2" in ensemble.output, ensemble.output
+    assert "readout_prior" not in ensemble.output
 
 
 def test_the_decoder_calibrates_epochs_and_labelled_arrays_alike(raw_dir):
