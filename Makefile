@@ -13,6 +13,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # The field's methods the benchmarks measure EEGModel against (tests/test_peers.py runs them); never needed by eeg2arm.
+# aeon 1.6.0 caps numpy < 2.5, scipy < 1.18 and scikit-learn < 1.10: where [test] installed newer ones, pip moves
+# them back here, so the tests run on versions the peers accept.
 $(VENV)/.bench: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[bench]'
 	touch $@

@@ -213,7 +213,8 @@ def test_a_readout_too_wide_keeps_no_prior_and_says_so_once(tmp_path):
     result = run("train", *data, "--save", save, *FIT[:3], "64", *FIT[4:])
     assert result.exit_code == 0 and result.output.count("no readout_prior kept") == 1, result.output
     assert "readout_prior" not in torch.load(save, weights_only=True)["metrics"]
-    ensemble = run("train", *data, "--save", save, *FIT[:3], "64", *FIT[4:-5], "1", "--ensemble", "2")
+    ensemble = run("train", *data, "--save", tmp_path / "ensemble.pt", *FIT[:3], "64", *FIT[4:-5], "1", "--ensemble",
+                   "2")
     assert ensemble.exit_code == 0 and "member 2/2" in ensemble.output, ensemble.output
     assert "readout_prior" not in ensemble.output
 
