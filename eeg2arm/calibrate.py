@@ -24,7 +24,7 @@ from .config import CALIBRATION_WEIGHT
 from .data import check_labels, check_windows
 from .errors import UserInputError
 from .evaluate import check_data_meta
-from .laplace import check_prior, laplace_update
+from .laplace import check_prior, laplace_update, with_intercept
 from .readout import last_decision_frames, set_readout
 
 MAX_WEIGHT = 1e6  # a new trial counts as at most this many training trials (beyond, float64 overflows the loss)
@@ -58,8 +58,7 @@ def calibrate(ckpt: str | Path, X: np.ndarray, y: np.ndarray, save: str | Path, 
                              f"{trained_frames}: prepare the trials like the model's data (prepare --like its "
                              f"meta.json)")
     mean, scale = prior["mean"].numpy(), prior["scale"].numpy()
-    read = (last_decision_frames(model, X).flatten(1).double().numpy() - mean) / scale  # (N, D)
-    read = np.hstack([read, np.ones((len(read), 1))])  # (N, D + 1): the intercept's column
+    read = with_intercept((last_decision_frames(model, X).flatten(1).double().numpy() - mean) / scale)  # (N, D + 1)
     coef, factor, converged = laplace_update(read, y, prior, weight)
     if not converged:
         raise UserInputError(f"calibrate found no update of {ckpt}'s readout on these trials (the solver did not "

@@ -31,11 +31,16 @@ def readout_prior(columns: np.ndarray, coef: np.ndarray, C: float, mean: np.ndar
     (`laplace_update`). None when D + 1 > MAX_PRIOR_COLUMNS."""
     if len(coef) > MAX_PRIOR_COLUMNS:
         return None
-    read = np.hstack([columns, np.ones((len(columns), 1))])  # (N, D + 1)
+    read = with_intercept(columns)  # (N, D + 1)
     p = expit(read @ coef)  # (N,)
     return {"coef": torch.from_numpy(coef), "factor": curvature_factor(read, p * (1 - p)), "C": C,
             "mean": torch.from_numpy(np.asarray(mean, dtype=np.float64)),
             "scale": torch.from_numpy(np.asarray(scale, dtype=np.float64))}
+
+
+def with_intercept(columns: np.ndarray) -> np.ndarray:
+    """The standardized columns (N, D) and a column of ones (N, D + 1): what a prior's coefficients read."""
+    return np.hstack([columns, np.ones((len(columns), 1))])
 
 
 def curvature_factor(read: np.ndarray, weights: np.ndarray, factor: torch.Tensor | None = None) -> torch.Tensor:

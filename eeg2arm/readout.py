@@ -61,11 +61,13 @@ def last_decision_frames(model: EEGModel, X: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def fit_readout(model: EEGModel, X: np.ndarray, y: np.ndarray, columns: bool = False) -> dict[str, Any] | None:
+def fit_readout(model: EEGModel, X: np.ndarray, y: np.ndarray, columns: bool = False,
+                keep_prior: bool = True) -> dict[str, Any] | None:
     """Set model.readout to `logistic_cv`'s fit on the frames the last decision reads of windows X (N, C, F, T),
     y (N,), and zero the network's head: the model's probabilities are then the regression's. With `columns`, the
     regression reads each frame column standardized over X (scikit-learn's StandardScaler, folded into the readout's
-    weights and bias). Returns the fit's `readout_prior` (None beyond two classes or MAX_PRIOR_COLUMNS)."""
+    weights and bias). Returns the fit's `readout_prior` (None beyond two classes or MAX_PRIOR_COLUMNS, or without
+    `keep_prior`)."""
     classes, k = np.unique(y), model.config.n_classes
     if len(classes) < k or len(y) < MIN_TRIALS:
         raise UserInputError(f"--fit-readout needs {MIN_TRIALS} or more training trials of each of the {k} classes, "
@@ -79,7 +81,7 @@ def fit_readout(model: EEGModel, X: np.ndarray, y: np.ndarray, columns: bool = F
     fit = quiet_fit(logistic_cv(y), columns_read, y)
     set_readout(model, fit.coef_, fit.intercept_, mean, scale)
     model.silence_network()
-    if len(fit.classes_) != 2:
+    if len(fit.classes_) != 2 or not keep_prior:
         return None
     return readout_prior(columns_read, np.append(fit.coef_[0], fit.intercept_[0]), float(fit.C_[0]), mean, scale)
 

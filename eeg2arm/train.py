@@ -306,10 +306,8 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
         if opts.readout_first:
             model.silence_network()
         if opts.fit_readout:  # the regression's fit, as epoch 0: the network's head at zero
-            prior = fit_readout(model, X[train_idx], y[train_idx], columns=opts.input_scale == "column")
-            if not keep_prior:
-                prior = None
-            elif prior is None and config.n_classes == 2:
+            prior = fit_readout(model, X[train_idx], y[train_idx], opts.input_scale == "column", keep_prior)
+            if keep_prior and prior is None and config.n_classes == 2:
                 echo(f"the readout reads more than {MAX_PRIOR_COLUMNS - 1} columns: no readout_prior kept, so "
                      f"`eeg2arm calibrate` cannot update it (fewer --readout frames would)")
     if opts.fit_readout:  # fixed from here on, also when a run resumes
