@@ -484,9 +484,9 @@ def commands(name: str, recipe: dict, recipes: dict) -> list[str]:
         base, n = recipe["cross"], recipe["calibration"]
         return [f"# the model of {base} (its commands), then for a subject it never saw, e.g. S010:",
                 f"eeg2arm prepare {raw}eegmmidb/S010/S010R{{04,08,12}}.edf --out S010 --like {base}/meta.json",
-                f"# cal/ = the first {n} trials of S010 (X.npy, y.npy and its meta.json), rest/ = the others",
-                f"eeg2arm calibrate --ckpt {base}.pt --x cal/X.npy --y cal/y.npy --save S010.pt "
+                f"eeg2arm calibrate --ckpt {base}.pt --x S010/X.npy --y S010/y.npy --trials {n} --save S010.pt "
                 f"{' '.join(recipe['calibrate'])}".rstrip(),
+                f"# rest/ = S010's trials after the first {n} (X.npy, y.npy and its meta.json)",
                 "eeg2arm evaluate --ckpt S010.pt --x rest/X.npy --y rest/y.npy"]
     train_files, test_files = EXAMPLES[name]
     executed = recipe.get("executed", False)

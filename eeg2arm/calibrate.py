@@ -39,6 +39,9 @@ def calibrate(ckpt: str | Path, X: np.ndarray, y: np.ndarray, save: str | Path, 
     calibrated in metrics.calibration (default: ckpt)."""
     check_weight(weight)
     save = Path(save)
+    if save.resolve() == Path(ckpt).resolve():
+        raise UserInputError(f"--save {save} is --ckpt: calibrating would overwrite the model it starts from (the "
+                             f"prior of every later calibration); save to another file")
     check_writable(save, "--save")
     model, meta = load_model_from_checkpoint(ckpt, "cpu")
     prior = meta["metrics"].get("readout_prior")
@@ -72,9 +75,19 @@ def calibrate(ckpt: str | Path, X: np.ndarray, y: np.ndarray, save: str | Path, 
                                {"ckpt": source or str(ckpt), "trials": len(y), "weight": weight,
                                 "accuracy_before": before, "accuracy_after": after}]}
     save_checkpoint(save, model, meta["example_input_shape"], meta["epoch"], metrics)
-    echo(f"calibrated on {len(y)} trials, each weighted as {weight:g} training trials: their accuracy "
-         f"{before:.3f} before, {after:.3f} after; saved to {save}")
+    echo(f"calibrated on {len(y)} trials, each weighted as {weight:g} training trials; accuracy on these "
+         f"calibration trials (not a test) {before:.3f} before, {after:.3f} after; saved to {save}")
     return metrics
+
+
+def first_trials(X: np.ndarray, y: np.ndarray, trials: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The first `trials` windows and labels (`calibrate --trials`; None: all of them)."""
+    if trials is None:
+        return X, y
+    if trials > min(len(X), len(y)):
+        raise UserInputError(f"--trials {trials}: X.npy holds {len(X)} trials and y.npy {len(y)}: give at most "
+                             f"{min(len(X), len(y))}, or leave --trials out to use them all")
+    return X[:trials], y[:trials]
 
 
 def check_weight(weight: float) -> None:

@@ -18,6 +18,8 @@ DATA_FIELDS = ("class_names", "channel_names", "band_names", "band_edges", "sfre
                "features", "reference", "montage", "bandpass", "input_channels", "sensor_channels", "spatial",
                "csp_filters", "align")
 
+SIZED_FIELDS = (("class_names", "n_classes"), ("channel_names", "n_electrodes"), ("band_names", "n_bands"))
+
 
 @dataclass(frozen=True)
 class EEGConfig:
@@ -91,8 +93,7 @@ class EEGConfig:
                 object.__setattr__(self, name, tuple(str(n) for n in getattr(self, name)))
         if self.bandpass is not None:
             object.__setattr__(self, "bandpass", tuple(float(f) for f in self.bandpass))
-        for name, size in (("class_names", "n_classes"), ("channel_names", "n_electrodes"),
-                           ("band_names", "n_bands")):
+        for name, size in SIZED_FIELDS:
             names = getattr(self, name)
             if names is not None:
                 object.__setattr__(self, name, tuple(str(n) for n in names))

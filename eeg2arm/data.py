@@ -115,6 +115,16 @@ def meta_beside(x_path: str | Path) -> Path | None:
     return path if path.is_file() else None
 
 
+def checked_meta(x_path: str | Path, meta_path: str | Path | None = None) -> Path | None:
+    """The meta.json that says how X.npy was made (`meta_path`, else the one beside it), or None after warning that
+    the data's recipe goes unchecked."""
+    meta_path = meta_path or meta_beside(x_path)
+    if meta_path is None:
+        log.warning("no meta.json beside %s: the data's recipe is not checked against the model's (give --meta, or "
+                    "keep X.npy in the folder prepare wrote)", Path(x_path).name)
+    return meta_path and Path(meta_path)
+
+
 def data_fields(meta: dict[str, Any]) -> dict[str, Any]:
     """EEGConfig's data fields (class, channel and band names, band edges, sfreq, frame window/step, the feature
     recipe) from a meta.json written by `eeg2arm prepare` (its recipe keys are Recipe.to_meta's) or found in

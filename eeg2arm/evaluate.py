@@ -14,7 +14,7 @@ from sklearn.metrics import (ConfusionMatrixDisplay, accuracy_score, balanced_ac
 
 from .atomic import atomic_write
 from .checkpoint import load_model_from_checkpoint
-from .config import DATA_FIELDS, EEGConfig
+from .config import DATA_FIELDS, SIZED_FIELDS, EEGConfig
 from .data import check_groups, check_labels, check_windows
 from .device import resolve_device
 from .errors import UserInputError, brief, first_difference
@@ -125,7 +125,8 @@ def recorded(config: EEGConfig) -> dict[str, Any]:
 
 def check_data_meta(config: EEGConfig, fields: dict[str, Any]) -> None:
     """Refuse windows whose meta.json says they were made differently from the model's training data."""
-    data = EEGConfig.from_dict({**config.to_dict(), **dict.fromkeys(DATA_FIELDS), **fields})  # typed as the model's
+    sizes = {size: len(fields[name]) for name, size in SIZED_FIELDS if fields.get(name) is not None}
+    data = EEGConfig.from_dict({**config.to_dict(), **dict.fromkeys(DATA_FIELDS), **fields, **sizes})  # typed as ours
     theirs, ours = recorded(data), recorded(config)
     for name, value in theirs.items():
         if value is not None and ours.get(name) is not None and value != ours[name]:

@@ -184,6 +184,28 @@ def test_calibrate_refuses_what_it_cannot_update_in_one_line_and_writes_nothing(
                        "the solver did not converge", save)
 
 
+def test_calibrate_takes_the_first_trials_and_never_overwrites_its_prior(fitted, tmp_path, caplog):
+    """--trials N calibrates on the first N trials (as if X.npy and y.npy held only them); more than there are, or
+    --save at --ckpt, is refused with the checkpoint untouched; windows with no meta.json say they go unchecked."""
+    ckpt, _ = fitted
+    data = ["--x", save_npy(tmp_path, "X.npy", X_OK[NEW]), "--y", save_npy(tmp_path, "y.npy", Y_OK[NEW])]
+    first = tmp_path / "first"
+    first.mkdir()
+    sliced = ["--x", save_npy(first, "X.npy", X_OK[NEW[:10]]), "--y", save_npy(first, "y.npy", Y_OK[NEW[:10]])]
+    with caplog.at_level("WARNING", logger="eeg2arm"):
+        result = run("calibrate", "--ckpt", ckpt, *data, "--trials", 10, "--save", tmp_path / "ten.pt")
+    assert result.exit_code == 0 and "calibrated on 10 trials" in result.output, result.output
+    assert "no meta.json beside X.npy: the data's recipe is not checked" in caplog.text
+    assert run("calibrate", "--ckpt", ckpt, *sliced, "--save", tmp_path / "sliced.pt").exit_code == 0
+    np.testing.assert_array_equal(log_odds(tmp_path / "ten.pt", X_OK), log_odds(tmp_path / "sliced.pt", X_OK))
+    assert_clean_error(run("calibrate", "--ckpt", ckpt, *data, "--trials", len(NEW) + 1, "--save", tmp_path / "x.pt"),
+                       f"--trials {len(NEW) + 1}: X.npy holds {len(NEW)} trials", tmp_path / "x.pt")
+    kept = ckpt.read_bytes()
+    assert_clean_error(run("calibrate", "--ckpt", ckpt, *data, "--save", ckpt),
+                       "calibrating would overwrite the model it starts from")
+    assert ckpt.read_bytes() == kept
+
+
 def test_a_calibrated_checkpoint_does_not_resume_its_training(fitted, tmp_path):
     ckpt, folder = fitted
     data = ["--x", save_npy(tmp_path, "X.npy", X_OK[NEW]), "--y", save_npy(tmp_path, "y.npy", Y_OK[NEW])]

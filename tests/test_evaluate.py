@@ -156,6 +156,8 @@ BEFORE_RECIPES = {"classes": ["a", "b"], "channels": ["C3", "Cz", "C4"], "sfreq"
     ({}, {"reference": "average", "features": ["bandpower"]}, "reference=average but the model was trained on none"),
     ({"features": ["bandpower"], "reference": "none"}, {}, None),  # the defaults said out loud on one side
     ({}, {"frame_step_s": 0.5}, "frame_step=0.5 but the model was trained on 0.25"),
+    ({}, {"classes": ["a", "b", "rest"]}, "class_names=('a', 'b', 'rest') but the model was trained on ('a', 'b')"),
+    ({}, {"channels": ["C3", "C4"]}, "input_channels=('C3', 'C4') but the model was trained on ('C3', 'Cz', 'C4')"),
 ])
 def test_evaluate_compares_whole_recipes_even_from_before_recipes(model, data, refused):
     """A meta.json or model made before recipes records band power of the unreferenced signal: each side's recipe

@@ -141,21 +141,25 @@ def train(x_path, y_path, save, groups_path, no_groups, meta_path, val_last, **_
 @click.option("--x", "x_path", type=FILE, required=True,
               help="X.npy (N,C,F,T) of the new subject's labelled trials, prepared --like the checkpoint's data")
 @click.option("--y", "y_path", type=FILE, required=True, help="y.npy (N,) of those trials")
-@click.option("--save", type=FILE, required=True, help="Output checkpoint path (the calibrated model)")
+@click.option("--trials", type=click.IntRange(min=1), default=None,
+              help="Calibrate on the first N trials only (in the order prepare wrote them)  [default: all]")
+@click.option("--save", type=FILE, required=True,
+              help="Output checkpoint path (the calibrated model; not --ckpt, which stays the prior)")
 @click.option("--weight", type=float, default=CALIBRATION_WEIGHT, show_default=True,
               help="How many training trials each new trial counts as (more: the new subject weighs more)")
 @click.option("--meta", "meta_path", type=FILE, default=None,
               help="meta.json of the data, checked against the checkpoint's recipe (default: the one beside X.npy)")
 @user_errors
-def calibrate(ckpt, x_path, y_path, save, weight, meta_path) -> None:
+def calibrate(ckpt, x_path, y_path, trials, save, weight, meta_path) -> None:
     """Update a checkpoint's fitted readout with a new subject's labelled trials: the regression refitted as if they
     had been among its training windows (its fit kept as the prior); network and graph unchanged."""
-    from ..calibrate import calibrate as run_calibration
-    from ..data import load_data_meta, load_npy, meta_beside
+    from ..calibrate import calibrate as run_calibration, first_trials
+    from ..data import checked_meta, load_data_meta, load_npy
 
-    meta_path = meta_path or meta_beside(x_path)
+    meta_path = checked_meta(x_path, meta_path)
     data_fields = load_data_meta(meta_path) if meta_path else None
-    run_calibration(ckpt, load_npy(x_path, "X"), load_npy(y_path, "y"), save, weight, data_fields, click.echo)
+    X, y = first_trials(load_npy(x_path, "X"), load_npy(y_path, "y"), trials)
+    run_calibration(ckpt, X, y, save, weight, data_fields, click.echo)
 
 
 def training_groups(x_path: Path, groups_path: Path | None, no_groups: bool, ungrouped: bool) -> "np.ndarray | None":
@@ -283,10 +287,10 @@ def parity(ckpt, onnx_path, x_path, atol) -> None:
 def evaluate(ckpt, x_path, y_path, report, groups_path, device) -> None:
     """Print accuracy, balanced accuracy, Cohen's kappa, per-class precision/recall, per-group accuracy (subjects or
     recordings, from groups.npy) and the confusion matrix."""
-    from ..data import group_names, load_data_meta, load_npy, meta_beside
+    from ..data import checked_meta, group_names, load_data_meta, load_npy
     from ..evaluate import evaluate as run_evaluate, format_metrics
 
-    meta_path = meta_beside(x_path)
+    meta_path = checked_meta(x_path)
     data_meta = load_data_meta(meta_path) if meta_path else None
     beside = Path(x_path).parent / "groups.npy"
     groups_path = groups_path or (beside if beside.is_file() else None)
