@@ -54,7 +54,8 @@ def build_model(config: EEGConfig) -> EEGModel | EEGEnsemble:
 
 
 def train_ensemble(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opts: TrainOptions,
-                   groups: np.ndarray | None, echo: Callable[[str], None], **fine_tuning: Any) -> dict[str, Any]:
+                   groups: np.ndarray | None, echo: Callable[[str], None], progress: bool = True,
+                   **fine_tuning: Any) -> dict[str, Any]:
     """Train config.ensemble members as `train` trains one model, member i with seed opts.seed + i, and save them
     as one checkpoint at `save`; returns its metrics ({"members": each member's metrics, ...}). Each member keeps
     its own validation split (drawn with its seed), so the ensemble has no common held-out set; the checkpoint's
@@ -78,7 +79,8 @@ def train_ensemble(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | 
             echo(f"member {i + 1}/{config.ensemble} (seed {opts.seed + i})")
             path = Path(tmp) / f"member{i}.pt"
             member = train(X, y, member_config, path, dataclasses.replace(opts, seed=opts.seed + i), groups=groups,
-                           echo=lambda line: echo(line.replace(f" saved to {path}", "")), keep_prior=False)
+                           echo=lambda line: echo(line.replace(f" saved to {path}", "")), keep_prior=False,
+                           progress=progress)
             metrics.append(member)
             model, meta = load_model_from_checkpoint(path)
             members.append(model)

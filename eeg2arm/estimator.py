@@ -11,7 +11,8 @@ each epoch, as `prepare` cuts an -epo.fif file) or as an array (n_trials, n_chan
 `ch_names`, each trial taken whole, in volts as MNE gives it (`units="uV"` for MOABB's arrays, which are in µV).
 A list of recordings (mne.io.Raw or Epochs, e.g. opened files) is taken as `prepare` takes its files: the recipe's
 filters run over each from its first sample, its trials are cut by the recipe, and predict gives one answer per
-trial cut (so such X is for fit / predict / score, not for scikit-learn's splitters, which split X itself).
+trial cut (so such X is for fit / predict / score, not for scikit-learn's splitters, which split X itself). The
+trials keep the list's order (`prepare` sorts its files by path; --fit-readout's inner folds are contiguous).
 """
 from __future__ import annotations
 
@@ -114,7 +115,7 @@ class Decoder(ClassifierMixin, BaseEstimator):
         with tempfile.TemporaryDirectory(prefix="eeg2arm-decoder-") as tmp:
             save = Path(tmp) / "model.pt"
             groups = prepared.groups if by_group and train_opts.validates else None  # the split's groups
-            train(prepared.X, prepared.y, config, save, train_opts, groups=groups, echo=log.info, **extra)
+            train(prepared.X, prepared.y, config, save, train_opts, groups=groups, echo=log.info, progress=False, **extra)
             from .checkpoint import load_model_from_checkpoint, read_checkpoint
 
             self.checkpoint_ = read_checkpoint(save)

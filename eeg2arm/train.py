@@ -228,14 +228,16 @@ def load_init(path: str | Path, config: EEGConfig, device: torch.device, freeze:
 def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opts: TrainOptions,
           groups: np.ndarray | None = None, resume: str | Path | None = None,
           echo: Callable[[str], None] = tqdm.write, init: str | Path | None = None,
-          freeze: tuple[str, ...] = (), restandardize: bool = False, keep_prior: bool = True) -> dict[str, Any]:
+          freeze: tuple[str, ...] = (), restandardize: bool = False, keep_prior: bool = True,
+          progress: bool = True) -> dict[str, Any]:
     """Train EEGModel on X (N, C, F, T), y (N,), keep the best epoch (by val loss, or opts.select) at `save`;
     returns its metrics. With `keep_prior` a fitted two-class readout kept as it was fitted (epoch 0) keeps its
     fit as metrics.readout_prior, for `eeg2arm calibrate` (an ensemble's members keep none).
 
     `resume` goes on with a checkpoint's run (same flags, its epoch count); `init` starts a new run from a
     checkpoint's weights with a fresh optimizer (fine-tuning), optionally with `freeze`-named parts fixed and,
-    with `restandardize`, the input standardization refitted to X (e.g. a new subject's own signal)."""
+    with `restandardize`, the input standardization refitted to X (e.g. a new subject's own signal). `progress`
+    shows a bar over the epochs (none when there are none)."""
     opts.check()
     if opts.readout_first and not config.readout_frames:
         raise UserInputError("--readout-first trains the linear readout alone first: give --readout N too")
@@ -248,8 +250,8 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
         raise UserInputError(f"--ensemble {config.ensemble} with --fit-readout --epochs 0 would keep "
                              f"{config.ensemble} identical members (the fit has no randomness): leave --ensemble out")
     if config.ensemble > 1:
-        return train_ensemble(X, y, config, save, opts, groups, echo, resume=resume, init=init, freeze=freeze,
-                              restandardize=restandardize)
+        return train_ensemble(X, y, config, save, opts, groups, echo, progress, resume=resume, init=init,
+                              freeze=freeze, restandardize=restandardize)
     save = Path(save)
     check_writable(save, "--save")
     if resume is not None and init is not None:
@@ -348,7 +350,8 @@ def train(X: np.ndarray, y: np.ndarray, config: EEGConfig, save: str | Path, opt
         history.append(row)
         echo(f"epoch 0 (the fitted readout) train_loss={train_loss:.4f} {validation_text(row)}")
         best, best_state = kept(row, prior), state_copy(model)
-    for epoch in tqdm(range(start_epoch, opts.epochs + 1), desc="training", unit="epoch", leave=False):
+    epochs = range(start_epoch, opts.epochs + 1)
+    for epoch in tqdm(epochs, desc="training", unit="epoch", leave=False, disable=not (progress and epochs)):
         t0 = time.perf_counter()
         for p in network:  # AdamW leaves a parameter without a gradient as it is (no step, no weight decay)
             p.requires_grad_(epoch > opts.readout_first)

@@ -127,11 +127,12 @@ def test_clone_get_params_set_params():
     assert "epochs=3" in repr(decoder)
 
 
-def test_cross_val_score_and_grid_search(kdd, kdd_arrays):
+def test_cross_val_score_and_grid_search(kdd, kdd_arrays, capfd):
     X, y = kdd_arrays
     decoder = Decoder(KDD, sfreq=kdd.info["sfreq"], ch_names=kdd.ch_names, epochs=1)
     scores = cross_val_score(decoder, X, y, cv=StratifiedKFold(3, shuffle=True, random_state=0))
     assert scores.shape == (3,) and ((scores >= 0) & (scores <= 1)).all()
+    assert "training" not in capfd.readouterr().err  # no progress bar per fit
     search = GridSearchCV(decoder, {"frame_embed": [16, 32]}, cv=2).fit(X, y)
     assert search.best_params_["frame_embed"] in (16, 32)
     assert search.best_estimator_.model_.config.frame_embed == search.best_params_["frame_embed"]
