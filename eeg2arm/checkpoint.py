@@ -1,6 +1,7 @@
 """The .pt checkpoint: exactly the guide's keys, written atomically, read with weights_only=True."""
 from __future__ import annotations
 
+import hashlib
 import pickle
 import re
 import zipfile
@@ -32,12 +33,26 @@ def save_checkpoint(path: str | Path, model: EEGModel | EEGEnsemble, example_inp
     atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
 
 
+def weights_digest(model: EEGModel | EEGEnsemble) -> str:
+    """sha256 of the model's weights (names, dtypes, shapes and values): what an export records, so that a graph
+    compared with another checkpoint of the same config is named as such."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load and check a checkpoint dict; raise UserInputError for missing, corrupt, unsafe or foreign files."""
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"checkpoint not found: {path}")
     if not zipfile.is_zipfile(path):
+        if path.suffix.lower() == ".onnx":
+            raise UserInputError(f"{path} is an ONNX model (`eeg2arm export`), not a checkpoint: give it as --onnx "
+                                 f"(infer, stream, parity), or give the .pt it was exported from")
         raise UserInputError(f"checkpoint {path} is corrupt or truncated (not a torch.save archive); retrain or "
                              f"restore it")
     try:

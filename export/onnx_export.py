@@ -25,7 +25,7 @@ import torch
 from torch.export import Dim
 
 from eeg2arm.atomic import atomic_write, check_writable
-from eeg2arm.checkpoint import load_model_from_checkpoint
+from eeg2arm.checkpoint import load_model_from_checkpoint, weights_digest
 from eeg2arm.errors import UserInputError
 from eeg2arm.ensemble import EEGEnsemble
 from eeg2arm.model import EEGModel
@@ -160,7 +160,8 @@ def export_onnx(ckpt: str | Path, out: str | Path, opset: int | None = None, ato
 
     proto = to_onnx(model, meta["example_input_shape"], opset)
     fields: dict[str, Any] = {"version": meta["version"], "example_input_shape": list(meta["example_input_shape"]),
-                              "exporter": EXPORTER, "export_id": uuid.uuid4().hex}
+                              "exporter": EXPORTER, "export_id": uuid.uuid4().hex,
+                              "weights_sha256": weights_digest(model)}
     set_metadata(proto, config, **fields)
     rows = None
     if check:

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from eeg2arm.checkpoint import load_model_from_checkpoint
+from eeg2arm.checkpoint import load_model_from_checkpoint, weights_digest
 from eeg2arm.config import EEGConfig
 from eeg2arm.data import check_windows, load_npy
 from eeg2arm.errors import UserInputError
@@ -122,6 +122,9 @@ def run_parity(ckpt: str | Path, onnx_path: str | Path, x_path: str | Path | Non
     if predictor.config != meta["config"]:
         raise UserInputError(f"{onnx_path} was exported from another model (its config differs from {ckpt}'s): "
                              f"export this checkpoint again")
+    if predictor.meta.get("weights_sha256", weights_digest(model)) != weights_digest(model):
+        raise UserInputError(f"{onnx_path} was exported from another checkpoint (its weights differ from {ckpt}'s, "
+                             f"e.g. before a calibration): export this checkpoint again")
     X = load_parity_windows(x_path, meta["config"])
     return compare(model, predictor, X, parity_lengths(meta["config"], meta["example_input_shape"][3]), atol, echo)
 

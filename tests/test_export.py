@@ -214,6 +214,33 @@ def test_parity_command_refuses_an_onnx_of_another_model(tmp_path, exported, ban
         f"export this checkpoint again"]
 
 
+def test_parity_names_an_onnx_of_another_checkpoint_of_the_same_config(tmp_path, trained, exported):
+    """The export records its weights' digest: a checkpoint of the same config with other weights (e.g. calibrated)
+    is named as another checkpoint, not reported as a failed parity."""
+    from eeg2arm.checkpoint import weights_digest
+
+    recorded = OnnxPredictor(exported[0], device="cpu").meta["weights_sha256"]
+    assert recorded == weights_digest(load_model_from_checkpoint(trained[0])[0])
+    moved = torch.load(trained[0], weights_only=True)
+    name = next(iter(moved["model_state"]))
+    moved["model_state"][name] = moved["model_state"][name] + 1e-3
+    torch.save(moved, tmp_path / "moved.pt")
+    result = CliRunner().invoke(cli, ["parity", "--ckpt", str(tmp_path / "moved.pt"), "--onnx", str(exported[0])])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"Error: {exported[0]} was exported from another checkpoint (its weights differ from {tmp_path / 'moved.pt'}'s, "
+        f"e.g. before a calibration): export this checkpoint again"]
+
+
+def test_an_onnx_model_given_as_a_checkpoint_is_named(tmp_path, exported):
+    onnx_copy = tmp_path / "model.onnx"
+    onnx_copy.write_bytes(exported[0].read_bytes())
+    result = CliRunner().invoke(cli, ["export", "--ckpt", str(onnx_copy), "--out", str(tmp_path / "again.onnx")])
+    assert result.exit_code == 2 and result.output.strip().splitlines() == [
+        f"Error: {onnx_copy} is an ONNX model (`eeg2arm export`), not a checkpoint: give it as --onnx (infer, stream, "
+        f"parity), or give the .pt it was exported from"]
+
+
 def test_export_command_writes_a_working_model(trained, tmp_path, bandpower):
     out = tmp_path / "cli.onnx"
     result = CliRunner().invoke(cli, ["export", "--ckpt", str(trained[0]), "--out", str(out), "--no-check"])
