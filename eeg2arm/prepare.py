@@ -25,9 +25,10 @@ from .atomic import atomic_folder
 from .data import data_fields, load_data_meta
 from .errors import UserInputError
 from .features import DEFAULT_BANDS, Band, frame_geometry
+from .names import channel_fix
 from .fitting import fit_spatial, recording_alignments
 from .recipe import Recipe
-from .recordings import (Recording, choose_channels, common_sfreq, open_recording, require_channels, same_rate,
+from .recordings import (Recording, choose_channels, common_sfreq, open_recording, renamed, same_rate,
                          subject_of)
 from .spatial import spatial_method
 from .trials import Span, class_mapping, cut_trials, event_names, trial_samples
@@ -79,6 +80,21 @@ def parse_event(text: str) -> tuple[str, str]:
     if not name or not cls:
         raise UserInputError(f"--event {text!r} must be NAME or NAME=CLASS (e.g. T1=left)")
     return name, cls
+
+
+def events_onto(given: tuple[tuple[str, str], ...], recipe_events: tuple[tuple[str, str], ...],
+                what: str) -> tuple[tuple[str, str], ...]:
+    """--event NAME=CLASS under --like: the files' own cue names mapped onto the recipe's classes, one or more for
+    each class, in the recipe's label order."""
+    classes = list(dict.fromkeys(cls for _, cls in recipe_events))
+    named = {cls for _, cls in given}
+    foreign, unmapped = sorted(named - set(classes)), [c for c in classes if c not in named]
+    if foreign or unmapped:
+        problem = f"{foreign[0]} is not one of them" if foreign else f"no --event maps onto {unmapped[0]}"
+        raise UserInputError(f"--event under --like maps your files' cue names onto the classes of {what} "
+                             f"({', '.join(classes)}): {problem}; give --event NAME=CLASS for each class, e.g. "
+                             f"--event left={classes[0]}")
+    return tuple(sorted(given, key=lambda event: classes.index(event[1])))
 
 
 def checked_options(opts: PrepareOptions) -> PrepareOptions:
@@ -164,8 +180,12 @@ def recipe_for(recordings: dict[Path, Recording], opts: PrepareOptions) -> Recip
     if opts.sfreq is not None and not same_rate(sfreq, opts.sfreq):
         raise UserInputError(f"the files run at {sfreq:g} Hz but the --like recipe was made at {opts.sfreq:g} Hz: "
                              f"pass --resample {opts.sfreq:g}")
-    if opts.input_channels is not None:  # --like: the training data's channels
-        require_channels(recordings, opts.input_channels, "the --like recipe needs every channel it was made from")
+    if opts.input_channels is not None:  # --like: the training data's channels, by the names it was made from
+        for path, inst in recordings.items():
+            missing = [c for c in opts.input_channels if c not in inst.ch_names]
+            if missing:
+                raise UserInputError(f"{path} lacks the --like recipe's channels {', '.join(missing[:5])}"
+                                     f"{' ...' if len(missing) > 5 else ''}: {channel_fix(missing, inst.ch_names)}")
         input_channels, channels = list(opts.input_channels), list(opts.channels)
     else:
         input_channels, channels = choose_channels(recordings, opts.channels, opts.reference, opts.montage)
@@ -203,8 +223,9 @@ class Prepared:
 
 
 def prepare(paths: Iterable[str | Path], out: str | Path, opts: PrepareOptions = PrepareOptions(),
-            progress: bool | None = None) -> dict[str, Any]:
-    """Read EEG files (in sorted path order), cut labelled trials, compute the recipe's features and write `out`/.
+            progress: bool | None = None, renames: dict[str, str] | None = None) -> dict[str, Any]:
+    """Read EEG files (in sorted path order), their channels renamed by `renames` ({file's name: the recipe's}), cut
+    labelled trials, compute the recipe's features and write `out`/.
 
     Writes X.npy float32 (N, C, F, T), y.npy int64 (N,), groups.npy int64 (N,) (see the module docstring) and
     meta.json; returns the meta dict. `progress=None` shows the bar on a terminal only.
@@ -216,6 +237,7 @@ def prepare(paths: Iterable[str | Path], out: str | Path, opts: PrepareOptions =
         raise UserInputError("no input files: give one or more EEG files to prepare")
     opts = checked_options(opts)
     recordings = {path: open_recording(path, opts.resample) for path in paths}
+    renamed(recordings, renames or {})
     prepared = prepare_recordings(recordings, opts, progress=progress)
     sources = [{"path": str(p), "sha256": sha256(p), "subject": subject_of(p, inst)} for p, inst in recordings.items()]
     meta = {"eeg2arm_version": version("eeg2arm"), "source_files": sources} | prepared.meta

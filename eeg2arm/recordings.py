@@ -60,6 +60,22 @@ def open_recording(path: Path, resample: float | None) -> Recording:
     return resampled(inst, resample)
 
 
+def renamed(recordings: dict[Path, Recording], renames: dict[str, str]) -> None:
+    """Rename channels in place (`prepare --rename OLD=NEW`: a file's own name, the recipe's), each file the ones it
+    has; warn of an OLD no file has (a typo)."""
+    unknown = [old for old in renames if not any(old in inst.ch_names for inst in recordings.values())]
+    if unknown:
+        log.warning("no file has a channel %s to rename: --rename OLD=NEW takes the file's own name as OLD",
+                    ", ".join(unknown[:6]) + (" ..." if len(unknown) > 6 else ""))
+    for path, inst in recordings.items():
+        mapping = {old: new for old, new in renames.items() if old in inst.ch_names and old != new}
+        try:
+            inst.rename_channels(mapping, verbose="error")
+        except ValueError as e:  # e.g. NEW is already a channel of the file
+            raise UserInputError(f"cannot rename the channels of {path} ({str(e).splitlines()[0][:150]}): give "
+                                 f"--rename OLD=NEW with NEW a name the file does not have") from None
+
+
 def resampled(inst: Recording, rate: float | None) -> Recording:
     """The recording at `rate` Hz (MNE's resample, in place), or as it is when rate is None or its own."""
     if rate is not None and not same_rate(inst.info["sfreq"], rate):

@@ -75,7 +75,8 @@ def class_mapping(events: tuple[tuple[str, str], ...], found: set[str]) -> tuple
     missing = [n for n in names if n not in found]
     if len(missing) == len(names):
         raise UserInputError(f"no matching events: --event {', '.join(names) or '(every name)'} matches no annotation "
-                             f"or event in the files (found: {', '.join(sorted(found)) or 'none'})")
+                             f"or event in the files (found: {', '.join(sorted(found)) or 'none'}): give --event with "
+                             f"the files' names (NAME=CLASS maps one onto a class)")
     if missing:  # e.g. a held-out file of one class, prepared with the training set's full label order
         log.warning("--event %s matches no annotation or event in the files", ", ".join(missing))
     classes = list(dict.fromkeys(cls for _, cls in events))

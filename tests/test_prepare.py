@@ -378,24 +378,54 @@ def test_like_prepares_new_files_as_the_training_data(raw_dir, tmp_path):
     assert new["classes"] == ["right", "left"] and new["group_names"] == ["S001"]
 
 
+def test_like_takes_a_session_with_its_own_cue_names_and_channel_spellings(raw_dir, tmp_path):
+    """A recording whose cues are called left/right and whose channels are spelled C3/CZ/C4, prepared --like a
+    recipe of T1/T2 and C3../Cz../C4.. with --event NAME=CLASS and --rename: the same trials as the recording itself."""
+    r04, r08 = sorted(raw_dir.glob("eegmmidb/S001/*.edf"))[:2]
+    flags = ["--event", "T2=right", "--event", "T1=left", "--tmin", "0", "--tmax", "4", "--channels", "C3..,Cz..,C4..",
+             "--bands", "mu:8-13,beta:13-30"]
+    assert run_prepare([r04], tmp_path / "train", *flags).exit_code == 0
+    like = ["--like", str(tmp_path / "train" / "meta.json")]
+    assert run_prepare([r08], tmp_path / "same", *like).exit_code == 0
+    raw = mne.io.read_raw(r08, preload=True, verbose="error")
+    raw.annotations.rename({"T1": "cue_left", "T2": "cue_right"})
+    raw.rename_channels(lambda name: name.strip(".").upper())
+    raw.save(tmp_path / "session_raw.fif", fmt="double", verbose="error")
+    (tmp_path / "map.txt").write_text("C3 C3..\nCZ Cz..\nC4 C4..\n")
+    result = run_prepare([tmp_path / "session_raw.fif"], tmp_path / "session", *like, "--event", "cue_left=left",
+                         "--event", "cue_right=right", "--rename-file", str(tmp_path / "map.txt"))
+    assert result.exit_code == 0, result.output
+    for name in ("X.npy", "y.npy"):
+        np.testing.assert_array_equal(np.load(tmp_path / "session" / name), np.load(tmp_path / "same" / name))
+    session = json.loads((tmp_path / "session" / "meta.json").read_text())
+    assert session["classes"] == ["right", "left"] and session["events"] == {"cue_right": "right", "cue_left": "left"}
+
+
 def like_mismatches(raw_dir: Path, tmp: Path) -> dict[str, tuple[list, list[str], str]]:
     """name: (files, options besides --like, a phrase of the one-line error)."""
     mmi = sorted(raw_dir.glob("eegmmidb/S002/*.edf"))
     raw = mne.io.read_raw(mmi[0], preload=True, verbose="error")
     raw.copy().drop_channels(["C4.."]).export(tmp / "no_c4.edf", verbose="error")
     raw.copy().resample(128, verbose="error").export(tmp / "at_128.edf", verbose="error")
+    raw.copy().rename_channels(lambda name: name.strip(".").upper()).save(tmp / "spelled_raw.fif", verbose="error")
     return {
-        "missing channel": ([tmp / "no_c4.edf"], [], "has no channel C4..: the --like recipe needs every channel"),
+        "missing channel": ([tmp / "no_c4.edf"], [], "lacks the --like recipe's channels C4..: its channels are Fc5., "),
+        "spelled otherwise": ([tmp / "spelled_raw.fif"], [], "lacks the --like recipe's channels Fc5., Fc3., Fc1., "
+                              "Fcz., Fc2. ...: map them with --rename FC5=Fc5. --rename FC3=Fc3. --rename FC1=Fc1. "
+                              "--rename FCZ=Fcz. ... (or a --rename-file"),
         "other rate": ([tmp / "at_128.edf"], [], "run at 128 Hz but the --like recipe was made at 160 Hz: pass "
                                                  "--resample 160"),
         "other --resample": (mmi, ["--resample", "100"], "--resample 100 differs from the 160 Hz"),
-        "recipe flag": (mmi, ["--tmin", "0", "--features", "slow", "--event", "T1"], "drop --event, --tmin, --features"),
+        "recipe flag": (mmi, ["--tmin", "0", "--features", "slow", "--event", "T1"], "drop --tmin, --features"),
+        "a class unmapped": (mmi, ["--event", "T1"], "onto the classes of --like "),
+        "a class foreign": (mmi, ["--event", "T1", "--event", "T2=right"], "right is not one of them; give --event "
+                                                                          "NAME=CLASS for each class"),
         "not prepare's meta": (mmi, ["--like", str(raw_dir.parent / "bandpower" / "meta.json")], "lacks"),
     }
 
 
-@pytest.mark.parametrize("case", ["missing channel", "other rate", "other --resample", "recipe flag",
-                                  "not prepare's meta"])
+@pytest.mark.parametrize("case", ["missing channel", "spelled otherwise", "other rate", "other --resample",
+                                  "recipe flag", "a class unmapped", "a class foreign", "not prepare's meta"])
 def test_like_refuses_files_that_cannot_match(case, raw_dir, tmp_path):
     result = run_prepare(sorted(raw_dir.glob("eegmmidb/S001/*.edf"))[:1], tmp_path / "train", "--event", "T1",
                          "--event", "T2", "--tmax", "4", "--reference", "average")

@@ -1,6 +1,7 @@
 """`eeg2arm prepare`: EEG recordings in, feature arrays out; `eeg2arm recipes`: the named recipes."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,8 @@ RECIPE_FLAGS = ("events", "tmin", "tmax", "window", "bands", "frame_window", "fr
               help="Output folder for X.npy, y.npy, groups.npy, meta.json (must not exist yet)")
 @click.option("--like", "like", type=FILE, default=None,
               help="meta.json of earlier prepared data: apply its recipe (channels, reference, features, frames, "
-                   "events, span) to these files; only --resample and --group-by may be given with it")
+                   "events, span) to these files; only --resample, --group-by and --event (your cue names onto "
+                   "its classes: --event left=left_fist) may be given with it")
 @click.option("--recipe", "recipe_name", default=None,
               help="A named recipe (`eeg2arm recipes` lists them): its arguments are this run's defaults, and the "
                    "flags given here override them (e.g. --event with the names of your cues)")
@@ -68,6 +70,11 @@ RECIPE_FLAGS = ("events", "tmin", "tmax", "window", "bands", "frame_window", "fr
                    "channels, equal in all files (with --reference or --montage: those all files have), less the "
                    "--reference channels]")
 @click.option("--resample", type=float, default=None, help="Resample every file to this rate (Hz) first")
+@click.option("--rename", "renames", multiple=True,
+              help="OLD=NEW: the files' channel OLD is the recipe's NEW (another amplifier's spelling, e.g. "
+                   "C3=C3..); repeat it; allowed with --like")
+@click.option("--rename-file", type=FILE, default=None,
+              help="Channel renames from a file: a JSON object {\"OLD\": \"NEW\"} or lines 'OLD NEW'")
 @click.option("--group-by", type=click.Choice(["recording", "subject"]), default=None,
               help="groups.npy: one group per file, or per subject (subject_info's his_id, else the file's folder "
                    "name)  [default: recording, or the --like data's]")
@@ -79,10 +86,11 @@ def prepare(ctx, raw, out, **_) -> None:
     Each trial goes through one recipe: re-reference (--reference), causal filters (--bandpass, and the low-pass
     of slow), then per-frame features (--features). meta.json records it; `prepare --like` and `stream` reuse it.
     """
+    from ..names import parse_renames
     from ..prepare import prepare as run_prepare
 
     opts = options_of(ctx)
-    meta = run_prepare(raw, out, opts)
+    meta = run_prepare(raw, out, opts, renames=parse_renames(ctx.params["renames"], ctx.params["rename_file"]))
     counts = ", ".join(f"{name} {n}" for name, n in meta["class_counts"].items())
     learned = "".join([f"; {meta['spatial']} filters fitted" if meta.get("spatial") and opts.csp_filters is None
                        else "", f"; {len(meta['alignment']['recordings'])} recording(s) aligned" if "alignment" in meta
@@ -98,17 +106,21 @@ def given(ctx: click.Context) -> set[str]:
 def options_of(ctx: click.Context) -> PrepareOptions:
     """The options a parsed `prepare` command line says: --like's recipe, or the recipe flags over --recipe's."""
     from ..features import DEFAULT_BANDS, parse_bands
-    from ..prepare import PrepareOptions, options_like, parse_event
+    from ..prepare import PrepareOptions, events_onto, options_like, parse_event
     from ..recipe import parse_bandpass, parse_features, parse_reference
     from ..spatial import parse_spatial
 
     p = ctx.params
     if p["like"] is not None:
         flags = {param.name: param.opts[0] for param in ctx.command.params}  # "events" is --event
-        clash = [flags[name] for name in (*RECIPE_FLAGS, "recipe_name") if name in given(ctx)]
+        clash = [flags[name] for name in (*RECIPE_FLAGS, "recipe_name") if name in given(ctx) and name != "events"]
         if clash:
             raise UserInputError(f"--like takes the recipe from {p['like']}: drop {', '.join(clash)}")
-        return options_like(p["like"], p["resample"], p["group_by"])
+        opts = options_like(p["like"], p["resample"], p["group_by"])
+        if not p["events"]:
+            return opts
+        events = events_onto(tuple(parse_event(e) for e in p["events"]), opts.events, f"--like {p['like']}")
+        return dataclasses.replace(opts, events=events)
     p = with_named_recipe(ctx)
     channels = p["channels"]
     if channels is not None:

@@ -27,7 +27,7 @@ import numpy as np
 from ..config import EEGConfig
 from ..errors import UserInputError
 from ..recordings import open_recording, same_rate
-from .names import pick_channels
+from ..names import pick_channels
 from .units import StreamUnits
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def check_rate(sfreq: float, config: EEGConfig, source: str) -> None:
 def recording_chunks(path: str | Path, config: EEGConfig, chunk_s: float = 0.0625, realtime: bool = True,
                      renames: dict[str, str] | None = None) -> Iterator[Chunk]:
     """Replay a continuous recording (any file `eeg2arm prepare` reads) in chunks of chunk_s seconds, read from the
-    file READ_S seconds at a time; its channels picked by the model's names after `renames` (eeg2arm.realtime.names).
+    file READ_S seconds at a time; its channels picked by the model's names after `renames` (eeg2arm.names).
 
     With `realtime` each chunk is released when its last sample would have been recorded.
     """

@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from ..errors import UserInputError
+from .errors import UserInputError
 
 log = logging.getLogger("eeg2arm")
 
@@ -47,16 +47,20 @@ def pick_channels(available: list[str], wanted: tuple[str, ...], source: str,
     missing = [c for c in wanted if c not in renamed]
     if not missing:
         return [renamed.index(c) for c in wanted]
+    listed = f"{', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}"
+    raise UserInputError(f"{source} lacks the model's channels {listed}: {channel_fix(missing, renamed)}")
+
+
+def channel_fix(missing: list[str], names: list[str]) -> str:
+    """How to give the `missing` channels from a source's `names`: the --rename each seems to be spelled as, or its
+    names and the options to map them."""
     def loose(name: str) -> str:  # what spellings of one electrode share: C3.., c3, EEG C3
         return name.strip(" .").lower().removeprefix("eeg").strip(" -_")
 
-    spelled = {loose(name): name for name in renamed}
+    spelled = {loose(name): name for name in names}
     guesses = {c: spelled[loose(c)] for c in missing if loose(c) in spelled}
-    listed = f"{', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}"
     if guesses:
-        fix = "map them with " + " ".join(f"--rename {old}={new}" for new, old in list(guesses.items())[:4]) + \
+        return "map them with " + " ".join(f"--rename {old}={new}" for new, old in list(guesses.items())[:4]) + \
             (" ..." if len(guesses) > 4 else "") + " (or a --rename-file of OLD NEW lines)"
-    else:
-        fix = (f"its channels are {', '.join(available[:6])}{' ...' if len(available) > 6 else ''}: map them with "
-               f"--rename OLD=NEW or a --rename-file of OLD NEW lines, or stream the montage the model was trained on")
-    raise UserInputError(f"{source} lacks the model's channels {listed}: {fix}")
+    return (f"its channels are {', '.join(names[:6])}{' ...' if len(names) > 6 else ''}: map them with --rename "
+            f"OLD=NEW or a --rename-file of OLD NEW lines, or use the montage the model was trained on")
