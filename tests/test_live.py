@@ -125,6 +125,28 @@ def test_stream_a_recording_with_checkpoint_and_onnx_alike(eyes_files, eyes_ckpt
     assert 0 < held < 1 and held_of(outputs["ckpt"]) == float(f"{held:.2f}") == held_of(outputs["onnx"])
 
 
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_end_a_stream_with_its_summary_and_whole_lines(eyes_files, eyes_ckpt, tmp_path, sig):
+    """A real process and a real signal, as a service manager stops it or its terminal closes: the summary is
+    printed, exit 0, and the decision file holds whole JSON lines, one per decision counted."""
+    jsonl = tmp_path / "d.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "eeg2arm", "stream", "--raw", str(eyes_files["EC"]), "--ckpt",
+                             str(eyes_ckpt), "--out-jsonl", str(jsonl), "--device", "cpu"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))  # even under nohup
+    deadline = time.monotonic() + 60
+    while not (jsonl.is_file() and jsonl.stat().st_size):  # deciding, at the recording's own pace
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(getattr(signal, sig))
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert f"stopped by {sig}" in stdout
+    decisions = summary_of(stdout)[1]
+    assert 0 < decisions < 200 and [json.loads(line)["index"] for line in jsonl.read_text().splitlines()] == \
+        list(range(decisions))
+
+
 def test_stream_from_a_live_lsl_stream(raw_dir, mmi_ckpt):
     """PlayerLSL replays S001R04.edf as a live LSL stream; we receive it, check it is the file's signal, and decode."""
     from mne_lsl.player import PlayerLSL

@@ -63,8 +63,8 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
            min_frames, out_lsl, out_jsonl, renames, rename_file, align_from, align_seconds, view, view_port,
            view_host, device) -> None:
     """Decode raw EEG frame by frame: print each change of the smoothed decision, then a summary."""
-    from ..realtime.live import StreamSummary, open_decoder, open_features, run_stream
     from ..names import parse_renames
+    from ..realtime.live import StreamSummary, open_decoder, open_features, run_stream
     from ..realtime.outlet import open_sinks
     from ..realtime.smoothing import Hysteresis
     from ..realtime.sources import lsl_chunks, recording_chunks

@@ -18,6 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..atomic import Terminated, terminate_raises
 from ..config import EEGConfig
 from ..errors import UserInputError
 from .gaps import GapBridge
@@ -44,7 +45,7 @@ class StreamSummary:
     held: int = 0  # decisions that held a class (not undecided): their share says whether --enter suits the model
     gaps: int = 0  # gaps too long to bridge: the filters and the decoder started again after each
     latencies_ms: list[float] = field(default_factory=list)  # chunk in -> its decisions out
-    interrupted: bool = False  # stopped by Ctrl-C
+    interrupted: bool = False  # stopped by Ctrl-C, SIGTERM or SIGHUP
     bad: BadTime = field(default_factory=BadTime)  # how long each channel was bad
     sfreq: float = 1.0
     align_s: float = 0.0  # s of signal the subject's alignment is estimated from (0: none estimated)
@@ -253,17 +254,21 @@ def run_stream(chunks: Iterable[Chunk], decoder: Decoder, echo: Callable[[str], 
     summary = summary or StreamSummary()
     run = StreamRun(decoder, online or OnlineFeatures.for_model(decoder.config), echo, list(sinks), summary)
     try:
-        for chunk in chunks:
-            arrived, sent = time.perf_counter(), summary.decisions
-            for piece in run.bridge.push(chunk):
-                run.push(piece)
-            if summary.decisions > sent:  # chunk in -> its decisions out
-                summary.latencies_ms.append((time.perf_counter() - arrived) * 1e3)
-            if duration is not None and summary.feature_frames * decoder.config.frame_step >= duration:
-                break
+        with terminate_raises():  # a service manager's SIGTERM (or a closed terminal) ends it as Ctrl-C does
+            for chunk in chunks:
+                arrived, sent = time.perf_counter(), summary.decisions
+                for piece in run.bridge.push(chunk):
+                    run.push(piece)
+                if summary.decisions > sent:  # chunk in -> its decisions out
+                    summary.latencies_ms.append((time.perf_counter() - arrived) * 1e3)
+                if duration is not None and summary.feature_frames * decoder.config.frame_step >= duration:
+                    break
     except KeyboardInterrupt:  # the way a live stream is stopped: still print the summary
         summary.interrupted = True
         echo("interrupted")
+    except Terminated as stop:
+        summary.interrupted = True
+        echo(f"stopped by {stop.signame}")
     return summary
 
 
