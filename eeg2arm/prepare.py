@@ -278,6 +278,8 @@ def prepare_recordings(recordings: dict[Path, Recording], opts: PrepareOptions, 
         sources += [[str(path), round(float(t), 6)] for t in trials.onsets]
     if not y:
         hint = "use --tmin/--tmax for events shorter than --window" if opts.tmax is None else "check --tmin/--tmax"
+        if opts.input_channels is not None:  # --like: the span is the recipe's
+            hint = "give recordings whose cues lie a whole trial inside the data (the --like recipe's span)"
         raise UserInputError(f"no trials: the events lie outside the data or are shorter than the span: {hint}")
     counts = np.bincount(np.concatenate(y), minlength=len(classes))
     if not counts.all():

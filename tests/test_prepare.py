@@ -441,6 +441,20 @@ def test_like_refuses_files_that_cannot_match(case, raw_dir, tmp_path):
     assert list(parent.iterdir()) == []
 
 
+def test_like_on_a_recording_without_a_whole_trial_names_the_span_it_needs(raw_dir, tmp_path):
+    """The span is the --like recipe's, so the error does not send the user to --tmin/--tmax (which --like refuses);
+    the warnings of the trials dropped come before it."""
+    first = sorted(raw_dir.glob("eegmmidb/S001/*.edf"))[0]
+    assert run_prepare([first], tmp_path / "train", "--event", "T1", "--event", "T2", "--tmax", "4").exit_code == 0
+    raw = mne.io.read_raw(first, preload=True, verbose="error")
+    raw.crop(0, 6).export(tmp_path / "short.edf", verbose="error")  # its first cue, not the 4 s after it
+    result = run_prepare([tmp_path / "short.edf"], tmp_path / "out", "--like", tmp_path / "train" / "meta.json")
+    assert result.exit_code == 2 and not (tmp_path / "out").exists()
+    errors = [line for line in result.output.splitlines() if not line.startswith("WARNING: ")]
+    assert errors == ["Error: no trials: the events lie outside the data or are shorter than the span: give "
+                      "recordings whose cues lie a whole trial inside the data (the --like recipe's span)"]
+
+
 def test_one_rate_comparison_for_files_streams_and_flags():
     """FIF keeps a rate as float32: 1000/3 Hz read back from a file is the rate a flag or stream gives as a double."""
     from eeg2arm.recordings import same_rate
