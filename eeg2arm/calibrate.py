@@ -84,9 +84,12 @@ def first_trials(X: np.ndarray, y: np.ndarray, trials: int | None) -> tuple[np.n
     """The first `trials` windows and labels (`calibrate --trials`; None: all of them)."""
     if trials is None:
         return X, y
-    if trials > min(len(X), len(y)):
-        raise UserInputError(f"--trials {trials}: X.npy holds {len(X)} trials and y.npy {len(y)}: give at most "
-                             f"{min(len(X), len(y))}, or leave --trials out to use them all")
+    if X.ndim == 0 or y.ndim != 1 or len(X) != len(y):
+        raise UserInputError(f"X.npy has shape {X.shape} and y.npy {y.shape}: give one label per trial, (N, C, F, T) "
+                             f"and (N,)")
+    if trials > len(X):
+        raise UserInputError(f"--trials {trials}: X.npy holds {len(X)} trials: give at most {len(X)}, or leave "
+                             f"--trials out to use them all")
     return X[:trials], y[:trials]
 
 

@@ -122,7 +122,7 @@ def checked_meta(x_path: str | Path, meta_path: str | Path | None = None) -> Pat
     if meta_path is None:
         log.warning("no meta.json beside %s: the data's recipe is not checked against the model's (give --meta, or "
                     "keep X.npy in the folder prepare wrote)", Path(x_path).name)
-    return meta_path and Path(meta_path)
+    return Path(meta_path) if meta_path else None
 
 
 def data_fields(meta: dict[str, Any]) -> dict[str, Any]:

@@ -115,7 +115,8 @@ class Decoder(ClassifierMixin, BaseEstimator):
         with tempfile.TemporaryDirectory(prefix="eeg2arm-decoder-") as tmp:
             save = Path(tmp) / "model.pt"
             groups = prepared.groups if by_group and train_opts.validates else None  # the split's groups
-            train(prepared.X, prepared.y, config, save, train_opts, groups=groups, echo=log.info, progress=False, **extra)
+            train(prepared.X, prepared.y, config, save, train_opts, groups=groups, echo=log.info, progress=False,
+                  **extra)
             from .checkpoint import load_model_from_checkpoint, read_checkpoint
 
             self.checkpoint_ = read_checkpoint(save)

@@ -144,12 +144,12 @@ def evaluate(ckpt: str | Path, X: np.ndarray, y: np.ndarray, report: str | Path 
     With `groups` (N,), metrics["groups"] holds the accuracy per group (see group_metrics)."""
     model, meta = load_model_from_checkpoint(ckpt)  # on CPU until every input is checked
     config = meta["config"]
-    X = check_windows(X, config)  # the shapes first: a meta.json cannot even describe windows of another C or F
+    if data_meta:  # first: data of another recipe are named as such, not by the shapes or labels they give
+        check_data_meta(config, data_meta)
+    X = check_windows(X, config)
     y = check_labels(y, len(X), config.n_classes, training=False)
     if groups is not None:
         groups = check_groups(groups, len(X))
-    if data_meta:
-        check_data_meta(config, data_meta)
     y_pred = predict_logits(model.to(resolve_device(device)), X).argmax(axis=-1)
     names = config.labels
     metrics = classification_metrics(y, y_pred, names)

@@ -25,11 +25,10 @@ from .atomic import atomic_folder
 from .data import data_fields, load_data_meta
 from .errors import UserInputError
 from .features import DEFAULT_BANDS, Band, frame_geometry
-from .names import channel_fix
 from .fitting import fit_spatial, recording_alignments
 from .recipe import Recipe
-from .recordings import (Recording, choose_channels, common_sfreq, open_recording, renamed, same_rate,
-                         subject_of)
+from .recordings import (Recording, choose_channels, common_sfreq, open_recording, renamed, require_channels,
+                         same_rate, subject_of)
 from .spatial import spatial_method
 from .trials import Span, class_mapping, cut_trials, event_names, trial_samples
 
@@ -181,11 +180,7 @@ def recipe_for(recordings: dict[Path, Recording], opts: PrepareOptions) -> Recip
         raise UserInputError(f"the files run at {sfreq:g} Hz but the --like recipe was made at {opts.sfreq:g} Hz: "
                              f"pass --resample {opts.sfreq:g}")
     if opts.input_channels is not None:  # --like: the training data's channels, by the names it was made from
-        for path, inst in recordings.items():
-            missing = [c for c in opts.input_channels if c not in inst.ch_names]
-            if missing:
-                raise UserInputError(f"{path} lacks the --like recipe's channels {', '.join(missing[:5])}"
-                                     f"{' ...' if len(missing) > 5 else ''}: {channel_fix(missing, inst.ch_names)}")
+        require_channels(recordings, opts.input_channels)
         input_channels, channels = list(opts.input_channels), list(opts.channels)
     else:
         input_channels, channels = choose_channels(recordings, opts.channels, opts.reference, opts.montage)
@@ -237,10 +232,12 @@ def prepare(paths: Iterable[str | Path], out: str | Path, opts: PrepareOptions =
         raise UserInputError("no input files: give one or more EEG files to prepare")
     opts = checked_options(opts)
     recordings = {path: open_recording(path, opts.resample) for path in paths}
-    renamed(recordings, renames or {})
+    taken = renamed(recordings, renames or {})
     prepared = prepare_recordings(recordings, opts, progress=progress)
     sources = [{"path": str(p), "sha256": sha256(p), "subject": subject_of(p, inst)} for p, inst in recordings.items()]
     meta = {"eeg2arm_version": version("eeg2arm"), "source_files": sources} | prepared.meta
+    if taken:  # the files' own names of the channels meta.json names (prepare --rename)
+        meta["channel_renames"] = taken
     write_folder(out, {"X": prepared.X, "y": prepared.y, "groups": prepared.groups}, meta)
     return meta
 

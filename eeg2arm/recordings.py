@@ -16,6 +16,7 @@ import mne
 
 from .bids import bids_path_of, read_bids
 from .errors import UserInputError
+from .names import channel_fix
 from .recipe import montage_names, reference_channels
 
 EPOCHS_SUFFIXES = ("-epo.fif", "_epo.fif", "-epo.fif.gz", "_epo.fif.gz")
@@ -60,10 +61,11 @@ def open_recording(path: Path, resample: float | None) -> Recording:
     return resampled(inst, resample)
 
 
-def renamed(recordings: dict[Path, Recording], renames: dict[str, str]) -> None:
+def renamed(recordings: dict[Path, Recording], renames: dict[str, str]) -> dict[str, str]:
     """Rename channels in place (`prepare --rename OLD=NEW`: a file's own name, the recipe's), each file the ones it
-    has; warn of an OLD no file has (a typo)."""
+    has; warn of an OLD no file has (a typo). Returns the renames some file took."""
     unknown = [old for old in renames if not any(old in inst.ch_names for inst in recordings.values())]
+    taken = {old: new for old, new in renames.items() if old not in unknown}
     if unknown:
         log.warning("no file has a channel %s to rename: --rename OLD=NEW takes the file's own name as OLD",
                     ", ".join(unknown[:6]) + (" ..." if len(unknown) > 6 else ""))
@@ -72,8 +74,9 @@ def renamed(recordings: dict[Path, Recording], renames: dict[str, str]) -> None:
         try:
             inst.rename_channels(mapping, verbose="error")
         except ValueError as e:  # e.g. NEW is already a channel of the file
-            raise UserInputError(f"cannot rename the channels of {path} ({str(e).splitlines()[0][:150]}): give "
-                                 f"--rename OLD=NEW with NEW a name the file does not have") from None
+            raise UserInputError(f"cannot rename the channels of {path} ({str(e).splitlines()[0][:150]}): give each "
+                                 f"NEW once, and none the file already has") from None
+    return taken
 
 
 def resampled(inst: Recording, rate: float | None) -> Recording:
@@ -96,13 +99,14 @@ def eeg_channels(inst: Recording) -> list[str]:
     return [inst.ch_names[i] for i in mne.pick_types(inst.info, eeg=True, exclude="bads")]
 
 
-def require_channels(recordings: dict[Path, Recording], channels: tuple[str, ...], why: str) -> None:
-    """Refuse a file that lacks one of `channels` (by its own names); `why` says what to do about it."""
+def require_channels(recordings: dict[Path, Recording], channels: tuple[str, ...], why: str | None = None) -> None:
+    """Refuse a file that lacks one of `channels` (by its own names); `why` says what to do about it (default: the
+    --rename its names suggest)."""
     for path, inst in recordings.items():
         lacking = [ch for ch in channels if ch not in inst.ch_names]
         if lacking:
             raise UserInputError(f"{path} has no channel {', '.join(lacking[:5])}{' ...' if len(lacking) > 5 else ''}"
-                                 f": {why}")
+                                 f": {why or channel_fix(lacking, inst.ch_names)}")
 
 
 def pick_channels(recordings: dict[Path, Recording], channels: tuple[str, ...] | None) -> list[str]:

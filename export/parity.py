@@ -122,7 +122,8 @@ def run_parity(ckpt: str | Path, onnx_path: str | Path, x_path: str | Path | Non
     if predictor.config != meta["config"]:
         raise UserInputError(f"{onnx_path} was exported from another model (its config differs from {ckpt}'s): "
                              f"export this checkpoint again")
-    if predictor.meta.get("weights_sha256", weights_digest(model)) != weights_digest(model):
+    digest = weights_digest(model)
+    if predictor.meta.get("weights_sha256", digest) != digest:
         raise UserInputError(f"{onnx_path} was exported from another checkpoint (its weights differ from {ckpt}'s, "
                              f"e.g. before a calibration): export this checkpoint again")
     X = load_parity_windows(x_path, meta["config"])

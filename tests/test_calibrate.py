@@ -200,6 +200,9 @@ def test_calibrate_takes_the_first_trials_and_never_overwrites_its_prior(fitted,
     np.testing.assert_array_equal(log_odds(tmp_path / "ten.pt", X_OK), log_odds(tmp_path / "sliced.pt", X_OK))
     assert_clean_error(run("calibrate", "--ckpt", ckpt, *data, "--trials", len(NEW) + 1, "--save", tmp_path / "x.pt"),
                        f"--trials {len(NEW) + 1}: X.npy holds {len(NEW)} trials", tmp_path / "x.pt")
+    assert_clean_error(run("calibrate", "--ckpt", ckpt, data[0], data[1], "--y", save_npy(tmp_path, "y_short.npy",
+                           Y_OK[NEW[:-1]]), "--trials", 5, "--save", tmp_path / "x.pt"), "give one label per trial",
+                       tmp_path / "x.pt")
     kept = ckpt.read_bytes()
     assert_clean_error(run("calibrate", "--ckpt", ckpt, *data, "--save", ckpt),
                        "calibrating would overwrite the model it starts from")

@@ -239,3 +239,24 @@ def test_evaluate_bad_input(grouped_ckpt, mmi, tmp_path):
     (other / "meta.json").write_text(json.dumps({**meta, "channels": meta["channels"][::-1]}))
     assert "trained on" in one_line_error(invoke("evaluate", "--ckpt", grouped_ckpt, "--x", other / "X.npy",
                                                  "--y", other / "y.npy"))
+    # windows of a three-class recipe: named by their classes, not by the labels or sizes they give
+    three = tmp_path / "three"
+    shutil.copytree(mmi, three)
+    (three / "meta.json").write_text(json.dumps({**meta, "classes": ["rest", *MMI_CLASSES]}))
+    np.save(three / "y.npy", np.load(mmi / "y.npy") + 1)
+    assert f"class_names=('rest', '{MMI_CLASSES[0]}', '{MMI_CLASSES[1]}') but the model was trained on" in \
+        one_line_error(invoke("evaluate", "--ckpt", grouped_ckpt, "--x", three / "X.npy", "--y", three / "y.npy"))
+
+
+def test_evaluate_checks_a_meta_json_given_or_warns_that_none_is(grouped_ckpt, mmi, tmp_path, caplog):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("X.npy", "y.npy"):
+        shutil.copy(mmi / name, bare / name)
+    with caplog.at_level("WARNING", logger="eeg2arm"):
+        assert invoke("evaluate", "--ckpt", grouped_ckpt, "--x", bare / "X.npy", "--y", bare / "y.npy").exit_code == 0
+    assert "no meta.json beside X.npy: the data's recipe is not checked" in caplog.text
+    meta = json.loads((mmi / "meta.json").read_text())
+    (tmp_path / "other.json").write_text(json.dumps({**meta, "channels": meta["channels"][::-1]}))
+    assert "trained on" in one_line_error(invoke("evaluate", "--ckpt", grouped_ckpt, "--x", bare / "X.npy", "--y",
+                                                 bare / "y.npy", "--meta", tmp_path / "other.json"))

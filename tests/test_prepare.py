@@ -393,12 +393,14 @@ def test_like_takes_a_session_with_its_own_cue_names_and_channel_spellings(raw_d
     raw.save(tmp_path / "session_raw.fif", fmt="double", verbose="error")
     (tmp_path / "map.txt").write_text("C3 C3..\nCZ Cz..\nC4 C4..\n")
     result = run_prepare([tmp_path / "session_raw.fif"], tmp_path / "session", *like, "--event", "cue_left=left",
-                         "--event", "cue_right=right", "--rename-file", str(tmp_path / "map.txt"))
+                         "--event", "cue_right=right", "--rename-file", str(tmp_path / "map.txt"), "--rename", "XX=YY")
     assert result.exit_code == 0, result.output
+    assert "no file has a channel XX to rename" in result.output
     for name in ("X.npy", "y.npy"):
         np.testing.assert_array_equal(np.load(tmp_path / "session" / name), np.load(tmp_path / "same" / name))
     session = json.loads((tmp_path / "session" / "meta.json").read_text())
     assert session["classes"] == ["right", "left"] and session["events"] == {"cue_right": "right", "cue_left": "left"}
+    assert session["channel_renames"] == {"C3": "C3..", "CZ": "Cz..", "C4": "C4.."}
 
 
 def like_mismatches(raw_dir: Path, tmp: Path) -> dict[str, tuple[list, list[str], str]]:
@@ -409,8 +411,8 @@ def like_mismatches(raw_dir: Path, tmp: Path) -> dict[str, tuple[list, list[str]
     raw.copy().resample(128, verbose="error").export(tmp / "at_128.edf", verbose="error")
     raw.copy().rename_channels(lambda name: name.strip(".").upper()).save(tmp / "spelled_raw.fif", verbose="error")
     return {
-        "missing channel": ([tmp / "no_c4.edf"], [], "lacks the --like recipe's channels C4..: its channels are Fc5., "),
-        "spelled otherwise": ([tmp / "spelled_raw.fif"], [], "lacks the --like recipe's channels Fc5., Fc3., Fc1., "
+        "missing channel": ([tmp / "no_c4.edf"], [], "has no channel C4..: its channels are Fc5., "),
+        "spelled otherwise": ([tmp / "spelled_raw.fif"], [], "has no channel Fc5., Fc3., Fc1., "
                               "Fcz., Fc2. ...: map them with --rename FC5=Fc5. --rename FC3=Fc3. --rename FC1=Fc1. "
                               "--rename FCZ=Fcz. ... (or a --rename-file"),
         "other rate": ([tmp / "at_128.edf"], [], "run at 128 Hz but the --like recipe was made at 160 Hz: pass "
@@ -418,6 +420,7 @@ def like_mismatches(raw_dir: Path, tmp: Path) -> dict[str, tuple[list, list[str]
         "other --resample": (mmi, ["--resample", "100"], "--resample 100 differs from the 160 Hz"),
         "recipe flag": (mmi, ["--tmin", "0", "--features", "slow", "--event", "T1"], "drop --tmin, --features"),
         "a class unmapped": (mmi, ["--event", "T1"], "onto the classes of --like "),
+        "renames collide": (mmi, ["--rename", "C3..=C4.."], "cannot rename the channels of"),
         "a class foreign": (mmi, ["--event", "T1", "--event", "T2=right"], "right is not one of them; give --event "
                                                                           "NAME=CLASS for each class"),
         "not prepare's meta": (mmi, ["--like", str(raw_dir.parent / "bandpower" / "meta.json")], "lacks"),
@@ -425,7 +428,8 @@ def like_mismatches(raw_dir: Path, tmp: Path) -> dict[str, tuple[list, list[str]
 
 
 @pytest.mark.parametrize("case", ["missing channel", "spelled otherwise", "other rate", "other --resample",
-                                  "recipe flag", "a class unmapped", "a class foreign", "not prepare's meta"])
+                                  "recipe flag", "a class unmapped", "renames collide", "a class foreign",
+                                  "not prepare's meta"])
 def test_like_refuses_files_that_cannot_match(case, raw_dir, tmp_path):
     result = run_prepare(sorted(raw_dir.glob("eegmmidb/S001/*.edf"))[:1], tmp_path / "train", "--event", "T1",
                          "--event", "T2", "--tmax", "4", "--reference", "average")

@@ -25,14 +25,15 @@ RECIPE_FLAGS = ("events", "tmin", "tmax", "window", "bands", "frame_window", "fr
               help="Output folder for X.npy, y.npy, groups.npy, meta.json (must not exist yet)")
 @click.option("--like", "like", type=FILE, default=None,
               help="meta.json of earlier prepared data: apply its recipe (channels, reference, features, frames, "
-                   "events, span) to these files; only --resample, --group-by and --event (your cue names onto "
-                   "its classes: --event left=left_fist) may be given with it")
+                   "events, span) to these files; only --resample, --group-by, --rename/--rename-file and --event "
+                   "(your cue names onto its classes: --event left=left_fist) may be given with it")
 @click.option("--recipe", "recipe_name", default=None,
               help="A named recipe (`eeg2arm recipes` lists them): its arguments are this run's defaults, and the "
                    "flags given here override them (e.g. --event with the names of your cues)")
 @click.option("--event", "events", multiple=True,
               help="NAME or NAME=CLASS (annotation or epochs event name); repeat it, its order is the label order "
-                   "[default: every annotation name, sorted]")
+                   "(with --like: NAME=CLASS onto the recipe's classes, in its order) [default: every annotation "
+                   "name, sorted]")
 @click.option("--tmin", type=float, default=None, help="Start of each trial, s from the event onset (with --tmax)")
 @click.option("--tmax", type=float, default=None,
               help="End of each trial (exclusive), s from the event onset [default: cut annotations by --window]")

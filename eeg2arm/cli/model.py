@@ -282,15 +282,17 @@ def parity(ckpt, onnx_path, x_path, atol) -> None:
 @click.option("--groups", "groups_path", type=FILE, default=None,
               help="groups.npy (N,): also print the accuracy per group, e.g. per subject [default: the groups.npy "
                    "beside X.npy, if any]")
+@click.option("--meta", "meta_path", type=FILE, default=None,
+              help="meta.json of the data, checked against the checkpoint's recipe (default: the one beside X.npy)")
 @DEVICE
 @user_errors
-def evaluate(ckpt, x_path, y_path, report, groups_path, device) -> None:
+def evaluate(ckpt, x_path, y_path, report, groups_path, meta_path, device) -> None:
     """Print accuracy, balanced accuracy, Cohen's kappa, per-class precision/recall, per-group accuracy (subjects or
     recordings, from groups.npy) and the confusion matrix."""
     from ..data import checked_meta, group_names, load_data_meta, load_npy
     from ..evaluate import evaluate as run_evaluate, format_metrics
 
-    meta_path = checked_meta(x_path)
+    meta_path = checked_meta(x_path, meta_path)
     data_meta = load_data_meta(meta_path) if meta_path else None
     beside = Path(x_path).parent / "groups.npy"
     groups_path = groups_path or (beside if beside.is_file() else None)

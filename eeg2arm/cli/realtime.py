@@ -111,7 +111,7 @@ def stream(raw_path, lsl_name, ckpt, onnx_path, url, fast, chunk, duration, lsl_
             if summary.feature_frames:
                 echo(summary.line())
             raise
-    if not summary.decisions and not summary.interrupted:  # e.g. a recording shorter than one pooled frame
+    if not summary.decisions and not summary.stopped_by:  # e.g. a recording shorter than one pooled frame
         if summary.align_s:
             ended = "just after" if summary.aligned else "before"
             raise UserInputError(f"no decision from {source}: its signal ended {ended} the {summary.align_s:g} s the "

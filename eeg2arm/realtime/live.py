@@ -45,7 +45,7 @@ class StreamSummary:
     held: int = 0  # decisions that held a class (not undecided): their share says whether --enter suits the model
     gaps: int = 0  # gaps too long to bridge: the filters and the decoder started again after each
     latencies_ms: list[float] = field(default_factory=list)  # chunk in -> its decisions out
-    interrupted: bool = False  # stopped by Ctrl-C, SIGTERM or SIGHUP
+    stopped_by: str | None = None  # "Ctrl-C", "SIGTERM" or "SIGHUP": stopped from outside
     bad: BadTime = field(default_factory=BadTime)  # how long each channel was bad
     sfreq: float = 1.0
     align_s: float = 0.0  # s of signal the subject's alignment is estimated from (0: none estimated)
@@ -226,14 +226,14 @@ class StreamRun:
     def send(self, result: StepResult, end: int, stamp: float) -> None:
         """One decided frame (its last sample `end` - 1 from the stream's first) to the sinks, a line on a change."""
         t, bad, index = self.seconds(end), tuple(self.repair.bad_at(end - 1)), self.summary.decisions
-        self.summary.decisions += 1
-        self.summary.held += result.decision != Hysteresis.UNDECIDED
         changed = result.decision != self.decision
         decided = Decided(result, t, float(stamp), label_of(result.decision, self.config.class_names), index, bad,
                           bad != self.bad, self.after_gap, self.repair.recent)
         self.bad, self.after_gap = bad, False
         for sink in self.sinks:
             sink.send(decided, changed)
+        self.summary.decisions += 1  # counted once sent: a stop in between leaves the count and the sinks equal
+        self.summary.held += result.decision != Hysteresis.UNDECIDED
         if changed:
             self.summary.switches += 1
             self.decision = result.decision
@@ -264,10 +264,10 @@ def run_stream(chunks: Iterable[Chunk], decoder: Decoder, echo: Callable[[str], 
                 if duration is not None and summary.feature_frames * decoder.config.frame_step >= duration:
                     break
     except KeyboardInterrupt:  # the way a live stream is stopped: still print the summary
-        summary.interrupted = True
+        summary.stopped_by = "Ctrl-C"
         echo("interrupted")
     except Terminated as stop:
-        summary.interrupted = True
+        summary.stopped_by = stop.signame
         echo(f"stopped by {stop.signame}")
     return summary
 

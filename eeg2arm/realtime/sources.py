@@ -26,8 +26,8 @@ import numpy as np
 
 from ..config import EEGConfig
 from ..errors import UserInputError
-from ..recordings import open_recording, same_rate
 from ..names import pick_channels
+from ..recordings import open_recording, same_rate
 from .units import StreamUnits
 
 if TYPE_CHECKING:

@@ -54,7 +54,7 @@ class ViewSink:
         self.done = True
         self.wake.set()
         self.thread.join()
-        how = "interrupted" if self.summary.interrupted else "error" if error is not None else "ended"
+        how = "interrupted" if self.summary.stopped_by else "error" if error is not None else "ended"
         self.feed.end(json.dumps({"type": "end", "how": how, "summary": self.summary.line(),
                                   "error": None if error is None else str(error)}))
         self.server.close()
