@@ -13,26 +13,31 @@ log = logging.getLogger("eeg2arm")
 
 def parse_renames(pairs: tuple[str, ...] = (), path: Path | None = None) -> dict[str, str]:
     """{source's name: the model's name} from OLD=NEW pairs and a file (JSON object, or OLD NEW per line)."""
-    renames: dict[str, str] = {}
+    mapped: list[tuple[str, str]] = []  # (OLD, NEW) in the order given
     if path is not None:
         try:
             text = Path(path).read_text()
         except (OSError, UnicodeDecodeError) as e:
             raise UserInputError(f"--rename-file {path} cannot be read ({type(e).__name__})") from None
         try:
-            loaded = json.loads(text)
+            loaded = json.loads(text, object_pairs_hook=list)  # [(OLD, NEW), ...]: a key given twice stays visible
         except json.JSONDecodeError:
-            loaded = dict(line.split(None, 1) for line in text.splitlines() if len(line.split(None, 1)) == 2)
-        if not isinstance(loaded, dict) or not loaded:
+            loaded = [tuple(line.split(None, 1)) for line in text.splitlines() if len(line.split(None, 1)) == 2]
+        if not isinstance(loaded, list) or not loaded or not all(isinstance(p, tuple) for p in loaded):
             raise UserInputError(f"--rename-file {path} maps no channel: give a JSON object {{\"OLD\": \"NEW\"}} or "
                                  f"lines 'OLD NEW'")
-        renames.update({str(k).strip(): str(v).strip() for k, v in loaded.items()})
+        mapped += [(str(old).strip(), str(new).strip()) for old, new in loaded]
     for pair in pairs:
         old, sep, new = pair.partition("=")
         if not sep or not old.strip() or not new.strip():
             raise UserInputError(f"--rename {pair!r} must be OLD=NEW (the source's name = the model's), e.g. C3..=C3")
-        renames[old.strip()] = new.strip()
-    return renames
+        mapped.append((old.strip(), new.strip()))
+    olds = [old for old, _ in mapped]
+    twice = sorted({old for old in olds if olds.count(old) > 1})
+    if twice:
+        raise UserInputError(f"--rename/--rename-file map {', '.join(twice[:4])} more than once: give each channel "
+                             f"one new name")
+    return dict(mapped)
 
 
 def pick_channels(available: list[str], wanted: tuple[str, ...], source: str,
@@ -60,7 +65,8 @@ def channel_fix(missing: list[str], names: list[str]) -> str:
     spelled = {loose(name): name for name in names}
     guesses = {c: spelled[loose(c)] for c in missing if loose(c) in spelled}
     if guesses:
-        return "map them with " + " ".join(f"--rename {old}={new}" for new, old in list(guesses.items())[:4]) + \
-            (" ..." if len(guesses) > 4 else "") + " (or a --rename-file of OLD NEW lines)"
+        shown = " ".join(f"--rename {old}={new}" for new, old in list(guesses.items())[:4])
+        more = f" ... ({len(guesses)} in all: a --rename-file of OLD NEW lines takes them at once)"
+        return f"map them with {shown}" + (more if len(guesses) > 4 else " (or a --rename-file of OLD NEW lines)")
     return (f"its channels are {', '.join(names[:6])}{' ...' if len(names) > 6 else ''}: map them with --rename "
             f"OLD=NEW or a --rename-file of OLD NEW lines, or use the montage the model was trained on")

@@ -414,13 +414,14 @@ def like_mismatches(raw_dir: Path, tmp: Path) -> dict[str, tuple[list, list[str]
         "missing channel": ([tmp / "no_c4.edf"], [], "has no channel C4..: its channels are Fc5., "),
         "spelled otherwise": ([tmp / "spelled_raw.fif"], [], "has no channel Fc5., Fc3., Fc1., "
                               "Fcz., Fc2. ...: map them with --rename FC5=Fc5. --rename FC3=Fc3. --rename FC1=Fc1. "
-                              "--rename FCZ=Fcz. ... (or a --rename-file"),
+                              "--rename FCZ=Fcz. ... (64 in all: a --rename-file of OLD NEW lines takes them at once)"),
         "other rate": ([tmp / "at_128.edf"], [], "run at 128 Hz but the --like recipe was made at 160 Hz: pass "
                                                  "--resample 160"),
         "other --resample": (mmi, ["--resample", "100"], "--resample 100 differs from the 160 Hz"),
         "recipe flag": (mmi, ["--tmin", "0", "--features", "slow", "--event", "T1"], "drop --tmin, --features"),
         "a class unmapped": (mmi, ["--event", "T1"], "onto the classes of --like "),
         "renames collide": (mmi, ["--rename", "C3..=C4.."], "cannot rename the channels of"),
+        "a rename twice": (mmi, ["--rename", "C3..=C3", "--rename", "C3..=c3"], "map C3.. more than once"),
         "a class foreign": (mmi, ["--event", "T1", "--event", "T2=right"], "right is not one of them; give --event "
                                                                           "NAME=CLASS for each class"),
         "not prepare's meta": (mmi, ["--like", str(raw_dir.parent / "bandpower" / "meta.json")], "lacks"),
@@ -428,7 +429,8 @@ def like_mismatches(raw_dir: Path, tmp: Path) -> dict[str, tuple[list, list[str]
 
 
 @pytest.mark.parametrize("case", ["missing channel", "spelled otherwise", "other rate", "other --resample",
-                                  "recipe flag", "a class unmapped", "renames collide", "a class foreign",
+                                  "recipe flag", "a class unmapped", "renames collide", "a rename twice",
+                                  "a class foreign",
                                   "not prepare's meta"])
 def test_like_refuses_files_that_cannot_match(case, raw_dir, tmp_path):
     result = run_prepare(sorted(raw_dir.glob("eegmmidb/S001/*.edf"))[:1], tmp_path / "train", "--event", "T1",
