@@ -75,8 +75,8 @@ def calibrate(ckpt: str | Path, X: np.ndarray, y: np.ndarray, save: str | Path, 
                                {"ckpt": source or str(ckpt), "trials": len(y), "weight": weight,
                                 "accuracy_before": before, "accuracy_after": after}]}
     save_checkpoint(save, model, meta["example_input_shape"], meta["epoch"], metrics)
-    echo(f"calibrated on {len(y)} trial{'s' * (len(y) != 1)}, each weighted as {weight:g} training trials; accuracy on these "
-         f"calibration trials (not a test) {before:.3f} before, {after:.3f} after; saved to {save}")
+    echo(f"calibrated on {len(y)} trial{'s' * (len(y) != 1)}, each weighted as {weight:g} training trials; accuracy "
+         f"on these calibration trials (not a test) {before:.3f} before, {after:.3f} after; saved to {save}")
     return metrics
 
 

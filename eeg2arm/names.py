@@ -40,14 +40,19 @@ def parse_renames(pairs: tuple[str, ...] = (), path: Path | None = None) -> dict
     return dict(mapped)
 
 
+def warn_unknown(unknown: list[str], lacking: str, reader: str) -> None:
+    """One warning naming the renames' OLD names nothing read has (`lacking`: "X has no channel", "no file has a
+    channel"; `reader`: "source", "file"): a typo, or a rename file written for another amplifier."""
+    if unknown:
+        log.warning("%s %s to rename: --rename OLD=NEW takes the %s's own name as OLD", lacking,
+                    ", ".join(unknown[:6]) + (" ..." if len(unknown) > 6 else ""), reader)
+
+
 def pick_channels(available: list[str], wanted: tuple[str, ...], source: str,
                   renames: dict[str, str] | None = None) -> list[int]:
     """Indices into `available` of the `wanted` channels, in their order, after `renames`; a one-line error naming
     the missing ones and how to map them."""
-    unknown = [old for old in renames or {} if old not in available]
-    if unknown:  # a typo, or a rename file written for another amplifier
-        log.warning("%s has no channel %s to rename: --rename OLD=NEW takes the source's own name as OLD", source,
-                    ", ".join(unknown[:6]) + (" ..." if len(unknown) > 6 else ""))
+    warn_unknown([old for old in renames or {} if old not in available], f"{source} has no channel", "source")
     renamed = [(renames or {}).get(name, name) for name in available]
     missing = [c for c in wanted if c not in renamed]
     if not missing:

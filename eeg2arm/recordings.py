@@ -16,7 +16,7 @@ import mne
 
 from .bids import bids_path_of, read_bids
 from .errors import UserInputError
-from .names import channel_fix
+from .names import channel_fix, warn_unknown
 from .recipe import montage_names, reference_channels
 
 EPOCHS_SUFFIXES = ("-epo.fif", "_epo.fif", "-epo.fif.gz", "_epo.fif.gz")
@@ -65,10 +65,8 @@ def renamed(recordings: dict[Path, Recording], renames: dict[str, str]) -> dict[
     """Rename channels in place (`prepare --rename OLD=NEW`: a file's own name, the recipe's), each file the ones it
     has; warn of an OLD no file has (a typo). Returns the renames some file took."""
     unknown = [old for old in renames if not any(old in inst.ch_names for inst in recordings.values())]
+    warn_unknown(unknown, "no file has a channel", "file")
     taken = {old: new for old, new in renames.items() if old not in unknown}
-    if unknown:
-        log.warning("no file has a channel %s to rename: --rename OLD=NEW takes the file's own name as OLD",
-                    ", ".join(unknown[:6]) + (" ..." if len(unknown) > 6 else ""))
     for path, inst in recordings.items():
         mapping = {old: new for old, new in renames.items() if old in inst.ch_names and old != new}
         try:
